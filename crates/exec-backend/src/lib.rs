@@ -1,0 +1,333 @@
+//! Every way phoenix-gpu reaches a host and a container, behind two traits.
+//!
+//! - [`Host`]: the node that owns the GPUs and the container configs. It runs commands, reads
+//!   and atomically writes files, lists directories with device numbers.
+//! - [`ContainerExec`]: a way into a container: run a command inside, push a file in, read and
+//!   change its state.
+//!
+//! A command is always a [`Cmd`]: an argv (never a shell string), an explicit environment, an
+//! optional stdin and a timeout. Its [`Output`] comes back whatever the exit status; turn a
+//! non-zero status into a typed error with [`Output::check`].
+//!
+//! Backends (each in its own module): `LocalHost`, `SshHost`, `Pct<H>`, `LxcAttach<H>`,
+//! `SshContainer`. With the `mock` feature, mockall's `MockHost` and `MockContainerExec`.
+
+use std::ffi::{OsStr, OsString};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+mod error;
+pub use error::ExecError;
+
+/// The default cap on captured stdout and on captured stderr, each.
+pub const DEFAULT_OUTPUT_CAP: usize = 16 * 1024 * 1024;
+
+/// A command: argv, explicit environment, optional stdin, timeout.
+///
+/// The child starts with an empty environment plus `PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`
+/// and `LC_ALL=C`, then [`Cmd::env`] on top, so that output is parseable and nothing of the
+/// caller's environment leaks in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cmd {
+    /// Program and arguments. Never empty.
+    pub argv: Vec<OsString>,
+    /// Extra environment variables, on top of the fixed base.
+    pub env: Vec<(OsString, OsString)>,
+    /// Bytes written to the child's stdin, then stdin is closed. `None`: stdin is /dev/null.
+    pub stdin: Option<Vec<u8>>,
+    /// Kill the whole process group after this long. `None`: no limit.
+    pub timeout: Option<Duration>,
+    /// Keep at most this many bytes of stdout and of stderr (the tail is dropped).
+    pub output_cap: usize,
+}
+
+impl Cmd {
+    /// A command from a program and its arguments.
+    pub fn new<I, S>(argv: I) -> Cmd
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        Cmd {
+            argv: argv.into_iter().map(Into::into).collect(),
+            env: Vec::new(),
+            stdin: None,
+            timeout: None,
+            output_cap: DEFAULT_OUTPUT_CAP,
+        }
+    }
+
+    /// Adds one environment variable.
+    pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Cmd {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Sets the bytes fed to stdin.
+    pub fn stdin(mut self, bytes: impl Into<Vec<u8>>) -> Cmd {
+        self.stdin = Some(bytes.into());
+        self
+    }
+
+    /// Sets the timeout.
+    pub fn timeout(mut self, timeout: Duration) -> Cmd {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// The program name (first argv element), lossily as text.
+    pub fn program(&self) -> String {
+        self.argv
+            .first()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
+    /// The argv, lossily as text, for messages and logs.
+    pub fn display_argv(&self) -> Vec<String> {
+        self.argv
+            .iter()
+            .map(|s| s.to_string_lossy().into_owned())
+            .collect()
+    }
+}
+
+/// How a process ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// Exited with this code.
+    Code(i32),
+    /// Killed by this signal.
+    Signal(i32),
+}
+
+impl ExitStatus {
+    /// True for exit code 0.
+    pub fn success(self) -> bool {
+        self == ExitStatus::Code(0)
+    }
+}
+
+impl fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExitStatus::Code(c) => write!(f, "exit code {c}"),
+            ExitStatus::Signal(s) => write!(f, "signal {s}"),
+        }
+    }
+}
+
+/// What a finished command gave back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Output {
+    /// How it ended.
+    pub status: ExitStatus,
+    /// Captured stdout, at most the command's cap.
+    pub stdout: Vec<u8>,
+    /// Captured stderr, at most the command's cap.
+    pub stderr: Vec<u8>,
+}
+
+impl Output {
+    /// A successful output with this stdout (handy for mocks and tests).
+    pub fn ok(stdout: impl Into<Vec<u8>>) -> Output {
+        Output {
+            status: ExitStatus::Code(0),
+            stdout: stdout.into(),
+            stderr: Vec::new(),
+        }
+    }
+
+    /// Stdout as text (lossy).
+    pub fn stdout_str(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+
+    /// The last `max` bytes of stderr as text, for error messages.
+    pub fn stderr_tail(&self, max: usize) -> String {
+        tail_text(&self.stderr, max)
+    }
+
+    /// `Ok(self)` on exit code 0, else [`ExecError::Failed`] naming `target` and the argv.
+    pub fn check(self, target: &str, cmd: &Cmd) -> Result<Output, ExecError> {
+        if self.status.success() {
+            Ok(self)
+        } else {
+            Err(ExecError::Failed {
+                target: target.to_owned(),
+                argv: cmd.display_argv(),
+                status: self.status,
+                stderr_tail: self.stderr_tail(2048),
+            })
+        }
+    }
+}
+
+/// The last `max` bytes of `bytes` as lossy text, trimmed.
+pub fn tail_text(bytes: &[u8], max: usize) -> String {
+    let start = bytes.len().saturating_sub(max);
+    String::from_utf8_lossy(&bytes[start..]).trim().to_owned()
+}
+
+/// The type of a directory entry or a file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileKind {
+    /// A regular file.
+    File,
+    /// A directory.
+    Dir,
+    /// A symbolic link (not followed).
+    Symlink,
+    /// A character device.
+    CharDevice,
+    /// A block device.
+    BlockDevice,
+    /// A socket, fifo or anything else.
+    Other,
+}
+
+/// What `stat` (without following a final symlink) says about a path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileMeta {
+    /// File type.
+    pub kind: FileKind,
+    /// Device numbers `(major, minor)` for character and block devices.
+    pub rdev: Option<(u32, u32)>,
+    /// Permission bits (`st_mode & 0o7777`).
+    pub mode: u32,
+    /// Owner uid.
+    pub uid: u32,
+    /// Owner gid.
+    pub gid: u32,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// One entry of a directory listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirEntry {
+    /// The entry's file name (not the whole path).
+    pub name: OsString,
+    /// Its metadata (symlinks not followed).
+    pub meta: FileMeta,
+}
+
+/// How [`Host::write_file_atomic`] writes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WriteOptions {
+    /// Hold an exclusive `flock` on this path (created if missing) for the whole write.
+    pub lock: Option<PathBuf>,
+    /// Give up waiting for the lock after this long (`None`: 10 s).
+    pub lock_timeout: Option<Duration>,
+    /// Under the lock, the file must still hold exactly these bytes (`Some(None)`: must not
+    /// exist), else [`ExecError::Conflict`] and nothing is written.
+    pub expect_previous: Option<Option<Vec<u8>>>,
+    /// Before replacing, copy the previous bytes to this file (its directory is created).
+    pub backup_to: Option<PathBuf>,
+    /// Permission bits of the new file (`None`: those of the file it replaces, else 0o644).
+    pub mode: Option<u32>,
+}
+
+/// The node that owns the GPUs and the container configs.
+///
+/// Paths are host paths; a backend may map them (`LocalHost` under `--root`). Use
+/// [`Host::resolve`] to turn a host path into the path a command run on this host must use.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait Host: Send + Sync {
+    /// A short name for messages and logs: `localhost`, the SSH node's name.
+    fn name(&self) -> String;
+
+    /// The path a command run on this host must use for the host path `path` (identity unless
+    /// the backend maps paths, as `LocalHost` does under `--root`).
+    fn resolve(&self, path: &Path) -> PathBuf;
+
+    /// Runs a command; any exit status is `Ok`. Errors are spawn failures, timeouts, transport.
+    async fn run(&self, cmd: &Cmd) -> Result<Output, ExecError>;
+
+    /// Reads a whole file. A missing file is [`ExecError::NotFound`].
+    async fn read_file(&self, path: &Path) -> Result<Vec<u8>, ExecError>;
+
+    /// Replaces a file atomically: lock, check, temp file in the same directory, fsync, rename,
+    /// fsync of the directory. Readers see the old bytes or the new, never a mix.
+    async fn write_file_atomic(
+        &self,
+        path: &Path,
+        bytes: &[u8],
+        opts: &WriteOptions,
+    ) -> Result<(), ExecError>;
+
+    /// Lists a directory (not recursive), sorted by name. A missing directory is
+    /// [`ExecError::NotFound`].
+    async fn read_dir(&self, path: &Path) -> Result<Vec<DirEntry>, ExecError>;
+
+    /// Metadata of a path without following a final symlink; `Ok(None)` when it does not exist.
+    async fn stat(&self, path: &Path) -> Result<Option<FileMeta>, ExecError>;
+}
+
+/// Names a container: a Proxmox CTID (`101`) or a plain LXC container name.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CtRef(pub String);
+
+impl CtRef {
+    /// A container reference.
+    pub fn new(id: impl Into<String>) -> CtRef {
+        CtRef(id.into())
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for CtRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A container's run state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CtState {
+    /// Running.
+    Running,
+    /// Stopped.
+    Stopped,
+    /// Anything else the backend reported (`FROZEN`, `STARTING`, ...).
+    Other(String),
+}
+
+/// A way into a container.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait ContainerExec: Send + Sync {
+    /// Runs `cmd` inside the container; any exit status is `Ok`.
+    async fn exec(&self, ct: &CtRef, cmd: &Cmd) -> Result<Output, ExecError>;
+
+    /// Copies the host file `src` to `dest` inside the container with permission bits `mode`.
+    async fn push_file(
+        &self,
+        ct: &CtRef,
+        src: &Path,
+        dest: &Path,
+        mode: u32,
+    ) -> Result<(), ExecError>;
+
+    /// The container's state. An unknown container is [`ExecError::CtNotFound`].
+    async fn state(&self, ct: &CtRef) -> Result<CtState, ExecError>;
+
+    /// Starts the container (returns once the backend says it started).
+    async fn start(&self, ct: &CtRef) -> Result<(), ExecError>;
+
+    /// Stops the container.
+    async fn stop(&self, ct: &CtRef) -> Result<(), ExecError>;
+}
+
+/// Lossy text of an `OsStr`, for messages.
+pub fn lossy(s: &OsStr) -> String {
+    s.to_string_lossy().into_owned()
+}
