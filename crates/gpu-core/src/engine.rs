@@ -1,0 +1,347 @@
+//! The engine: runs `plan`, `apply`, `verify`, `check` and `remove` for one container through
+//! the [`Host`] and [`ContainerExec`] it was given.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use exec_backend::{ContainerExec, CtRef, Host};
+
+use crate::counting::{CountingExec, CountingHost, Tally};
+use crate::error::{Error, Result};
+use crate::inventory::{Gpu, Inventory};
+use crate::report::{Event, EventSink, Report, ReportedError, StepName, StepReport, StepStatus};
+use crate::request::{Request, Strategy, Target, VersionWanted};
+use crate::version::DriverVersion;
+use crate::{config_step, container};
+
+/// Host-side places the engine uses. The defaults are the documented paths; the CLI maps them
+/// under `--root` through the host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settings {
+    /// Where runfiles are cached (`/var/cache/phoenix-gpu`).
+    pub cache_dir: PathBuf,
+    /// Where previous config bytes are kept (`/var/lib/phoenix-gpu/backups`).
+    pub backup_root: PathBuf,
+    /// How long to wait for the config lock.
+    pub lock_timeout: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            cache_dir: PathBuf::from("/var/cache/phoenix-gpu"),
+            backup_root: PathBuf::from("/var/lib/phoenix-gpu/backups"),
+            lock_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// An operation that failed, with the report of what ran before it failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{error}")]
+pub struct Failure {
+    /// The steps that ran, the last one failed.
+    pub report: Report,
+    /// Why.
+    #[source]
+    pub error: Error,
+}
+
+/// Runs operations on the containers of one host.
+#[derive(Clone)]
+pub struct Engine {
+    host: Arc<dyn Host>,
+    cts: Arc<dyn ContainerExec>,
+    target: Target,
+    settings: Settings,
+    events: EventSink,
+}
+
+/// What a step function sees: the host and the container (both counted), and where things go.
+pub(crate) struct Ctx<'a> {
+    pub host: &'a dyn Host,
+    pub cts: &'a dyn ContainerExec,
+    pub target: &'a Target,
+    pub settings: &'a Settings,
+    pub events: &'a EventSink,
+    pub ct: &'a CtRef,
+}
+
+/// A report being built: times steps, emits events.
+pub(crate) struct Run<'a> {
+    pub report: Report,
+    events: &'a EventSink,
+    started: Instant,
+}
+
+impl<'a> Run<'a> {
+    fn new(ct: &CtRef, events: &'a EventSink) -> Run<'a> {
+        Run {
+            report: Report::new(ct.as_str()),
+            events,
+            started: Instant::now(),
+        }
+    }
+
+    /// Runs one step: emits events, records its outcome. The future gives the step's value,
+    /// status and one line of detail.
+    pub async fn step<T>(
+        &mut self,
+        name: StepName,
+        fut: impl Future<Output = Result<(T, StepStatus, String)>>,
+    ) -> Result<T> {
+        let ct = self.report.ct.clone();
+        self.events.emit(Event::StepStarted {
+            ct: ct.clone(),
+            step: name,
+        });
+        let t0 = Instant::now();
+        let out = fut.await;
+        let duration_ms = t0.elapsed().as_millis() as u64;
+        let (value, status, detail) = match out {
+            Ok((v, status, detail)) => (Ok(v), status, detail),
+            Err(e) => {
+                let detail = chain(&e);
+                (Err(e), StepStatus::Failed, detail)
+            }
+        };
+        if status == StepStatus::Changed {
+            self.report.changed = true;
+        }
+        self.record(StepReport {
+            name,
+            status,
+            detail,
+            duration_ms,
+        });
+        value
+    }
+
+    /// Records a step that did not run through [`Run::step`] (skipped ones).
+    pub fn record(&mut self, report: StepReport) {
+        self.events.emit(Event::StepFinished {
+            ct: self.report.ct.clone(),
+            report: report.clone(),
+        });
+        self.report.steps.push(report);
+    }
+
+    /// Records a skipped step.
+    pub fn skip(&mut self, name: StepName, why: impl Into<String>) {
+        self.record(StepReport {
+            name,
+            status: StepStatus::Skipped,
+            detail: why.into(),
+            duration_ms: 0,
+        });
+    }
+
+    fn finish(mut self, tally: &Tally, result: Result<()>) -> std::result::Result<Report, Failure> {
+        self.report.counters = tally.counters();
+        self.report.duration_ms = self.started.elapsed().as_millis() as u64;
+        match result {
+            Ok(()) => Ok(self.report),
+            Err(error) => {
+                self.report.error = Some(ReportedError {
+                    kind: error.kind(),
+                    message: chain(&error),
+                });
+                Err(Failure {
+                    report: self.report,
+                    error,
+                })
+            }
+        }
+    }
+}
+
+/// The whole cause chain of an error, joined by `: `.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+impl Engine {
+    /// An engine for containers of `target` on `host`, entered through `cts`.
+    pub fn new(host: Arc<dyn Host>, cts: Arc<dyn ContainerExec>, target: Target) -> Engine {
+        Engine {
+            host,
+            cts,
+            target,
+            settings: Settings::default(),
+            events: EventSink::none(),
+        }
+    }
+
+    /// Replaces the settings.
+    pub fn with_settings(mut self, settings: Settings) -> Engine {
+        self.settings = settings;
+        self
+    }
+
+    /// Delivers progress events to `events`.
+    pub fn with_events(mut self, events: EventSink) -> Engine {
+        self.events = events;
+        self
+    }
+
+    /// The target.
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    /// Reads the host's inventory.
+    pub async fn inventory(&self) -> Result<Inventory> {
+        Inventory::read(self.host.as_ref()).await
+    }
+
+    /// What `apply` would do, changing nothing: the same run with `dry_run` set.
+    pub async fn plan(&self, req: &Request) -> std::result::Result<Report, Failure> {
+        let mut req = req.clone();
+        req.dry_run = true;
+        self.apply(&req).await
+    }
+
+    /// Converges one container: host check, config, restart, userspace, CUDA, tools, verify.
+    /// A second run on a converged container is one probe exec and changes nothing.
+    pub async fn apply(&self, req: &Request) -> std::result::Result<Report, Failure> {
+        let tally = Arc::new(Tally::default());
+        let host = CountingHost::new(self.host.clone(), tally.clone());
+        let cts = CountingExec::new(self.cts.clone(), tally.clone());
+        let ctx = Ctx {
+            host: &host,
+            cts: &cts,
+            target: &self.target,
+            settings: &self.settings,
+            events: &self.events,
+            ct: &req.ct,
+        };
+        let mut run = Run::new(&req.ct, &self.events);
+        let result = apply_steps(&ctx, req, &mut run).await;
+        run.finish(&tally, result)
+    }
+
+    /// Runs `nvidia-smi` in the container and checks it lists exactly the selected GPUs at the
+    /// host's driver version.
+    pub async fn verify(&self, req: &Request) -> std::result::Result<Report, Failure> {
+        let tally = Arc::new(Tally::default());
+        let host = CountingHost::new(self.host.clone(), tally.clone());
+        let cts = CountingExec::new(self.cts.clone(), tally.clone());
+        let ctx = Ctx {
+            host: &host,
+            cts: &cts,
+            target: &self.target,
+            settings: &self.settings,
+            events: &self.events,
+            ct: &req.ct,
+        };
+        let mut run = Run::new(&req.ct, &self.events);
+        let result = async {
+            let (inv, gpus) = run.step(StepName::HostCheck, host_check(&ctx, req)).await?;
+            run.step(StepName::Verify, container::verify(&ctx, req, &inv, &gpus))
+                .await
+        }
+        .await;
+        run.finish(&tally, result)
+    }
+
+    /// Takes the tool's passthrough entries out of the container's config.
+    pub async fn remove(&self, ct: &CtRef, dry_run: bool) -> std::result::Result<Report, Failure> {
+        let tally = Arc::new(Tally::default());
+        let host = CountingHost::new(self.host.clone(), tally.clone());
+        let cts = CountingExec::new(self.cts.clone(), tally.clone());
+        let ctx = Ctx {
+            host: &host,
+            cts: &cts,
+            target: &self.target,
+            settings: &self.settings,
+            events: &self.events,
+            ct,
+        };
+        let mut run = Run::new(ct, &self.events);
+        let result = async {
+            let diff = run
+                .step(StepName::Remove, config_step::remove(&ctx, dry_run))
+                .await?;
+            run.report.config_diff = diff;
+            Ok(())
+        }
+        .await;
+        run.finish(&tally, result)
+    }
+}
+
+/// Inventory, selection and version preconditions.
+pub(crate) async fn host_check(
+    ctx: &Ctx<'_>,
+    req: &Request,
+) -> Result<((Inventory, Vec<Gpu>), StepStatus, String)> {
+    let inv = Inventory::read(ctx.host).await?;
+    let gpus: Vec<Gpu> = req.gpus.resolve(&inv)?.into_iter().cloned().collect();
+    if let VersionWanted::Exact(v) = &req.driver_version {
+        check_version(ctx, req, v, &inv.driver_version)?;
+    }
+    let detail = format!(
+        "driver {}, {} GPU(s) on host, selected [{}]",
+        inv.driver_version,
+        inv.gpus.len(),
+        gpus.iter()
+            .map(|g| g.index.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    Ok(((inv, gpus), StepStatus::Ok, detail))
+}
+
+fn check_version(
+    ctx: &Ctx<'_>,
+    req: &Request,
+    wanted: &DriverVersion,
+    host: &DriverVersion,
+) -> Result<()> {
+    if wanted == host || req.strategy != Strategy::Runfile {
+        return Ok(());
+    }
+    if req.force_version {
+        ctx.events.emit(Event::Notice {
+            ct: ctx.ct.to_string(),
+            message: format!(
+                "installing userspace {wanted} although the host's module is {host} (--force-version): NVML will fail with a version mismatch until they agree"
+            ),
+        });
+        return Ok(());
+    }
+    Err(Error::VersionMismatch {
+        wanted: wanted.to_string(),
+        host: host.to_string(),
+    })
+}
+
+async fn apply_steps(ctx: &Ctx<'_>, req: &Request, run: &mut Run<'_>) -> Result<()> {
+    let (inv, gpus) = run.step(StepName::HostCheck, host_check(ctx, req)).await?;
+    let cfg = run
+        .step(StepName::Config, config_step::apply(ctx, req, &inv, &gpus))
+        .await?;
+    run.report.config_diff = cfg.diff.clone();
+    if req.config_only {
+        for s in [
+            StepName::Restart,
+            StepName::Userspace,
+            StepName::Cuda,
+            StepName::Tools,
+            StepName::Verify,
+        ] {
+            run.skip(s, "--config-only");
+        }
+        return Ok(());
+    }
+    container::converge(ctx, req, &inv, &gpus, &cfg, run).await
+}

@@ -1,0 +1,209 @@
+//! What an operation did, as serde types with stable field names (the CLI's `--json`), and the
+//! progress events delivered while it runs.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::error::ErrorKind;
+
+/// The steps of `apply`, in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum StepName {
+    /// Inventory and host preconditions.
+    HostCheck,
+    /// The container config's passthrough entries.
+    Config,
+    /// Restart (or start) of the container.
+    Restart,
+    /// The driver userspace in the container.
+    Userspace,
+    /// The CUDA toolkit.
+    Cuda,
+    /// Extra tools such as nvtop.
+    Tools,
+    /// nvidia-smi inside the container against the assignment.
+    Verify,
+    /// Taking the tool's entries out (`remove`).
+    Remove,
+}
+
+impl StepName {
+    /// The name as printed (`host-check`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepName::HostCheck => "host-check",
+            StepName::Config => "config",
+            StepName::Restart => "restart",
+            StepName::Userspace => "userspace",
+            StepName::Cuda => "cuda",
+            StepName::Tools => "tools",
+            StepName::Verify => "verify",
+            StepName::Remove => "remove",
+        }
+    }
+}
+
+/// How a step ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    /// Looked and found nothing to do.
+    Ok,
+    /// Changed something.
+    Changed,
+    /// Would change something (plan, dry run).
+    Planned,
+    /// Not run (not asked for, or not needed).
+    Skipped,
+    /// Failed; the report's error says why.
+    Failed,
+}
+
+/// One step's outcome.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct StepReport {
+    /// Which step.
+    pub name: StepName,
+    /// How it ended.
+    pub status: StepStatus,
+    /// One line for a person: what was found or done.
+    pub detail: String,
+    /// Wall time of the step in milliseconds.
+    pub duration_ms: u64,
+}
+
+/// How many operations a run cost.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Counters {
+    /// Commands run inside the container (exec and push).
+    pub container_execs: u64,
+    /// Commands run on the host.
+    pub host_commands: u64,
+    /// Config files written.
+    pub config_writes: u64,
+    /// Container restarts and starts.
+    pub restarts: u64,
+}
+
+/// The error part of a report.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ReportedError {
+    /// Its kind (the CLI maps it to the exit code).
+    pub kind: ErrorKind,
+    /// The whole cause chain, joined by `: `.
+    pub message: String,
+}
+
+/// What one operation on one container did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Report {
+    /// The container.
+    pub ct: String,
+    /// Whether anything was changed (config written, container restarted, software installed).
+    pub changed: bool,
+    /// The steps in the order they ran.
+    pub steps: Vec<StepReport>,
+    /// Operation counts.
+    pub counters: Counters,
+    /// The unified diff of the config (empty when it did not change).
+    pub config_diff: String,
+    /// The failure, when the operation failed.
+    pub error: Option<ReportedError>,
+    /// Wall time in milliseconds.
+    pub duration_ms: u64,
+}
+
+impl Report {
+    /// An empty report for `ct`.
+    pub fn new(ct: impl Into<String>) -> Report {
+        Report {
+            ct: ct.into(),
+            changed: false,
+            steps: Vec::new(),
+            counters: Counters::default(),
+            config_diff: String::new(),
+            error: None,
+            duration_ms: 0,
+        }
+    }
+
+    /// The report of one step, if it ran.
+    pub fn step(&self, name: StepName) -> Option<&StepReport> {
+        self.steps.iter().find(|s| s.name == name)
+    }
+}
+
+/// A progress event, delivered to the caller while an operation runs. gpu-core never prints.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Event {
+    /// A step started.
+    StepStarted {
+        /// The container.
+        ct: String,
+        /// The step.
+        step: StepName,
+    },
+    /// A step finished.
+    StepFinished {
+        /// The container.
+        ct: String,
+        /// Its report.
+        report: StepReport,
+    },
+    /// Progress of a long transfer or install (`done` of `total` units, bytes for downloads).
+    Progress {
+        /// The container (empty for host-wide work such as a download).
+        ct: String,
+        /// What is progressing: `download NVIDIA-Linux-x86_64-580.159.04.run`.
+        what: String,
+        /// Units done.
+        done: u64,
+        /// Units in all, when known.
+        total: Option<u64>,
+    },
+    /// A notable thing a person should see (a forced version, a skipped step).
+    Notice {
+        /// The container.
+        ct: String,
+        /// The message.
+        message: String,
+    },
+}
+
+/// Where events go: a callback the caller gives. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct EventSink(Option<Arc<dyn Fn(Event) + Send + Sync>>);
+
+impl EventSink {
+    /// A sink that calls `f` for each event (from any task; keep it quick).
+    pub fn new(f: impl Fn(Event) + Send + Sync + 'static) -> EventSink {
+        EventSink(Some(Arc::new(f)))
+    }
+
+    /// A sink that drops events.
+    pub fn none() -> EventSink {
+        EventSink(None)
+    }
+
+    /// Delivers one event.
+    pub fn emit(&self, event: Event) {
+        if let Some(f) = &self.0 {
+            f(event);
+        }
+    }
+}
+
+impl std::fmt::Debug for EventSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "EventSink(callback)"
+        } else {
+            "EventSink(none)"
+        })
+    }
+}
