@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs on a Debian/Ubuntu machine (run as root).
+# Real LXC containers, a real sshd on 127.0.0.1, debootstrap for a Debian container, and the
+# tools that build the stand-in apt repository.
+set -euo pipefail
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-test-deps: needs root (apt-get); skipping. Root-only tests will say they are skipped." >&2
+  exit 0
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends \
+  lxc lxc-templates debootstrap busybox-static uidmap \
+  openssh-server openssh-client util-linux coreutils procps \
+  curl ca-certificates dpkg-dev xz-utils python3 \
+  >/dev/null
+mkdir -p /run/sshd
