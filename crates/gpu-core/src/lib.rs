@@ -8,11 +8,14 @@
 //! failures as typed [`Error`]s with an [`ErrorKind`].
 #![warn(missing_docs)]
 
+pub mod cluster;
 mod config_step;
 mod container;
 mod counting;
 mod engine;
 mod error;
+pub mod fleet;
+pub mod host_prepare;
 mod inventory;
 mod passthrough;
 mod report;
