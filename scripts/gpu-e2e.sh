@@ -1,0 +1,818 @@
+#!/usr/bin/env bash
+# gpu-e2e.sh: real-GPU end-to-end test of phoenix-gpu on plain LXC (docs/e2e.md).
+#
+#   scripts/gpu-e2e.sh --fetch [DIR] [--no-build]   on a machine with apt: make the bundle
+#   gpu-e2e.sh [--bundle DIR] [--keep]               on the GPU host, as root: the scenarios
+#   gpu-e2e.sh --selftest [--bundle DIR] [--keep]    on any root host: container + cgroup, no GPU
+#   gpu-e2e.sh --explore [--bundle DIR] [--keep]     on the GPU host: host facts + a hand-made GPU
+#
+# Environment: PHOENIX_GPU (the binary; default <bundle>/phoenix-gpu), REPORT_DIR (default
+# ./gpu-e2e-report), E2E_PREFIX (private prefix; default /opt/phoenix-e2e), E2E_NAME (container
+# name; default phoenix-e2e).
+#
+# LXC and the container's rootfs come from Debian packages unpacked into E2E_PREFIX, never over /.
+set -Eeuo pipefail
+umask 022
+
+SCRIPT_PATH=$(readlink -f "${BASH_SOURCE[0]}")
+SCRIPT_DIR=$(dirname "$SCRIPT_PATH")
+
+# Packages for LXC itself (unpacked into the private prefix, found through LD_LIBRARY_PATH) and for
+# the container's rootfs (busybox plus Debian's glibc, so that the driver's nvidia-smi can run).
+# The LXC list is what `ldd` shows for lxc-start/-attach/-info/-stop/-destroy and liblxc.so.1 on
+# Debian 12, minus glibc and libgcc (every host has those; LXC's binaries need glibc >= 2.36).
+LXC_PKGS=(lxc liblxc1 liblxc-common libapparmor1 libseccomp2 libcap2 libselinux1 libpcre2-8-0)
+ROOTFS_PKGS=(busybox-static libc6 libc-bin libgcc-s1)
+MIN_GLIBC=2.36
+
+E2E_PREFIX=${E2E_PREFIX:-/opt/phoenix-e2e}
+E2E_NAME=${E2E_NAME:-phoenix-e2e}
+REPORT_DIR=${REPORT_DIR:-./gpu-e2e-report}
+PREFIX_MARK=.phoenix-e2e-prefix
+SYS_ROOTFS_MOUNT=/usr/lib/x86_64-linux-gnu/lxc/rootfs
+CT_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/usr/local/nvidia/bin
+
+KEEP=0
+BUNDLE=
+MODE=run
+FETCH_DIR=
+FETCH_BUILD=1
+
+# State for cleanup.
+CT_STARTED=0
+CT_CREATED=0
+PREFIX_MADE=0
+CREATED_SYS_DIRS=()
+
+log() { printf '[gpu-e2e %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
+
+usage() {
+	sed -n '2,13p' "$SCRIPT_PATH" | sed 's/^# \{0,1\}//'
+}
+
+# --- bundle --------------------------------------------------------------------------------
+
+fetch_bundle() {
+	local dir=$1
+	command -v apt-get >/dev/null || die "apt-get not found: run --fetch on a Debian 12 machine"
+	mkdir -p "$dir/debs/lxc" "$dir/debs/rootfs"
+	dir=$(readlink -f "$dir")
+	rm -f "$dir"/debs/lxc/*.deb "$dir"/debs/rootfs/*.deb
+	log "downloading ${LXC_PKGS[*]} into $dir/debs/lxc"
+	(cd "$dir/debs/lxc" && apt-get download "${LXC_PKGS[@]}" 2>&1 | grep -v 'unsandboxed') >&2
+	log "downloading ${ROOTFS_PKGS[*]} into $dir/debs/rootfs"
+	(cd "$dir/debs/rootfs" && apt-get download "${ROOTFS_PKGS[@]}" 2>&1 | grep -v 'unsandboxed') >&2
+	install -m 0755 "$SCRIPT_PATH" "$dir/gpu-e2e.sh"
+
+	local repo
+	repo=$(git -C "$SCRIPT_DIR" rev-parse --show-toplevel 2>/dev/null || true)
+	rm -f "$dir/phoenix-gpu"
+	if [[ $FETCH_BUILD == 0 ]]; then
+		log "--no-build: no phoenix-gpu in the bundle; set PHOENIX_GPU on the GPU host"
+	elif [[ -z $repo || ! -f $repo/crates/cli/Cargo.toml ]]; then
+		log "no phoenix-gpu workspace around $SCRIPT_DIR: no binary in the bundle; set PHOENIX_GPU on the GPU host"
+	elif ! command -v cargo >/dev/null; then
+		log "cargo not found: no binary in the bundle; set PHOENIX_GPU on the GPU host"
+	elif (cd "$repo" && cargo build --release --locked -p phoenix-gpu >&2) &&
+		[[ -x $repo/target/release/phoenix-gpu ]]; then
+		if command -v strip >/dev/null; then
+			strip -o "$dir/phoenix-gpu" "$repo/target/release/phoenix-gpu"
+		else
+			install -m 0755 "$repo/target/release/phoenix-gpu" "$dir/phoenix-gpu"
+		fi
+		log "phoenix-gpu $(git -C "$repo" rev-parse --short HEAD 2>/dev/null) built into the bundle"
+	else
+		log "cargo build --release -p phoenix-gpu gave no binary: the bundle has none; set PHOENIX_GPU on the GPU host"
+	fi
+
+	{
+		# shellcheck source=/dev/null
+		echo "# phoenix-gpu e2e bundle, made $(date -u +%FT%TZ) on $(. /etc/os-release && echo "$PRETTY_NAME")"
+		echo "# sha256  file"
+		(cd "$dir" && find . -type f ! -name MANIFEST | sort | xargs sha256sum)
+	} >"$dir/MANIFEST"
+	log "bundle ready: $dir ($(du -sh "$dir" | cut -f1))"
+	echo "$dir"
+}
+
+default_bundle() {
+	if [[ -d $SCRIPT_DIR/debs/lxc ]]; then echo "$SCRIPT_DIR"; else echo ./gpu-e2e-bundle; fi
+}
+
+check_bundle() {
+	[[ -d $BUNDLE/debs/lxc && -d $BUNDLE/debs/rootfs ]] ||
+		die "no bundle at $BUNDLE (debs/lxc, debs/rootfs): make one with --fetch on a machine with apt"
+	compgen -G "$BUNDLE/debs/lxc/*.deb" >/dev/null || die "no .deb in $BUNDLE/debs/lxc"
+	compgen -G "$BUNDLE/debs/rootfs/*.deb" >/dev/null || die "no .deb in $BUNDLE/debs/rootfs"
+	if [[ -f $BUNDLE/MANIFEST ]] && command -v sha256sum >/dev/null; then
+		(cd "$BUNDLE" && grep -v '^#' MANIFEST | grep -v ' \./gpu-e2e.sh$' | sha256sum --quiet -c -) ||
+			die "bundle files do not match $BUNDLE/MANIFEST"
+	fi
+}
+
+# Unpacks one .deb under DEST (never /): dpkg-deb if the host has it, else python3.
+deb_x() {
+	local deb=$1 dest=$2
+	[[ $(readlink -f "$dest") != / ]] || die "refusing to unpack $deb over /"
+	if command -v dpkg-deb >/dev/null; then
+		dpkg-deb -x "$deb" "$dest"
+	else
+		python3 - "$deb" "$dest" <<-'EOF'
+			import io, sys, tarfile
+			deb, dest = sys.argv[1], sys.argv[2]
+			with open(deb, "rb") as f:
+			    data = f.read()
+			if not data.startswith(b"!<arch>\n"):
+			    sys.exit(f"{deb}: not an ar archive")
+			off = 8
+			while off < len(data):
+			    name = data[off:off + 16].decode().strip().rstrip("/")
+			    size = int(data[off + 48:off + 58].decode().strip())
+			    body = data[off + 60:off + 60 + size]
+			    if name.startswith("data.tar"):
+			        with tarfile.open(fileobj=io.BytesIO(body), mode="r:*") as t:
+			            kw = {"filter": "fully_trusted"} if hasattr(tarfile, "fully_trusted_filter") else {}
+			            t.extractall(dest, **kw)
+			        break
+			    off += 60 + size + (size & 1)
+			else:
+			    sys.exit(f"{deb}: no data.tar member")
+		EOF
+	fi
+}
+
+# --- private prefix and LXC ------------------------------------------------------------------
+
+prefix_guard() {
+	local p
+	p=$(readlink -m "$E2E_PREFIX")
+	case "$p" in
+	/ | /bin | /boot | /dev | /etc | /home | /lib | /lib64 | /opt | /proc | /root | /run | /sbin | /srv | /sys | /tmp | /usr | /usr/* | /var | /var/lib | /etc/*)
+		die "E2E_PREFIX=$p is a system folder: choose a dedicated one such as /opt/phoenix-e2e" ;;
+	esac
+	if [[ -e $p && ! -e $p/$PREFIX_MARK ]] && [[ -n $(ls -A "$p" 2>/dev/null) ]]; then
+		die "E2E_PREFIX=$p exists and was not made by this script: remove it or choose another"
+	fi
+	E2E_PREFIX=$p
+	LXC_ROOT=$E2E_PREFIX/lxc-root
+	LXCPATH=$E2E_PREFIX/containers
+	CT_DIR=$LXCPATH/$E2E_NAME
+	CT_CONF=$CT_DIR/config
+	CT_ROOTFS=$CT_DIR/rootfs
+}
+
+setup_lxc() {
+	local t0 deb
+	t0=$(now)
+	prefix_guard
+	rm -rf "${LXC_ROOT:?}" "${E2E_PREFIX:?}/bin"
+	mkdir -p "$E2E_PREFIX" "$LXC_ROOT" "$E2E_PREFIX/bin" "$LXCPATH" "$E2E_PREFIX/rootfs-mount"
+	touch "$E2E_PREFIX/$PREFIX_MARK"
+	PREFIX_MADE=1
+	for deb in "$BUNDLE"/debs/lxc/*.deb; do deb_x "$deb" "$LXC_ROOT"; done
+	LXC_LIBS=$LXC_ROOT/usr/lib/x86_64-linux-gnu:$LXC_ROOT/lib/x86_64-linux-gnu
+	local b name
+	for b in "$LXC_ROOT"/usr/bin/lxc-*; do
+		name=${b##*/}
+		cat >"$E2E_PREFIX/bin/$name" <<-EOF
+			#!/bin/sh
+			# LXC from the private prefix $LXC_ROOT (made by gpu-e2e.sh)
+			LD_LIBRARY_PATH=$LXC_LIBS\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH} exec $b "\$@"
+		EOF
+		chmod 0755 "$E2E_PREFIX/bin/$name"
+	done
+	export PATH=$E2E_PREFIX/bin:$PATH
+	local got
+	got=$(command -v lxc-start)
+	[[ $got == "$E2E_PREFIX/bin/lxc-start" ]] || die "lxc-start resolves to $got, not the private one"
+	local liblxc
+	liblxc=$(LD_LIBRARY_PATH=$LXC_LIBS ldd "$LXC_ROOT/usr/bin/lxc-start" | awk '$1 == "liblxc.so.1" { print $3 }')
+	[[ $liblxc == "$LXC_ROOT"/* ]] || die "lxc-start from the prefix loads liblxc from '$liblxc', not from $LXC_ROOT"
+	if LD_LIBRARY_PATH=$LXC_LIBS ldd "$LXC_ROOT/usr/bin/lxc-start" | grep -q 'not found'; then
+		LD_LIBRARY_PATH=$LXC_LIBS ldd "$LXC_ROOT/usr/bin/lxc-start" >&2
+		die "lxc-start from the prefix misses libraries (see above)"
+	fi
+	log "LXC $(lxc-start --version) from $LXC_ROOT (lxc-start=$got, liblxc=$liblxc) in $(elapsed "$t0")s"
+}
+
+# The key prefix the host honours: lxc.cgroup (devices controller on cgroup v1, hybrid layout) or
+# lxc.cgroup2 (unified). LXC ignores lxc.cgroup2.* on a host whose devices controller is v1.
+cgroup_key() {
+	if awk '$3 == "cgroup" && $4 ~ /(^|,)devices(,|$)/ { f = 1 } END { exit !f }' /proc/mounts; then
+		echo lxc.cgroup
+	elif [[ -e /sys/fs/cgroup/cgroup.controllers ]]; then
+		echo lxc.cgroup2
+	else
+		die "cannot tell the cgroup layout: no v1 devices mount and no /sys/fs/cgroup/cgroup.controllers"
+	fi
+}
+
+uvm_major() { awk '$2 == "nvidia-uvm" { print $1; exit }' /proc/devices; }
+
+# --- the container -------------------------------------------------------------------------
+
+build_rootfs() {
+	local t0 deb p
+	t0=$(now)
+	rm -rf "$CT_DIR"
+	mkdir -p "$CT_ROOTFS"
+	CT_CREATED=1
+	for deb in "$BUNDLE"/debs/rootfs/*.deb; do deb_x "$deb" "$CT_ROOTFS"; done
+	[[ -x $CT_ROOTFS/bin/busybox ]] || die "busybox-static gave no /bin/busybox in the rootfs"
+	# busybox's applets as links, without overwriting what glibc's packages brought (ldconfig, ldd...).
+	while read -r p; do
+		[[ -n $p && ! -e $CT_ROOTFS/$p && ! -L $CT_ROOTFS/$p ]] || continue
+		mkdir -p "$CT_ROOTFS/$(dirname "$p")"
+		ln -s /bin/busybox "$CT_ROOTFS/$p"
+	done < <("$CT_ROOTFS/bin/busybox" --list-full)
+	mkdir -p "$CT_ROOTFS"/{dev,proc,sys,tmp,run,root,var/log,etc/init.d,etc/ld.so.conf.d,usr/local/bin,usr/local/lib}
+	chmod 1777 "$CT_ROOTFS/tmp"
+	echo "root:x:0:0:root:/root:/bin/sh" >"$CT_ROOTFS/etc/passwd"
+	echo "root:x:0:" >"$CT_ROOTFS/etc/group"
+	echo "$E2E_NAME" >"$CT_ROOTFS/etc/hostname"
+	printf '127.0.0.1 localhost\n127.0.1.1 %s\n' "$E2E_NAME" >"$CT_ROOTFS/etc/hosts"
+	echo 'include /etc/ld.so.conf.d/*.conf' >"$CT_ROOTFS/etc/ld.so.conf"
+	cat >"$CT_ROOTFS/etc/os-release" <<-'EOF'
+		PRETTY_NAME="Debian GNU/Linux 12 (bookworm), minimal: busybox-static and glibc (phoenix-gpu e2e)"
+		NAME="Debian GNU/Linux"
+		VERSION_ID="12"
+		VERSION_CODENAME=bookworm
+		ID=debian
+		VARIANT_ID=phoenix-e2e-busybox
+	EOF
+	cat >"$CT_ROOTFS/etc/inittab" <<-'EOF'
+		::sysinit:/etc/init.d/rcS
+		::shutdown:/bin/sync
+	EOF
+	cat >"$CT_ROOTFS/etc/init.d/rcS" <<-'EOF'
+		#!/bin/sh
+		hostname -F /etc/hostname
+		echo "rcS done" >/run/rcS.done
+	EOF
+	chmod 0755 "$CT_ROOTFS/etc/init.d/rcS"
+	"$CT_ROOTFS/sbin/ldconfig" -r "$CT_ROOTFS"
+	log "rootfs $CT_ROOTFS: $(du -sh "$CT_ROOTFS" | cut -f1), $(find "$CT_ROOTFS" -type l | wc -l) links, in $(elapsed "$t0")s"
+}
+
+write_config() {
+	local key
+	key=$(cgroup_key)
+	cat >"$CT_CONF" <<-EOF
+		# phoenix-gpu e2e container, written by gpu-e2e.sh; privileged, no network
+		lxc.uts.name = $E2E_NAME
+		lxc.arch = linux64
+		lxc.rootfs.path = dir:$CT_ROOTFS
+		lxc.rootfs.mount = $E2E_PREFIX/rootfs-mount
+		lxc.net.0.type = empty
+		lxc.autodev = 1
+		lxc.tty.max = 0
+		lxc.pty.max = 16
+		lxc.console.path = none
+		lxc.mount.auto = proc:mixed sys:mixed cgroup:mixed
+		lxc.cap.drop = mac_admin mac_override sys_time sys_module sys_rawio
+		lxc.apparmor.profile = unconfined
+		lxc.init.cmd = /sbin/init
+		lxc.signal.halt = SIGUSR1
+		lxc.signal.reboot = SIGTERM
+		lxc.log.file = $CT_DIR/lxc.log
+		lxc.log.level = INFO
+		# default-deny device cgroup with the allow list of LXC's common.conf, as Proxmox uses it
+		$key.devices.deny = a
+		$key.devices.allow = c *:* m
+		$key.devices.allow = b *:* m
+		$key.devices.allow = c 1:3 rwm
+		$key.devices.allow = c 1:5 rwm
+		$key.devices.allow = c 1:7 rwm
+		$key.devices.allow = c 5:0 rwm
+		$key.devices.allow = c 5:1 rwm
+		$key.devices.allow = c 5:2 rwm
+		$key.devices.allow = c 1:8 rwm
+		$key.devices.allow = c 1:9 rwm
+		$key.devices.allow = c 136:* rwm
+		$key.devices.allow = c 10:229 rwm
+	EOF
+	log "config $CT_CONF written with $key.devices.* (default deny)"
+}
+
+ct_state() { lxc-info -n "$E2E_NAME" -P "$LXCPATH" -s -H 2>/dev/null || echo UNKNOWN; }
+
+# lxc-attach with a clean environment (the wrappers' LD_LIBRARY_PATH stays outside).
+ct_exec() { (cd / && lxc-attach -n "$E2E_NAME" -P "$LXCPATH" --clear-env --set-var "PATH=$CT_PATH" -- "$@"); }
+
+ct_start() {
+	local t0 i
+	t0=$(now)
+	[[ $(ct_state) == RUNNING ]] && return 0
+	if ! lxc-start -n "$E2E_NAME" -P "$LXCPATH"; then
+		tail -n 40 "$CT_DIR/lxc.log" >&2 || true
+		return 1
+	fi
+	CT_STARTED=1
+	for i in $(seq 1 100); do
+		if [[ $(ct_state) == RUNNING ]] && ct_exec /bin/true 2>/dev/null; then
+			log "container $E2E_NAME running (init pid $(lxc-info -n "$E2E_NAME" -P "$LXCPATH" -p -H)) after $(elapsed "$t0")s"
+			return 0
+		fi
+		sleep 0.2
+	done
+	log "container $E2E_NAME not running after $(elapsed "$t0")s; state $(ct_state)"
+	tail -n 40 "$CT_DIR/lxc.log" >&2 || true
+	return 1
+}
+
+ct_stop() {
+	[[ $(ct_state) == STOPPED ]] && return 0
+	lxc-stop -n "$E2E_NAME" -P "$LXCPATH" -t 10 2>/dev/null || lxc-stop -n "$E2E_NAME" -P "$LXCPATH" -k 2>/dev/null || true
+	[[ $(ct_state) == STOPPED ]]
+}
+
+ct_restart() { ct_stop && ct_start; }
+
+# Takes out the lxc.cgroup*.devices.allow lines that name NVIDIA majors (195, nvidia-uvm, nvidia-caps).
+strip_nvidia_allow() {
+	local conf=$1 majors=195 m
+	for m in $(uvm_major) $(awk '$2 == "nvidia-caps" { print $1 }' /proc/devices); do majors="$majors|$m"; done
+	local before after
+	before=$(wc -l <"$conf")
+	grep -Ev "^[[:space:]]*lxc\.cgroup2?\.devices\.allow[[:space:]]*=[[:space:]]*c[[:space:]]+($majors):" "$conf" >"$conf.tmp" || true
+	mv "$conf.tmp" "$conf"
+	after=$(wc -l <"$conf")
+	log "negative control: took $((before - after)) allow lines for majors $majors out of $conf"
+	[[ $before -gt $after ]]
+}
+
+prepare_host_dirs() {
+	# LXC pins the rootfs under its compiled-in LXCROOTFSMOUNT unless lxc.rootfs.mount says where;
+	# the config says where, and this creates the compiled-in folder only if LXC_SYS_ROOTFS_MOUNT=1.
+	if [[ ${LXC_SYS_ROOTFS_MOUNT:-0} == 1 && ! -d $SYS_ROOTFS_MOUNT ]]; then
+		local d=$SYS_ROOTFS_MOUNT
+		local missing=()
+		while [[ ! -d $d ]]; do missing=("$d" "${missing[@]}"); d=$(dirname "$d"); done
+		mkdir -p "$SYS_ROOTFS_MOUNT"
+		CREATED_SYS_DIRS=("${missing[@]}")
+		log "created ${missing[*]} (empty) for LXC's rootfs pinning"
+	fi
+}
+
+make_container() {
+	build_rootfs
+	write_config
+	prepare_host_dirs
+	local t0
+	t0=$(now)
+	ct_start || die "the busybox container did not start (log above, full log $CT_DIR/lxc.log)"
+	TIME_CT_START=$(elapsed "$t0")
+}
+
+cleanup() {
+	local rc=$?
+	set +e
+	trap - EXIT ERR
+	if [[ $CT_CREATED == 1 ]]; then
+		[[ -n ${REPORT_DIR_ABS:-} && -f $CT_DIR/lxc.log ]] && cp "$CT_DIR/lxc.log" "$REPORT_DIR_ABS/lxc.log"
+		[[ -n ${REPORT_DIR_ABS:-} && -f $CT_CONF ]] && cp "$CT_CONF" "$REPORT_DIR_ABS/config.final"
+		if [[ $CT_STARTED == 1 ]]; then ct_stop || log "warning: container $E2E_NAME did not stop"; fi
+	fi
+	if [[ $KEEP == 1 ]]; then
+		[[ $PREFIX_MADE == 1 ]] && log "--keep: left $E2E_PREFIX (container $E2E_NAME stopped, lxcpath $LXCPATH)"
+	else
+		if [[ $CT_CREATED == 1 ]]; then
+			lxc-destroy -n "$E2E_NAME" -P "$LXCPATH" >/dev/null 2>&1 || true
+			umount -R "$CT_ROOTFS" 2>/dev/null
+			rm -rf --one-file-system "$CT_DIR"
+		fi
+		if [[ $PREFIX_MADE == 1 && -e $E2E_PREFIX/$PREFIX_MARK ]]; then
+			rm -rf --one-file-system "$E2E_PREFIX" && log "removed $E2E_PREFIX"
+		fi
+		local i
+		for ((i = ${#CREATED_SYS_DIRS[@]} - 1; i >= 0; i--)); do rmdir "${CREATED_SYS_DIRS[i]}" 2>/dev/null; done
+	fi
+	exit "$rc"
+}
+
+# REPORT_DIR must be new, empty, or an earlier report of this script (its files get replaced).
+open_report_dir() {
+	if [[ -d $REPORT_DIR && -n $(ls -A "$REPORT_DIR") && ! -e $REPORT_DIR/.gpu-e2e-report ]]; then
+		die "REPORT_DIR=$REPORT_DIR holds other files: choose a new or empty folder"
+	fi
+	mkdir -p "$REPORT_DIR"
+	touch "$REPORT_DIR/.gpu-e2e-report"
+	REPORT_DIR_ABS=$(readlink -f "$REPORT_DIR")
+}
+
+need_root() { [[ $(id -u) == 0 ]] || die "needs root (LXC containers, device cgroups)"; }
+
+glibc_ok() {
+	local v
+	v=$(getconf GNU_LIBC_VERSION 2>/dev/null | awk '{ print $2 }')
+	[[ -n $v ]] || die "cannot read the host's glibc version (getconf GNU_LIBC_VERSION)"
+	[[ $(printf '%s\n%s\n' "$MIN_GLIBC" "$v" | sort -V | head -n1) == "$MIN_GLIBC" ]] ||
+		die "host glibc $v is older than $MIN_GLIBC, which Debian 12's LXC needs"
+	HOST_GLIBC=$v
+}
+
+# --- selftest: what needs no GPU -----------------------------------------------------------
+
+# On any root host: the private LXC runs a busybox container under a default-deny device cgroup.
+# A stand-in node c 195:0 shows the cgroup at work with no NVIDIA driver: opening it reads ENXIO
+# ("No such device or address") when the cgroup allows it, EPERM when it does not.
+selftest() {
+	need_root
+	glibc_ok
+	check_bundle
+	trap cleanup EXIT
+	open_report_dir
+	setup_lxc
+	make_container
+	local fails=0 out key
+	key=$(cgroup_key)
+	check() { # name, then a command whose success means pass
+		local name=$1
+		shift
+		if "$@"; then log "PASS $name"; else log "FAIL $name"; fails=$((fails + 1)); fi
+	}
+	out=$(ct_exec /bin/sh -c 'cat /etc/os-release | head -1; getconf GNU_LIBC_VERSION; ldconfig -p | head -2; cat /run/rcS.done; hostname')
+	printf '%s\n' "$out" >&2
+	check "busybox shell, glibc and ldconfig inside" grep -q 'glibc 2.36' <<<"$out"
+	check "init ran rcS" grep -q 'rcS done' <<<"$out"
+	out=$(ct_exec /bin/sh -c 'head -c1 /dev/kmsg >/dev/null 2>&1 && echo open || echo denied')
+	check "default-deny: /dev/kmsg (c 1:11, not allowed) cannot be opened" [ "$out" = denied ]
+
+	# Stand-in GPU node, bind-mounted and allowed as the tool would do it.
+	mkdir -p "$E2E_PREFIX/fake-dev"
+	rm -f "$E2E_PREFIX/fake-dev/nvidia0"
+	mknod -m 0666 "$E2E_PREFIX/fake-dev/nvidia0" c 195 0
+	ct_stop
+	{
+		echo "$key.devices.allow = c 195:0 rwm"
+		echo "lxc.mount.entry = $E2E_PREFIX/fake-dev/nvidia0 dev/nvidia0 none bind,optional,create=file"
+	} >>"$CT_CONF"
+	ct_start
+	out=$(ct_exec /bin/sh -c 'cat /dev/nvidia0 2>&1 >/dev/null; true')
+	log "allowed c 195:0: $out"
+	check "allowed c 195:0 reaches the kernel (ENXIO, no driver)" grep -q 'No such device or address' <<<"$out"
+	strip_nvidia_allow "$CT_CONF" || true
+	check "negative control removed the 195 line" bash -c "! grep -q '195:0' '$CT_CONF'"
+	check "negative control kept the rest of the allow list" grep -q 'c 136:\* rwm' "$CT_CONF"
+	ct_restart
+	out=$(ct_exec /bin/sh -c 'cat /dev/nvidia0 2>&1 >/dev/null; true')
+	log "without the allow line: $out"
+	check "without the allow line c 195:0 is refused (EPERM)" grep -q 'Operation not permitted' <<<"$out"
+	check "lxc-start in use is the private one" [ "$(command -v lxc-start)" = "$E2E_PREFIX/bin/lxc-start" ]
+	# The container's monitor is the parent of its init; it must be the private lxc-start.
+	local pid
+	pid=$(ps -o ppid= -p "$(lxc-info -n "$E2E_NAME" -P "$LXCPATH" -p -H)" | tr -d ' ')
+	log "monitor pid $pid: exe $(readlink "/proc/$pid/exe"), $(grep -m1 -o '/[^ ]*liblxc.so[^ ]*' "/proc/$pid/maps")"
+	check "the container's monitor runs the private lxc-start" [ "$(readlink "/proc/$pid/exe")" = "$LXC_ROOT/usr/bin/lxc-start" ]
+	check "the container's monitor maps the private liblxc" grep -q "$LXC_ROOT/usr/lib/x86_64-linux-gnu/liblxc.so" "/proc/$pid/maps"
+	log "selftest: $fails failed"
+	[[ $fails == 0 ]] || exit 1
+}
+
+# --- explore: host facts and a hand-made GPU, no phoenix-gpu --------------------------------
+
+explore() {
+	need_root
+	set +e
+	local c
+	# shellcheck disable=SC2016 # each command is run by bash -c below
+	for c in 'cat /etc/os-release' 'uname -a' 'getconf GNU_LIBC_VERSION' 'cat /proc/1/comm' \
+		'cat /proc/self/cgroup' 'mount | grep -E "cgroup|nvidia"' 'cat /sys/fs/cgroup/cgroup.controllers' \
+		'cat /sys/fs/cgroup/cgroup.subtree_control' 'ls /sys/fs/cgroup' \
+		'command -v nvidia-smi; nvidia-smi -L' 'cat /usr/bin/nvidia-smi' \
+		'nvidia-smi --query-gpu=index,uuid,pci.bus_id,driver_version --format=csv,noheader' \
+		'cat /proc/driver/nvidia/version' 'grep -H . /proc/driver/nvidia/gpus/*/information' \
+		'cat /proc/devices' 'ls -l /dev/nvidia* /dev/nvidia-caps' 'ldconfig -p | grep -ci nvidia; ldconfig -p | grep -i nvidia | head' \
+		'ls /usr/local/nvidia/*' 'ldd $(command -v nvidia-smi)' 'grep nvidia /proc/self/mountinfo' \
+		'ls -l /lib/libcuda.so* /lib/libnvidia-ml.so* /usr/lib/x86_64-linux-gnu/libnvidia-ml.so* /usr/bin/nvidia-smi' \
+		'grep -E "DeviceFile|ModifyDeviceFiles" /proc/driver/nvidia/params' \
+		'ls -ld /usr/lib/x86_64-linux-gnu/lxc /usr/lib/x86_64-linux-gnu/lxc/rootfs /etc/lxc /var/lib/lxc' \
+		'cat /sys/module/apparmor/parameters/enabled; ls /sys/kernel/security; cat /sys/kernel/security/lsm' \
+		'command -v dpkg-deb python3 jq chroot unshare lxc-start nvidia-container-cli mknod' \
+		'ls /etc/ld.so.conf.d; cat /etc/ld.so.conf.d/*' 'df -h / /opt /tmp' 'nproc; free -g'; do
+		echo "### $c"
+		bash -c "$c" 2>&1
+	done
+	set -e
+	glibc_ok
+	check_bundle
+	trap cleanup EXIT
+	open_report_dir
+	setup_lxc
+	build_rootfs
+	write_config
+	local t0
+	t0=$(now)
+	echo "### start with lxc.rootfs.mount private, $SYS_ROOTFS_MOUNT present: $([[ -d $SYS_ROOTFS_MOUNT ]] && echo yes || echo no)"
+	if ! ct_start; then
+		echo "### start failed; retrying with $SYS_ROOTFS_MOUNT created"
+		LXC_SYS_ROOTFS_MOUNT=1 prepare_host_dirs
+		ct_start || die "container did not start"
+	fi
+	echo "### container started in $(elapsed "$t0")s"
+	ct_exec /bin/sh -c 'cat /etc/os-release | head -1; getconf GNU_LIBC_VERSION; cat /run/rcS.done'
+	grep -iE 'error|warn' "$CT_DIR/lxc.log" | sort | uniq -c | sort -rn | head -20
+
+	[[ -e /dev/nvidiactl ]] || { echo "### no /dev/nvidiactl: no GPU part"; return 0; }
+	set +e
+	local key uvm second minor
+	key=$(cgroup_key)
+	uvm=$(uvm_major)
+	# The second GPU in PCI bus order (nvidia-smi's index 1), and its device minor.
+	local buses=(/proc/driver/nvidia/gpus/*)
+	second=${buses[1]:-${buses[0]}}
+	second=${second##*/}
+	minor=$(awk -F: '/Device Minor/ { gsub(/[[:space:]]/, "", $2); print $2 }' "/proc/driver/nvidia/gpus/$second/information")
+	echo "### hand-made passthrough of GPU $second (minor $minor), uvm major $uvm, key $key"
+	ct_stop
+	{
+		echo "# hand-made GPU passthrough (exploration)"
+		echo "$key.devices.allow = c 195:$minor rwm"
+		echo "$key.devices.allow = c 195:255 rwm"
+		echo "$key.devices.allow = c $uvm:* rwm"
+		echo "lxc.mount.entry = /dev/nvidia$minor dev/nvidia$minor none bind,optional,create=file"
+		echo "lxc.mount.entry = /dev/nvidiactl dev/nvidiactl none bind,optional,create=file"
+		echo "lxc.mount.entry = /dev/nvidia-uvm dev/nvidia-uvm none bind,optional,create=file"
+		echo "lxc.mount.entry = /dev/nvidia-uvm-tools dev/nvidia-uvm-tools none bind,optional,create=file"
+		echo "lxc.mount.entry = /usr/local/nvidia usr/local/nvidia none bind,ro,create=dir"
+	} >>"$CT_CONF"
+	t0=$(now)
+	ct_start || die "container with the GPU lines did not start"
+	echo "### restarted with the GPU lines in $(elapsed "$t0")s"
+	local smi=/usr/local/nvidia/bin/nvidia-smi lp=LD_LIBRARY_PATH=/usr/local/nvidia/lib64
+	echo "### inside: ls -l /dev/nvidia*; ldd nvidia-smi; mounts"
+	ct_exec /bin/sh -c "ls -l /dev/nvidia*; $lp ldd $smi; grep nvidia /proc/self/mountinfo"
+	echo "### inside: $lp nvidia-smi -L (expect $second alone)"
+	t0=$(now)
+	ct_exec /usr/bin/env $lp $smi -L
+	echo "rc=$? in $(elapsed "$t0")s"
+	ct_exec /usr/bin/env $lp $smi --query-gpu=index,uuid,pci.bus_id,driver_version --format=csv,noheader
+	echo "rc=$?"
+	echo "### inside: ldconfig route (/etc/ld.so.conf.d/nvidia.conf), nvidia-smi with no LD_LIBRARY_PATH"
+	ct_exec /bin/sh -c "echo /usr/local/nvidia/lib64 >/etc/ld.so.conf.d/nvidia.conf && ldconfig && ldconfig -p | grep -c nvidia && $smi -L; echo rc=\$?"
+	echo "### inside: with no driver library path (expect a library error)"
+	ct_exec /bin/sh -c "rm /etc/ld.so.conf.d/nvidia.conf; ldconfig; $smi -L; echo rc=\$?"
+	echo "### negative control: the allow lines taken out, restarted"
+	strip_nvidia_allow "$CT_CONF"
+	ct_restart || die "container without the allow lines did not start"
+	ct_exec /usr/bin/env $lp $smi -L
+	echo "rc=$?"
+	echo "### both GPUs: every minor allowed and mounted"
+	ct_stop
+	local b m
+	echo "$key.devices.allow = c 195:255 rwm" >>"$CT_CONF"
+	echo "$key.devices.allow = c $uvm:* rwm" >>"$CT_CONF"
+	for b in /proc/driver/nvidia/gpus/*; do
+		m=$(awk -F: '/Device Minor/ { gsub(/[[:space:]]/, "", $2); print $2 }' "$b/information")
+		echo "$key.devices.allow = c 195:$m rwm" >>"$CT_CONF"
+		[[ $m == "$minor" ]] ||
+			echo "lxc.mount.entry = /dev/nvidia$m dev/nvidia$m none bind,optional,create=file" >>"$CT_CONF"
+	done
+	ct_start || die "container with all GPUs did not start"
+	ct_exec /usr/bin/env $lp $smi --query-gpu=index,uuid,pci.bus_id,driver_version --format=csv,noheader
+	echo "rc=$?"
+	echo "### lxc.log warnings and errors"
+	grep -iE 'error|warn' "$CT_DIR/lxc.log" | sed 's/^[^ ]* [^ ]* [^ ]* //' | sort | uniq -c | sort -rn | head -30
+	echo "### final config"
+	cat "$CT_CONF"
+	set -e
+}
+
+# --- the scenarios with phoenix-gpu ---------------------------------------------------------
+
+json() { # FILE PYTHON-EXPR (j is the parsed document)
+	python3 -c 'import json, sys; j = json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$1" "$2"
+}
+
+RESULTS=()
+FAILED=()
+# result NAME pass|fail|skip SECONDS DETAIL
+result() {
+	RESULTS+=("$1	$2	$3	$4")
+	[[ $2 == fail ]] && FAILED+=("$1")
+	log "$(printf '%-4s' "${2^^}") $1 (${3}s): $4"
+}
+
+# tool STEP ARGS...: runs phoenix-gpu, stdout/stderr into the report, sets TOOL_RC and TOOL_SECS.
+tool() {
+	local step=$1
+	shift
+	local t0
+	t0=$(now)
+	echo "\$ $PHOENIX_GPU $*" >"$REPORT_DIR_ABS/$step.cmd"
+	set +e
+	"$PHOENIX_GPU" "$@" >"$REPORT_DIR_ABS/$step.out" 2>"$REPORT_DIR_ABS/$step.err"
+	TOOL_RC=$?
+	set -e
+	TOOL_SECS=$(elapsed "$t0")
+	[[ -z ${CT_CONF:-} || ! -f $CT_CONF ]] || cp "$CT_CONF" "$REPORT_DIR_ABS/$step.config"
+	log "$step: phoenix-gpu $1 exit $TOOL_RC in ${TOOL_SECS}s"
+}
+
+# What nvidia-smi inside the container lists, one "uuid,driver_version" a line, sorted.
+smi_inside() {
+	{ ct_exec /bin/sh -c 'nvidia-smi --query-gpu=uuid,driver_version --format=csv,noheader' 2>&1 || true; } |
+		sed 's/, */,/g' | sort
+}
+
+# sees STEP SEL-INDEXES...: nvidia-smi inside lists exactly those GPUs at the host's version.
+sees_exactly() {
+	local step=$1
+	shift
+	local want="" i
+	for i in "$@"; do want+="${GPU_UUID[i]},$DRIVER"$'\n'; done
+	want=$(printf '%s' "$want" | sort)
+	SEEN=$(smi_inside)
+	printf '%s\n' "$SEEN" >"$REPORT_DIR_ABS/$step.inside"
+	[[ $SEEN == "$want" ]]
+}
+
+scenario_assign() { # NAME SEL INDEXES...
+	local name=$1 sel=$2
+	shift 2
+	local secs detail ok=1
+	tool "$name-apply" apply "$E2E_NAME" --target lxc --lxcpath "$LXCPATH" --strategy host-libs --gpus "$sel" --json --start
+	secs=$TOOL_SECS
+	detail="apply exit $TOOL_RC ($TOOL_SECS s)"
+	[[ $TOOL_RC == 0 ]] || ok=0
+	tool "$name-verify" verify "$E2E_NAME" --target lxc --lxcpath "$LXCPATH" --gpus "$sel" --json
+	secs=$(awk -v a="$secs" -v b="$TOOL_SECS" 'BEGIN { printf "%.2f", a + b }')
+	detail+="; verify exit $TOOL_RC ($TOOL_SECS s)"
+	[[ $TOOL_RC == 0 ]] || ok=0
+	if sees_exactly "$name" "$@"; then
+		detail+="; nvidia-smi inside: $(echo "$SEEN" | tr '\n' ' ')"
+	else
+		ok=0
+		detail+="; nvidia-smi inside saw '$(echo "$SEEN" | tr '\n' ' ')', wanted GPU(s) $* at $DRIVER"
+	fi
+	if [[ $ok == 1 ]]; then result "$name" pass "$secs" "$detail"; else result "$name" fail "$secs" "$detail"; fi
+}
+
+run_scenarios() {
+	need_root
+	glibc_ok
+	command -v python3 >/dev/null || die "python3 not found (reads the tool's JSON)"
+	check_bundle
+	PHOENIX_GPU=${PHOENIX_GPU:-$BUNDLE/phoenix-gpu}
+	[[ -x $PHOENIX_GPU ]] || die "no phoenix-gpu at $PHOENIX_GPU: set PHOENIX_GPU=path or put it in the bundle"
+	PHOENIX_GPU=$(readlink -f "$PHOENIX_GPU")
+	trap cleanup EXIT
+	open_report_dir
+	rm -f "${REPORT_DIR_ABS:?}"/*
+	local t_all
+	t_all=$(now)
+
+	"$PHOENIX_GPU" --version >"$REPORT_DIR_ABS/tool-version.txt" 2>&1 || true
+	tool inventory inventory --json
+	[[ $TOOL_RC == 0 ]] || die "phoenix-gpu inventory --json failed (exit $TOOL_RC): $(tail -n 5 "$REPORT_DIR_ABS/inventory.err")"
+	cp "$REPORT_DIR_ABS/inventory.out" "$REPORT_DIR_ABS/inventory.json"
+	json "$REPORT_DIR_ABS/inventory.json" 'j["driver_version"] and [g["uuid"] + str(g["index"]) for g in j["gpus"]]' >/dev/null 2>&1 ||
+		die "phoenix-gpu inventory --json gave no {driver_version, gpus:[{index, uuid}]} object (its stdout: $REPORT_DIR_ABS/inventory.out)"
+	DRIVER=$(json "$REPORT_DIR_ABS/inventory.json" 'j["driver_version"]')
+	GPU_COUNT=$(json "$REPORT_DIR_ABS/inventory.json" 'len(j["gpus"])')
+	mapfile -t GPU_UUID < <(json "$REPORT_DIR_ABS/inventory.json" '"\n".join(g["uuid"] for g in sorted(j["gpus"], key=lambda g: g["index"]))')
+	[[ $GPU_COUNT -ge 1 ]] || die "phoenix-gpu inventory found no GPU"
+	log "host: $GPU_COUNT GPU(s), driver $DRIVER, cgroup key $(cgroup_key)"
+	nvidia-smi --query-gpu=index,uuid,pci.bus_id,name,driver_version --format=csv,noheader \
+		>"$REPORT_DIR_ABS/host-nvidia-smi.txt" 2>&1 || true
+
+	local t0
+	t0=$(now)
+	setup_lxc
+	local t_lxc
+	t_lxc=$(elapsed "$t0")
+	make_container
+	cp "$CT_CONF" "$REPORT_DIR_ABS/config.initial"
+
+	# 1. one GPU: exactly that one, at the host's version.
+	scenario_assign "1-one-gpu" 0 0
+
+	# 4. a second apply is a no-op: one probe, nothing changed.
+	tool "4-idempotent-apply" apply "$E2E_NAME" --target lxc --lxcpath "$LXCPATH" --strategy host-libs --gpus 0 --json --start
+	local changed execs
+	changed=$(json "$REPORT_DIR_ABS/4-idempotent-apply.out" 'j["changed"]' 2>/dev/null || echo '?')
+	execs=$(json "$REPORT_DIR_ABS/4-idempotent-apply.out" 'j["counters"]["container_execs"]' 2>/dev/null || echo '?')
+	if [[ $TOOL_RC == 0 && $changed == False && $execs == 1 ]]; then
+		result "4-idempotent" pass "$TOOL_SECS" "second apply: exit 0, changed false, container_execs 1"
+	else
+		result "4-idempotent" fail "$TOOL_SECS" "second apply: exit $TOOL_RC, changed $changed, container_execs $execs (want 0, False, 1)"
+	fi
+
+	# 2. the second GPU alone.
+	local sel=0
+	if [[ $GPU_COUNT -ge 2 ]]; then
+		scenario_assign "2-second-gpu" 1 1
+		sel=1
+	else
+		result "2-second-gpu" skip 0 "host has $GPU_COUNT GPU: needs 2 or more"
+	fi
+
+	# 3. negative control: the tool's cgroup lines out, restarted: verify must exit 7.
+	t0=$(now)
+	local detail ok=1
+	if strip_nvidia_allow "$CT_CONF"; then detail="allow lines removed"; else ok=0; detail="no NVIDIA allow line to remove"; fi
+	cp "$CT_CONF" "$REPORT_DIR_ABS/3-negative.config"
+	ct_restart || { ok=0; detail+="; restart failed"; }
+	tool "3-negative-verify" verify "$E2E_NAME" --target lxc --lxcpath "$LXCPATH" --gpus "$sel" --json
+	detail+="; verify exit $TOOL_RC"
+	[[ $TOOL_RC == 7 ]] || ok=0
+	SEEN=$(smi_inside)
+	printf '%s\n' "$SEEN" >"$REPORT_DIR_ABS/3-negative.inside"
+	detail+="; nvidia-smi inside: $(head -c 120 <<<"$SEEN" | tr '\n' ' ')"
+	if [[ $ok == 1 ]]; then result "3-negative-control" pass "$(elapsed "$t0")" "$detail"; else result "3-negative-control" fail "$(elapsed "$t0")" "$detail (want exit 7)"; fi
+
+	# 5. repair: apply again puts the lines back, verify passes.
+	if [[ $sel == 1 ]]; then scenario_assign "5-repair" 1 1; else scenario_assign "5-repair" 0 0; fi
+
+	tool remove remove "$E2E_NAME" --target lxc --lxcpath "$LXCPATH"
+	if [[ $TOOL_RC == 0 ]] && ! grep -Eq '^[[:space:]]*lxc\.(cgroup2?\.devices\.allow[[:space:]]*=[[:space:]]*c[[:space:]]+195:|mount\.entry[[:space:]]*=[[:space:]]*/dev/nvidia)' "$CT_CONF"; then
+		result "6-remove" pass "$TOOL_SECS" "remove exit 0, no NVIDIA line left"
+	else
+		result "6-remove" fail "$TOOL_SECS" "remove exit $TOOL_RC; NVIDIA lines left: $(grep -c -E '195:|/dev/nvidia' "$CT_CONF")"
+	fi
+
+	write_report "$(elapsed "$t_all")" "$t_lxc"
+	if [[ ${#FAILED[@]} -gt 0 ]]; then
+		log "FAILED: ${FAILED[*]} (report: $REPORT_DIR_ABS/report.txt)"
+		exit 1
+	fi
+	log "all scenarios passed (report: $REPORT_DIR_ABS/report.txt)"
+}
+
+write_report() {
+	local total=$1 t_lxc=$2
+	printf '%s\n' "${RESULTS[@]}" >"$REPORT_DIR_ABS/results.tsv"
+	python3 - "$REPORT_DIR_ABS" "$total" "$t_lxc" "${TIME_CT_START:-0}" "$DRIVER" "$(cgroup_key)" \
+		"$(uname -r)" "$HOST_GLIBC" "$(lxc-start --version)" "$PHOENIX_GPU" <<-'EOF'
+			import json, os, sys
+			d, total, t_lxc, t_ct, driver, key, kernel, glibc, lxc, tool = sys.argv[1:]
+			inv = json.load(open(os.path.join(d, "inventory.json")))
+			res = []
+			for line in open(os.path.join(d, "results.tsv")):
+			    if line.strip():
+			        name, status, secs, detail = line.rstrip("\n").split("\t", 3)
+			        res.append({"name": name, "status": status, "seconds": float(secs), "detail": detail})
+			version = open(os.path.join(d, "tool-version.txt")).read().strip()
+			summary = {
+			    "ok": all(r["status"] != "fail" for r in res),
+			    "host": {"kernel": kernel, "glibc": glibc, "cgroup_key": key, "lxc": lxc,
+			             "driver_version": driver, "gpus": inv.get("gpus", [])},
+			    "tool": {"path": tool, "version": version},
+			    "timings": {"total": float(total), "lxc_unpack": float(t_lxc), "container_start": float(t_ct)},
+			    "scenarios": res,
+			}
+			json.dump(summary, open(os.path.join(d, "summary.json"), "w"), indent=2)
+			with open(os.path.join(d, "report.txt"), "w") as f:
+			    f.write(f"phoenix-gpu GPU end-to-end: {'PASS' if summary['ok'] else 'FAIL'}\n")
+			    f.write(f"tool     {tool} ({version})\n")
+			    f.write(f"host     kernel {kernel}, glibc {glibc}, {key}.devices.*, LXC {lxc} (private prefix)\n")
+			    f.write(f"driver   {driver}\n")
+			    for g in inv.get("gpus", []):
+			        f.write(f"gpu {g.get('index')}    minor {g.get('minor')} {g.get('pci_bus_id')} {g.get('uuid')} {g.get('model')}\n")
+			    f.write(f"timings  total {float(total):.1f}s, LXC unpack {float(t_lxc):.1f}s, container start {float(t_ct):.2f}s\n\n")
+			    for r in res:
+			        f.write(f"{r['status'].upper():4} {r['name']:22} {r['seconds']:7.2f}s  {r['detail']}\n")
+			print(open(os.path.join(d, "report.txt")).read())
+		EOF
+}
+
+# --- main ----------------------------------------------------------------------------------
+
+main() {
+	while [[ $# -gt 0 ]]; do
+		case "$1" in
+		--fetch)
+			MODE=fetch
+			if [[ $# -gt 1 && $2 != --* ]]; then FETCH_DIR=$2; shift; fi ;;
+		--no-build) FETCH_BUILD=0 ;;
+		--bundle) BUNDLE=${2:?--bundle needs a folder}; shift ;;
+		--keep) KEEP=1 ;;
+		--selftest) MODE=selftest ;;
+		--explore) MODE=explore ;;
+		-h | --help) usage; exit 0 ;;
+		*) usage >&2; die "unknown argument: $1" ;;
+		esac
+		shift
+	done
+	case "$MODE" in
+	fetch) fetch_bundle "${FETCH_DIR:-./gpu-e2e-bundle}" ;;
+	*)
+		BUNDLE=$(readlink -f "${BUNDLE:-$(default_bundle)}")
+		case "$MODE" in
+		selftest) selftest ;;
+		explore) explore ;;
+		run) run_scenarios ;;
+		esac ;;
+	esac
+}
+
+if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
+	# Says where an unexpected failure stopped the script (only where set -e is in force).
+	trap 'rc=$?; [[ $- != *e* ]] || log "stopped: line $LINENO: $BASH_COMMAND (exit $rc)"' ERR
+	main "$@"
+fi
