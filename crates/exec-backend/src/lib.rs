@@ -21,7 +21,7 @@ use async_trait::async_trait;
 
 mod error;
 pub mod local;
-//TODO pub mod lxc;
+pub mod lxc;
 //TODO pub mod pct;
 pub mod process;
 pub mod quote;
@@ -30,7 +30,7 @@ pub mod quote;
 
 pub use error::ExecError;
 pub use local::LocalHost;
-//TODO pub use lxc::LxcAttach;
+pub use lxc::LxcAttach;
 //TODO pub use pct::Pct;
 pub use quote::{shell_join, shell_quote};
 //TODO pub use ssh::{KnownHostsCheck, SshHost, SshOptions};
