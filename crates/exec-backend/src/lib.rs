@@ -25,7 +25,7 @@ pub mod lxc;
 //TODO pub mod pct;
 pub mod process;
 pub mod quote;
-//TODO pub mod ssh;
+pub mod ssh;
 //TODO pub mod ssh_container;
 
 pub use error::ExecError;
@@ -33,7 +33,7 @@ pub use local::LocalHost;
 pub use lxc::LxcAttach;
 //TODO pub use pct::Pct;
 pub use quote::{shell_join, shell_quote};
-//TODO pub use ssh::{KnownHostsCheck, SshHost, SshOptions};
+pub use ssh::{KnownHostsCheck, SshHost, SshOptions};
 //TODO pub use ssh_container::SshContainer;
 
 /// The default cap on captured stdout and on captured stderr, each.
