@@ -333,10 +333,6 @@ impl SshHost {
         })
     }
 
-    pub(crate) fn link(&self) -> &Arc<SshLink> {
-        &self.link
-    }
-
     /// Runs a snippet `sh -c SCRIPT sh ARGS...` with no output cap.
     async fn snippet(
         &self,

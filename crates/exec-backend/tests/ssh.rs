@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use common::{lxc_available, proc_alive, sshd_available, suite, Sshd, TestCt};
 use exec_backend::{
-    Cmd, CtRef, ExecError, ExitStatus, FileKind, Host, LxcAttach, SshHost, WriteOptions,
+    Cmd, ContainerExec, CtRef, ExecError, ExitStatus, FileKind, Host, LxcAttach, SshHost,
+    WriteOptions,
 };
 
 async fn connect(sshd: &Sshd) -> SshHost {
@@ -311,5 +312,46 @@ async fn lxc_attach_over_ssh_scenario() {
     suite::push_big_file(&lxc, &id, scratch.path()).await;
     suite::timeout_kills(&lxc, &id).await;
     suite::lifecycle(&lxc, &id).await;
-    suite::unknown_ct(&lxc).await;
+    suite::unknown_ct(&lxc, &CtRef::new("pgt-does-not-exist")).await;
+}
+
+#[tokio::test]
+async fn ssh_container_execs_and_pushes() {
+    if !sshd_available("ssh_container_execs_and_pushes") {
+        return;
+    }
+    // The private sshd stands in for a container's own sshd.
+    let sshd = Sshd::start();
+    let mut cts = exec_backend::SshContainer::new();
+    let id = CtRef::new("101");
+    cts.connect(id.clone(), &sshd.dest(), sshd.options())
+        .await
+        .unwrap();
+    let out = cts
+        .exec(&id, &Cmd::new(["printf", "%s|", "a b", "$x"]))
+        .await
+        .unwrap();
+    assert_eq!(out.stdout_str(), "a b|$x|");
+    let src = sshd.dir.path().join("src.bin");
+    let data: Vec<u8> = (0..1_000_000u32).map(|i| (i % 241) as u8).collect();
+    std::fs::write(&src, &data).unwrap();
+    let dest = sshd.dir.path().join("pushed dest.bin");
+    cts.push_file(&id, &src, &dest, 0o640).await.unwrap();
+    assert_eq!(std::fs::read(&dest).unwrap(), data);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&dest).unwrap().permissions().mode() & 0o7777,
+        0o640
+    );
+    assert_eq!(
+        cts.state(&id).await.unwrap(),
+        exec_backend::CtState::Running
+    );
+    let err = cts.stop(&id).await.unwrap_err();
+    assert!(matches!(err, ExecError::Unsupported { .. }), "{err}");
+    let err = cts
+        .exec(&CtRef::new("102"), &Cmd::new(["true"]))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ExecError::CtNotFound { .. }), "{err}");
 }
