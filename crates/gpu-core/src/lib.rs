@@ -7,6 +7,8 @@
 //! variables or parses flags: progress comes as [`Event`]s, results as a serde [`Report`],
 //! failures as typed [`Error`]s with an [`ErrorKind`].
 #![warn(missing_docs)]
+// `Error` keeps backend errors with their context by value; errors are rare and not hot.
+#![allow(clippy::result_large_err)]
 
 mod config_step;
 mod container;
@@ -15,10 +17,14 @@ mod engine;
 mod error;
 mod inventory;
 mod passthrough;
+mod placeholders;
 mod report;
 mod request;
 mod select;
 mod version;
+
+#[cfg(test)]
+mod testutil;
 
 pub use config_step::ConfigOutcome;
 pub use counting::{CountingExec, CountingHost, Tally};
