@@ -201,9 +201,7 @@ pub(crate) fn reconcile(
                 && !keep[i]
                 && match w {
                     WantedLine::Lxc { key, value } => e.key == *key && e.value == value,
-                    WantedLine::Dev { value } => {
-                        passthrough::is_dev_key(e.key) && e.value == value
-                    }
+                    WantedLine::Dev { value } => passthrough::is_dev_key(e.key) && e.value == value,
                 }
         });
         match hit {
@@ -292,10 +290,7 @@ pub(crate) async fn apply(
             format!("{} up to date ({how})", path.display()),
         ));
     }
-    let detail = format!(
-        "{}: -{removed} +{added} line(s) ({how})",
-        path.display()
-    );
+    let detail = format!("{}: -{removed} +{added} line(s) ({how})", path.display());
     if req.dry_run {
         return Ok((outcome, StepStatus::Planned, detail));
     }
