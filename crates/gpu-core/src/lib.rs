@@ -10,6 +10,7 @@
 // `Error` keeps backend errors with their context by value; errors are rare and not hot.
 #![allow(clippy::result_large_err)]
 
+mod check;
 mod config_step;
 mod container;
 mod counting;
@@ -26,7 +27,8 @@ mod version;
 #[cfg(test)]
 mod testutil;
 
-pub use config_step::ConfigOutcome;
+pub use check::{CheckReport, Finding, FindingKind};
+pub use config_step::{ConfigOutcome, BACKUPS_KEPT};
 pub use counting::{CountingExec, CountingHost, Tally};
 pub use engine::{chain, Engine, Failure, Settings};
 pub use error::{Error, ErrorKind, Result};
