@@ -9,8 +9,23 @@
 //! optional stdin and a timeout. Its [`Output`] comes back whatever the exit status; turn a
 //! non-zero status into a typed error with [`Output::check`].
 //!
-//! Backends (each in its own module): `LocalHost`, `SshHost`, `Pct<H>`, `LxcAttach<H>`,
-//! `SshContainer`. With the `mock` feature, mockall's `MockHost` and `MockContainerExec`.
+//! Backends (each in its own module): [`LocalHost`], [`SshHost`], [`Pct<H>`](Pct),
+//! [`LxcAttach<H>`](LxcAttach), [`SshContainer`]. With the `mock` feature, mockall's `MockHost`
+//! and `MockContainerExec`. `Arc<dyn Host>` and `Arc<dyn ContainerExec>` are backends too, so
+//! the binary picks one once and hands it on (`Pct<Arc<dyn Host>>` is a remote or local node).
+//! Every process is started by [`process::run`]; the remote shell only ever sees argv quoted
+//! by [`shell_join`].
+//!
+//! ```
+//! use exec_backend::{Cmd, Host, LocalHost};
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let host = LocalHost::new();
+//! let cmd = Cmd::new(["printf", "%s", "hello world"]).env("LANG", "C");
+//! let out = host.run(&cmd).await?.check(&host.name(), &cmd)?;
+//! assert_eq!(out.stdout, b"hello world");
+//! # Ok::<(), exec_backend::ExecError>(())
+//! # }).unwrap();
+//! ```
 
 use std::ffi::{OsStr, OsString};
 use std::fmt;
@@ -22,19 +37,19 @@ use async_trait::async_trait;
 mod error;
 pub mod local;
 pub mod lxc;
-//TODO pub mod pct;
+pub mod pct;
 pub mod process;
 pub mod quote;
-//TODO pub mod ssh;
-//TODO pub mod ssh_container;
+pub mod ssh;
+pub mod ssh_container;
 
 pub use error::ExecError;
 pub use local::LocalHost;
 pub use lxc::LxcAttach;
-//TODO pub use pct::Pct;
+pub use pct::Pct;
 pub use quote::{shell_join, shell_quote};
-//TODO pub use ssh::{KnownHostsCheck, SshHost, SshOptions};
-//TODO pub use ssh_container::SshContainer;
+pub use ssh::{KnownHostsCheck, SshHost, SshOptions};
+pub use ssh_container::SshContainer;
 
 /// The default cap on captured stdout and on captured stderr, each.
 pub const DEFAULT_OUTPUT_CAP: usize = 16 * 1024 * 1024;

@@ -21,7 +21,7 @@ async fn lxc_attach_local_scenario() {
     suite::push_big_file(&lxc, &id, scratch.path()).await;
     suite::timeout_kills(&lxc, &id).await;
     suite::lifecycle(&lxc, &id).await;
-    suite::unknown_ct(&lxc).await;
+    suite::unknown_ct(&lxc, &CtRef::new("pgt-does-not-exist")).await;
 }
 
 #[tokio::test]

@@ -22,7 +22,6 @@
 
 #![allow(dead_code)]
 
-use std::io::Read;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -250,13 +249,14 @@ impl Sshd {
         std::fs::write(&known_hosts, format!("[127.0.0.1]:{port} {kind} {key}\n")).unwrap();
         let ssh_config = d.join("ssh_config");
         std::fs::write(&ssh_config, "").unwrap();
+        let log = std::fs::File::create(d.join("sshd.log")).unwrap();
         let child = Command::new("/usr/sbin/sshd")
             .arg("-f")
             .arg(&config)
             .args(["-D", "-e"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(log)
             .spawn()
             .unwrap();
         let mut sshd = Sshd {
@@ -278,15 +278,23 @@ impl Sshd {
                 return;
             }
             if let Ok(Some(status)) = self.child.try_wait() {
-                let mut err = String::new();
-                if let Some(mut e) = self.child.stderr.take() {
-                    let _ = e.read_to_string(&mut err);
-                }
+                let err =
+                    std::fs::read_to_string(self.dir.path().join("sshd.log")).unwrap_or_default();
                 panic!("sshd exited with {status}: {err}");
             }
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!("sshd did not listen on port {} within 15 s", self.port);
+    }
+
+    /// Client options: strict host key checking against [`Sshd::known_hosts`], the client key,
+    /// an empty ssh_config.
+    pub fn options(&self) -> exec_backend::SshOptions {
+        let mut o = exec_backend::SshOptions::default();
+        o.user_known_hosts_file = Some(self.known_hosts.clone());
+        o.identity_file = Some(self.client_key.clone());
+        o.config_file = Some(self.ssh_config.clone());
+        o
     }
 
     /// The destination string: `ssh://root@127.0.0.1:PORT`.

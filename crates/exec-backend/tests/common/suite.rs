@@ -144,9 +144,9 @@ pub async fn lifecycle<C: ContainerExec>(c: &C, ct: &CtRef) {
     assert_eq!(out.stdout_str(), "back\n");
 }
 
-/// An unknown container is `CtNotFound` everywhere.
-pub async fn unknown_ct<C: ContainerExec>(c: &C) {
-    let nope = CtRef::new("pgt-does-not-exist");
+/// An unknown container (`nope`) is `CtNotFound` everywhere.
+pub async fn unknown_ct<C: ContainerExec>(c: &C, nope: &CtRef) {
+    let nope = nope.clone();
     let err = c.state(&nope).await.unwrap_err();
     assert!(matches!(err, ExecError::CtNotFound { .. }), "{err}");
     let err = c.exec(&nope, &Cmd::new(["true"])).await.unwrap_err();
