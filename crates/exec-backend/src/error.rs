@@ -100,6 +100,29 @@ pub enum ExecError {
         #[source]
         source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
+    /// The command cannot be run as given: empty argv, a NUL byte in an argument or in the
+    /// environment, an environment name with `=`.
+    #[error("invalid command {argv:?} for {target}: {detail}")]
+    InvalidCmd {
+        /// Where it was to run.
+        target: String,
+        /// The argv.
+        argv: Vec<String>,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The backend cannot do this (for example container lifecycle over plain SSH).
+    #[error("{what} is not supported by {backend} for {target}: {hint}")]
+    Unsupported {
+        /// Where.
+        target: String,
+        /// The backend.
+        backend: &'static str,
+        /// The operation.
+        what: &'static str,
+        /// What to use instead.
+        hint: &'static str,
+    },
     /// A backend's output could not be understood.
     #[error("unexpected output from {what} on {target}: {detail}")]
     Protocol {

@@ -9,8 +9,23 @@
 //! optional stdin and a timeout. Its [`Output`] comes back whatever the exit status; turn a
 //! non-zero status into a typed error with [`Output::check`].
 //!
-//! Backends (each in its own module): `LocalHost`, `SshHost`, `Pct<H>`, `LxcAttach<H>`,
-//! `SshContainer`. With the `mock` feature, mockall's `MockHost` and `MockContainerExec`.
+//! Backends (each in its own module): [`LocalHost`], [`SshHost`], [`Pct<H>`](Pct),
+//! [`LxcAttach<H>`](LxcAttach), [`SshContainer`]. With the `mock` feature, mockall's `MockHost`
+//! and `MockContainerExec`. `Arc<dyn Host>` and `Arc<dyn ContainerExec>` are backends too, so
+//! the binary picks one once and hands it on (`Pct<Arc<dyn Host>>` is a remote or local node).
+//! Every process is started by [`process::run`]; the remote shell only ever sees argv quoted
+//! by [`shell_join`].
+//!
+//! ```
+//! use exec_backend::{Cmd, Host, LocalHost};
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let host = LocalHost::new();
+//! let cmd = Cmd::new(["printf", "%s", "hello world"]).env("LANG", "C");
+//! let out = host.run(&cmd).await?.check(&host.name(), &cmd)?;
+//! assert_eq!(out.stdout, b"hello world");
+//! # Ok::<(), exec_backend::ExecError>(())
+//! # }).unwrap();
+//! ```
 
 use std::ffi::{OsStr, OsString};
 use std::fmt;
@@ -20,7 +35,21 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 mod error;
+pub mod local;
+pub mod lxc;
+pub mod pct;
+pub mod process;
+pub mod quote;
+pub mod ssh;
+pub mod ssh_container;
+
 pub use error::ExecError;
+pub use local::LocalHost;
+pub use lxc::LxcAttach;
+pub use pct::Pct;
+pub use quote::{shell_join, shell_quote};
+pub use ssh::{KnownHostsCheck, SshHost, SshOptions};
+pub use ssh_container::SshContainer;
 
 /// The default cap on captured stdout and on captured stderr, each.
 pub const DEFAULT_OUTPUT_CAP: usize = 16 * 1024 * 1024;
@@ -84,6 +113,37 @@ impl Cmd {
             .first()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default()
+    }
+
+    /// Checks that the command can be run: a non-empty argv, no NUL byte in an argument or in
+    /// the environment, environment names non-empty and without `=`.
+    pub fn validate(&self, target: &str) -> Result<(), ExecError> {
+        use std::os::unix::ffi::OsStrExt;
+        if self.argv.is_empty() {
+            return Err(self.invalid(target, "empty argv"));
+        }
+        if self.argv.iter().any(|a| a.as_bytes().contains(&0)) {
+            return Err(self.invalid(target, "an argument contains a NUL byte"));
+        }
+        for (k, v) in &self.env {
+            let k = k.as_bytes();
+            if k.is_empty() || k.contains(&b'=') || k.contains(&0) {
+                return Err(self.invalid(target, "an environment name is empty or has '=' or NUL"));
+            }
+            if v.as_bytes().contains(&0) {
+                return Err(self.invalid(target, "an environment value contains a NUL byte"));
+            }
+        }
+        Ok(())
+    }
+
+    /// An [`ExecError::InvalidCmd`] for this command.
+    pub(crate) fn invalid(&self, target: &str, detail: &str) -> ExecError {
+        ExecError::InvalidCmd {
+            target: target.to_owned(),
+            argv: self.display_argv(),
+            detail: detail.to_owned(),
+        }
     }
 
     /// The argv, lossily as text, for messages and logs.
@@ -330,4 +390,118 @@ pub trait ContainerExec: Send + Sync {
 /// Lossy text of an `OsStr`, for messages.
 pub fn lossy(s: &OsStr) -> String {
     s.to_string_lossy().into_owned()
+}
+
+/// `Arc<dyn Host>` (chosen once by the binary) and decorators compose: a shared host is a host.
+#[async_trait]
+impl<T: Host + ?Sized> Host for std::sync::Arc<T> {
+    fn name(&self) -> String {
+        (**self).name()
+    }
+    fn resolve(&self, path: &Path) -> PathBuf {
+        (**self).resolve(path)
+    }
+    async fn run(&self, cmd: &Cmd) -> Result<Output, ExecError> {
+        (**self).run(cmd).await
+    }
+    async fn read_file(&self, path: &Path) -> Result<Vec<u8>, ExecError> {
+        (**self).read_file(path).await
+    }
+    async fn write_file_atomic(
+        &self,
+        path: &Path,
+        bytes: &[u8],
+        opts: &WriteOptions,
+    ) -> Result<(), ExecError> {
+        (**self).write_file_atomic(path, bytes, opts).await
+    }
+    async fn read_dir(&self, path: &Path) -> Result<Vec<DirEntry>, ExecError> {
+        (**self).read_dir(path).await
+    }
+    async fn stat(&self, path: &Path) -> Result<Option<FileMeta>, ExecError> {
+        (**self).stat(path).await
+    }
+}
+
+/// A borrowed host is a host.
+#[async_trait]
+impl<T: Host + ?Sized> Host for &T {
+    fn name(&self) -> String {
+        (**self).name()
+    }
+    fn resolve(&self, path: &Path) -> PathBuf {
+        (**self).resolve(path)
+    }
+    async fn run(&self, cmd: &Cmd) -> Result<Output, ExecError> {
+        (**self).run(cmd).await
+    }
+    async fn read_file(&self, path: &Path) -> Result<Vec<u8>, ExecError> {
+        (**self).read_file(path).await
+    }
+    async fn write_file_atomic(
+        &self,
+        path: &Path,
+        bytes: &[u8],
+        opts: &WriteOptions,
+    ) -> Result<(), ExecError> {
+        (**self).write_file_atomic(path, bytes, opts).await
+    }
+    async fn read_dir(&self, path: &Path) -> Result<Vec<DirEntry>, ExecError> {
+        (**self).read_dir(path).await
+    }
+    async fn stat(&self, path: &Path) -> Result<Option<FileMeta>, ExecError> {
+        (**self).stat(path).await
+    }
+}
+
+/// `Arc<dyn ContainerExec>` and decorators compose.
+#[async_trait]
+impl<T: ContainerExec + ?Sized> ContainerExec for std::sync::Arc<T> {
+    async fn exec(&self, ct: &CtRef, cmd: &Cmd) -> Result<Output, ExecError> {
+        (**self).exec(ct, cmd).await
+    }
+    async fn push_file(
+        &self,
+        ct: &CtRef,
+        src: &Path,
+        dest: &Path,
+        mode: u32,
+    ) -> Result<(), ExecError> {
+        (**self).push_file(ct, src, dest, mode).await
+    }
+    async fn state(&self, ct: &CtRef) -> Result<CtState, ExecError> {
+        (**self).state(ct).await
+    }
+    async fn start(&self, ct: &CtRef) -> Result<(), ExecError> {
+        (**self).start(ct).await
+    }
+    async fn stop(&self, ct: &CtRef) -> Result<(), ExecError> {
+        (**self).stop(ct).await
+    }
+}
+
+/// A borrowed container backend is a container backend.
+#[async_trait]
+impl<T: ContainerExec + ?Sized> ContainerExec for &T {
+    async fn exec(&self, ct: &CtRef, cmd: &Cmd) -> Result<Output, ExecError> {
+        (**self).exec(ct, cmd).await
+    }
+    async fn push_file(
+        &self,
+        ct: &CtRef,
+        src: &Path,
+        dest: &Path,
+        mode: u32,
+    ) -> Result<(), ExecError> {
+        (**self).push_file(ct, src, dest, mode).await
+    }
+    async fn state(&self, ct: &CtRef) -> Result<CtState, ExecError> {
+        (**self).state(ct).await
+    }
+    async fn start(&self, ct: &CtRef) -> Result<(), ExecError> {
+        (**self).start(ct).await
+    }
+    async fn stop(&self, ct: &CtRef) -> Result<(), ExecError> {
+        (**self).stop(ct).await
+    }
 }

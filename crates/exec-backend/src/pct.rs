@@ -1,0 +1,283 @@
+//! [`Pct`]: Proxmox VE containers through `pct`, run on a [`Host`].
+//!
+//! The `pct` command lines used (Proxmox VE 7 and 8):
+//! - `pct exec CTID -- ARGV...`: runs ARGV in the container; its exit code passes through.
+//!   `pct` does not take environment variables, so ARGV is wrapped as
+//!   `env -i PATH=... LC_ALL=C K=V... ARGV...` for the explicit environment of [`Cmd`].
+//! - `pct push CTID SRC DEST --perms MODE`: copies the host file SRC to DEST (MODE in octal).
+//! - `pct status CTID`: prints `status: running` or `status: stopped`.
+//! - `pct start CTID`, `pct stop CTID` (immediate stop), `pct reboot CTID`.
+//! - An unknown CTID: `Configuration file 'nodes/NODE/lxc/CTID.conf' does not exist` on stderr,
+//!   exit code 2; this backend turns it into [`ExecError::CtNotFound`].
+
+use std::ffi::OsString;
+use std::path::Path;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tracing::instrument;
+
+use crate::process::BASE_PATH;
+use crate::{Cmd, ContainerExec, CtRef, CtState, ExecError, ExitStatus, Host, Output};
+
+/// How long `pct start`, `stop` and `reboot` may take by default.
+pub const DEFAULT_PCT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Proxmox VE containers through `pct` run on `H` (`Pct<LocalHost>` on the node itself,
+/// `Pct<SshHost>` for a remote node, `Pct<Arc<dyn Host>>` from the binary).
+#[derive(Clone, Debug)]
+pub struct Pct<H> {
+    host: H,
+    program: OsString,
+    lifecycle_timeout: Duration,
+}
+
+impl<H: Host> Pct<H> {
+    /// `pct` from the `PATH` of `host`.
+    pub fn new(host: H) -> Pct<H> {
+        Pct::with_program(host, "pct")
+    }
+
+    /// Another `pct` program (a path on `host`; tests use a stand-in).
+    pub fn with_program(host: H, program: impl Into<OsString>) -> Pct<H> {
+        Pct {
+            host,
+            program: program.into(),
+            lifecycle_timeout: DEFAULT_PCT_TIMEOUT,
+        }
+    }
+
+    /// Sets how long `start`, `stop` and `reboot` may take.
+    pub fn lifecycle_timeout(mut self, timeout: Duration) -> Pct<H> {
+        self.lifecycle_timeout = timeout;
+        self
+    }
+
+    /// The host `pct` runs on.
+    pub fn host(&self) -> &H {
+        &self.host
+    }
+
+    fn target(&self, ct: &CtRef) -> String {
+        format!("CT {ct} on {}", self.host.name())
+    }
+
+    /// A CTID is a decimal number.
+    fn check_ctid(&self, ct: &CtRef) -> Result<(), ExecError> {
+        let id = ct.as_str();
+        if !id.is_empty() && id.len() <= 10 && id.bytes().all(|b| b.is_ascii_digit()) {
+            Ok(())
+        } else {
+            Err(ExecError::InvalidCmd {
+                target: self.host.name(),
+                argv: vec!["pct".into(), id.into()],
+                detail: "a Proxmox CTID is a number such as 101".into(),
+            })
+        }
+    }
+
+    fn pct(&self, sub: &str, ct: &CtRef) -> Cmd {
+        Cmd::new([self.program.clone(), sub.into(), ct.as_str().into()])
+    }
+
+    /// True when `out` is pct's "no such container" answer.
+    fn is_not_found(ct: &CtRef, out: &Output) -> bool {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        out.status == ExitStatus::Code(2)
+            && stderr.contains("Configuration file 'nodes/")
+            && stderr.contains(&format!("/lxc/{}.conf' does not exist", ct.as_str()))
+    }
+
+    fn not_found(&self, ct: &CtRef) -> ExecError {
+        ExecError::CtNotFound {
+            target: self.host.name(),
+            ct: ct.to_string(),
+        }
+    }
+
+    /// Runs a pct command, mapping "no such container" and non-zero exits.
+    async fn run_checked(&self, ct: &CtRef, cmd: &Cmd) -> Result<Output, ExecError> {
+        let out = self.host.run(cmd).await?;
+        if Self::is_not_found(ct, &out) {
+            return Err(self.not_found(ct));
+        }
+        out.check(&self.target(ct), cmd)
+    }
+
+    /// The `pct exec` command for `cmd`.
+    fn exec_cmd(&self, ct: &CtRef, cmd: &Cmd) -> Cmd {
+        let mut outer = self.pct("exec", ct);
+        outer.argv.extend([
+            "--".into(),
+            "env".into(),
+            "-i".into(),
+            format!("PATH={BASE_PATH}").into(),
+            "LC_ALL=C".into(),
+        ]);
+        for (k, v) in &cmd.env {
+            let mut kv = k.clone();
+            kv.push("=");
+            kv.push(v);
+            outer.argv.push(kv);
+        }
+        outer.argv.extend(cmd.argv.iter().cloned());
+        outer.stdin = cmd.stdin.clone();
+        outer.timeout = cmd.timeout;
+        outer.output_cap = cmd.output_cap;
+        outer
+    }
+
+    /// `pct reboot CTID`.
+    #[instrument(level = "debug", skip(self), fields(ct = %ct))]
+    pub async fn reboot(&self, ct: &CtRef) -> Result<(), ExecError> {
+        self.check_ctid(ct)?;
+        let cmd = self.pct("reboot", ct).timeout(self.lifecycle_timeout);
+        self.run_checked(ct, &cmd).await.map(|_| ())
+    }
+}
+
+/// Parses `pct status` output.
+pub(crate) fn parse_pct_status(stdout: &str) -> Option<CtState> {
+    let line = stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("status:"))?;
+    Some(match line.trim() {
+        "running" => CtState::Running,
+        "stopped" => CtState::Stopped,
+        "" => return None,
+        other => CtState::Other(other.to_owned()),
+    })
+}
+
+#[async_trait]
+impl<H: Host> ContainerExec for Pct<H> {
+    #[instrument(level = "debug", skip(self, cmd), fields(ct = %ct, argv = ?cmd.display_argv()))]
+    async fn exec(&self, ct: &CtRef, cmd: &Cmd) -> Result<Output, ExecError> {
+        self.check_ctid(ct)?;
+        cmd.validate(&self.target(ct))?;
+        let outer = self.exec_cmd(ct, cmd);
+        let out = match self.host.run(&outer).await {
+            Err(ExecError::Timeout { after, .. }) => {
+                return Err(ExecError::Timeout {
+                    target: self.target(ct),
+                    argv: cmd.display_argv(),
+                    after,
+                })
+            }
+            other => other?,
+        };
+        if Self::is_not_found(ct, &out) {
+            return Err(self.not_found(ct));
+        }
+        Ok(out)
+    }
+
+    #[instrument(level = "debug", skip(self), fields(ct = %ct))]
+    async fn push_file(
+        &self,
+        ct: &CtRef,
+        src: &Path,
+        dest: &Path,
+        mode: u32,
+    ) -> Result<(), ExecError> {
+        self.check_ctid(ct)?;
+        let mut cmd = self.pct("push", ct);
+        cmd.argv.push(self.host.resolve(src).into_os_string());
+        cmd.argv.push(dest.as_os_str().to_owned());
+        cmd.argv.push("--perms".into());
+        cmd.argv.push(format!("{:o}", mode & 0o7777).into());
+        cmd.timeout = Some(Duration::from_secs(600));
+        self.run_checked(ct, &cmd).await.map(|_| ())
+    }
+
+    #[instrument(level = "debug", skip(self), fields(ct = %ct))]
+    async fn state(&self, ct: &CtRef) -> Result<CtState, ExecError> {
+        self.check_ctid(ct)?;
+        let cmd = self.pct("status", ct).timeout(Duration::from_secs(60));
+        let out = self.run_checked(ct, &cmd).await?;
+        parse_pct_status(&out.stdout_str()).ok_or_else(|| ExecError::Protocol {
+            target: self.target(ct),
+            what: "pct status".into(),
+            detail: format!("no 'status:' line in {:?}", out.stdout_str()),
+        })
+    }
+
+    #[instrument(level = "debug", skip(self), fields(ct = %ct))]
+    async fn start(&self, ct: &CtRef) -> Result<(), ExecError> {
+        if self.state(ct).await? == CtState::Running {
+            return Ok(());
+        }
+        let cmd = self.pct("start", ct).timeout(self.lifecycle_timeout);
+        self.run_checked(ct, &cmd).await.map(|_| ())
+    }
+
+    #[instrument(level = "debug", skip(self), fields(ct = %ct))]
+    async fn stop(&self, ct: &CtRef) -> Result<(), ExecError> {
+        if self.state(ct).await? == CtState::Stopped {
+            return Ok(());
+        }
+        let cmd = self.pct("stop", ct).timeout(self.lifecycle_timeout);
+        self.run_checked(ct, &cmd).await.map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_lines() {
+        assert_eq!(
+            parse_pct_status("status: running\n"),
+            Some(CtState::Running)
+        );
+        assert_eq!(
+            parse_pct_status("status: stopped\n"),
+            Some(CtState::Stopped)
+        );
+        assert_eq!(
+            parse_pct_status("status: paused\n"),
+            Some(CtState::Other("paused".into()))
+        );
+        assert_eq!(parse_pct_status("nothing\n"), None);
+    }
+
+    #[test]
+    fn not_found_message() {
+        let out = Output {
+            status: ExitStatus::Code(2),
+            stdout: Vec::new(),
+            stderr: b"Configuration file 'nodes/pve1/lxc/105.conf' does not exist\n".to_vec(),
+        };
+        assert!(Pct::<crate::LocalHost>::is_not_found(
+            &CtRef::new("105"),
+            &out
+        ));
+        assert!(!Pct::<crate::LocalHost>::is_not_found(
+            &CtRef::new("10"),
+            &out
+        ));
+    }
+
+    #[tokio::test]
+    async fn works_with_arc_dyn_host() {
+        let mut mock = crate::MockHost::new();
+        mock.expect_name().return_const("node".to_owned());
+        mock.expect_run()
+            .withf(|cmd| cmd.display_argv() == ["pct", "status", "101"])
+            .returning(|_| Ok(Output::ok("status: running\n")));
+        let host: std::sync::Arc<dyn Host> = std::sync::Arc::new(mock);
+        let pct = Pct::new(host);
+        assert_eq!(
+            pct.state(&CtRef::new("101")).await.unwrap(),
+            CtState::Running
+        );
+        let err = pct.state(&CtRef::new("x1")).await.unwrap_err();
+        assert!(matches!(err, ExecError::InvalidCmd { .. }), "{err}");
+        let dynamic: std::sync::Arc<dyn ContainerExec> = std::sync::Arc::new(pct);
+        assert_eq!(
+            dynamic.state(&CtRef::new("101")).await.unwrap(),
+            CtState::Running
+        );
+    }
+}

@@ -1,0 +1,536 @@
+//! [`SshHost`]: a node over SSH, one multiplexed connection (an OpenSSH `ControlMaster`
+//! started by the `openssh` crate) per node.
+//!
+//! Every command is a local `ssh -S CONTROL_SOCKET` client run through the one process
+//! helper ([`crate::process::run`]), so local timeouts, output caps and process-group kills
+//! work as for local commands. The remote side gets one command line built by
+//! [`crate::shell_join`]: `env -i PATH=... LC_ALL=C K=V... [timeout -s KILL N] argv...`, so
+//! the remote environment is as explicit as a local one and a timeout is enforced on the node
+//! too (the local `ssh` is killed a few seconds later if the node does not answer).
+//!
+//! Needs on the node: a POSIX login shell for the user, GNU coreutils (`env`, `timeout`,
+//! `stat`, `sha256sum`, `mktemp`, `sync FILE`), util-linux `flock` for locked writes.
+
+use std::ffi::OsString;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use tracing::{debug, instrument};
+
+use crate::local::DEFAULT_LOCK_TIMEOUT;
+use crate::process::{self, BASE_PATH};
+use crate::{
+    shell_join, Cmd, DirEntry, ExecError, ExitStatus, FileKind, FileMeta, Host, Output,
+    WriteOptions,
+};
+
+/// How a server's host key is checked.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KnownHostsCheck {
+    /// The key must already be in known_hosts (`StrictHostKeyChecking=yes`).
+    #[default]
+    Strict,
+    /// Unknown hosts are added, changed keys refused (`StrictHostKeyChecking=accept-new`).
+    AcceptNew,
+    /// Any key is accepted (`StrictHostKeyChecking=no`). For tests only.
+    Insecure,
+}
+
+/// How [`SshHost::connect`] connects.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct SshOptions {
+    /// Host key checking; strict by default.
+    pub known_hosts_check: KnownHostsCheck,
+    /// Give up connecting after this long (default 10 s).
+    pub connect_timeout: Duration,
+    /// A known_hosts file to use instead of `~/.ssh/known_hosts`.
+    pub user_known_hosts_file: Option<PathBuf>,
+    /// The only private key to offer (`-i`, `IdentitiesOnly=yes`).
+    pub identity_file: Option<PathBuf>,
+    /// The port, unless the destination names one.
+    pub port: Option<u16>,
+    /// An ssh_config file to read instead of the user's (`-F`).
+    pub config_file: Option<PathBuf>,
+    /// How much longer than a command's timeout the local `ssh` may run before it is killed.
+    pub local_grace: Duration,
+}
+
+impl Default for SshOptions {
+    fn default() -> SshOptions {
+        SshOptions {
+            known_hosts_check: KnownHostsCheck::Strict,
+            connect_timeout: Duration::from_secs(10),
+            user_known_hosts_file: None,
+            identity_file: None,
+            port: None,
+            config_file: None,
+            local_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The shared part of an SSH connection: the master and how to reach it.
+#[derive(Debug)]
+pub(crate) struct SshLink {
+    /// The node's name for messages: the destination without `ssh://`.
+    pub(crate) name: String,
+    /// The master connection; dropping the last reference closes it (`ssh -O exit`).
+    session: openssh::Session,
+    /// `ssh -F` for the clients.
+    config_file: Option<PathBuf>,
+    local_grace: Duration,
+}
+
+impl SshLink {
+    async fn connect(dest: &str, opts: &SshOptions) -> Result<SshLink, ExecError> {
+        let name = dest.strip_prefix("ssh://").unwrap_or(dest).to_owned();
+        let mut b = openssh::SessionBuilder::default();
+        b.known_hosts_check(match opts.known_hosts_check {
+            KnownHostsCheck::Strict => openssh::KnownHosts::Strict,
+            KnownHostsCheck::AcceptNew => openssh::KnownHosts::Add,
+            KnownHostsCheck::Insecure => openssh::KnownHosts::Accept,
+        })
+        .connect_timeout(opts.connect_timeout)
+        .server_alive_interval(Duration::from_secs(15));
+        if let Some(f) = &opts.user_known_hosts_file {
+            b.user_known_hosts_file(f);
+        }
+        if let Some(k) = &opts.identity_file {
+            b.keyfile(k);
+        }
+        if let Some(p) = opts.port {
+            b.port(p);
+        }
+        if let Some(c) = &opts.config_file {
+            b.config_file(c);
+        }
+        debug!(dest, "opening ssh master connection");
+        let session = b.connect(dest).await.map_err(|e| ExecError::Ssh {
+            target: name.clone(),
+            detail: "cannot open the connection; check the address, that the host key is in \
+                     known_hosts and that the key is authorized"
+                .into(),
+            source: Some(Box::new(e)),
+        })?;
+        Ok(SshLink {
+            name,
+            session,
+            config_file: opts.config_file.clone(),
+            local_grace: opts.local_grace,
+        })
+    }
+
+    /// The remote command line for `cmd`: explicit env, remote timeout, quoted argv.
+    fn remote_line(cmd: &Cmd) -> Vec<u8> {
+        let mut words: Vec<OsString> = vec![
+            "env".into(),
+            "-i".into(),
+            format!("PATH={BASE_PATH}").into(),
+            "LC_ALL=C".into(),
+        ];
+        for (k, v) in &cmd.env {
+            let mut kv = k.clone();
+            kv.push("=");
+            kv.push(v);
+            words.push(kv);
+        }
+        if let Some(t) = cmd.timeout {
+            words.extend([
+                "timeout".into(),
+                "-s".into(),
+                "KILL".into(),
+                format!("{:.3}", t.as_secs_f64().max(0.001)).into(),
+            ]);
+        }
+        words.extend(cmd.argv.iter().cloned());
+        shell_join(&words)
+    }
+
+    /// Runs `cmd` on the node through the master.
+    pub(crate) async fn run(&self, cmd: &Cmd) -> Result<Output, ExecError> {
+        cmd.validate(&self.name)?;
+        let mut argv: Vec<OsString> = vec!["ssh".into(), "-F".into()];
+        argv.push(
+            self.config_file
+                .as_deref()
+                .unwrap_or(Path::new("/dev/null"))
+                .into(),
+        );
+        argv.extend(["-S".into(), self.session.control_socket().into()]);
+        for o in ["BatchMode=yes", "ControlMaster=no"] {
+            argv.extend(["-o".into(), o.into()]);
+        }
+        argv.extend(["-T".into(), "-x".into(), "-e".into(), "none".into()]);
+        // The destination is ignored when the control socket is given.
+        argv.push("phoenix-gpu-mux".into());
+        argv.push(OsString::from_vec(Self::remote_line(cmd)));
+        let local = Cmd {
+            argv,
+            env: Vec::new(),
+            stdin: cmd.stdin.clone(),
+            timeout: cmd.timeout.map(|t| t + self.local_grace),
+            output_cap: cmd.output_cap,
+        };
+        let started = Instant::now();
+        let out = match process::run(&self.name, &local).await {
+            Err(ExecError::Timeout { after, .. }) => {
+                return Err(ExecError::Timeout {
+                    target: self.name.clone(),
+                    argv: cmd.display_argv(),
+                    after: cmd.timeout.unwrap_or(after),
+                })
+            }
+            Err(ExecError::Spawn { source, .. }) => {
+                return Err(ExecError::Ssh {
+                    target: self.name.clone(),
+                    detail: "cannot run the local ssh client; install openssh-client".into(),
+                    source: Some(Box::new(source)),
+                })
+            }
+            other => other?,
+        };
+        if let Some(limit) = cmd.timeout {
+            if !out.status.success() && started.elapsed() >= limit {
+                return Err(ExecError::Timeout {
+                    target: self.name.clone(),
+                    argv: cmd.display_argv(),
+                    after: limit,
+                });
+            }
+        }
+        if out.status == ExitStatus::Code(255) && self.session.check().await.is_err() {
+            return Err(ExecError::Ssh {
+                target: self.name.clone(),
+                detail: "the connection was lost; run again to reconnect".into(),
+                source: None,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// A node over SSH. Cheap to clone: clones share the connection.
+#[derive(Clone, Debug)]
+pub struct SshHost {
+    link: Arc<SshLink>,
+}
+
+/// Exit codes the remote snippets use.
+const RC_NOT_FOUND: i32 = 44;
+const RC_NOT_DIR: i32 = 45;
+const RC_LOCK_TIMEOUT: i32 = 75;
+const RC_CONFLICT: i32 = 76;
+
+const READ_SCRIPT: &str = r#"[ -e "$1" ] || [ -L "$1" ] || exit 44; exec cat -- "$1""#;
+
+const STAT_SCRIPT: &str =
+    r#"[ -e "$1" ] || [ -L "$1" ] || exit 44; exec stat -c '%f %t %T %u %g %s' -- "$1""#;
+
+const LIST_SCRIPT: &str = r#"cd -- "$1" 2>/dev/null || { [ -e "$1" ] || [ -L "$1" ] || exit 44; exit 45; }
+set --
+for f in * .[!.]* ..?*; do
+  if [ -e "$f" ] || [ -L "$f" ]; then set -- "$@" "$f"; fi
+done
+[ "$#" -eq 0 ] && exit 0
+exec stat --printf='%f %t %T %u %g %s %n\0' -- "$@""#;
+
+/// Atomic replace on the node: `$1` path, `$2` lock ('' none), `$3` lock wait in seconds,
+/// `$4` expected previous (`-` unchecked, `absent`, or the SHA-256 in hex), `$5` backup
+/// ('' none), `$6` mode in octal ('' keep). The new bytes come on stdin.
+const WRITE_SCRIPT: &str = r#"set -e
+p=$1 lock=$2 wait=$3 expect=$4 backup=$5 mode=$6
+if [ -n "$lock" ]; then
+  mkdir -p -- "$(dirname -- "$lock")"
+  exec 9>>"$lock"
+  flock -w "$wait" -E 75 9 || exit 75
+fi
+dir=$(dirname -- "$p")
+base=$(basename -- "$p")
+[ -d "$dir" ] || exit 44
+if [ "$expect" = absent ]; then
+  if [ -e "$p" ] || [ -L "$p" ]; then exit 76; fi
+elif [ "$expect" != - ]; then
+  [ -f "$p" ] || exit 76
+  h=$(sha256sum < "$p")
+  [ "${h%% *}" = "$expect" ] || exit 76
+fi
+if [ -n "$lock" ]; then rm -f -- "$dir/.$base.phoenix-tmp."*; fi
+if [ -z "$mode" ]; then
+  if [ -e "$p" ]; then mode=$(stat -c %a -- "$p"); else mode=644; fi
+fi
+t=
+trap 'if [ -n "$t" ]; then rm -f -- "$t"; fi' EXIT
+if [ -n "$backup" ] && [ -e "$p" ]; then
+  mkdir -p -- "$(dirname -- "$backup")"
+  t=$(mktemp -- "$(dirname -- "$backup")/.$(basename -- "$backup").phoenix-tmp.XXXXXX")
+  cat -- "$p" > "$t"
+  chmod -- "$(stat -c %a -- "$p")" "$t"
+  sync -- "$t"
+  mv -f -- "$t" "$backup"
+fi
+t=$(mktemp -- "$dir/.$base.phoenix-tmp.XXXXXX")
+cat > "$t"
+chmod -- "$mode" "$t"
+sync -- "$t"
+mv -f -- "$t" "$p"
+t=
+sync -- "$dir"
+"#;
+
+/// Parses `%f %t %T %u %g %s` (raw mode, major, minor in hex; uid, gid, size in decimal).
+pub(crate) fn parse_stat_fields(fields: &[&str]) -> Option<FileMeta> {
+    let [raw, major, minor, uid, gid, size] = fields else {
+        return None;
+    };
+    let raw = u32::from_str_radix(raw, 16).ok()?;
+    let kind = match raw & 0o170000 {
+        0o100000 => FileKind::File,
+        0o040000 => FileKind::Dir,
+        0o120000 => FileKind::Symlink,
+        0o020000 => FileKind::CharDevice,
+        0o060000 => FileKind::BlockDevice,
+        _ => FileKind::Other,
+    };
+    let rdev = match kind {
+        FileKind::CharDevice | FileKind::BlockDevice => Some((
+            u32::from_str_radix(major, 16).ok()?,
+            u32::from_str_radix(minor, 16).ok()?,
+        )),
+        _ => None,
+    };
+    Some(FileMeta {
+        kind,
+        rdev,
+        mode: raw & 0o7777,
+        uid: uid.parse().ok()?,
+        gid: gid.parse().ok()?,
+        size: size.parse().ok()?,
+    })
+}
+
+/// SHA-256 in hex.
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl SshHost {
+    /// Opens the master connection to `dest` (`ssh://user@host:port` or `user@host`).
+    ///
+    /// A host key that is unknown (with [`KnownHostsCheck::Strict`]) or changed, a refused
+    /// key or an unreachable host is [`ExecError::Ssh`].
+    pub async fn connect(dest: &str, opts: SshOptions) -> Result<SshHost, ExecError> {
+        Ok(SshHost {
+            link: Arc::new(SshLink::connect(dest, &opts).await?),
+        })
+    }
+
+    /// Runs a snippet `sh -c SCRIPT sh ARGS...` with no output cap.
+    async fn snippet(
+        &self,
+        script: &str,
+        args: &[&std::ffi::OsStr],
+        stdin: Option<Vec<u8>>,
+        timeout: Duration,
+    ) -> Result<(Cmd, Output), ExecError> {
+        let mut cmd = Cmd::new(["sh", "-c", script, "sh"]);
+        cmd.argv.extend(args.iter().map(|a| a.to_os_string()));
+        cmd.stdin = stdin;
+        cmd.timeout = Some(timeout);
+        cmd.output_cap = usize::MAX;
+        let out = self.link.run(&cmd).await?;
+        Ok((cmd, out))
+    }
+
+    fn not_found(&self, path: &Path) -> ExecError {
+        ExecError::NotFound {
+            target: self.link.name.clone(),
+            path: path.to_owned(),
+        }
+    }
+
+    fn protocol(&self, what: &str, detail: String) -> ExecError {
+        ExecError::Protocol {
+            target: self.link.name.clone(),
+            what: what.to_owned(),
+            detail,
+        }
+    }
+}
+
+const FILE_OP_TIMEOUT: Duration = Duration::from_secs(300);
+
+#[async_trait]
+impl Host for SshHost {
+    fn name(&self) -> String {
+        self.link.name.clone()
+    }
+
+    fn resolve(&self, path: &Path) -> PathBuf {
+        path.to_owned()
+    }
+
+    #[instrument(level = "debug", skip(self, cmd), fields(node = %self.link.name, argv = ?cmd.display_argv()))]
+    async fn run(&self, cmd: &Cmd) -> Result<Output, ExecError> {
+        self.link.run(cmd).await
+    }
+
+    #[instrument(level = "debug", skip(self), fields(node = %self.link.name))]
+    async fn read_file(&self, path: &Path) -> Result<Vec<u8>, ExecError> {
+        let (cmd, out) = self
+            .snippet(READ_SCRIPT, &[path.as_os_str()], None, FILE_OP_TIMEOUT)
+            .await?;
+        match out.status {
+            ExitStatus::Code(RC_NOT_FOUND) => Err(self.not_found(path)),
+            _ => Ok(out.check(&self.link.name, &cmd)?.stdout),
+        }
+    }
+
+    #[instrument(level = "debug", skip(self, bytes, opts), fields(node = %self.link.name, len = bytes.len()))]
+    async fn write_file_atomic(
+        &self,
+        path: &Path,
+        bytes: &[u8],
+        opts: &WriteOptions,
+    ) -> Result<(), ExecError> {
+        let wait = opts.lock_timeout.unwrap_or(DEFAULT_LOCK_TIMEOUT);
+        let expect = match &opts.expect_previous {
+            None => "-".to_owned(),
+            Some(None) => "absent".to_owned(),
+            Some(Some(prev)) => sha256_hex(prev),
+        };
+        let mode = opts
+            .mode
+            .map(|m| format!("{:o}", m & 0o7777))
+            .unwrap_or_default();
+        let lock = opts.lock.clone().unwrap_or_default();
+        let backup = opts.backup_to.clone().unwrap_or_default();
+        let wait_s = format!("{:.3}", wait.as_secs_f64());
+        let args: [&std::ffi::OsStr; 6] = [
+            path.as_os_str(),
+            lock.as_os_str(),
+            wait_s.as_ref(),
+            expect.as_ref(),
+            backup.as_os_str(),
+            mode.as_ref(),
+        ];
+        let (cmd, out) = self
+            .snippet(
+                WRITE_SCRIPT,
+                &args,
+                Some(bytes.to_vec()),
+                FILE_OP_TIMEOUT + wait,
+            )
+            .await?;
+        match out.status {
+            ExitStatus::Code(RC_NOT_FOUND) => Err(self.not_found(path)),
+            ExitStatus::Code(RC_LOCK_TIMEOUT) => Err(ExecError::LockTimeout {
+                target: self.link.name.clone(),
+                path: opts.lock.clone().unwrap_or_default(),
+                after: wait,
+            }),
+            ExitStatus::Code(RC_CONFLICT) => Err(ExecError::Conflict {
+                target: self.link.name.clone(),
+                path: path.to_owned(),
+            }),
+            _ => out.check(&self.link.name, &cmd).map(|_| ()),
+        }
+    }
+
+    #[instrument(level = "debug", skip(self), fields(node = %self.link.name))]
+    async fn read_dir(&self, path: &Path) -> Result<Vec<DirEntry>, ExecError> {
+        let (cmd, out) = self
+            .snippet(LIST_SCRIPT, &[path.as_os_str()], None, FILE_OP_TIMEOUT)
+            .await?;
+        match out.status {
+            ExitStatus::Code(RC_NOT_FOUND) => return Err(self.not_found(path)),
+            ExitStatus::Code(RC_NOT_DIR) => {
+                return Err(ExecError::Io {
+                    target: self.link.name.clone(),
+                    op: "list",
+                    path: path.to_owned(),
+                    source: std::io::Error::other("not a directory, or not readable"),
+                })
+            }
+            _ => {}
+        }
+        let out = out.check(&self.link.name, &cmd)?;
+        let mut entries = Vec::new();
+        for record in out.stdout.split(|&b| b == 0).filter(|r| !r.is_empty()) {
+            let mut parts = record.splitn(7, |&b| b == b' ');
+            let fields: Vec<&str> = parts
+                .by_ref()
+                .take(6)
+                .map(|f| std::str::from_utf8(f).unwrap_or(""))
+                .collect();
+            let name = parts.next();
+            let (Some(meta), Some(name)) = (parse_stat_fields(&fields), name) else {
+                return Err(self.protocol(
+                    "stat --printf",
+                    format!("bad record {:?}", String::from_utf8_lossy(record)),
+                ));
+            };
+            entries.push(DirEntry {
+                name: std::ffi::OsStr::from_bytes(name).to_os_string(),
+                meta,
+            });
+        }
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(entries)
+    }
+
+    #[instrument(level = "debug", skip(self), fields(node = %self.link.name))]
+    async fn stat(&self, path: &Path) -> Result<Option<FileMeta>, ExecError> {
+        let (cmd, out) = self
+            .snippet(STAT_SCRIPT, &[path.as_os_str()], None, FILE_OP_TIMEOUT)
+            .await?;
+        if out.status == ExitStatus::Code(RC_NOT_FOUND) {
+            return Ok(None);
+        }
+        let out = out.check(&self.link.name, &cmd)?;
+        let text = out.stdout_str();
+        let fields: Vec<&str> = text.split_whitespace().collect();
+        parse_stat_fields(&fields)
+            .map(Some)
+            .ok_or_else(|| self.protocol("stat -c", format!("bad output {text:?}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_fields() {
+        let m = parse_stat_fields(&["21b6", "c3", "ff", "0", "0", "0"]).unwrap();
+        assert_eq!(m.kind, FileKind::CharDevice);
+        assert_eq!(m.rdev, Some((0xc3, 0xff)));
+        assert_eq!(m.mode, 0o666);
+        let m = parse_stat_fields(&["81a4", "0", "0", "1", "2", "42"]).unwrap();
+        assert_eq!(
+            (m.kind, m.mode, m.uid, m.gid, m.size),
+            (FileKind::File, 0o644, 1, 2, 42)
+        );
+        assert!(parse_stat_fields(&["zz", "0", "0", "0", "0", "0"]).is_none());
+        assert!(parse_stat_fields(&["81a4"]).is_none());
+    }
+
+    #[test]
+    fn remote_line_shape() {
+        let cmd = Cmd::new(["echo", "a b"])
+            .env("K", "v w")
+            .timeout(Duration::from_millis(1500));
+        assert_eq!(
+            String::from_utf8(SshLink::remote_line(&cmd)).unwrap(),
+            format!("env -i PATH={BASE_PATH} LC_ALL=C 'K=v w' timeout -s KILL 1.500 echo 'a b'")
+        );
+    }
+}

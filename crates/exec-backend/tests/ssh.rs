@@ -1,0 +1,357 @@
+//! `SshHost` against a private sshd on 127.0.0.1 (root only), and `LxcAttach<SshHost>`
+//! against a real container through it.
+
+mod common;
+
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStringExt;
+use std::path::Path;
+use std::time::Duration;
+
+use common::{lxc_available, proc_alive, sshd_available, suite, Sshd, TestCt};
+use exec_backend::{
+    Cmd, ContainerExec, CtRef, ExecError, ExitStatus, FileKind, Host, LxcAttach, SshHost,
+    WriteOptions,
+};
+
+async fn connect(sshd: &Sshd) -> SshHost {
+    SshHost::connect(&sshd.dest(), sshd.options())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn ssh_runs_commands_faithfully() {
+    if !sshd_available("ssh_runs_commands_faithfully") {
+        return;
+    }
+    let sshd = Sshd::start();
+    let host = connect(&sshd).await;
+    assert_eq!(host.name(), format!("root@127.0.0.1:{}", sshd.port));
+
+    let args = suite::tricky_args();
+    let mut argv: Vec<OsString> = vec![
+        "sh".into(),
+        "-c".into(),
+        "printf '%s\\0' \"$@\"".into(),
+        "sh".into(),
+    ];
+    argv.extend(args.iter().cloned());
+    let out = host.run(&Cmd::new(argv)).await.unwrap();
+    let mut expected = Vec::new();
+    for a in args {
+        expected.extend(a.into_vec());
+        expected.push(0);
+    }
+    assert_eq!(out.stdout, expected);
+
+    let out = host
+        .run(&Cmd::new(["sh", "-c", "cat; echo to-stderr >&2; exit 9"]).stdin(b"in\n".to_vec()))
+        .await
+        .unwrap();
+    assert_eq!(
+        (out.status, out.stdout_str(), out.stderr_tail(100)),
+        (ExitStatus::Code(9), "in\n".into(), "to-stderr".into())
+    );
+
+    let out = host
+        .run(&Cmd::new(["env"]).env("FOO", "a b"))
+        .await
+        .unwrap();
+    let mut lines: Vec<String> = out.stdout_str().lines().map(String::from).collect();
+    lines.sort();
+    assert_eq!(
+        lines,
+        vec![
+            "FOO=a b".to_owned(),
+            "LC_ALL=C".into(),
+            format!("PATH={}", exec_backend::process::BASE_PATH)
+        ]
+    );
+
+    let err = host
+        .run(&Cmd::new(["echo", "nul\0byte"]))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ExecError::InvalidCmd { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn ssh_timeout_kills_remote_command() {
+    if !sshd_available("ssh_timeout_kills_remote_command") {
+        return;
+    }
+    let sshd = Sshd::start();
+    let host = connect(&sshd).await;
+    let pidfile = sshd.dir.path().join("remote.pid");
+    let script = format!("echo $$ > '{}'; exec sleep 1000", pidfile.display());
+    let started = std::time::Instant::now();
+    let err = host
+        .run(&Cmd::new(["sh", "-c", &script]).timeout(Duration::from_secs(2)))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ExecError::Timeout { .. }), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "the remote timeout should fire first"
+    );
+    let pid: u32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let mut alive = true;
+    for _ in 0..50 {
+        alive = proc_alive(Path::new("/proc"), pid);
+        if !alive {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!alive, "remote process {pid} survived the timeout");
+}
+
+#[tokio::test]
+async fn ssh_files() {
+    if !sshd_available("ssh_files") {
+        return;
+    }
+    let sshd = Sshd::start();
+    let host = connect(&sshd).await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+
+    // read, stat, list
+    let weird = OsString::from_vec(b"we ird\n\xff'name".to_vec());
+    std::fs::write(d.join(&weird), b"bytes\x00\xff").unwrap();
+    std::fs::create_dir(d.join("sub")).unwrap();
+    std::os::unix::fs::symlink("sub", d.join(".hidden-link")).unwrap();
+    assert_eq!(
+        host.read_file(&d.join(&weird)).await.unwrap(),
+        b"bytes\x00\xff"
+    );
+    let err = host.read_file(&d.join("missing")).await.unwrap_err();
+    assert!(matches!(err, ExecError::NotFound { .. }), "{err}");
+    let null = host.stat(Path::new("/dev/null")).await.unwrap().unwrap();
+    assert_eq!(
+        (null.kind, null.rdev, null.mode),
+        (FileKind::CharDevice, Some((1, 3)), 0o666)
+    );
+    assert_eq!(host.stat(&d.join("missing")).await.unwrap(), None);
+    let link = host.stat(&d.join(".hidden-link")).await.unwrap().unwrap();
+    assert_eq!(link.kind, FileKind::Symlink);
+    let listed = host.read_dir(d).await.unwrap();
+    let names: Vec<OsString> = listed.iter().map(|e| e.name.clone()).collect();
+    assert_eq!(
+        names,
+        vec![OsString::from(".hidden-link"), "sub".into(), weird.clone()]
+    );
+    assert_eq!(listed[2].meta.size, 7);
+    assert_eq!(host.read_dir(&d.join("sub")).await.unwrap(), vec![]);
+    let err = host.read_dir(&d.join("missing")).await.unwrap_err();
+    assert!(matches!(err, ExecError::NotFound { .. }), "{err}");
+    // Same answers as the local backend.
+    let local = exec_backend::LocalHost::new();
+    assert_eq!(
+        host.read_dir(Path::new("/dev")).await.unwrap(),
+        local.read_dir(Path::new("/dev")).await.unwrap()
+    );
+
+    // atomic writes
+    let f = d.join("conf");
+    let lock = d.join("locks/conf.lock");
+    let mut opts = WriteOptions {
+        lock: Some(lock.clone()),
+        expect_previous: Some(None),
+        ..WriteOptions::default()
+    };
+    host.write_file_atomic(&f, b"v1\n", &opts).await.unwrap();
+    assert_eq!(std::fs::read(&f).unwrap(), b"v1\n");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&f).unwrap().permissions().mode() & 0o7777,
+        0o644
+    );
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let err = host
+        .write_file_atomic(&f, b"v2\n", &opts)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ExecError::Conflict { .. }), "{err}");
+    opts.expect_previous = Some(Some(b"stale".to_vec()));
+    let err = host
+        .write_file_atomic(&f, b"v2\n", &opts)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ExecError::Conflict { .. }), "{err}");
+    assert_eq!(std::fs::read(&f).unwrap(), b"v1\n");
+    opts.expect_previous = Some(Some(b"v1\n".to_vec()));
+    opts.backup_to = Some(d.join("bak/conf.1"));
+    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+    host.write_file_atomic(&f, &big, &opts).await.unwrap();
+    assert_eq!(std::fs::read(&f).unwrap(), big);
+    assert_eq!(
+        std::fs::metadata(&f).unwrap().permissions().mode() & 0o7777,
+        0o600,
+        "mode kept"
+    );
+    assert_eq!(std::fs::read(d.join("bak/conf.1")).unwrap(), b"v1\n");
+    opts = WriteOptions {
+        mode: Some(0o640),
+        ..WriteOptions::default()
+    };
+    host.write_file_atomic(&f, b"v3", &opts).await.unwrap();
+    assert_eq!(
+        std::fs::metadata(&f).unwrap().permissions().mode() & 0o7777,
+        0o640
+    );
+    let err = host
+        .write_file_atomic(&d.join("nodir/x"), b"x", &opts)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ExecError::NotFound { .. }), "{err}");
+    let temps: Vec<_> = std::fs::read_dir(d)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .contains(".phoenix-tmp.")
+        })
+        .collect();
+    assert!(temps.is_empty(), "{temps:?}");
+
+    // A lock held locally (flock(2), as LocalHost takes it) makes the remote writer time out.
+    let mut holder = std::process::Command::new("flock")
+        .arg(&lock)
+        .args(["sh", "-c", "echo held; sleep 30"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let opts = WriteOptions {
+        lock: Some(lock.clone()),
+        lock_timeout: Some(Duration::from_millis(500)),
+        ..WriteOptions::default()
+    };
+    let err = host.write_file_atomic(&f, b"v4", &opts).await.unwrap_err();
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    assert!(matches!(err, ExecError::LockTimeout { .. }), "{err}");
+    assert_eq!(std::fs::read(&f).unwrap(), b"v3");
+}
+
+#[tokio::test]
+async fn ssh_refuses_wrong_or_unknown_host_key() {
+    if !sshd_available("ssh_refuses_wrong_or_unknown_host_key") {
+        return;
+    }
+    let sshd = Sshd::start();
+    // A known_hosts entry with some other key for the same host.
+    let other = sshd.dir.path().join("other_key");
+    let st = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&other)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let other_pub = std::fs::read_to_string(other.with_extension("pub")).unwrap();
+    let mut parts = other_pub.split_whitespace();
+    let wrong = sshd.dir.path().join("wrong_known_hosts");
+    std::fs::write(
+        &wrong,
+        format!(
+            "[127.0.0.1]:{} {} {}\n",
+            sshd.port,
+            parts.next().unwrap(),
+            parts.next().unwrap()
+        ),
+    )
+    .unwrap();
+    let mut opts = sshd.options();
+    opts.user_known_hosts_file = Some(wrong);
+    let err = SshHost::connect(&sshd.dest(), opts).await.unwrap_err();
+    assert!(matches!(err, ExecError::Ssh { .. }), "{err}");
+    let mut chain = err.to_string();
+    let mut src = std::error::Error::source(&err);
+    while let Some(s) = src {
+        chain.push_str(&format!(": {s}"));
+        src = s.source();
+    }
+    assert!(chain.contains("Host key verification failed"), "{chain}");
+    // An empty known_hosts under strict checking: refused too.
+    let empty = sshd.dir.path().join("empty_known_hosts");
+    std::fs::write(&empty, "").unwrap();
+    let mut opts = sshd.options();
+    opts.user_known_hosts_file = Some(empty);
+    let err = SshHost::connect(&sshd.dest(), opts).await.unwrap_err();
+    assert!(matches!(err, ExecError::Ssh { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn lxc_attach_over_ssh_scenario() {
+    if !sshd_available("lxc_attach_over_ssh_scenario")
+        || !lxc_available("lxc_attach_over_ssh_scenario")
+    {
+        return;
+    }
+    let sshd = Sshd::start();
+    let host = connect(&sshd).await;
+    let ct = TestCt::start_new();
+    let lxc = LxcAttach::with_lxcpath(host, &ct.lxcpath);
+    let id = CtRef::new(&ct.name);
+    let scratch = tempfile::tempdir().unwrap();
+    suite::argv_fidelity(&lxc, &id).await;
+    suite::status_stderr_env(&lxc, &id).await;
+    suite::push_big_file(&lxc, &id, scratch.path()).await;
+    suite::timeout_kills(&lxc, &id).await;
+    suite::lifecycle(&lxc, &id).await;
+    suite::unknown_ct(&lxc, &CtRef::new("pgt-does-not-exist")).await;
+}
+
+#[tokio::test]
+async fn ssh_container_execs_and_pushes() {
+    if !sshd_available("ssh_container_execs_and_pushes") {
+        return;
+    }
+    // The private sshd stands in for a container's own sshd.
+    let sshd = Sshd::start();
+    let mut cts = exec_backend::SshContainer::new();
+    let id = CtRef::new("101");
+    cts.connect(id.clone(), &sshd.dest(), sshd.options())
+        .await
+        .unwrap();
+    let out = cts
+        .exec(&id, &Cmd::new(["printf", "%s|", "a b", "$x"]))
+        .await
+        .unwrap();
+    assert_eq!(out.stdout_str(), "a b|$x|");
+    let src = sshd.dir.path().join("src.bin");
+    let data: Vec<u8> = (0..1_000_000u32).map(|i| (i % 241) as u8).collect();
+    std::fs::write(&src, &data).unwrap();
+    let dest = sshd.dir.path().join("pushed dest.bin");
+    cts.push_file(&id, &src, &dest, 0o640).await.unwrap();
+    assert_eq!(std::fs::read(&dest).unwrap(), data);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&dest).unwrap().permissions().mode() & 0o7777,
+        0o640
+    );
+    assert_eq!(
+        cts.state(&id).await.unwrap(),
+        exec_backend::CtState::Running
+    );
+    let err = cts.stop(&id).await.unwrap_err();
+    assert!(matches!(err, ExecError::Unsupported { .. }), "{err}");
+    let err = cts
+        .exec(&CtRef::new("102"), &Cmd::new(["true"]))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ExecError::CtNotFound { .. }), "{err}");
+}
