@@ -115,11 +115,7 @@ pub(crate) fn classify_pve(t: &[u8]) -> Kind {
         while i < t.len() && (t[i].is_ascii_alphanumeric() || t[i] == b'_' || t[i] == b'-') {
             i += 1;
         }
-        if i > 2
-            && t[1].is_ascii_alphabetic()
-            && t.get(i) == Some(&b']')
-            && all_ws(&t[i + 1..])
-        {
+        if i > 2 && t[1].is_ascii_alphabetic() && t.get(i) == Some(&b']') && all_ws(&t[i + 1..]) {
             return Kind::SnapshotHeader { name: 1..i };
         }
     }
