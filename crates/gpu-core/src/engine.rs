@@ -78,7 +78,7 @@ pub(crate) struct Run<'a> {
 }
 
 impl<'a> Run<'a> {
-    fn new(ct: &CtRef, events: &'a EventSink) -> Run<'a> {
+    pub(crate) fn new(ct: &CtRef, events: &'a EventSink) -> Run<'a> {
         Run {
             report: Report::new(ct.as_str()),
             events,

@@ -476,18 +476,26 @@ impl Document {
                 }
             }
             let pending = sec.kind == SectionKind::Pending;
+            let mut seen_entry = false;
             for i in sec.body.clone() {
-                self.lint_line(&mut out, i, pending);
+                self.lint_line(&mut out, i, pending, seen_entry);
+                seen_entry |= !matches!(
+                    self.lines[i].kind,
+                    Kind::Comment | Kind::Blank | Kind::Invalid(_)
+                );
             }
-            // overridden plain keys
+            // overridden plain keys: every line but the last of a key
             let entries = self.raw_entries(sec);
-            for (n, e) in entries.iter().enumerate() {
-                if let Some(later) = entries[n + 1..].iter().find(|l| {
-                    l.key == e.key && l.kind == EntryKind::Plain && e.kind == EntryKind::Plain
-                }) {
+            let mut last: std::collections::HashMap<&[u8], usize> =
+                std::collections::HashMap::new();
+            for e in entries.iter().filter(|e| e.kind == EntryKind::Plain) {
+                last.insert(e.key, e.index);
+            }
+            for e in entries.iter().filter(|e| e.kind == EntryKind::Plain) {
+                if let Some(&later) = last.get(e.key).filter(|&&l| l != e.index) {
                     let msg = format!(
                         "line {} sets the same key again; this value is not used",
-                        later.index + 1
+                        later + 1
                     );
                     self.lint_at(&mut out, e.index, LintKind::Overridden, msg);
                 }
@@ -506,7 +514,7 @@ impl Document {
         });
     }
 
-    fn lint_line(&self, out: &mut Vec<Lint>, i: usize, pending: bool) {
+    fn lint_line(&self, out: &mut Vec<Lint>, i: usize, pending: bool, after_entry: bool) {
         let line = &self.lines[i];
         let t = &line.text;
         if !line.is_utf8() {
@@ -655,26 +663,15 @@ impl Document {
                     "Proxmox reads this whole line as 'snapstate'".into(),
                 );
             }
-            Kind::Comment if !lxc => {
-                // a comment is canonical only where the writer puts it: before any entry
-                let sec_start = self.lines[..i]
-                    .iter()
-                    .rposition(|l| {
-                        matches!(l.kind, Kind::PendingHeader | Kind::SnapshotHeader { .. })
-                    })
-                    .map_or(0, |h| h + 1);
-                if self.lines[sec_start..i]
-                    .iter()
-                    .any(|l| !matches!(l.kind, Kind::Comment | Kind::Blank | Kind::Invalid(_)))
-                {
-                    self.lint_at(
-                        out,
-                        i,
-                        LintKind::NonCanonical,
-                        "Proxmox moves this comment into the description at the top of the section"
-                            .into(),
-                    );
-                }
+            // a comment is canonical only where the writer puts it: before any entry
+            Kind::Comment if !lxc && after_entry => {
+                self.lint_at(
+                    out,
+                    i,
+                    LintKind::NonCanonical,
+                    "Proxmox moves this comment into the description at the top of the section"
+                        .into(),
+                );
             }
             _ => {}
         }
