@@ -3,10 +3,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use async_trait::async_trait;
-use exec_backend::{
-    Cmd, ContainerExec, CtRef, CtState, ExecError, Host, LocalHost, LxcAttach, Output,
-};
+use exec_backend::{ContainerExec, Host, LocalHost, LxcAttach, Pct, SshHost, SshOptions};
 use gpu_core::{Error, Target};
 
 use crate::cli::{Global, TargetKind};
@@ -63,16 +60,10 @@ pub async fn connect(g: &Global) -> Result<Backends, Error> {
     let host: Arc<dyn Host> = match (&g.host, &g.root) {
         (Some(url), _) => {
             let (_user, node, _port) = parse_ssh_url(url)?;
-            // LEAD: replace with exec_backend::SshHost::connect(..) once the exec-backend
-            // branch has it.
-            return Err(Error::exec(
-                format!("cannot reach {node}"),
-                ExecError::Ssh {
-                    target: node.clone(),
-                    detail: "the SSH backend is not wired into this build yet".into(),
-                    source: None,
-                },
-            ));
+            let ssh = SshHost::connect(url, SshOptions::default())
+                .await
+                .map_err(|e| Error::exec(format!("cannot connect to {node}"), e))?;
+            Arc::new(ssh)
         }
         (None, Some(root)) => Arc::new(LocalHost::with_root(root)),
         (None, None) => Arc::new(LocalHost::new()),
@@ -82,7 +73,7 @@ pub async fn connect(g: &Global) -> Result<Backends, Error> {
         None => detect_target(host.as_ref()).await?,
     };
     let (target, cts): (Target, Arc<dyn ContainerExec>) = match kind {
-        TargetKind::Pve => (Target::Pve, Arc::new(Unwired("pct"))),
+        TargetKind::Pve => (Target::Pve, Arc::new(Pct::new(host.clone()))),
         TargetKind::Lxc => (
             Target::Lxc {
                 lxcpath: g.lxcpath.clone(),
@@ -104,39 +95,6 @@ pub async fn detect_target(host: &dyn Host) -> Result<TargetKind, Error> {
     } else {
         TargetKind::Lxc
     })
-}
-
-/// PLACEHOLDER until the exec-backend branch has `Pct<H>`: every call fails.
-/// LEAD: replace `Unwired("pct")` with `exec_backend::Pct::new(host.clone())`.
-struct Unwired(&'static str);
-
-impl Unwired {
-    fn err(&self, ct: &CtRef) -> ExecError {
-        ExecError::Protocol {
-            target: format!("CT {ct}"),
-            what: self.0.to_owned(),
-            detail: "this backend is not wired into this build yet".into(),
-        }
-    }
-}
-
-#[async_trait]
-impl ContainerExec for Unwired {
-    async fn exec(&self, ct: &CtRef, _cmd: &Cmd) -> Result<Output, ExecError> {
-        Err(self.err(ct))
-    }
-    async fn push_file(&self, ct: &CtRef, _s: &Path, _d: &Path, _m: u32) -> Result<(), ExecError> {
-        Err(self.err(ct))
-    }
-    async fn state(&self, ct: &CtRef) -> Result<CtState, ExecError> {
-        Err(self.err(ct))
-    }
-    async fn start(&self, ct: &CtRef) -> Result<(), ExecError> {
-        Err(self.err(ct))
-    }
-    async fn stop(&self, ct: &CtRef) -> Result<(), ExecError> {
-        Err(self.err(ct))
-    }
 }
 
 #[cfg(test)]
