@@ -1,11 +1,29 @@
 //! The config step: compute the container config with the wanted passthrough entries, show the
 //! diff, write it atomically under the lock, keep a backup.
+//!
+//! Only the main section is read and edited. The tool owns the lines
+//! [`passthrough::Ownership`](crate::passthrough::Ownership) describes; it removes those it no
+//! longer wants, keeps a wanted line that already exists exactly (wherever it is), adds the
+//! missing ones where `lxc-conf` puts new lines, and leaves every other byte alone. An
+//! unchanged config is not written at all (no backup either).
 
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use exec_backend::{Cmd, ExecError, Host, WriteOptions};
+use lxc_conf::{Dialect, Document};
+use tracing::{debug, info};
+
+use crate::container;
 use crate::engine::Ctx;
-use crate::error::Result;
-use crate::inventory::{Gpu, Inventory};
+use crate::error::{Error, Result};
+use crate::inventory::{read_text, Gpu, Inventory, Majors, MigMinors, ProcDevices, MIG_MINORS};
+use crate::passthrough::{self, LineRef, Ownership, WantedLine, Wants, Written};
 use crate::report::StepStatus;
-use crate::request::Request;
+use crate::request::{Request, Strategy, Target};
+
+/// How many previous versions of a config are kept under the backup root.
+pub const BACKUPS_KEPT: usize = 10;
 
 /// What the config step found and did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -20,6 +38,221 @@ pub struct ConfigOutcome {
     pub unprivileged: bool,
 }
 
+/// A config as read: its path, bytes and parsed document.
+pub(crate) struct Loaded {
+    pub path: PathBuf,
+    pub bytes: Vec<u8>,
+    pub doc: Document,
+}
+
+/// Reads and parses the container's config; refuses a locked one.
+pub(crate) async fn load(ctx: &Ctx<'_>) -> Result<Loaded> {
+    let path = ctx.target.config_path(ctx.ct);
+    let bytes = match ctx.host.read_file(&path).await {
+        Ok(b) => b,
+        Err(e @ ExecError::NotFound { .. }) => {
+            if ct_known_absent(ctx).await {
+                return Err(Error::CtNotFound {
+                    ct: ctx.ct.to_string(),
+                    path,
+                });
+            }
+            return Err(Error::ConfigUnreadable {
+                ct: ctx.ct.to_string(),
+                path,
+                source: e,
+            });
+        }
+        Err(e) => {
+            return Err(Error::ConfigUnreadable {
+                ct: ctx.ct.to_string(),
+                path,
+                source: e,
+            })
+        }
+    };
+    let doc = Document::parse(&bytes, ctx.target.dialect());
+    if ctx.target.dialect() == Dialect::Pve {
+        if let Some(lock) = doc.main().get("lock") {
+            return Err(Error::Locked {
+                ct: ctx.ct.to_string(),
+                lock: lock.to_owned(),
+            });
+        }
+    }
+    Ok(Loaded { path, bytes, doc })
+}
+
+/// On Proxmox, whether the cluster's `/etc/pve/.vmlist` says no container has this id.
+async fn ct_known_absent(ctx: &Ctx<'_>) -> bool {
+    if *ctx.target != Target::Pve {
+        return false;
+    }
+    let Ok(Some(text)) = read_text(ctx.host, "/etc/pve/.vmlist").await else {
+        return false;
+    };
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
+        return false;
+    };
+    match v.get("ids").and_then(|ids| ids.as_object()) {
+        Some(ids) => !ids
+            .get(ctx.ct.as_str())
+            .is_some_and(|e| e.get("type").and_then(|t| t.as_str()) == Some("lxc")),
+        None => false,
+    }
+}
+
+/// Whether the container is unprivileged: `unprivileged: 1` (PVE), `lxc.idmap` lines (LXC).
+pub(crate) fn is_unprivileged(doc: &Document) -> bool {
+    let main = doc.main();
+    match doc.dialect() {
+        Dialect::Pve => main.get("unprivileged").is_some_and(|v| {
+            matches!(
+                v.trim().to_ascii_lowercase().as_str(),
+                "1" | "on" | "yes" | "true"
+            )
+        }),
+        Dialect::Lxc => main
+            .entries()
+            .iter()
+            .any(|e| e.key == "lxc.idmap" && !e.value.trim().is_empty()),
+    }
+}
+
+/// The character-device table of the host (empty when unreadable: no driver loaded).
+pub(crate) async fn proc_devices(host: &dyn Host) -> Result<ProcDevices> {
+    Ok(read_text(host, "/proc/devices")
+        .await?
+        .map(|t| ProcDevices::parse(&t))
+        .unwrap_or_default())
+}
+
+/// The lines the request wants in this config.
+pub(crate) async fn wanted_lines(
+    ctx: &Ctx<'_>,
+    req: &Request,
+    inv: &Inventory,
+    gpus: &[Gpu],
+    unprivileged: bool,
+) -> Result<(Vec<WantedLine>, Written)> {
+    let written = passthrough::resolve_mode(req.mode, ctx.target, inv)?;
+    if gpus.is_empty() {
+        // No GPU: the container gets no NVIDIA passthrough at all.
+        return Ok((Vec::new(), written));
+    }
+    let mig = if req.mig {
+        let text = read_text(ctx.host, MIG_MINORS)
+            .await?
+            .ok_or_else(|| Error::NodeMissing {
+                path: PathBuf::from(MIG_MINORS),
+                hint: "the driver lists no MIG capabilities; --mig needs MIG-capable GPUs and a driver with nvidia-caps".into(),
+            })?;
+        Some(MigMinors::parse(&text))
+    } else {
+        None
+    };
+    let extra = if req.strategy == Strategy::HostLibs {
+        container::hostlibs::mounts(ctx, inv).await?
+    } else {
+        Vec::new()
+    };
+    let lines = passthrough::wanted(
+        inv,
+        &Wants {
+            written,
+            gpus,
+            unprivileged,
+            mig: mig.as_ref(),
+            extra_mounts: &extra,
+        },
+    )?;
+    Ok((lines, written))
+}
+
+/// The tool's lines of the main section, as flags parallel to `main().entries()`.
+pub(crate) fn owned_flags(doc: &Document, devices: &ProcDevices, majors: &Majors) -> Vec<bool> {
+    let entries = doc.main().entries();
+    let lines: Vec<LineRef<'_>> = entries
+        .iter()
+        .map(|e| LineRef {
+            key: e.key,
+            value: e.value,
+        })
+        .collect();
+    Ownership { devices, majors }.classify(&lines)
+}
+
+/// Brings the document's owned lines to `wanted`. Returns how many lines were removed and
+/// added.
+pub(crate) fn reconcile(
+    doc: &mut Document,
+    wanted: &[WantedLine],
+    devices: &ProcDevices,
+    majors: &Majors,
+) -> Result<(usize, usize)> {
+    let owned = owned_flags(doc, devices, majors);
+    let entries = doc.main().entries();
+    let mut keep = vec![false; entries.len()];
+    let mut missing = Vec::new();
+    for w in wanted {
+        let hit = entries.iter().enumerate().position(|(i, e)| {
+            owned[i]
+                && !keep[i]
+                && match w {
+                    WantedLine::Lxc { key, value } => e.key == *key && e.value == value,
+                    WantedLine::Dev { value } => passthrough::is_dev_key(e.key) && e.value == value,
+                }
+        });
+        match hit {
+            Some(i) => keep[i] = true,
+            None => missing.push(w),
+        }
+    }
+    let remove: Vec<_> = entries
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| owned[*i] && !keep[*i])
+        .map(|(_, e)| e.id)
+        .collect();
+    for id in &remove {
+        doc.remove(*id);
+    }
+    for w in &missing {
+        match w {
+            WantedLine::Lxc { key, value } => {
+                doc.push_lxc(key, value);
+            }
+            WantedLine::Dev { value } => {
+                let n = doc
+                    .main()
+                    .next_free_index("dev", 255)
+                    .ok_or_else(|| Error::BadInput {
+                        what: "container config",
+                        value: "dev0..dev255".into(),
+                        hint: "every devN index is taken; free some or use --mode raw".into(),
+                    })?;
+                doc.set(&format!("dev{n}"), value);
+            }
+        }
+    }
+    Ok((remove.len(), missing.len()))
+}
+
+/// The unified diff between two versions of the config at `path`.
+pub(crate) fn unified_diff(path: &Path, old: &[u8], new: &[u8]) -> String {
+    if old == new {
+        return String::new();
+    }
+    let old = String::from_utf8_lossy(old);
+    let new = String::from_utf8_lossy(new);
+    let p = path.display().to_string();
+    similar::TextDiff::from_lines(old.as_ref(), new.as_ref())
+        .unified_diff()
+        .context_radius(3)
+        .header(&format!("{p} (current)"), &format!("{p} (planned)"))
+        .to_string()
+}
+
 /// Brings the config's passthrough entries to what `req` asks for.
 pub(crate) async fn apply(
     ctx: &Ctx<'_>,
@@ -27,12 +260,164 @@ pub(crate) async fn apply(
     inv: &Inventory,
     gpus: &[Gpu],
 ) -> Result<(ConfigOutcome, StepStatus, String)> {
-    let _ = (ctx, req, inv, gpus);
-    todo!("issue 4: config step")
+    let Loaded {
+        path,
+        bytes,
+        mut doc,
+    } = load(ctx).await?;
+    let unprivileged = is_unprivileged(&doc);
+    let (wanted, written) = wanted_lines(ctx, req, inv, gpus, unprivileged).await?;
+    let devices = proc_devices(ctx.host).await?;
+    let (removed, added) = reconcile(&mut doc, &wanted, &devices, &inv.majors)?;
+    let new = doc.to_bytes();
+    let changed = new != bytes;
+    let diff = unified_diff(&path, &bytes, &new);
+    let how = match written {
+        Written::Raw(layout) => format!("raw mode, {}", layout.allow_key()),
+        Written::Dev => "dev mode".to_owned(),
+    };
+    let mut outcome = ConfigOutcome {
+        diff,
+        changed,
+        written: false,
+        unprivileged,
+    };
+    if !changed {
+        return Ok((
+            outcome,
+            StepStatus::Ok,
+            format!("{} up to date ({how})", path.display()),
+        ));
+    }
+    let detail = format!("{}: -{removed} +{added} line(s) ({how})", path.display());
+    if req.dry_run {
+        return Ok((outcome, StepStatus::Planned, detail));
+    }
+    write(ctx, &path, &bytes, &new).await?;
+    outcome.written = true;
+    Ok((outcome, StepStatus::Changed, detail))
 }
 
 /// Takes the tool's lines out of the config. Returns the diff.
 pub(crate) async fn remove(ctx: &Ctx<'_>, dry_run: bool) -> Result<(String, StepStatus, String)> {
-    let _ = (ctx, dry_run);
-    todo!("issue 4: remove")
+    let Loaded {
+        path,
+        bytes,
+        mut doc,
+    } = load(ctx).await?;
+    let devices = proc_devices(ctx.host).await?;
+    let majors = devices.majors().unwrap_or(Majors {
+        nvidia: crate::inventory::NVIDIA_MAJOR,
+        nvidia_uvm: None,
+        nvidia_caps: None,
+        nvidia_modeset: None,
+    });
+    let (removed, _) = reconcile(&mut doc, &[], &devices, &majors)?;
+    let new = doc.to_bytes();
+    let diff = unified_diff(&path, &bytes, &new);
+    if new == bytes {
+        return Ok((
+            diff,
+            StepStatus::Ok,
+            format!("{} has no NVIDIA passthrough entries", path.display()),
+        ));
+    }
+    let detail = format!("{}: removed {removed} line(s)", path.display());
+    if dry_run {
+        return Ok((diff, StepStatus::Planned, detail));
+    }
+    write(ctx, &path, &bytes, &new).await?;
+    Ok((diff, StepStatus::Changed, detail))
 }
+
+/// Writes the new config under the config lock, checking nobody changed it since it was read,
+/// with a backup of the previous bytes; then prunes old backups.
+async fn write(ctx: &Ctx<'_>, path: &Path, old: &[u8], new: &[u8]) -> Result<()> {
+    let dir = ctx.settings.backup_root.join(ctx.ct.as_str());
+    let backup = dir.join(format!("{}.conf", timestamp(SystemTime::now())));
+    let opts = WriteOptions {
+        lock: Some(ctx.target.lock_path(ctx.ct)),
+        lock_timeout: Some(ctx.settings.lock_timeout),
+        expect_previous: Some(Some(old.to_vec())),
+        backup_to: Some(backup.clone()),
+        mode: None,
+    };
+    ctx.host
+        .write_file_atomic(path, new, &opts)
+        .await
+        .map_err(|e| match e {
+            ExecError::LockTimeout { .. } | ExecError::Conflict { .. } => Error::LockBusy {
+                ct: ctx.ct.to_string(),
+                source: e,
+            },
+            e => Error::exec(
+                format!("cannot write the config of container {}", ctx.ct),
+                e,
+            ),
+        })?;
+    info!(ct = %ctx.ct, path = %path.display(), backup = %backup.display(), "config written");
+    prune_backups(ctx.host, &dir).await
+}
+
+/// Keeps the newest [`BACKUPS_KEPT`] backups of one container.
+async fn prune_backups(host: &dyn Host, dir: &Path) -> Result<()> {
+    let entries = match host.read_dir(dir).await {
+        Ok(e) => e,
+        Err(ExecError::NotFound { .. }) => return Ok(()),
+        Err(e) => return Err(Error::exec(format!("cannot list {}", dir.display()), e)),
+    };
+    let mut names: Vec<String> = entries
+        .into_iter()
+        .map(|e| e.name.to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".conf"))
+        .collect();
+    names.sort();
+    if names.len() <= BACKUPS_KEPT {
+        return Ok(());
+    }
+    let old = &names[..names.len() - BACKUPS_KEPT];
+    let mut argv = vec!["rm".to_owned(), "-f".to_owned(), "--".to_owned()];
+    argv.extend(
+        old.iter()
+            .map(|n| host.resolve(&dir.join(n)).display().to_string()),
+    );
+    let cmd = Cmd::new(argv);
+    debug!(dir = %dir.display(), count = old.len(), "pruning old backups");
+    host.run(&cmd)
+        .await
+        .and_then(|o| o.check(&host.name(), &cmd))
+        .map_err(|e| Error::exec(format!("cannot prune old backups in {}", dir.display()), e))?;
+    Ok(())
+}
+
+/// `YYYYMMDDTHHMMSS.mmmZ` in UTC: sorts in time order.
+pub(crate) fn timestamp(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, dd) = civil_from_days(days as i64);
+    format!(
+        "{y:04}{m:02}{dd:02}T{:02}{:02}{:02}.{:03}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests;

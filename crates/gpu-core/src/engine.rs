@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use exec_backend::{ContainerExec, CtRef, Host};
 
+use crate::check::{self, CheckReport};
 use crate::counting::{CountingExec, CountingHost, Tally};
 use crate::error::{Error, Result};
 use crate::inventory::{Gpu, Inventory};
@@ -77,7 +78,7 @@ pub(crate) struct Run<'a> {
 }
 
 impl<'a> Run<'a> {
-    fn new(ct: &CtRef, events: &'a EventSink) -> Run<'a> {
+    pub(crate) fn new(ct: &CtRef, events: &'a EventSink) -> Run<'a> {
         Run {
             report: Report::new(ct.as_str()),
             events,
@@ -276,6 +277,107 @@ impl Engine {
         }
         .await;
         run.finish(&tally, result)
+    }
+}
+
+impl Engine {
+    /// Compares the live host with the container's config: stale majors, the wrong cgroup
+    /// key, missing nodes, GPUs the host lacks; with `expected`, also the GPU assignment, the
+    /// whole planned config and the requested driver version. Changes nothing.
+    pub async fn check(
+        &self,
+        ct: &CtRef,
+        expected: Option<&Request>,
+    ) -> std::result::Result<CheckReport, Failure> {
+        let tally = Arc::new(Tally::default());
+        let host = CountingHost::new(self.host.clone(), tally.clone());
+        let cts = CountingExec::new(self.cts.clone(), tally.clone());
+        let ctx = Ctx {
+            host: &host,
+            cts: &cts,
+            target: &self.target,
+            settings: &self.settings,
+            events: &self.events,
+            ct,
+        };
+        let mut run = Run::new(ct, &self.events);
+        let mut out = None;
+        let result = async {
+            let inv = run
+                .step(StepName::HostCheck, async {
+                    let inv = Inventory::read(ctx.host).await?;
+                    let detail = format!(
+                        "driver {}, {} GPU(s) on host",
+                        inv.driver_version,
+                        inv.gpus.len()
+                    );
+                    Ok((inv, StepStatus::Ok, detail))
+                })
+                .await?;
+            let report = run
+                .step(StepName::Config, async {
+                    let r = check::run(&ctx, &inv, expected).await?;
+                    let detail = if r.drift {
+                        format!("{} finding(s)", r.findings.len())
+                    } else {
+                        "no drift".to_owned()
+                    };
+                    Ok((r, StepStatus::Ok, detail))
+                })
+                .await?;
+            out = Some(report);
+            Ok(())
+        }
+        .await;
+        let report = run.finish(&tally, result)?;
+        out.ok_or_else(|| Failure {
+            error: Error::Parse {
+                what: "check".into(),
+                detail: "no report".into(),
+            },
+            report,
+        })
+    }
+
+    /// The containers whose configs this target's host has: the CTIDs of
+    /// `/etc/pve/lxc/*.conf` (numeric order), or the names under the LXC path with a `config`.
+    pub async fn list_containers(&self) -> Result<Vec<CtRef>> {
+        let dir = match &self.target {
+            Target::Pve => PathBuf::from("/etc/pve/lxc"),
+            Target::Lxc { lxcpath } => lxcpath.clone(),
+        };
+        let entries = match self.host.read_dir(&dir).await {
+            Ok(e) => e,
+            Err(exec_backend::ExecError::NotFound { .. }) => return Ok(Vec::new()),
+            Err(e) => return Err(Error::exec(format!("cannot list {}", dir.display()), e)),
+        };
+        let mut out = Vec::new();
+        for e in entries {
+            let name = e.name.to_string_lossy().into_owned();
+            match &self.target {
+                Target::Pve => {
+                    if let Some(id) = name.strip_suffix(".conf") {
+                        if !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) {
+                            out.push(CtRef::new(id));
+                        }
+                    }
+                }
+                Target::Lxc { .. } => {
+                    let cfg = dir.join(&name).join("config");
+                    let has =
+                        self.host.stat(&cfg).await.map_err(|e| {
+                            Error::exec(format!("cannot stat {}", cfg.display()), e)
+                        })?;
+                    if has.is_some() {
+                        out.push(CtRef::new(name));
+                    }
+                }
+            }
+        }
+        if self.target == Target::Pve {
+            out.sort_by_key(|c| c.as_str().parse::<u64>().unwrap_or(u64::MAX));
+        }
+        Ok(out)
     }
 }
 

@@ -2,12 +2,13 @@
 //!
 //! Read through [`Host`], so that `--root` and SSH work the same.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use exec_backend::Host;
+use exec_backend::{DirEntry, ExecError, FileKind, FileMeta, Host};
 use serde::Serialize;
+use tracing::debug;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::version::DriverVersion;
 
 /// The fixed major of `/dev/nvidia*` and `/dev/nvidiactl`.
@@ -114,12 +115,429 @@ impl Inventory {
     ///
     /// Fails with [`crate::Error::NoDriver`] when no NVIDIA kernel module is loaded.
     pub async fn read(host: &dyn Host) -> Result<Inventory> {
-        let _ = host;
-        todo!("issue 4: inventory")
+        let driver_version = read_driver_version(host).await?;
+        let devices = read_text(host, PROC_DEVICES)
+            .await?
+            .ok_or_else(|| Error::NoDriver { host: host.name() })?;
+        let table = ProcDevices::parse(&devices);
+        let majors = table
+            .majors()
+            .ok_or_else(|| Error::NoDriver { host: host.name() })?;
+        let gpus = read_gpus(host).await?;
+        let nodes = read_nodes(host, &majors).await?;
+        let cgroup = read_cgroup_layout(host).await?;
+        let pve_version = read_pve_version(host).await?;
+        debug!(
+            host = %host.name(),
+            driver = %driver_version,
+            gpus = gpus.len(),
+            nodes = nodes.len(),
+            ?cgroup,
+            ?pve_version,
+            "inventory read"
+        );
+        Ok(Inventory {
+            driver_version,
+            gpus,
+            majors,
+            nodes,
+            cgroup,
+            pve_version,
+        })
     }
 
     /// The node at `path`, if the host has it.
     pub fn node(&self, path: &str) -> Option<&DeviceNode> {
         self.nodes.iter().find(|n| n.path.as_os_str() == path)
     }
+
+    /// Whether the Proxmox VE version is at least `major.minor` (false when not Proxmox).
+    pub fn pve_at_least(&self, major: u32, minor: u32) -> bool {
+        let Some(v) = &self.pve_version else {
+            return false;
+        };
+        let mut parts = v.split(['.', '-', '~']).map(|p| p.parse::<u32>().ok());
+        match (parts.next().flatten(), parts.next().flatten()) {
+            (Some(a), Some(b)) => (a, b) >= (major, minor),
+            (Some(a), None) => a > major,
+            _ => false,
+        }
+    }
 }
+
+const PROC_DEVICES: &str = "/proc/devices";
+const SYS_MODULE_VERSION: &str = "/sys/module/nvidia/version";
+const PROC_DRIVER_VERSION: &str = "/proc/driver/nvidia/version";
+const PROC_GPUS: &str = "/proc/driver/nvidia/gpus";
+/// Where the driver lists the MIG capability minors.
+pub(crate) const MIG_MINORS: &str = "/proc/driver/nvidia-caps/mig-minors";
+
+/// A file's text, `None` when it does not exist.
+pub(crate) async fn read_text(host: &dyn Host, path: &str) -> Result<Option<String>> {
+    match host.read_file(Path::new(path)).await {
+        Ok(bytes) => Ok(Some(String::from_utf8_lossy(&bytes).into_owned())),
+        Err(ExecError::NotFound { .. }) => Ok(None),
+        Err(e) => Err(Error::exec(
+            format!("cannot read {path} on {}", host.name()),
+            e,
+        )),
+    }
+}
+
+async fn read_driver_version(host: &dyn Host) -> Result<DriverVersion> {
+    for path in [SYS_MODULE_VERSION, PROC_DRIVER_VERSION] {
+        if let Some(text) = read_text(host, path).await? {
+            return DriverVersion::find_in(&text).ok_or_else(|| Error::Parse {
+                what: path.to_owned(),
+                detail: format!("no driver version in {:?}", text.trim()),
+            });
+        }
+    }
+    Err(Error::NoDriver { host: host.name() })
+}
+
+/// The character-device table of `/proc/devices`: `(major, name)` pairs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct ProcDevices {
+    /// Character devices only.
+    pub chars: Vec<(u32, String)>,
+}
+
+impl ProcDevices {
+    pub fn parse(text: &str) -> ProcDevices {
+        let mut chars = Vec::new();
+        let mut in_chars = false;
+        for line in text.lines() {
+            let t = line.trim();
+            if t.eq_ignore_ascii_case("Character devices:") {
+                in_chars = true;
+                continue;
+            }
+            if t.ends_with(':') {
+                in_chars = false;
+                continue;
+            }
+            if !in_chars {
+                continue;
+            }
+            let mut it = t.split_whitespace();
+            if let (Some(num), Some(name)) = (it.next(), it.next()) {
+                if let Ok(n) = num.parse() {
+                    chars.push((n, name.to_owned()));
+                }
+            }
+        }
+        ProcDevices { chars }
+    }
+
+    fn find(&self, names: &[&str]) -> Option<u32> {
+        self.chars
+            .iter()
+            .find(|(_, n)| names.contains(&n.as_str()))
+            .map(|(m, _)| *m)
+    }
+
+    /// The NVIDIA majors; `None` without an `nvidia`/`nvidia-frontend` entry.
+    pub fn majors(&self) -> Option<Majors> {
+        Some(Majors {
+            nvidia: self.find(&["nvidia-frontend", "nvidia"])?,
+            nvidia_uvm: self.find(&["nvidia-uvm"]),
+            nvidia_caps: self.find(&["nvidia-caps"]),
+            nvidia_modeset: self.find(&["nvidia-modeset"]),
+        })
+    }
+
+    /// Whether any character device driver holds `major`.
+    pub fn has_major(&self, major: u32) -> bool {
+        self.chars.iter().any(|(m, _)| *m == major)
+    }
+}
+
+impl Majors {
+    /// The majors the tool writes rules for (nvidia, uvm, caps, modeset).
+    pub fn all(&self) -> Vec<u32> {
+        let mut v = vec![self.nvidia];
+        v.extend(self.nvidia_uvm);
+        v.extend(self.nvidia_caps);
+        v.extend(self.nvidia_modeset);
+        v
+    }
+}
+
+/// Parses one `/proc/driver/nvidia/gpus/<bus>/information` file. `bus` is the directory name,
+/// used when the file lacks `Bus Location`.
+pub(crate) fn parse_gpu_information(bus: &str, text: &str) -> Result<Gpu> {
+    let mut minor = None;
+    let mut pci = None;
+    let mut uuid = None;
+    let mut model = None;
+    for line in text.lines() {
+        let Some((k, v)) = line.split_once(':') else {
+            continue;
+        };
+        let v = v.trim();
+        match k.trim() {
+            "Device Minor" => minor = v.parse::<u32>().ok(),
+            "Bus Location" => pci = Some(v.to_owned()),
+            "GPU UUID" => uuid = Some(v.to_owned()),
+            "Model" => model = Some(v.to_owned()),
+            _ => {}
+        }
+    }
+    let what = format!("{PROC_GPUS}/{bus}/information");
+    let minor = minor.ok_or_else(|| Error::Parse {
+        what: what.clone(),
+        detail: "no numeric Device Minor".into(),
+    })?;
+    Ok(Gpu {
+        index: 0,
+        minor,
+        pci_bus_id: pci.unwrap_or_else(|| bus.to_owned()),
+        uuid: uuid.unwrap_or_default(),
+        model: model.unwrap_or_default(),
+    })
+}
+
+/// A PCI bus id as `(domain, bus, device, function)`, for ordering and comparing forms such as
+/// `0000:00:06.0`, `00000000:00:06.0` and `00:06.0`.
+pub(crate) fn pci_key(id: &str) -> Option<(u32, u32, u32, u32)> {
+    let (rest, func) = id.rsplit_once('.')?;
+    let parts: Vec<&str> = rest.split(':').collect();
+    let (dom, bus, dev) = match parts.as_slice() {
+        [d, b, v] => (*d, *b, *v),
+        [b, v] => ("0", *b, *v),
+        _ => return None,
+    };
+    let hex = |s: &str, max: usize| -> Option<u32> {
+        if s.is_empty() || s.len() > max || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        u32::from_str_radix(s, 16).ok()
+    };
+    Some((hex(dom, 8)?, hex(bus, 2)?, hex(dev, 2)?, hex(func, 1)?))
+}
+
+async fn read_gpus(host: &dyn Host) -> Result<Vec<Gpu>> {
+    let entries = match host.read_dir(Path::new(PROC_GPUS)).await {
+        Ok(e) => e,
+        Err(ExecError::NotFound { .. }) => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(Error::exec(
+                format!("cannot list {PROC_GPUS} on {}", host.name()),
+                e,
+            ))
+        }
+    };
+    let mut gpus = Vec::new();
+    for e in entries {
+        let bus = e.name.to_string_lossy().into_owned();
+        let path = format!("{PROC_GPUS}/{bus}/information");
+        let Some(text) = read_text(host, &path).await? else {
+            continue;
+        };
+        gpus.push(parse_gpu_information(&bus, &text)?);
+    }
+    gpus.sort_by(|a, b| {
+        let ka = pci_key(&a.pci_bus_id);
+        let kb = pci_key(&b.pci_bus_id);
+        ka.cmp(&kb).then_with(|| a.pci_bus_id.cmp(&b.pci_bus_id))
+    });
+    for (i, g) in gpus.iter_mut().enumerate() {
+        g.index = i as u32;
+    }
+    Ok(gpus)
+}
+
+/// The device numbers a node named `name` (relative to /dev) has on an NVIDIA host.
+pub(crate) fn rdev_from_name(name: &str, majors: &Majors) -> Option<(u32, u32)> {
+    match name {
+        "nvidiactl" => return Some((majors.nvidia, NVIDIACTL_MINOR)),
+        "nvidia-modeset" => return Some((majors.nvidia, MODESET_MINOR)),
+        "nvidia-uvm" => return majors.nvidia_uvm.map(|m| (m, 0)),
+        "nvidia-uvm-tools" => return majors.nvidia_uvm.map(|m| (m, 1)),
+        _ => {}
+    }
+    if let Some(n) = name.strip_prefix("nvidia-caps/nvidia-cap") {
+        let minor = digits(n)?;
+        return majors.nvidia_caps.map(|m| (m, minor));
+    }
+    let n = name.strip_prefix("nvidia")?;
+    digits(n).map(|minor| (majors.nvidia, minor))
+}
+
+fn digits(s: &str) -> Option<u32> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+fn node_from(path: String, rel: &str, meta: &FileMeta, majors: &Majors) -> Option<DeviceNode> {
+    let (kind, rdev) = match meta.kind {
+        FileKind::CharDevice => (NodeKind::Char, meta.rdev),
+        FileKind::Dir => (NodeKind::Dir, None),
+        FileKind::File => (NodeKind::StandIn, rdev_from_name(rel, majors)),
+        _ => return None,
+    };
+    Some(DeviceNode {
+        path: PathBuf::from(path),
+        kind,
+        rdev,
+        mode: meta.mode,
+        gid: meta.gid,
+    })
+}
+
+async fn list_dir(host: &dyn Host, path: &str) -> Result<Vec<DirEntry>> {
+    match host.read_dir(Path::new(path)).await {
+        Ok(e) => Ok(e),
+        Err(ExecError::NotFound { .. }) => Ok(Vec::new()),
+        Err(e) => Err(Error::exec(
+            format!("cannot list {path} on {}", host.name()),
+            e,
+        )),
+    }
+}
+
+async fn read_nodes(host: &dyn Host, majors: &Majors) -> Result<Vec<DeviceNode>> {
+    let mut nodes = Vec::new();
+    for e in list_dir(host, "/dev").await? {
+        let name = e.name.to_string_lossy().into_owned();
+        if !name.starts_with("nvidia") {
+            continue;
+        }
+        let is_caps_dir = name == "nvidia-caps" && e.meta.kind == FileKind::Dir;
+        if let Some(n) = node_from(format!("/dev/{name}"), &name, &e.meta, majors) {
+            nodes.push(n);
+        }
+        if is_caps_dir {
+            for c in list_dir(host, "/dev/nvidia-caps").await? {
+                let cname = c.name.to_string_lossy().into_owned();
+                let rel = format!("nvidia-caps/{cname}");
+                if let Some(n) = node_from(format!("/dev/{rel}"), &rel, &c.meta, majors) {
+                    nodes.push(n);
+                }
+            }
+        }
+    }
+    nodes.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(nodes)
+}
+
+/// Whether a mount table lists a cgroup v1 hierarchy with the `devices` controller.
+pub(crate) fn mounts_have_v1_devices(mounts: &str) -> bool {
+    mounts.lines().any(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        f.len() >= 4 && f[2] == "cgroup" && f[3].split(',').any(|o| o == "devices")
+    })
+}
+
+async fn read_cgroup_layout(host: &dyn Host) -> Result<CgroupLayout> {
+    for path in ["/proc/self/mounts", "/proc/mounts"] {
+        if let Some(text) = read_text(host, path).await? {
+            return Ok(if mounts_have_v1_devices(&text) {
+                CgroupLayout::V1Devices
+            } else {
+                CgroupLayout::V2
+            });
+        }
+    }
+    // No mount table (a captured host): the unified hierarchy at /sys/fs/cgroup means v2; a
+    // v1 devices hierarchy directory means v1.
+    let stat = |p: &'static str| async move {
+        host.stat(Path::new(p))
+            .await
+            .map_err(|e| Error::exec(format!("cannot stat {p} on {}", host.name()), e))
+    };
+    if stat("/sys/fs/cgroup/cgroup.controllers").await?.is_some() {
+        return Ok(CgroupLayout::V2);
+    }
+    if stat("/sys/fs/cgroup/devices").await?.is_some() {
+        return Ok(CgroupLayout::V1Devices);
+    }
+    Ok(CgroupLayout::V2)
+}
+
+/// The `Version:` of an installed package in a dpkg status file.
+pub(crate) fn dpkg_version(status: &str, package: &str) -> Option<String> {
+    for stanza in status.split("\n\n") {
+        let mut name = None;
+        let mut version = None;
+        let mut installed = false;
+        for line in stanza.lines() {
+            if let Some(v) = line.strip_prefix("Package:") {
+                name = Some(v.trim());
+            } else if let Some(v) = line.strip_prefix("Version:") {
+                version = Some(v.trim());
+            } else if let Some(v) = line.strip_prefix("Status:") {
+                installed = v.trim().ends_with(" installed");
+            }
+        }
+        if name == Some(package) && installed {
+            return version.map(str::to_owned);
+        }
+    }
+    None
+}
+
+async fn read_pve_version(host: &dyn Host) -> Result<Option<String>> {
+    if let Some(status) = read_text(host, "/var/lib/dpkg/status").await? {
+        if let Some(v) = dpkg_version(&status, "pve-manager") {
+            return Ok(Some(v));
+        }
+    }
+    Ok(None)
+}
+
+/// The MIG capability minors: `config`, `monitor`, and `gpu<minor>/gi<G>[/ci<C>]/access`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct MigMinors {
+    pub config: Option<u32>,
+    pub monitor: Option<u32>,
+    /// `(gpu device minor, cap minor)` of every gi/ci access entry.
+    pub access: Vec<(u32, u32)>,
+}
+
+impl MigMinors {
+    pub fn parse(text: &str) -> MigMinors {
+        let mut m = MigMinors::default();
+        for line in text.lines() {
+            let mut it = line.split_whitespace();
+            let (Some(name), Some(num)) = (it.next(), it.next()) else {
+                continue;
+            };
+            let Ok(minor) = num.parse::<u32>() else {
+                continue;
+            };
+            match name {
+                "config" => m.config = Some(minor),
+                "monitor" => m.monitor = Some(minor),
+                _ => {
+                    let gpu = name
+                        .strip_prefix("gpu")
+                        .and_then(|r| r.split('/').next())
+                        .and_then(digits);
+                    if let (Some(gpu), true) = (gpu, name.ends_with("/access")) {
+                        m.access.push((gpu, minor));
+                    }
+                }
+            }
+        }
+        m
+    }
+
+    /// The cap minors a container with GPUs of these device minors needs.
+    pub fn for_gpus(&self, gpu_minors: &[u32]) -> Vec<u32> {
+        let mut v: Vec<u32> = self.config.into_iter().chain(self.monitor).collect();
+        v.extend(
+            self.access
+                .iter()
+                .filter(|(g, _)| gpu_minors.contains(g))
+                .map(|(_, m)| *m),
+        );
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -7,8 +7,11 @@
 //! variables or parses flags: progress comes as [`Event`]s, results as a serde [`Report`],
 //! failures as typed [`Error`]s with an [`ErrorKind`].
 #![warn(missing_docs)]
+// `Error` keeps backend errors with their context by value; errors are rare and not hot.
+#![allow(clippy::result_large_err)]
 
 pub mod cluster;
+mod check;
 mod config_step;
 mod container;
 mod counting;
@@ -23,7 +26,11 @@ mod request;
 mod select;
 mod version;
 
-pub use config_step::ConfigOutcome;
+#[cfg(test)]
+mod testutil;
+
+pub use check::{CheckReport, Finding, FindingKind};
+pub use config_step::{ConfigOutcome, BACKUPS_KEPT};
 pub use counting::{CountingExec, CountingHost, Tally};
 pub use engine::{chain, Engine, Failure, Settings};
 pub use error::{Error, ErrorKind, Result};

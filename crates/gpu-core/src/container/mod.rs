@@ -1,11 +1,31 @@
 //! The container side: restart, the one probe, userspace, CUDA, tools, verification.
+//!
+//! After the config step, [`converge`] restarts the container when its config changed (or
+//! starts it with `--start`), asks it everything in one probe exec, and runs each step only
+//! where the probe says something is missing. When nothing was installed, verification reads
+//! the probe's own `nvidia-smi` answer, so a converged container costs exactly one exec.
+
+pub(crate) mod cuda;
+pub(crate) mod download;
+pub(crate) mod hostlibs;
+pub(crate) mod probe;
+pub(crate) mod restart;
+pub(crate) mod runfile;
+pub(crate) mod verify;
+
+#[cfg(test)]
+mod tests;
 
 use crate::config_step::ConfigOutcome;
 use crate::engine::{Ctx, Run};
 use crate::error::Result;
 use crate::inventory::{Gpu, Inventory};
-use crate::report::StepStatus;
-use crate::request::Request;
+use crate::report::{Event, StepName, StepStatus};
+use crate::request::{Request, Strategy};
+
+/// For `check` (drift detection): the probe and what it found.
+#[allow(unused_imports)]
+pub(crate) use probe::{probe, Probe};
 
 /// Restart when needed, then probe once and converge userspace, CUDA and tools, then verify.
 pub(crate) async fn converge(
@@ -16,17 +36,98 @@ pub(crate) async fn converge(
     cfg: &ConfigOutcome,
     run: &mut Run<'_>,
 ) -> Result<()> {
-    let _ = (ctx, req, inv, gpus, cfg, run);
-    todo!("issue 5: container side")
+    let after = run
+        .step(StepName::Restart, restart::step(ctx, req, cfg))
+        .await?;
+    if after.pending {
+        ctx.events.emit(Event::Notice {
+            ct: ctx.ct.to_string(),
+            message: "the config changed and a restart is pending: the GPUs appear in the container after its next restart".into(),
+        });
+    }
+    if !after.running {
+        let why = if req.dry_run && req.restart.start_if_stopped {
+            "container is stopped; it would be probed after --start"
+        } else {
+            "container is not running; pass --start to start it"
+        };
+        for s in [
+            StepName::Userspace,
+            StepName::Cuda,
+            StepName::Tools,
+            StepName::Verify,
+        ] {
+            run.skip(s, why);
+        }
+        return Ok(());
+    }
+
+    let (probe, mut changed) = run
+        .step(StepName::Userspace, async {
+            let probe = probe::probe(ctx, &req.tools).await?;
+            let (changed, status, detail) = match req.strategy {
+                Strategy::Runfile => runfile::step(ctx, req, inv, &probe).await?,
+                Strategy::HostLibs => {
+                    hostlibs::step(ctx, req.dry_run, after.pending, inv, &probe).await?
+                }
+                Strategy::None => (
+                    false,
+                    StepStatus::Skipped,
+                    "strategy none: devices only".into(),
+                ),
+            };
+            Ok(((probe, changed), status, detail))
+        })
+        .await?;
+
+    let mut apt = cuda::Apt::default();
+    changed |= run
+        .step(StepName::Cuda, cuda::step(ctx, req, &probe, &mut apt))
+        .await?;
+    changed |= run
+        .step(StepName::Tools, cuda::tools(ctx, req, &probe, &mut apt))
+        .await?;
+
+    if after.pending {
+        run.skip(
+            StepName::Verify,
+            "restart pending: verification needs the container restarted with the new config",
+        );
+        return Ok(());
+    }
+    if req.dry_run
+        && run
+            .report
+            .steps
+            .iter()
+            .any(|s| s.status == StepStatus::Planned)
+    {
+        run.skip(StepName::Verify, "dry run: would verify after the changes");
+        return Ok(());
+    }
+    run.step(StepName::Verify, async {
+        let fresh;
+        let seen = if changed {
+            fresh = probe::probe_smi(ctx).await?;
+            &fresh
+        } else {
+            &probe
+        };
+        let line = verify::check(ctx.ct.as_str(), req.strategy, seen, inv, gpus)?;
+        Ok(((), StepStatus::Ok, line))
+    })
+    .await
 }
 
-/// `nvidia-smi` inside must list exactly `gpus` (by UUID) at the host's driver version.
+/// `nvidia-smi` inside must list exactly `gpus` (by UUID) at the host's driver version; with
+/// strategy `none`, the device nodes must be there. One exec.
 pub(crate) async fn verify(
     ctx: &Ctx<'_>,
     req: &Request,
     inv: &Inventory,
     gpus: &[Gpu],
 ) -> Result<((), StepStatus, String)> {
-    let _ = (ctx, req, inv, gpus);
-    todo!("issue 5: verify")
+    let seen = probe::probe_smi(ctx).await?;
+    let line = verify::check(ctx.ct.as_str(), req.strategy, &seen, inv, gpus)?;
+    Ok(((), StepStatus::Ok, line))
 }

@@ -1,0 +1,393 @@
+use std::os::unix::fs::MetadataExt;
+use std::sync::Arc;
+
+use exec_backend::{CtRef, MockContainerExec};
+
+use super::*;
+use crate::engine::{Engine, Settings};
+use crate::request::Mode;
+use crate::select::GpuSelection;
+use crate::testutil::FsHost;
+use crate::ErrorKind;
+
+const EXAMPLE_101: &str = include_str!("../../../../examples/h200x2/etc/pve/lxc/101.conf");
+const CONF: &str = "/etc/pve/lxc/101.conf";
+
+/// The example's main section up to (not including) the stale NVIDIA lines.
+const HEAD: &str = "#vLLM worker, set up by hand in 2024 for one GPU.
+#Driver was 550 then; see the snapshot.
+arch: amd64
+cores: 16
+features: nesting=1,keyctl=1
+hostname: vllm-gpu1
+memory: 65536
+net0: name=eth0,bridge=vmbr0,firewall=1,hwaddr=BC:24:11:A7:50:B3,ip=dhcp,tag=30,type=veth
+onboot: 1
+ostype: ubuntu
+parent: before-driver-upgrade
+rootfs: local-lvm:vm-101-disk-0,size=64G
+swap: 0
+tags: gpu;vllm
+";
+
+fn snapshot_section() -> &'static str {
+    let i = EXAMPLE_101.find("\n[before-driver-upgrade]").unwrap();
+    &EXAMPLE_101[i..]
+}
+
+fn host_with_101() -> (tempfile::TempDir, Arc<FsHost>) {
+    let (d, host) = FsHost::h200x2();
+    host.put(CONF, EXAMPLE_101);
+    (d, Arc::new(host))
+}
+
+fn engine(host: &Arc<FsHost>, target: Target) -> Engine {
+    Engine::new(host.clone(), Arc::new(MockContainerExec::new()), target).with_settings(Settings {
+        lock_timeout: std::time::Duration::from_secs(2),
+        ..Settings::default()
+    })
+}
+
+fn request(gpus: &str, mode: Mode) -> Request {
+    let mut r = Request::new(CtRef::new("101"), gpus.parse::<GpuSelection>().unwrap());
+    r.mode = mode;
+    r.strategy = Strategy::None;
+    r.config_only = true;
+    r
+}
+
+fn backups(host: &FsHost, ct: &str) -> Vec<String> {
+    let dir = host.path(&format!("/var/lib/phoenix-gpu/backups/{ct}"));
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|r| {
+            r.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+#[tokio::test]
+async fn raw_v2_gpu1_replaces_the_stale_setup_and_keeps_every_other_byte() {
+    let (_d, host) = host_with_101();
+    let report = engine(&host, Target::Pve)
+        .apply(&request("1", Mode::Auto))
+        .await
+        .unwrap();
+    let want = format!(
+        "{HEAD}lxc.mount.entry: /dev/nvidiactl dev/nvidiactl none bind,optional,create=file
+lxc.mount.entry: /dev/nvidia-uvm dev/nvidia-uvm none bind,optional,create=file
+lxc.mount.entry: /dev/nvidia-uvm-tools dev/nvidia-uvm-tools none bind,optional,create=file
+lxc.apparmor.profile: unconfined
+lxc.cgroup2.devices.allow: c 10:200 rwm
+lxc.mount.entry: /dev/net/tun dev/net/tun none bind,create=file
+lxc.cgroup2.devices.allow: c 195:1 rwm
+lxc.cgroup2.devices.allow: c 195:255 rwm
+lxc.cgroup2.devices.allow: c 238:* rwm
+lxc.mount.entry: /dev/nvidia1 dev/nvidia1 none bind,optional,create=file
+{}",
+        snapshot_section()
+    );
+    assert_eq!(host.get(CONF), want);
+    assert!(report.changed);
+    assert_eq!(report.counters.config_writes, 1);
+    assert!(report
+        .config_diff
+        .contains("-lxc.cgroup2.devices.allow: c 508:* rwm"));
+    assert!(report
+        .config_diff
+        .contains("+lxc.cgroup2.devices.allow: c 238:* rwm"));
+    let b = backups(&host, "101");
+    assert_eq!(b.len(), 1);
+    assert_eq!(
+        std::fs::read_to_string(host.path(&format!("/var/lib/phoenix-gpu/backups/101/{}", b[0])))
+            .unwrap(),
+        EXAMPLE_101
+    );
+    assert!(host.path("/run/lock/lxc/pve-config-101.lock").exists());
+}
+
+#[tokio::test]
+async fn raw_on_a_v1_devices_host_uses_the_v1_key() {
+    let (_d, host) = host_with_101();
+    host.put(
+        "/proc/self/mounts",
+        "cgroup /sys/fs/cgroup/devices cgroup rw,nosuid,nodev,noexec,relatime,devices 0 0\n",
+    );
+    engine(&host, Target::Pve)
+        .apply(&request("1", Mode::Raw))
+        .await
+        .unwrap();
+    let want = format!(
+        "{HEAD}lxc.mount.entry: /dev/nvidiactl dev/nvidiactl none bind,optional,create=file
+lxc.mount.entry: /dev/nvidia-uvm dev/nvidia-uvm none bind,optional,create=file
+lxc.mount.entry: /dev/nvidia-uvm-tools dev/nvidia-uvm-tools none bind,optional,create=file
+lxc.apparmor.profile: unconfined
+lxc.cgroup2.devices.allow: c 10:200 rwm
+lxc.mount.entry: /dev/net/tun dev/net/tun none bind,create=file
+lxc.cgroup.devices.allow: c 195:1 rwm
+lxc.cgroup.devices.allow: c 195:255 rwm
+lxc.cgroup.devices.allow: c 238:* rwm
+lxc.mount.entry: /dev/nvidia1 dev/nvidia1 none bind,optional,create=file
+{}",
+        snapshot_section()
+    );
+    assert_eq!(host.get(CONF), want);
+}
+
+#[tokio::test]
+async fn dev_mode_for_an_unprivileged_ct_on_pve_8_2() {
+    let (_d, host) = host_with_101();
+    host.put(
+        "/var/lib/dpkg/status",
+        "Package: pve-manager\nStatus: install ok installed\nVersion: 8.2.4\n",
+    );
+    host.put(
+        CONF,
+        EXAMPLE_101.replacen("tags: gpu;vllm\n", "tags: gpu;vllm\nunprivileged: 1\n", 1),
+    );
+    engine(&host, Target::Pve)
+        .apply(&request("1", Mode::Auto))
+        .await
+        .unwrap();
+    let gid = std::fs::metadata(host.path("/dev/nvidia1")).unwrap().gid();
+    let head = HEAD.replace(
+        "cores: 16\n",
+        &format!(
+            "cores: 16\ndev0: /dev/nvidia1,gid={gid},mode=0666\ndev1: /dev/nvidiactl,gid={gid},mode=0666\ndev2: /dev/nvidia-uvm,gid={gid},mode=0666\ndev3: /dev/nvidia-uvm-tools,gid={gid},mode=0666\n"
+        ),
+    );
+    let want = format!(
+        "{head}unprivileged: 1
+lxc.apparmor.profile: unconfined
+lxc.cgroup2.devices.allow: c 10:200 rwm
+lxc.mount.entry: /dev/net/tun dev/net/tun none bind,create=file
+{}",
+        snapshot_section()
+    );
+    assert_eq!(host.get(CONF), want);
+}
+
+#[tokio::test]
+async fn second_apply_writes_nothing() {
+    let (_d, host) = host_with_101();
+    let e = engine(&host, Target::Pve);
+    e.apply(&request("1", Mode::Auto)).await.unwrap();
+    let after_first = host.get(CONF);
+    let mtime = std::fs::metadata(host.path(CONF))
+        .unwrap()
+        .modified()
+        .unwrap();
+    let r = e.apply(&request("1", Mode::Auto)).await.unwrap();
+    assert!(!r.changed);
+    assert_eq!(r.counters.config_writes, 0);
+    assert_eq!(r.config_diff, "");
+    assert_eq!(host.get(CONF), after_first);
+    assert_eq!(
+        std::fs::metadata(host.path(CONF))
+            .unwrap()
+            .modified()
+            .unwrap(),
+        mtime
+    );
+    assert_eq!(backups(&host, "101").len(), 1);
+}
+
+#[tokio::test]
+async fn wanted_lines_in_any_order_are_kept_in_place() {
+    let (_d, host) = host_with_101();
+    let conf = format!(
+        "{HEAD}lxc.mount.entry: /dev/nvidia-uvm-tools dev/nvidia-uvm-tools none bind,optional,create=file
+lxc.cgroup2.devices.allow: c 238:* rwm
+lxc.mount.entry: /dev/nvidia1 dev/nvidia1 none bind,optional,create=file
+lxc.apparmor.profile: unconfined
+lxc.cgroup2.devices.allow: c 195:255 rwm
+lxc.mount.entry: /dev/nvidiactl dev/nvidiactl none bind,optional,create=file
+lxc.cgroup2.devices.allow: c 195:1 rwm
+lxc.mount.entry: /dev/nvidia-uvm dev/nvidia-uvm none bind,optional,create=file
+"
+    );
+    host.put(CONF, &conf);
+    let r = engine(&host, Target::Pve)
+        .apply(&request("1", Mode::Raw))
+        .await
+        .unwrap();
+    assert!(!r.changed, "{}", r.config_diff);
+    assert_eq!(host.get(CONF), conf);
+    assert!(backups(&host, "101").is_empty());
+}
+
+#[tokio::test]
+async fn plan_changes_nothing() {
+    let (_d, host) = host_with_101();
+    let r = engine(&host, Target::Pve)
+        .plan(&request("1", Mode::Auto))
+        .await
+        .unwrap();
+    assert_eq!(host.get(CONF), EXAMPLE_101);
+    assert!(r
+        .config_diff
+        .starts_with("--- /etc/pve/lxc/101.conf (current)\n+++ /etc/pve/lxc/101.conf (planned)\n"));
+    assert_eq!(
+        r.step(crate::StepName::Config).unwrap().status,
+        StepStatus::Planned
+    );
+    assert!(backups(&host, "101").is_empty());
+}
+
+#[tokio::test]
+async fn locked_config_is_refused_and_untouched() {
+    let (_d, host) = host_with_101();
+    let locked = EXAMPLE_101.replacen("hostname:", "lock: backup\nhostname:", 1);
+    host.put(CONF, &locked);
+    let f = engine(&host, Target::Pve)
+        .apply(&request("1", Mode::Auto))
+        .await
+        .unwrap_err();
+    assert_eq!(f.error.kind(), ErrorKind::Locked);
+    assert!(f.error.to_string().contains("locked (backup)"));
+    assert_eq!(host.get(CONF), locked);
+}
+
+#[tokio::test]
+async fn missing_config_and_unknown_ct() {
+    let (_d, host) = FsHost::h200x2();
+    let host = Arc::new(host);
+    let f = engine(&host, Target::Pve)
+        .apply(&request("1", Mode::Auto))
+        .await
+        .unwrap_err();
+    assert_eq!(f.error.kind(), ErrorKind::ConfigMissing);
+    host.put(
+        "/etc/pve/.vmlist",
+        r#"{"version": 5, "ids": {"100": {"node": "pve1", "type": "lxc", "version": 1}}}"#,
+    );
+    let f = engine(&host, Target::Pve)
+        .apply(&request("1", Mode::Auto))
+        .await
+        .unwrap_err();
+    assert_eq!(f.error.kind(), ErrorKind::CtNotFound);
+}
+
+#[tokio::test]
+async fn remove_takes_out_only_the_tools_lines() {
+    let (_d, host) = host_with_101();
+    let r = engine(&host, Target::Pve)
+        .remove(&CtRef::new("101"), false)
+        .await
+        .unwrap();
+    assert!(r.changed);
+    let want = format!(
+        "{HEAD}lxc.apparmor.profile: unconfined
+lxc.cgroup2.devices.allow: c 10:200 rwm
+lxc.mount.entry: /dev/net/tun dev/net/tun none bind,create=file
+{}",
+        snapshot_section()
+    );
+    assert_eq!(host.get(CONF), want);
+    let r = engine(&host, Target::Pve)
+        .remove(&CtRef::new("101"), false)
+        .await
+        .unwrap();
+    assert!(!r.changed);
+}
+
+#[tokio::test]
+async fn gpus_none_removes_the_passthrough() {
+    let (_d, host) = host_with_101();
+    engine(&host, Target::Pve)
+        .apply(&request("none", Mode::Auto))
+        .await
+        .unwrap();
+    assert!(!host
+        .get(CONF)
+        .lines()
+        .take(20)
+        .any(|l| l.contains("nvidia")));
+    assert!(host.get(CONF).contains("c 10:200 rwm"));
+}
+
+#[tokio::test]
+async fn keeps_the_last_ten_backups() {
+    let (_d, host) = host_with_101();
+    for i in 0..12 {
+        host.put(
+            &format!(
+                "/var/lib/phoenix-gpu/backups/101/2020010{}T000000.{i:03}Z.conf",
+                i % 10
+            ),
+            "old",
+        );
+    }
+    engine(&host, Target::Pve)
+        .apply(&request("1", Mode::Auto))
+        .await
+        .unwrap();
+    let b = backups(&host, "101");
+    assert_eq!(b.len(), BACKUPS_KEPT);
+    assert!(b.last().unwrap().starts_with("20"), "{b:?}");
+    assert!(!b.iter().any(|n| n == "20200100T000000.000Z.conf"));
+}
+
+#[tokio::test]
+async fn plain_lxc_config_in_its_dialect() {
+    let (_d, host) = FsHost::h200x2();
+    let host = Arc::new(host);
+    let conf = "# Template used to create this container: /usr/share/lxc/templates/lxc-download
+lxc.include = /usr/share/lxc/config/common.conf
+lxc.arch = linux64
+lxc.idmap = u 0 100000 65536
+lxc.idmap = g 0 100000 65536
+lxc.rootfs.path = dir:/var/lib/lxc/gpu1/rootfs
+lxc.uts.name = gpu1
+lxc.cgroup2.devices.allow = c 195:* rwm
+lxc.mount.entry = /dev/nvidia0 dev/nvidia0 none bind,optional,create=file
+";
+    host.put("/var/lib/lxc/gpu1/config", conf);
+    let target = Target::Lxc {
+        lxcpath: "/var/lib/lxc".into(),
+    };
+    let mut req = request("1", Mode::Auto);
+    req.ct = CtRef::new("gpu1");
+    engine(&host, target.clone()).apply(&req).await.unwrap();
+    assert_eq!(
+        host.get("/var/lib/lxc/gpu1/config"),
+        "# Template used to create this container: /usr/share/lxc/templates/lxc-download
+lxc.include = /usr/share/lxc/config/common.conf
+lxc.arch = linux64
+lxc.idmap = u 0 100000 65536
+lxc.idmap = g 0 100000 65536
+lxc.rootfs.path = dir:/var/lib/lxc/gpu1/rootfs
+lxc.uts.name = gpu1
+lxc.cgroup2.devices.allow = c 195:1 rwm
+lxc.cgroup2.devices.allow = c 195:255 rwm
+lxc.cgroup2.devices.allow = c 238:* rwm
+lxc.mount.entry = /dev/nvidia1 dev/nvidia1 none bind,optional,create=file
+lxc.mount.entry = /dev/nvidiactl dev/nvidiactl none bind,optional,create=file
+lxc.mount.entry = /dev/nvidia-uvm dev/nvidia-uvm none bind,optional,create=file
+lxc.mount.entry = /dev/nvidia-uvm-tools dev/nvidia-uvm-tools none bind,optional,create=file
+"
+    );
+    let doc = Document::parse(conf.as_bytes(), Dialect::Lxc);
+    assert!(is_unprivileged(&doc));
+    assert!(host.path("/run/lock/phoenix-gpu/lxc-gpu1.lock").exists());
+    let e = engine(&host, target)
+        .apply(&{
+            let mut r = request("1", Mode::Dev);
+            r.ct = CtRef::new("gpu1");
+            r
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.error.kind(), ErrorKind::BadInput);
+}
+
+#[test]
+fn timestamps_sort_in_time_order() {
+    let t = UNIX_EPOCH + std::time::Duration::from_millis(1_795_996_800_123);
+    assert_eq!(timestamp(t), "20261130T000000.123Z");
+    assert_eq!(timestamp(UNIX_EPOCH), "19700101T000000.000Z");
+    let leap = UNIX_EPOCH + std::time::Duration::from_secs(951_782_400);
+    assert_eq!(timestamp(leap), "20000229T000000.000Z");
+}

@@ -1,0 +1,406 @@
+//! Host-side downloads into the cache (`Settings::cache_dir`): the NVIDIA runfile and the CUDA
+//! keyring package.
+//!
+//! Rules:
+//! - The file is downloaded with `curl` on the host to a temporary name in the cache directory
+//!   (`.<name>.part-<pid>-<n>`), its SHA-256 is checked with `sha256sum`, and only then is it
+//!   renamed (`mv`) to its final name. A partial or unverified file never carries the final name;
+//!   a failed download removes its temporary file.
+//! - Beside the final file, `<name>.sha256` records `<hex> <size>`. A later run trusts a
+//!   cached file whose size matches that record (and whose record matches the expected sum,
+//!   when one is given) without reading it again.
+//! - Within one process, downloads of the same cache file are serialised by a mutex keyed by
+//!   its path, so concurrent `apply` calls for several containers download it once: the
+//!   first downloads, the others find it cached. Separate processes may both download, but each
+//!   writes its own temporary file and the rename is atomic, so the cache stays whole.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::pin::pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
+
+use exec_backend::{Cmd, FileKind};
+
+use crate::engine::{chain, Ctx};
+use crate::error::{Error, Result};
+use crate::report::Event;
+
+/// How often the temporary file is looked at while curl runs.
+const PROGRESS_EVERY: Duration = Duration::from_millis(300);
+/// The limit for one download.
+const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(3600);
+/// The limit for the small requests (HEAD, checksum file, sha256sum, mv).
+const SMALL_TIMEOUT: Duration = Duration::from_secs(120);
+
+static LOCKS: LazyLock<Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+static SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// What to download.
+#[derive(Clone, Debug)]
+pub(crate) struct Fetch {
+    /// The URL.
+    pub url: String,
+    /// The file name in the cache.
+    pub file_name: String,
+    /// The expected SHA-256 (hex).
+    pub sha256: Option<String>,
+    /// Without `sha256`: read it from `<url>.sha256sum` (NVIDIA publishes one beside each
+    /// runfile). When false and `sha256` is `None`, the first download is trusted and its sum
+    /// recorded.
+    pub sidecar: bool,
+}
+
+/// A file in the cache.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Cached {
+    /// Its host path.
+    pub path: PathBuf,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Whether this call downloaded it.
+    pub downloaded: bool,
+}
+
+/// Checks that `name` is a plain file name fit for the cache.
+pub(crate) fn check_file_name(name: &str, url: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._+-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::BadInput {
+            what: "download URL",
+            value: url.to_owned(),
+            hint: "the URL must end in a plain file name (letters, digits, . _ + -)".into(),
+        })
+    }
+}
+
+/// Makes sure the file is in the cache and verified; downloads it when it is not.
+pub(crate) async fn fetch(ctx: &Ctx<'_>, f: &Fetch) -> Result<Cached> {
+    check_file_name(&f.file_name, &f.url)?;
+    let expected = f.sha256.as_deref().map(normalize_sum).transpose()?;
+    let dir = ctx.settings.cache_dir.clone();
+    let path = dir.join(&f.file_name);
+    let lock = {
+        let mut map = LOCKS.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(path.clone()).or_default().clone()
+    };
+    let _guard = lock.lock().await;
+
+    if let Some(size) = cached(ctx, &path, expected.as_deref()).await {
+        return Ok(Cached {
+            path,
+            size,
+            downloaded: false,
+        });
+    }
+    let expected = match expected {
+        Some(s) => Some(s),
+        None if f.sidecar => Some(sidecar_sum(ctx, f).await?),
+        None => None,
+    };
+    host(
+        ctx,
+        f,
+        "creating the cache directory",
+        ["mkdir", "-p"],
+        &[&dir],
+    )
+    .await?;
+    let n = SEQ.fetch_add(1, Ordering::Relaxed);
+    let tmp = dir.join(format!(".{}.part-{}-{n}", f.file_name, std::process::id()));
+    let result = download_verify(ctx, f, &tmp, &path, expected.as_deref()).await;
+    if result.is_err() {
+        let rm = Cmd::new(["rm", "-f"])
+            .timeout(SMALL_TIMEOUT)
+            .with_arg(ctx.host.resolve(&tmp));
+        let _ = ctx.host.run(&rm).await;
+    }
+    let (sum, size) = result?;
+    // The record is written after the rename: a crash in between leaves a file without a
+    // record, which the next run downloads again.
+    let record = Cmd::new(["tee"])
+        .with_arg(ctx.host.resolve(&sum_path(&path)))
+        .stdin(format!("{sum} {size}\n"))
+        .timeout(SMALL_TIMEOUT);
+    let out = ctx.host.run(&record).await.map_err(|e| {
+        install(
+            ctx,
+            f,
+            format!("recording its checksum failed: {}", chain(&e)),
+        )
+    })?;
+    if !out.status.success() {
+        return Err(install(
+            ctx,
+            f,
+            format!("recording its checksum failed: {}", out.stderr_tail(500)),
+        ));
+    }
+    Ok(Cached {
+        path,
+        size,
+        downloaded: true,
+    })
+}
+
+/// `Some(size)` when the cached file is whole by its record.
+async fn cached(ctx: &Ctx<'_>, path: &Path, expected: Option<&str>) -> Option<u64> {
+    let meta = ctx.host.stat(path).await.ok()??;
+    if meta.kind != FileKind::File {
+        return None;
+    }
+    let record = ctx.host.read_file(&sum_path(path)).await.ok()?;
+    let record = String::from_utf8(record).ok()?;
+    let mut it = record.split_whitespace();
+    let (sum, size) = (it.next()?, it.next()?.parse::<u64>().ok()?);
+    let sum_ok = expected.map_or(true, |e| e == sum);
+    (size == meta.size && sum_ok).then_some(size)
+}
+
+fn sum_path(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".sha256");
+    PathBuf::from(s)
+}
+
+async fn sidecar_sum(ctx: &Ctx<'_>, f: &Fetch) -> Result<String> {
+    let url = format!("{}.sha256sum", f.url);
+    let cmd = Cmd::new(["curl", "-fsSL", "--retry", "3", url.as_str()]).timeout(SMALL_TIMEOUT);
+    let out = ctx.host.run(&cmd).await.map_err(|e| {
+        install(
+            ctx,
+            f,
+            format!(
+                "fetching {url} failed: {} (is curl installed on the host?)",
+                chain(&e)
+            ),
+        )
+    })?;
+    if !out.status.success() {
+        return Err(install(
+            ctx,
+            f,
+            format!(
+                "fetching {url} failed ({}): {}; give the checksum with --runfile-sha256",
+                out.status,
+                out.stderr_tail(500)
+            ),
+        ));
+    }
+    let text = out.stdout_str();
+    let token = text.split_whitespace().next().unwrap_or_default();
+    normalize_sum(token).map_err(|_| {
+        install(
+            ctx,
+            f,
+            format!(
+                "{url} does not start with a SHA-256 checksum: {:?}",
+                truncate(&text, 120)
+            ),
+        )
+    })
+}
+
+async fn download_verify(
+    ctx: &Ctx<'_>,
+    f: &Fetch,
+    tmp: &Path,
+    path: &Path,
+    expected: Option<&str>,
+) -> Result<(String, u64)> {
+    let total = content_length(ctx, &f.url).await;
+    let what = format!("download {}", f.file_name);
+    let curl = Cmd::new(["curl", "-fsSL", "--retry", "3", "-o"])
+        .with_arg(ctx.host.resolve(tmp))
+        .with_arg(&f.url)
+        .timeout(DOWNLOAD_TIMEOUT);
+    ctx.events.emit(Event::Progress {
+        ct: String::new(),
+        what: what.clone(),
+        done: 0,
+        total,
+    });
+    let mut run = pin!(ctx.host.run(&curl));
+    let out = loop {
+        tokio::select! {
+            out = &mut run => break out,
+            () = tokio::time::sleep(PROGRESS_EVERY) => {
+                if let Ok(Some(meta)) = ctx.host.stat(tmp).await {
+                    ctx.events.emit(Event::Progress { ct: String::new(), what: what.clone(), done: meta.size, total });
+                }
+            }
+        }
+    };
+    let out = out.map_err(|e| {
+        install(
+            ctx,
+            f,
+            format!(
+                "downloading {} failed: {} (is curl installed on the host?)",
+                f.url,
+                chain(&e)
+            ),
+        )
+    })?;
+    if !out.status.success() {
+        return Err(install(
+            ctx,
+            f,
+            format!(
+                "downloading {} failed ({}): {}",
+                f.url,
+                out.status,
+                out.stderr_tail(500)
+            ),
+        ));
+    }
+    let size = match ctx.host.stat(tmp).await {
+        Ok(Some(m)) => m.size,
+        _ => {
+            return Err(install(
+                ctx,
+                f,
+                format!("curl left no file at {}", tmp.display()),
+            ))
+        }
+    };
+    ctx.events.emit(Event::Progress {
+        ct: String::new(),
+        what,
+        done: size,
+        total: Some(total.unwrap_or(size)),
+    });
+    let sum_cmd = Cmd::new(["sha256sum"])
+        .with_arg(ctx.host.resolve(tmp))
+        .timeout(SMALL_TIMEOUT);
+    let out = ctx
+        .host
+        .run(&sum_cmd)
+        .await
+        .map_err(|e| install(ctx, f, format!("sha256sum failed: {}", chain(&e))))?;
+    let text = out.stdout_str();
+    let sum = match (out.status.success(), text.split_whitespace().next()) {
+        (true, Some(tok)) => normalize_sum(tok).map_err(|_| {
+            install(
+                ctx,
+                f,
+                format!("sha256sum printed {:?}", truncate(&text, 120)),
+            )
+        })?,
+        _ => {
+            return Err(install(
+                ctx,
+                f,
+                format!("sha256sum failed: {}", out.stderr_tail(500)),
+            ))
+        }
+    };
+    if let Some(e) = expected {
+        if e != sum {
+            return Err(install(ctx, f,
+                format!(
+                    "checksum mismatch for {}: expected {e}, got {sum}; the download was removed and nothing was installed",
+                    f.url
+                ),
+            ));
+        }
+    }
+    host(
+        ctx,
+        f,
+        "moving the download into the cache",
+        ["mv", "-f"],
+        &[tmp, path],
+    )
+    .await?;
+    Ok((sum, size))
+}
+
+/// The `Content-Length` of the last response of `curl -sIL`, when there is one.
+async fn content_length(ctx: &Ctx<'_>, url: &str) -> Option<u64> {
+    let cmd = Cmd::new(["curl", "-sIL", "--retry", "2", url]).timeout(SMALL_TIMEOUT);
+    let out = ctx.host.run(&cmd).await.ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    out.stdout_str().lines().rev().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim()
+            .eq_ignore_ascii_case("content-length")
+            .then(|| v.trim().parse::<u64>().ok())?
+    })
+}
+
+async fn host<const N: usize>(
+    ctx: &Ctx<'_>,
+    f: &Fetch,
+    doing: &str,
+    argv: [&str; N],
+    paths: &[&Path],
+) -> Result<()> {
+    let mut cmd = Cmd::new(argv).timeout(SMALL_TIMEOUT);
+    for p in paths {
+        cmd = cmd.with_arg(ctx.host.resolve(p));
+    }
+    let out = ctx
+        .host
+        .run(&cmd)
+        .await
+        .map_err(|e| install(ctx, f, format!("{doing} failed: {}", chain(&e))))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(install(
+            ctx,
+            f,
+            format!("{doing} failed ({}): {}", out.status, out.stderr_tail(500)),
+        ))
+    }
+}
+
+/// Lowercase 64-digit hex, or an error.
+pub(crate) fn normalize_sum(s: &str) -> Result<String> {
+    let s = s.trim().to_ascii_lowercase();
+    if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(s)
+    } else {
+        Err(Error::BadInput {
+            what: "SHA-256 checksum",
+            value: s,
+            hint: "expected 64 hexadecimal digits".into(),
+        })
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    s.chars().take(max).collect()
+}
+
+/// Errors of a download are install errors (exit 5) of the container it is for.
+fn install(ctx: &Ctx<'_>, f: &Fetch, detail: String) -> Error {
+    Error::Install {
+        ct: ctx.ct.to_string(),
+        what: format!("downloading {} on the host", f.file_name),
+        detail,
+    }
+}
+
+/// Appending one argument to a [`Cmd`] by value.
+trait ArgExt {
+    fn with_arg(self, arg: impl AsRef<std::ffi::OsStr>) -> Cmd;
+}
+
+impl ArgExt for Cmd {
+    fn with_arg(mut self, arg: impl AsRef<std::ffi::OsStr>) -> Cmd {
+        self.argv.push(arg.as_ref().to_owned());
+        self
+    }
+}

@@ -1,0 +1,196 @@
+//! The restart step: restart a running container whose config changed, start a stopped one when
+//! asked, and wait until it runs.
+
+use std::time::Duration;
+
+use exec_backend::CtState;
+
+use crate::config_step::ConfigOutcome;
+use crate::engine::Ctx;
+use crate::error::{Error, Result};
+use crate::report::StepStatus;
+use crate::request::Request;
+
+/// How often the state is polled while waiting.
+const POLL: Duration = Duration::from_millis(250);
+
+/// Where the container stands after the restart step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct After {
+    /// It runs, so it can be probed.
+    pub running: bool,
+    /// The config changed but the container still runs with the old one (`--no-restart`, or a
+    /// dry run that would restart): the devices and mounts appear after the next restart.
+    pub pending: bool,
+}
+
+/// Runs the restart step.
+pub(crate) async fn step(
+    ctx: &Ctx<'_>,
+    req: &Request,
+    cfg: &ConfigOutcome,
+) -> Result<(After, StepStatus, String)> {
+    let state = ctx
+        .cts
+        .state(ctx.ct)
+        .await
+        .map_err(|e| Error::exec(format!("reading the state of container {}", ctx.ct), e))?;
+    let policy = &req.restart;
+    match state {
+        CtState::Running if !cfg.changed => Ok((
+            After {
+                running: true,
+                pending: false,
+            },
+            StepStatus::Ok,
+            "running; config unchanged, no restart needed".into(),
+        )),
+        CtState::Running if policy.no_restart => Ok((
+            After {
+                running: true,
+                pending: true,
+            },
+            StepStatus::Skipped,
+            "restart pending: the config changed but --no-restart was given; the devices appear after the next restart".into(),
+        )),
+        CtState::Running if req.dry_run => Ok((
+            After {
+                running: true,
+                pending: true,
+            },
+            StepStatus::Planned,
+            "would restart: the config changed".into(),
+        )),
+        CtState::Running => {
+            bounded(ctx, policy.timeout, "restart", async {
+                ctx.cts
+                    .stop(ctx.ct)
+                    .await
+                    .map_err(|e| restart_error(ctx, format!("stop failed: {}", crate::engine::chain(&e))))?;
+                wait_for(ctx, |s| s == &CtState::Stopped).await?;
+                start_and_wait(ctx).await
+            })
+            .await?;
+            Ok((
+                After {
+                    running: true,
+                    pending: false,
+                },
+                StepStatus::Changed,
+                "restarted: the config changed".into(),
+            ))
+        }
+        CtState::Stopped if !policy.start_if_stopped => Ok((
+            After {
+                running: false,
+                pending: false,
+            },
+            StepStatus::Skipped,
+            "container is stopped; pass --start to start it (the config applies at its next start)".into(),
+        )),
+        CtState::Stopped if req.dry_run => Ok((
+            After {
+                running: false,
+                pending: false,
+            },
+            StepStatus::Planned,
+            "would start the stopped container (--start)".into(),
+        )),
+        CtState::Stopped => {
+            bounded(ctx, policy.timeout, "start", start_and_wait(ctx)).await?;
+            Ok((
+                After {
+                    running: true,
+                    pending: false,
+                },
+                StepStatus::Changed,
+                "started (--start)".into(),
+            ))
+        }
+        CtState::Other(s) => {
+            // STARTING, STOPPING, FROZEN...: wait for it to settle as running, never act on it.
+            if req.dry_run {
+                return Ok((
+                    After {
+                        running: false,
+                        pending: cfg.changed,
+                    },
+                    StepStatus::Skipped,
+                    format!("container is {s}; nothing probed"),
+                ));
+            }
+            bounded(ctx, policy.timeout, "wait", wait_for(ctx, |s| s == &CtState::Running))
+                .await
+                .map_err(|_| {
+                    restart_error(
+                        ctx,
+                        format!("it is {s} and did not reach RUNNING within {:?}; resolve its state by hand", policy.timeout),
+                    )
+                })?;
+            let pending = cfg.changed;
+            Ok((
+                After {
+                    running: true,
+                    pending,
+                },
+                if pending {
+                    StepStatus::Skipped
+                } else {
+                    StepStatus::Ok
+                },
+                format!("container was {s}, now running"),
+            ))
+        }
+    }
+}
+
+async fn start_and_wait(ctx: &Ctx<'_>) -> Result<()> {
+    ctx.cts
+        .start(ctx.ct)
+        .await
+        .map_err(|e| restart_error(ctx, format!("start failed: {}", crate::engine::chain(&e))))?;
+    wait_for(ctx, |s| s == &CtState::Running).await
+}
+
+/// Polls the state until `done` says so (unbounded: callers wrap it in [`bounded`]).
+async fn wait_for(ctx: &Ctx<'_>, done: impl Fn(&CtState) -> bool) -> Result<()> {
+    loop {
+        let s = ctx.cts.state(ctx.ct).await.map_err(|e| {
+            restart_error(
+                ctx,
+                format!("reading its state failed: {}", crate::engine::chain(&e)),
+            )
+        })?;
+        if done(&s) {
+            return Ok(());
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Runs `fut` with the restart timeout; running past it is [`Error::Restart`].
+async fn bounded(
+    ctx: &Ctx<'_>,
+    timeout: Duration,
+    what: &str,
+    fut: impl std::future::Future<Output = Result<()>>,
+) -> Result<()> {
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(restart_error(
+            ctx,
+            format!(
+                "the {what} did not bring it to RUNNING within {}s; look at the container's log (lxc-start -l DEBUG, or journalctl for pve-container@{}) and raise --restart-timeout if it is only slow",
+                timeout.as_secs(),
+                ctx.ct
+            ),
+        )),
+    }
+}
+
+fn restart_error(ctx: &Ctx<'_>, detail: String) -> Error {
+    Error::Restart {
+        ct: ctx.ct.to_string(),
+        detail,
+    }
+}

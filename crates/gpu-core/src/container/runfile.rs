@@ -1,0 +1,245 @@
+//! The `runfile` strategy: NVIDIA's `.run` installer, downloaded once on the host, pushed into
+//! the container and run there without its kernel-module parts.
+//!
+//! Installer flags (see `docs/prior-art.md`, nvidia-installer's option table):
+//! - `--no-kernel-module` (singular): the plural `--no-kernel-modules` exists only since
+//!   515.43.04; the singular is accepted by every version as an alias.
+//! - `--silent` implies `--ui=none --no-questions`.
+//! - `--no-nouveau-check --no-x-check --no-nvidia-modprobe --no-dkms --no-systemd
+//!   --no-distro-scripts --no-backup --no-check-for-alternate-installs`: nothing a container
+//!   can use or needs.
+//! - Not `--no-install-compat32-libs`: an installer stops at an option it does not know, and
+//!   that it is accepted by every version in use could not be confirmed; the 32-bit
+//!   libraries it would skip only cost disk space.
+//!
+//! An older userspace in the container is replaced by the installer itself (it uninstalls the
+//! previous installation); verification runs afterwards either way.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use exec_backend::{tail_text, Cmd, ExitStatus};
+
+use crate::engine::{chain, Ctx};
+use crate::error::{Error, Result};
+use crate::inventory::Inventory;
+use crate::report::StepStatus;
+use crate::request::{Request, VersionWanted};
+use crate::version::DriverVersion;
+
+use super::download::{self, Fetch};
+use super::probe::Probe;
+
+/// The flags every install gets.
+pub const INSTALLER_FLAGS: &[&str] = &[
+    "--no-kernel-module",
+    "--silent",
+    "--no-nouveau-check",
+    "--no-x-check",
+    "--no-nvidia-modprobe",
+    "--no-dkms",
+    "--no-systemd",
+    "--no-distro-scripts",
+    "--no-backup",
+    "--no-check-for-alternate-installs",
+];
+
+/// Where the runfile goes inside the container (removed after the install).
+const CT_DIR: &str = "/root";
+/// The installer's log inside the container.
+pub const INSTALLER_LOG: &str = "/var/log/nvidia-installer.log";
+/// The limit for one install.
+const INSTALL_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// Room the install needs beyond three times the runfile's size (unpacked copy, installed files).
+const SPARE_KB: u64 = 100 * 1024;
+
+/// The userspace version the request wants.
+pub(crate) fn wanted(req: &Request, inv: &Inventory) -> DriverVersion {
+    match &req.driver_version {
+        VersionWanted::Auto => inv.driver_version.clone(),
+        VersionWanted::Exact(v) => v.clone(),
+    }
+}
+
+/// NVIDIA's URL for `version` (the x86_64 runfile).
+pub fn default_url(version: &DriverVersion) -> String {
+    format!("https://us.download.nvidia.com/XFree86/Linux-x86_64/{version}/NVIDIA-Linux-x86_64-{version}.run")
+}
+
+/// The URL and the cache file name for `version`.
+pub(crate) fn source(req: &Request, version: &DriverVersion) -> (String, String) {
+    match &req.runfile.url {
+        Some(url) => {
+            let name = url
+                .split(['?', '#'])
+                .next()
+                .unwrap_or(url)
+                .rsplit('/')
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            (url.clone(), name)
+        }
+        None => (
+            default_url(version),
+            format!("NVIDIA-Linux-x86_64-{version}.run"),
+        ),
+    }
+}
+
+/// The userspace step for `runfile`.
+pub(crate) async fn step(
+    ctx: &Ctx<'_>,
+    req: &Request,
+    inv: &Inventory,
+    probe: &Probe,
+) -> Result<(bool, StepStatus, String)> {
+    let want = wanted(req, inv);
+    let have = probe.userspace_version();
+    if have.as_ref() == Some(&want) {
+        return Ok((false, StepStatus::Ok, format!("userspace {want} installed")));
+    }
+    let (url, name) = source(req, &want);
+    download::check_file_name(&name, &url)?;
+    let found = have.map_or_else(|| "none".to_owned(), |v| v.to_string());
+    if req.dry_run {
+        return Ok((
+            false,
+            StepStatus::Planned,
+            format!("would install userspace {want} from {url} (found {found})"),
+        ));
+    }
+    let what = format!("NVIDIA userspace {want}");
+    let fail = |detail: String| Error::Install {
+        ct: ctx.ct.to_string(),
+        what: what.clone(),
+        detail,
+    };
+    if let Some(arch) = probe.arch.as_deref() {
+        if arch != "x86_64" {
+            return Err(fail(format!(
+                "the container is {arch}; the runfile is for x86_64 (use --strategy host-libs)"
+            )));
+        }
+    }
+    let cached = download::fetch(
+        ctx,
+        &Fetch {
+            url: url.clone(),
+            file_name: name.clone(),
+            sha256: req.runfile.sha256.clone(),
+            sidecar: true,
+        },
+    )
+    .await?;
+    let need_kb = cached.size / 1024 * 3 + SPARE_KB;
+    if let Some(free) = probe.disk_free_kb {
+        if free < need_kb {
+            return Err(fail(format!(
+                "only {} MiB free on / in the container, the install needs about {} MiB; grow its root disk",
+                free / 1024,
+                need_kb / 1024
+            )));
+        }
+    }
+    let dest = PathBuf::from(CT_DIR).join(&name);
+    ctx.cts
+        .push_file(ctx.ct, &ctx.host.resolve(&cached.path), &dest, 0o755)
+        .await
+        .map_err(|e| {
+            fail(format!(
+                "pushing {} into the container failed: {}",
+                name,
+                chain(&e)
+            ))
+        })?;
+    let mut argv: Vec<String> = vec![
+        "sh".into(),
+        "-c".into(),
+        r#"f=$1; shift; sh "$f" "$@"; rc=$?; rm -f "$f"; exit $rc"#.into(),
+        "phoenix-gpu".into(),
+        dest.display().to_string(),
+    ];
+    argv.extend(INSTALLER_FLAGS.iter().map(|s| (*s).to_owned()));
+    let cmd = Cmd::new(argv).timeout(INSTALL_TIMEOUT);
+    let out = ctx
+        .cts
+        .exec(ctx.ct, &cmd)
+        .await
+        .map_err(|e| fail(format!("running the installer failed: {}", chain(&e))))?;
+    if out.status != ExitStatus::Code(0) {
+        let mut said = tail_text(&out.stdout, 600);
+        let err = out.stderr_tail(600);
+        if !err.is_empty() {
+            if !said.is_empty() {
+                said.push_str(" | ");
+            }
+            said.push_str(&err);
+        }
+        let log = log_tail(ctx).await;
+        return Err(fail(format!(
+            "the installer ended with {}{}; {INSTALLER_LOG} ends with: {log}",
+            out.status,
+            if said.is_empty() {
+                String::new()
+            } else {
+                format!(" ({said})")
+            }
+        )));
+    }
+    Ok((
+        true,
+        StepStatus::Changed,
+        format!(
+            "installed userspace {want} (was {found}){}",
+            if cached.downloaded {
+                format!(", downloaded {name}")
+            } else {
+                format!(", {name} from the cache")
+            }
+        ),
+    ))
+}
+
+/// The last lines of the installer's log, or why there are none.
+async fn log_tail(ctx: &Ctx<'_>) -> String {
+    let cmd = Cmd::new(["tail", "-n", "30", INSTALLER_LOG]).timeout(Duration::from_secs(30));
+    match ctx.cts.exec(ctx.ct, &cmd).await {
+        Ok(out) if out.status.success() => {
+            let t = tail_text(&out.stdout, 3000);
+            if t.is_empty() {
+                "(empty)".into()
+            } else {
+                t.lines().collect::<Vec<_>>().join(" / ")
+            }
+        }
+        Ok(out) => format!("(not readable: {})", out.stderr_tail(300)),
+        Err(e) => format!("(not readable: {})", chain(&e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::select::GpuSelection;
+    use exec_backend::CtRef;
+
+    #[test]
+    fn urls() {
+        let v: DriverVersion = "580.159.04".parse().unwrap();
+        let mut req = Request::new(CtRef::new("101"), GpuSelection::All);
+        let (url, name) = source(&req, &v);
+        assert_eq!(url, "https://us.download.nvidia.com/XFree86/Linux-x86_64/580.159.04/NVIDIA-Linux-x86_64-580.159.04.run");
+        assert_eq!(name, "NVIDIA-Linux-x86_64-580.159.04.run");
+        req.runfile.url = Some("http://127.0.0.1:8080/d/NVIDIA-Linux-x86_64-1.2.run?x=1".into());
+        assert_eq!(source(&req, &v).1, "NVIDIA-Linux-x86_64-1.2.run");
+        req.runfile.url = Some("http://127.0.0.1:8080/".into());
+        assert!(download::check_file_name(&source(&req, &v).1, "u").is_err());
+    }
+
+    #[test]
+    fn flags_use_the_singular_form() {
+        assert!(INSTALLER_FLAGS.contains(&"--no-kernel-module"));
+        assert!(!INSTALLER_FLAGS.contains(&"--no-kernel-modules"));
+    }
+}

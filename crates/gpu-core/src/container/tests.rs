@@ -1,0 +1,920 @@
+//! The container steps against a fake host (files, URLs, curl, sha256sum, mv) and a fake
+//! container (state, installed userspace, packages), through the counting decorators.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use exec_backend::{
+    Cmd, ContainerExec, CtRef, CtState, DirEntry, ExecError, ExitStatus, FileKind, FileMeta, Host,
+    Output, WriteOptions,
+};
+use sha2::{Digest, Sha256};
+
+use super::probe::{SCRIPT, SMI_SCRIPT};
+use crate::config_step::ConfigOutcome;
+use crate::counting::{CountingExec, CountingHost, Tally};
+use crate::engine::{Ctx, Run, Settings};
+use crate::error::{Error, ErrorKind};
+use crate::inventory::{CgroupLayout, Gpu, Inventory, Majors};
+use crate::report::{Event, EventSink, Report, StepName, StepStatus};
+use crate::request::{Request, Strategy, Target};
+use crate::select::GpuSelection;
+
+const VER: &str = "580.159.04";
+const RUNFILE_URL: &str = "https://us.download.nvidia.com/XFree86/Linux-x86_64/580.159.04/NVIDIA-Linux-x86_64-580.159.04.run";
+
+fn sha(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn text(s: &std::ffi::OsString) -> String {
+    s.to_string_lossy().into_owned()
+}
+
+/// A host with an in-memory file system and a table of URLs that curl "downloads".
+#[derive(Default)]
+struct FakeHost {
+    files: Mutex<BTreeMap<PathBuf, Vec<u8>>>,
+    urls: Mutex<BTreeMap<String, Vec<u8>>>,
+    /// Per URL: how many GET downloads (`-o`) were made.
+    gets: Mutex<BTreeMap<String, usize>>,
+    /// curl writes half of the file then fails.
+    cut_downloads: Mutex<bool>,
+    /// Delay of each download (to make concurrent callers overlap).
+    delay: Duration,
+}
+
+impl FakeHost {
+    fn serve(&self, url: &str, body: &[u8], with_sum: bool) {
+        let mut urls = self.urls.lock().unwrap();
+        urls.insert(url.to_owned(), body.to_vec());
+        if with_sum {
+            let name = url.rsplit('/').next().unwrap();
+            urls.insert(
+                format!("{url}.sha256sum"),
+                format!("{}  {name}\n", sha(body)).into_bytes(),
+            );
+        }
+    }
+
+    fn gets(&self, url: &str) -> usize {
+        self.gets.lock().unwrap().get(url).copied().unwrap_or(0)
+    }
+
+    fn paths(&self) -> Vec<PathBuf> {
+        self.files.lock().unwrap().keys().cloned().collect()
+    }
+}
+
+fn out(code: i32, stdout: impl Into<Vec<u8>>, stderr: &str) -> Output {
+    Output {
+        status: ExitStatus::Code(code),
+        stdout: stdout.into(),
+        stderr: stderr.as_bytes().to_vec(),
+    }
+}
+
+#[async_trait]
+impl Host for FakeHost {
+    fn name(&self) -> String {
+        "fakehost".into()
+    }
+
+    fn resolve(&self, path: &Path) -> PathBuf {
+        path.to_path_buf()
+    }
+
+    async fn run(&self, cmd: &Cmd) -> Result<Output, ExecError> {
+        let argv: Vec<String> = cmd.argv.iter().map(text).collect();
+        let a: Vec<&str> = argv.iter().map(String::as_str).collect();
+        match a.as_slice() {
+            ["curl", "-sIL", .., url] => Ok(match self.urls.lock().unwrap().get(*url) {
+                Some(b) => out(
+                    0,
+                    format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", b.len()),
+                    "",
+                ),
+                None => out(0, "HTTP/1.1 404 Not Found\r\n\r\n", ""),
+            }),
+            ["curl", "-fsSL", "--retry", "3", "-o", tmp, url] => {
+                *self
+                    .gets
+                    .lock()
+                    .unwrap()
+                    .entry((*url).to_owned())
+                    .or_default() += 1;
+                tokio::time::sleep(self.delay).await;
+                let body = self.urls.lock().unwrap().get(*url).cloned();
+                let Some(body) = body else {
+                    return Ok(out(
+                        22,
+                        "",
+                        "curl: (22) The requested URL returned error: 404",
+                    ));
+                };
+                if *self.cut_downloads.lock().unwrap() {
+                    let half = body[..body.len() / 2].to_vec();
+                    self.files.lock().unwrap().insert(PathBuf::from(tmp), half);
+                    return Ok(out(
+                        18,
+                        "",
+                        "curl: (18) transfer closed with outstanding read data remaining",
+                    ));
+                }
+                self.files.lock().unwrap().insert(PathBuf::from(tmp), body);
+                Ok(out(0, "", ""))
+            }
+            ["curl", "-fsSL", "--retry", "3", url] => {
+                Ok(match self.urls.lock().unwrap().get(*url) {
+                    Some(b) => out(0, b.clone(), ""),
+                    None => out(22, "", "curl: (22) The requested URL returned error: 404"),
+                })
+            }
+            ["sha256sum", p] => Ok(match self.files.lock().unwrap().get(Path::new(p)) {
+                Some(b) => out(0, format!("{}  {p}\n", sha(b)), ""),
+                None => out(1, "", "no such file"),
+            }),
+            ["mv", "-f", from, to] => {
+                let mut files = self.files.lock().unwrap();
+                match files.remove(Path::new(from)) {
+                    Some(b) => {
+                        files.insert(PathBuf::from(to), b);
+                        Ok(out(0, "", ""))
+                    }
+                    None => Ok(out(1, "", "mv: no such file")),
+                }
+            }
+            ["rm", "-f", p] => {
+                self.files.lock().unwrap().remove(Path::new(p));
+                Ok(out(0, "", ""))
+            }
+            ["mkdir", "-p", _] => Ok(out(0, "", "")),
+            ["tee", p] => {
+                let bytes = cmd.stdin.clone().unwrap_or_default();
+                self.files
+                    .lock()
+                    .unwrap()
+                    .insert(PathBuf::from(p), bytes.clone());
+                Ok(out(0, bytes, ""))
+            }
+            ["ldconfig", "-p"] => Ok(out(0, "0 libs found in cache\n", "")),
+            _ => panic!("unexpected host command {argv:?}"),
+        }
+    }
+
+    async fn read_file(&self, path: &Path) -> Result<Vec<u8>, ExecError> {
+        self.files
+            .lock()
+            .unwrap()
+            .get(path)
+            .cloned()
+            .ok_or_else(|| ExecError::NotFound {
+                target: "fakehost".into(),
+                path: path.to_path_buf(),
+            })
+    }
+
+    async fn write_file_atomic(
+        &self,
+        path: &Path,
+        bytes: &[u8],
+        _: &WriteOptions,
+    ) -> Result<(), ExecError> {
+        self.files
+            .lock()
+            .unwrap()
+            .insert(path.to_path_buf(), bytes.to_vec());
+        Ok(())
+    }
+
+    async fn read_dir(&self, path: &Path) -> Result<Vec<DirEntry>, ExecError> {
+        let files = self.files.lock().unwrap();
+        let v: Vec<DirEntry> = files
+            .iter()
+            .filter(|(p, _)| p.parent() == Some(path))
+            .map(|(p, b)| DirEntry {
+                name: p.file_name().unwrap().to_owned(),
+                meta: file_meta(b.len()),
+            })
+            .collect();
+        if v.is_empty() {
+            return Err(ExecError::NotFound {
+                target: "fakehost".into(),
+                path: path.to_path_buf(),
+            });
+        }
+        Ok(v)
+    }
+
+    async fn stat(&self, path: &Path) -> Result<Option<FileMeta>, ExecError> {
+        Ok(self
+            .files
+            .lock()
+            .unwrap()
+            .get(path)
+            .map(|b| file_meta(b.len())))
+    }
+}
+
+fn file_meta(size: usize) -> FileMeta {
+    FileMeta {
+        kind: FileKind::File,
+        rdev: None,
+        mode: 0o644,
+        uid: 0,
+        gid: 0,
+        size: size as u64,
+    }
+}
+
+/// A container with state: run state, installed userspace, packages, nodes.
+struct FakeCt {
+    st: Mutex<CtInner>,
+}
+
+struct CtInner {
+    state: CtState,
+    os_id: &'static str,
+    userspace: Option<String>,
+    packages: BTreeSet<String>,
+    /// Minors whose /dev/nvidiaN shows up once the container (re)starts with the new config.
+    minors_after_start: Vec<u32>,
+    minors: Vec<u32>,
+    pushed: Vec<PathBuf>,
+    files: BTreeSet<String>,
+    installer_fails: bool,
+    start_hangs: bool,
+    log: Vec<String>,
+}
+
+impl FakeCt {
+    fn new(state: CtState) -> FakeCt {
+        FakeCt {
+            st: Mutex::new(CtInner {
+                state,
+                os_id: "debian",
+                userspace: None,
+                packages: BTreeSet::new(),
+                minors_after_start: vec![1],
+                minors: vec![],
+                pushed: vec![],
+                files: BTreeSet::new(),
+                installer_fails: false,
+                start_hangs: false,
+                log: vec![],
+            }),
+        }
+    }
+
+    fn converged() -> FakeCt {
+        let ct = FakeCt::new(CtState::Running);
+        {
+            let mut s = ct.st.lock().unwrap();
+            s.userspace = Some(VER.into());
+            s.minors = vec![1];
+            s.packages.insert("cuda-toolkit-12-8".into());
+            s.packages.insert("nvtop".into());
+        }
+        ct
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut CtInner) -> R) -> R {
+        f(&mut self.st.lock().unwrap())
+    }
+}
+
+impl CtInner {
+    fn smi_lines(&self) -> String {
+        let mut s = String::new();
+        for m in &self.minors {
+            s.push_str(&format!("dev=/dev/nvidia{m} c c3:{m:x}\n"));
+        }
+        if let Some(v) = &self.userspace {
+            s.push_str("smi_path=/usr/bin/nvidia-smi\n");
+            for (i, m) in self.minors.iter().enumerate() {
+                s.push_str(&format!("smi={i}, {}, {v}\n", uuid(*m)));
+            }
+            s.push_str("smi_rc=0\n");
+        }
+        s
+    }
+
+    fn probe(&self, tools: &[String]) -> String {
+        let mut s = format!(
+            "probe=1\nos_id={}\nos_version_id=12\narch=x86_64\ndisk_free_kb=9999999\n",
+            self.os_id
+        );
+        if self.os_id == "debian" {
+            s.push_str("apt_get=1\ndpkg=1\n");
+        }
+        if let Some(v) = &self.userspace {
+            s.push_str(&format!(
+                "smi_version={v}\nlib=/usr/lib/x86_64-linux-gnu/libnvidia-ml.so.{v}\n"
+            ));
+            s.push_str(&format!(
+                "ldconfig=libnvidia-ml.so.1 /usr/lib/x86_64-linux-gnu/libnvidia-ml.so.{v}\n"
+            ));
+        }
+        for p in &self.packages {
+            if p.starts_with("cuda-toolkit-") || tools.contains(p) {
+                s.push_str(&format!("pkg=ii  {p}\n"));
+            }
+        }
+        s + &self.smi_lines()
+    }
+}
+
+fn uuid(minor: u32) -> String {
+    format!("GPU-{minor:08}")
+}
+
+#[async_trait]
+impl ContainerExec for FakeCt {
+    async fn exec(&self, _: &CtRef, cmd: &Cmd) -> Result<Output, ExecError> {
+        let argv: Vec<String> = cmd.argv.iter().map(text).collect();
+        let mut s = self.st.lock().unwrap();
+        assert_eq!(
+            s.state,
+            CtState::Running,
+            "exec in a stopped container: {argv:?}"
+        );
+        s.log.push(argv.get(2).cloned().unwrap_or_default());
+        if argv[0] == "tail" {
+            return Ok(out(0, "ERROR: Unable to load the kernel module 'nvidia.ko'\nERROR: Installation has failed.\n", ""));
+        }
+        assert_eq!(&argv[..2], ["sh", "-c"], "{argv:?}");
+        let script = argv[2].as_str();
+        let args = &argv[4..];
+        if script == SCRIPT {
+            return Ok(out(0, s.probe(args), ""));
+        }
+        if script == SMI_SCRIPT {
+            return Ok(out(0, s.smi_lines(), ""));
+        }
+        if args.iter().any(|a| a == "--no-kernel-module") {
+            let file = args[0].clone();
+            assert!(s.files.remove(&file), "installer {file} was not pushed");
+            if s.installer_fails {
+                return Ok(out(1, "", "ERROR: An error occurred"));
+            }
+            let v = file
+                .trim_start_matches("/root/NVIDIA-Linux-x86_64-")
+                .trim_end_matches(".run");
+            s.userspace = Some(v.to_owned());
+            return Ok(out(0, "", ""));
+        }
+        if script.contains("dpkg -i") {
+            assert!(s.files.remove(&args[0]), "keyring not pushed");
+            s.packages.insert(args[2].clone());
+            return Ok(out(0, "", ""));
+        }
+        if script.contains("apt-get install") {
+            for t in &args[1..] {
+                s.packages.insert(t.clone());
+            }
+            return Ok(out(0, "", ""));
+        }
+        panic!("unexpected container exec {argv:?}")
+    }
+
+    async fn push_file(
+        &self,
+        _: &CtRef,
+        src: &Path,
+        dest: &Path,
+        _mode: u32,
+    ) -> Result<(), ExecError> {
+        let mut s = self.st.lock().unwrap();
+        s.pushed.push(src.to_path_buf());
+        s.files.insert(dest.display().to_string());
+        Ok(())
+    }
+
+    async fn state(&self, _: &CtRef) -> Result<CtState, ExecError> {
+        Ok(self.st.lock().unwrap().state.clone())
+    }
+
+    async fn start(&self, _: &CtRef) -> Result<(), ExecError> {
+        if self.st.lock().unwrap().start_hangs {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+        }
+        let mut s = self.st.lock().unwrap();
+        s.state = CtState::Running;
+        s.minors = s.minors_after_start.clone();
+        Ok(())
+    }
+
+    async fn stop(&self, _: &CtRef) -> Result<(), ExecError> {
+        self.st.lock().unwrap().state = CtState::Stopped;
+        Ok(())
+    }
+}
+
+fn inv() -> Inventory {
+    let gpu = |index: u32, minor: u32| Gpu {
+        index,
+        minor,
+        pci_bus_id: format!("0000:00:0{}.0", 6 + index),
+        uuid: uuid(minor),
+        model: "NVIDIA H200".into(),
+    };
+    Inventory {
+        driver_version: VER.parse().unwrap(),
+        gpus: vec![gpu(0, 0), gpu(1, 1)],
+        majors: Majors {
+            nvidia: 195,
+            nvidia_uvm: Some(238),
+            nvidia_caps: None,
+            nvidia_modeset: None,
+        },
+        nodes: vec![],
+        cgroup: CgroupLayout::V1Devices,
+        pve_version: None,
+    }
+}
+
+fn request() -> Request {
+    let mut r = Request::new(CtRef::new("101"), GpuSelection::All);
+    r.cuda = Some("12.8".into());
+    r.tools = vec!["nvtop".into()];
+    r
+}
+
+struct World {
+    host: Arc<FakeHost>,
+    settings: Settings,
+    target: Target,
+    events: Arc<Mutex<Vec<Event>>>,
+}
+
+impl World {
+    fn new() -> World {
+        let host = FakeHost::default();
+        host.serve(RUNFILE_URL, b"#!/bin/sh\necho stand-in runfile\n", true);
+        host.serve(
+            "https://developer.download.nvidia.com/compute/cuda/repos/debian12/x86_64/cuda-keyring_1.1-1_all.deb",
+            b"!<arch>\nkeyring",
+            false,
+        );
+        World {
+            host: Arc::new(host),
+            settings: Settings {
+                cache_dir: PathBuf::from("/var/cache/phoenix-gpu"),
+                ..Settings::default()
+            },
+            target: Target::Lxc {
+                lxcpath: PathBuf::from("/var/lib/lxc"),
+            },
+            events: Arc::default(),
+        }
+    }
+
+    /// Runs `converge` for GPU minor 1 the way `apply` does after the config step.
+    async fn converge(
+        &self,
+        ct: Arc<FakeCt>,
+        req: &Request,
+        changed: bool,
+    ) -> (Result<(), Error>, Report) {
+        let tally = Arc::new(Tally::default());
+        let host = CountingHost::new(self.host.clone(), tally.clone());
+        let cts = CountingExec::new(ct, tally.clone());
+        let ev = self.events.clone();
+        let sink = EventSink::new(move |e| ev.lock().unwrap().push(e));
+        let ctx = Ctx {
+            host: &host,
+            cts: &cts,
+            target: &self.target,
+            settings: &self.settings,
+            events: &sink,
+            ct: &req.ct,
+        };
+        let inv = inv();
+        let gpus = vec![inv.gpus[1].clone()];
+        let cfg = ConfigOutcome {
+            changed,
+            written: changed && !req.dry_run,
+            ..ConfigOutcome::default()
+        };
+        let mut run = Run::new(&req.ct, &sink);
+        let r = super::converge(&ctx, req, &inv, &gpus, &cfg, &mut run).await;
+        let mut report = run.report;
+        report.counters = tally.counters();
+        (r, report)
+    }
+}
+
+fn status(r: &Report, s: StepName) -> StepStatus {
+    r.step(s)
+        .unwrap_or_else(|| panic!("no {s:?} step in {r:?}"))
+        .status
+}
+
+#[tokio::test]
+async fn a_converged_container_costs_one_probe() {
+    let w = World::new();
+    let ct = Arc::new(FakeCt::converged());
+    let (r, report) = w.converge(ct.clone(), &request(), false).await;
+    r.unwrap();
+    assert_eq!(report.counters.container_execs, 1, "{report:#?}");
+    assert_eq!(report.counters.restarts, 0);
+    assert_eq!(report.counters.host_commands, 0);
+    assert!(!report.changed);
+    for s in [
+        StepName::Restart,
+        StepName::Userspace,
+        StepName::Cuda,
+        StepName::Tools,
+        StepName::Verify,
+    ] {
+        assert_eq!(status(&report, s), StepStatus::Ok, "{s:?}: {report:#?}");
+    }
+}
+
+#[tokio::test]
+async fn a_first_apply_restarts_installs_and_verifies() {
+    let w = World::new();
+    let ct = Arc::new(FakeCt::new(CtState::Running));
+    let (r, report) = w.converge(ct.clone(), &request(), true).await;
+    r.unwrap();
+    assert!(report.changed);
+    assert_eq!(report.counters.restarts, 1);
+    for s in [
+        StepName::Restart,
+        StepName::Userspace,
+        StepName::Cuda,
+        StepName::Tools,
+    ] {
+        assert_eq!(
+            status(&report, s),
+            StepStatus::Changed,
+            "{s:?}: {report:#?}"
+        );
+    }
+    assert_eq!(status(&report, StepName::Verify), StepStatus::Ok);
+    ct.with(|s| {
+        assert_eq!(s.userspace.as_deref(), Some(VER));
+        assert!(s.packages.contains("cuda-toolkit-12-8") && s.packages.contains("nvtop"));
+        assert!(
+            s.files.is_empty(),
+            "pushed files left behind: {:?}",
+            s.files
+        );
+    });
+    // probe, push runfile, install, push keyring, cuda, tools, verify.
+    assert_eq!(report.counters.container_execs, 7, "{report:#?}");
+    let cache = w.host.paths();
+    assert!(
+        cache.contains(&PathBuf::from(
+            "/var/cache/phoenix-gpu/NVIDIA-Linux-x86_64-580.159.04.run"
+        )),
+        "{cache:?}"
+    );
+    assert!(
+        cache
+            .iter()
+            .all(|p| !p.to_string_lossy().contains(".part-")),
+        "{cache:?}"
+    );
+    let progress = w
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| matches!(e, Event::Progress { .. }))
+        .count();
+    assert!(progress >= 2, "no progress events");
+
+    // And the second run converges in one exec.
+    let (r, report) = w.converge(ct, &request(), false).await;
+    r.unwrap();
+    assert_eq!(report.counters.container_execs, 1);
+    assert!(!report.changed);
+}
+
+#[tokio::test]
+async fn containers_share_one_download() {
+    let mut w = World::new();
+    Arc::get_mut(&mut w.host).unwrap().delay = Duration::from_millis(400);
+    let cts: Vec<Arc<FakeCt>> = (0..4)
+        .map(|_| Arc::new(FakeCt::new(CtState::Running)))
+        .collect();
+    for ct in &cts {
+        ct.with(|s| s.minors = vec![1]);
+    }
+    let mut req = request();
+    req.cuda = None;
+    req.tools.clear();
+    let (a, b, c, d) = tokio::join!(
+        w.converge(cts[0].clone(), &req, false),
+        w.converge(cts[1].clone(), &req, false),
+        w.converge(cts[2].clone(), &req, false),
+        w.converge(cts[3].clone(), &req, false),
+    );
+    for (r, report) in [a, b, c, d] {
+        r.unwrap();
+        assert_eq!(status(&report, StepName::Userspace), StepStatus::Changed);
+    }
+    assert_eq!(w.host.gets(RUNFILE_URL), 1);
+    // A later run (another process would see the same) finds the cache: no download.
+    let ct = Arc::new(FakeCt::new(CtState::Running));
+    ct.with(|s| s.minors = vec![1]);
+    let (r, report) = w.converge(ct, &req, false).await;
+    r.unwrap();
+    assert!(report
+        .step(StepName::Userspace)
+        .unwrap()
+        .detail
+        .contains("from the cache"));
+    assert_eq!(w.host.gets(RUNFILE_URL), 1);
+}
+
+#[tokio::test]
+async fn a_checksum_mismatch_installs_nothing_and_leaves_no_file() {
+    let w = World::new();
+    let ct = Arc::new(FakeCt::converged());
+    ct.with(|s| s.userspace = None);
+    let mut req = request();
+    req.runfile.sha256 = Some("00".repeat(32));
+    let (r, report) = w.converge(ct.clone(), &req, false).await;
+    let e = r.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Install);
+    assert!(e.to_string().contains("checksum mismatch"), "{e}");
+    assert_eq!(status(&report, StepName::Userspace), StepStatus::Failed);
+    assert_eq!(
+        report.counters.container_execs, 1,
+        "only the probe ran in the container"
+    );
+    ct.with(|s| assert!(s.pushed.is_empty()));
+    assert!(
+        w.host.paths().iter().all(|p| !p.starts_with("/var/cache")),
+        "{:?}",
+        w.host.paths()
+    );
+}
+
+#[tokio::test]
+async fn a_cut_download_leaves_no_partial_file() {
+    let w = World::new();
+    *w.host.cut_downloads.lock().unwrap() = true;
+    let ct = Arc::new(FakeCt::converged());
+    ct.with(|s| s.userspace = None);
+    let (r, _) = w.converge(ct.clone(), &request(), false).await;
+    let e = r.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Install);
+    assert!(e.to_string().contains("curl: (18)"), "{e}");
+    assert!(
+        w.host.paths().iter().all(|p| !p.starts_with("/var/cache")),
+        "{:?}",
+        w.host.paths()
+    );
+    // The next run downloads it whole.
+    *w.host.cut_downloads.lock().unwrap() = false;
+    let (r, _) = w.converge(ct, &request(), false).await;
+    r.unwrap();
+}
+
+#[tokio::test]
+async fn a_corrupted_cache_is_downloaded_again() {
+    let w = World::new();
+    let ct = Arc::new(FakeCt::converged());
+    ct.with(|s| s.userspace = None);
+    let cached = PathBuf::from("/var/cache/phoenix-gpu/NVIDIA-Linux-x86_64-580.159.04.run");
+    w.host
+        .files
+        .lock()
+        .unwrap()
+        .insert(cached.clone(), b"trunc".to_vec());
+    w.host.files.lock().unwrap().insert(
+        cached.with_extension("run.sha256"),
+        format!("{} 999\n", "ab".repeat(32)).into_bytes(),
+    );
+    let (r, _) = w.converge(ct, &request(), false).await;
+    r.unwrap();
+    assert_eq!(w.host.gets(RUNFILE_URL), 1);
+    assert_eq!(
+        w.host.files.lock().unwrap()[&cached],
+        b"#!/bin/sh\necho stand-in runfile\n"
+    );
+}
+
+#[tokio::test]
+async fn an_installer_failure_carries_its_log() {
+    let w = World::new();
+    let ct = Arc::new(FakeCt::converged());
+    ct.with(|s| {
+        s.userspace = Some("550.54.14".into());
+        s.installer_fails = true;
+    });
+    let (r, _) = w.converge(ct.clone(), &request(), false).await;
+    let e = r.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Install);
+    let m = e.to_string();
+    assert!(
+        m.contains("exit code 1") && m.contains("Installation has failed"),
+        "{m}"
+    );
+    ct.with(|s| assert!(s.files.is_empty(), "runfile left in the container"));
+}
+
+#[tokio::test]
+async fn an_old_userspace_is_upgraded() {
+    let w = World::new();
+    let ct = Arc::new(FakeCt::converged());
+    ct.with(|s| s.userspace = Some("550.54.14".into()));
+    let (r, report) = w.converge(ct.clone(), &request(), false).await;
+    r.unwrap();
+    assert!(report
+        .step(StepName::Userspace)
+        .unwrap()
+        .detail
+        .contains("was 550.54.14"));
+    ct.with(|s| assert_eq!(s.userspace.as_deref(), Some(VER)));
+}
+
+#[tokio::test]
+async fn no_restart_leaves_it_pending() {
+    let w = World::new();
+    let ct = Arc::new(FakeCt::converged());
+    let mut req = request();
+    req.restart.no_restart = true;
+    let (r, report) = w.converge(ct, &req, true).await;
+    r.unwrap();
+    assert_eq!(report.counters.restarts, 0);
+    assert_eq!(status(&report, StepName::Restart), StepStatus::Skipped);
+    assert!(report
+        .step(StepName::Restart)
+        .unwrap()
+        .detail
+        .contains("restart pending"));
+    assert_eq!(status(&report, StepName::Verify), StepStatus::Skipped);
+    assert!(w
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|e| matches!(e, Event::Notice { .. })));
+}
+
+#[tokio::test]
+async fn a_stopped_container_is_started_only_with_start() {
+    let w = World::new();
+    let ct = Arc::new(FakeCt::new(CtState::Stopped));
+    let (r, report) = w.converge(ct.clone(), &request(), true).await;
+    r.unwrap();
+    assert_eq!(report.counters.container_execs, 0);
+    assert_eq!(status(&report, StepName::Restart), StepStatus::Skipped);
+    assert_eq!(status(&report, StepName::Verify), StepStatus::Skipped);
+
+    let mut req = request();
+    req.restart.start_if_stopped = true;
+    let (r, report) = w.converge(ct.clone(), &req, true).await;
+    r.unwrap();
+    assert_eq!(report.counters.restarts, 1);
+    assert_eq!(status(&report, StepName::Restart), StepStatus::Changed);
+    assert_eq!(status(&report, StepName::Verify), StepStatus::Ok);
+}
+
+#[tokio::test]
+async fn a_start_that_hangs_times_out() {
+    let w = World::new();
+    let ct = Arc::new(FakeCt::new(CtState::Running));
+    ct.with(|s| s.start_hangs = true);
+    let mut req = request();
+    req.restart.timeout = Duration::from_millis(300);
+    let t0 = std::time::Instant::now();
+    let (r, report) = w.converge(ct, &req, true).await;
+    let e = r.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Restart);
+    assert!(
+        e.to_string().contains("within 0s") || e.to_string().contains("RUNNING"),
+        "{e}"
+    );
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    assert_eq!(status(&report, StepName::Restart), StepStatus::Failed);
+}
+
+#[tokio::test]
+async fn a_dry_run_plans_and_changes_nothing() {
+    let w = World::new();
+    let ct = Arc::new(FakeCt::new(CtState::Running));
+    let mut req = request();
+    req.dry_run = true;
+    let (r, report) = w.converge(ct.clone(), &req, true).await;
+    r.unwrap();
+    assert_eq!(report.counters.container_execs, 1);
+    assert_eq!(report.counters.restarts, 0);
+    assert_eq!(report.counters.host_commands, 0);
+    for s in [
+        StepName::Restart,
+        StepName::Userspace,
+        StepName::Cuda,
+        StepName::Tools,
+    ] {
+        assert_eq!(status(&report, s), StepStatus::Planned, "{s:?}");
+    }
+    assert!(!report.changed);
+    ct.with(|s| assert!(s.userspace.is_none() && s.pushed.is_empty()));
+}
+
+#[tokio::test]
+async fn cuda_on_another_distribution_names_it() {
+    let w = World::new();
+    let ct = Arc::new(FakeCt::converged());
+    ct.with(|s| {
+        s.os_id = "alpine";
+        s.packages.clear();
+    });
+    let (r, _) = w.converge(ct, &request(), false).await;
+    let e = r.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Install);
+    assert!(e.to_string().contains("alpine"), "{e}");
+}
+
+#[tokio::test]
+async fn a_wrong_gpu_fails_verification() {
+    let w = World::new();
+    let ct = Arc::new(FakeCt::converged());
+    ct.with(|s| s.minors = vec![0, 1]);
+    let (r, _) = w.converge(ct, &request(), false).await;
+    let e = r.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Verify);
+    assert!(e.to_string().contains("not assigned [GPU-00000000]"), "{e}");
+}
+
+#[tokio::test]
+async fn strategy_none_checks_nodes_only() {
+    let w = World::new();
+    let ct = Arc::new(FakeCt::new(CtState::Running));
+    ct.with(|s| s.minors = vec![1]);
+    let mut req = request();
+    req.strategy = Strategy::None;
+    req.cuda = None;
+    req.tools.clear();
+    let (r, _) = w.converge(ct, &req, false).await;
+    // The fake has no nvidiactl/uvm nodes: verification names them.
+    let e = r.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Verify);
+    assert!(e.to_string().contains("/dev/nvidiactl is missing"), "{e}");
+}
+
+#[tokio::test]
+async fn host_libs_mounts_take_the_module_version_only() {
+    let w = World::new();
+    {
+        let mut f = w.host.files.lock().unwrap();
+        for name in [
+            "libcuda.so.580.159.04",
+            "libnvidia-ml.so.580.159.04",
+            "libnvidia-ml.so.550.54.14",
+            "libnvidia-tls.so.580.159.04",
+            "libcuda.so.1",
+        ] {
+            f.insert(
+                PathBuf::from("/usr/local/nvidia/lib64").join(name),
+                b"\x7fELF".to_vec(),
+            );
+        }
+        f.insert(
+            PathBuf::from("/usr/local/nvidia/bin/nvidia-smi"),
+            b"#!".to_vec(),
+        );
+    }
+    let tally = Arc::new(Tally::default());
+    let host = CountingHost::new(w.host.clone(), tally.clone());
+    let ct = Arc::new(FakeCt::converged());
+    let cts = CountingExec::new(ct, tally);
+    let sink = EventSink::none();
+    let req = request();
+    let ctx = Ctx {
+        host: &host,
+        cts: &cts,
+        target: &w.target,
+        settings: &w.settings,
+        events: &sink,
+        ct: &req.ct,
+    };
+    let m = super::hostlibs::mounts(&ctx, &inv()).await.unwrap();
+    let lines: Vec<String> = m.iter().map(|e| e.render()).collect();
+    assert_eq!(
+        lines,
+        [
+            "/usr/local/nvidia/lib64/libcuda.so.580.159.04 usr/lib/x86_64-linux-gnu/libcuda.so.580.159.04 none ro,bind,optional,create=file",
+            "/usr/local/nvidia/lib64/libnvidia-ml.so.580.159.04 usr/lib/x86_64-linux-gnu/libnvidia-ml.so.580.159.04 none ro,bind,optional,create=file",
+            "/usr/local/nvidia/lib64/libnvidia-tls.so.580.159.04 usr/lib/x86_64-linux-gnu/libnvidia-tls.so.580.159.04 none ro,bind,optional,create=file",
+            "/usr/local/nvidia/bin/nvidia-smi usr/bin/nvidia-smi none ro,bind,optional,create=file",
+        ]
+    );
+    // A host without the module's libraries is a host precondition failure.
+    let mut other = inv();
+    other.driver_version = "590.1.2".parse().unwrap();
+    let e = super::hostlibs::mounts(&ctx, &other).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::HostPrecondition);
+    assert!(e.to_string().contains("libnvidia-ml.so.590.1.2"), "{e}");
+}
