@@ -57,7 +57,7 @@ impl LocalHost {
 }
 
 /// `path` under `root`, lexically: `..` never climbs above the root.
-fn map_under(root: &Path, path: &Path) -> PathBuf {
+pub(crate) fn map_under(root: &Path, path: &Path) -> PathBuf {
     let mut rel = PathBuf::new();
     for comp in path.components() {
         match comp {

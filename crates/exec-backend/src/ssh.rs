@@ -61,6 +61,11 @@ pub struct SshOptions {
     /// Where the control socket's private directory is made (`None`: the system temporary
     /// directory).
     pub control_dir: Option<PathBuf>,
+    /// A directory on the node under which every host path resolves, as
+    /// [`LocalHost::with_root`](crate::LocalHost::with_root) does locally: for tests that
+    /// simulate several nodes on one machine, and for a node whose configs are mounted
+    /// elsewhere. `None`: paths as they are.
+    pub root: Option<PathBuf>,
 }
 
 impl Default for SshOptions {
@@ -74,6 +79,7 @@ impl Default for SshOptions {
             config_file: None,
             local_grace: Duration::from_secs(5),
             control_dir: None,
+            root: None,
         }
     }
 }
@@ -223,6 +229,7 @@ impl SshLink {
 #[derive(Clone, Debug)]
 pub struct SshHost {
     link: Arc<SshLink>,
+    root: Option<PathBuf>,
 }
 
 /// Exit codes the remote snippets use.
@@ -335,7 +342,13 @@ impl SshHost {
     pub async fn connect(dest: &str, opts: SshOptions) -> Result<SshHost, ExecError> {
         Ok(SshHost {
             link: Arc::new(SshLink::connect(dest, &opts).await?),
+            root: opts.root.clone(),
         })
+    }
+
+    /// The root every host path resolves under, when there is one ([`SshOptions::root`]).
+    pub fn root(&self) -> Option<&Path> {
+        self.root.as_deref()
     }
 
     /// Runs a snippet `sh -c SCRIPT sh ARGS...` with no output cap.
@@ -380,7 +393,10 @@ impl Host for SshHost {
     }
 
     fn resolve(&self, path: &Path) -> PathBuf {
-        path.to_owned()
+        match &self.root {
+            Some(root) => crate::local::map_under(root, path),
+            None => path.to_owned(),
+        }
     }
 
     #[instrument(level = "debug", skip(self, cmd), fields(node = %self.link.name, argv = ?cmd.display_argv()))]
@@ -390,8 +406,9 @@ impl Host for SshHost {
 
     #[instrument(level = "debug", skip(self), fields(node = %self.link.name))]
     async fn read_file(&self, path: &Path) -> Result<Vec<u8>, ExecError> {
+        let real = self.resolve(path);
         let (cmd, out) = self
-            .snippet(READ_SCRIPT, &[path.as_os_str()], None, FILE_OP_TIMEOUT)
+            .snippet(READ_SCRIPT, &[real.as_os_str()], None, FILE_OP_TIMEOUT)
             .await?;
         match out.status {
             ExitStatus::Code(RC_NOT_FOUND) => Err(self.not_found(path)),
@@ -416,11 +433,20 @@ impl Host for SshHost {
             .mode
             .map(|m| format!("{:o}", m & 0o7777))
             .unwrap_or_default();
-        let lock = opts.lock.clone().unwrap_or_default();
-        let backup = opts.backup_to.clone().unwrap_or_default();
+        let real = self.resolve(path);
+        let lock = opts
+            .lock
+            .as_deref()
+            .map(|l| self.resolve(l))
+            .unwrap_or_default();
+        let backup = opts
+            .backup_to
+            .as_deref()
+            .map(|b| self.resolve(b))
+            .unwrap_or_default();
         let wait_s = format!("{:.3}", wait.as_secs_f64());
         let args: [&std::ffi::OsStr; 6] = [
-            path.as_os_str(),
+            real.as_os_str(),
             lock.as_os_str(),
             wait_s.as_ref(),
             expect.as_ref(),
@@ -452,8 +478,9 @@ impl Host for SshHost {
 
     #[instrument(level = "debug", skip(self), fields(node = %self.link.name))]
     async fn read_dir(&self, path: &Path) -> Result<Vec<DirEntry>, ExecError> {
+        let real = self.resolve(path);
         let (cmd, out) = self
-            .snippet(LIST_SCRIPT, &[path.as_os_str()], None, FILE_OP_TIMEOUT)
+            .snippet(LIST_SCRIPT, &[real.as_os_str()], None, FILE_OP_TIMEOUT)
             .await?;
         match out.status {
             ExitStatus::Code(RC_NOT_FOUND) => return Err(self.not_found(path)),
@@ -494,8 +521,9 @@ impl Host for SshHost {
 
     #[instrument(level = "debug", skip(self), fields(node = %self.link.name))]
     async fn stat(&self, path: &Path) -> Result<Option<FileMeta>, ExecError> {
+        let real = self.resolve(path);
         let (cmd, out) = self
-            .snippet(STAT_SCRIPT, &[path.as_os_str()], None, FILE_OP_TIMEOUT)
+            .snippet(STAT_SCRIPT, &[real.as_os_str()], None, FILE_OP_TIMEOUT)
             .await?;
         if out.status == ExitStatus::Code(RC_NOT_FOUND) {
             return Ok(None);

@@ -355,3 +355,62 @@ async fn ssh_container_execs_and_pushes() {
         .unwrap_err();
     assert!(matches!(err, ExecError::CtNotFound { .. }), "{err}");
 }
+
+#[tokio::test]
+async fn ssh_root_maps_every_host_path() {
+    if !sshd_available("ssh_root_maps_every_host_path") {
+        return;
+    }
+    let sshd = Sshd::start();
+    let tree = tempfile::tempdir().unwrap();
+    let t = tree.path();
+    std::fs::create_dir_all(t.join("etc/pve/lxc")).unwrap();
+    std::fs::write(t.join("etc/hostname"), b"pve2\n").unwrap();
+    let mut opts = sshd.options();
+    opts.root = Some(t.to_owned());
+    let host = SshHost::connect(&sshd.dest(), opts).await.unwrap();
+    assert_eq!(host.root(), Some(t));
+    assert_eq!(
+        host.resolve(Path::new("/etc/pve/../pve/lxc/201.conf")),
+        t.join("etc/pve/lxc/201.conf")
+    );
+    assert_eq!(
+        host.read_file(Path::new("/etc/hostname")).await.unwrap(),
+        b"pve2\n"
+    );
+    let w = WriteOptions {
+        lock: Some("/run/lock/lxc/pve-config-201.lock".into()),
+        backup_to: Some("/var/lib/phoenix-gpu/backups/201/1".into()),
+        ..WriteOptions::default()
+    };
+    host.write_file_atomic(Path::new("/etc/pve/lxc/201.conf"), b"arch: amd64\n", &w)
+        .await
+        .unwrap();
+    host.write_file_atomic(Path::new("/etc/pve/lxc/201.conf"), b"arch: arm64\n", &w)
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read(t.join("etc/pve/lxc/201.conf")).unwrap(),
+        b"arch: arm64\n"
+    );
+    assert!(t.join("run/lock/lxc/pve-config-201.lock").exists());
+    assert_eq!(
+        std::fs::read(t.join("var/lib/phoenix-gpu/backups/201/1")).unwrap(),
+        b"arch: amd64\n"
+    );
+    let names: Vec<_> = host
+        .read_dir(Path::new("/etc/pve/lxc"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    assert_eq!(names, vec![OsString::from("201.conf")]);
+    assert!(host
+        .stat(Path::new("/etc/pve/lxc/201.conf"))
+        .await
+        .unwrap()
+        .is_some());
+    // The real /etc/pve/lxc of the machine is not what was read.
+    assert_eq!(host.stat(Path::new("/etc/shadow")).await.unwrap(), None);
+}
