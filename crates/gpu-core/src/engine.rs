@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use exec_backend::{ContainerExec, CtRef, Host};
 
+use crate::assignment::{self, CurrentAssignment};
 use crate::check::{self, CheckReport};
 use crate::counting::{CountingExec, CountingHost, Tally};
 use crate::error::{Error, Result};
@@ -337,6 +338,23 @@ impl Engine {
             },
             report,
         })
+    }
+
+    /// The GPU assignment the container's config gives it now, read back from its
+    /// passthrough entries (minors mapped to GPUs through the live inventory); `None` when the
+    /// config has no NVIDIA entries. Changes nothing. `sync` re-applies it after a host driver
+    /// upgrade.
+    pub async fn current_assignment(&self, ct: &CtRef) -> Result<Option<CurrentAssignment>> {
+        let ctx = Ctx {
+            host: self.host.as_ref(),
+            cts: self.cts.as_ref(),
+            target: &self.target,
+            settings: &self.settings,
+            events: &self.events,
+            ct,
+        };
+        let inv = Inventory::read(self.host.as_ref()).await?;
+        assignment::read(&ctx, &inv).await
     }
 
     /// The containers whose configs this target's host has: the CTIDs of

@@ -10,8 +10,9 @@
 // `Error` keeps backend errors with their context by value; errors are rare and not hot.
 #![allow(clippy::result_large_err)]
 
-pub mod cluster;
+mod assignment;
 mod check;
+pub mod cluster;
 mod config_step;
 mod container;
 mod counting;
@@ -29,6 +30,7 @@ mod version;
 #[cfg(test)]
 mod testutil;
 
+pub use assignment::CurrentAssignment;
 pub use check::{CheckReport, Finding, FindingKind};
 pub use config_step::{ConfigOutcome, BACKUPS_KEPT};
 pub use counting::{CountingExec, CountingHost, Tally};
