@@ -8,7 +8,7 @@ use gpu_core::{
     Target, VersionWanted,
 };
 
-use crate::cli::{ApplyArgs, ModeArg, StrategyArg};
+use crate::cli::{ApplyOpts, ModeArg, StrategyArg};
 use crate::phoenix_config::PhoenixConfig;
 
 fn bad(what: &'static str, value: &str, hint: impl Into<String>) -> Error {
@@ -83,7 +83,7 @@ pub fn driver_version(s: &str) -> Result<VersionWanted, Error> {
     s.parse::<DriverVersion>().map(VersionWanted::Exact)
 }
 
-fn url(what: &'static str, s: &str) -> Result<String, Error> {
+pub fn url(what: &'static str, s: &str) -> Result<String, Error> {
     let rest = s
         .strip_prefix("https://")
         .or_else(|| s.strip_prefix("http://"));
@@ -149,7 +149,7 @@ pub fn tools(s: &str) -> Result<Vec<String>, Error> {
 }
 
 /// The request of plan, apply and verify.
-pub fn request(a: &ApplyArgs, ct: CtRef, pc: Option<&PhoenixConfig>) -> Result<Request, Error> {
+pub fn request(a: &ApplyOpts, ct: CtRef, pc: Option<&PhoenixConfig>) -> Result<Request, Error> {
     let gpus = gpus(a.gpus.as_deref(), pc, &ct)?;
     let mut r = Request::new(ct, gpus);
     r.mode = match a.mode {

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use exec_backend::{ContainerExec, Host, LocalHost, LxcAttach, Pct, SshHost, SshOptions};
+use exec_backend::{ContainerExec, Host, LocalHost, LxcAttach, Pct, SshHost};
 use gpu_core::{Error, Target};
 
 use crate::cli::{Global, TargetKind};
@@ -60,7 +60,7 @@ pub async fn connect(g: &Global) -> Result<Backends, Error> {
     let host: Arc<dyn Host> = match (&g.host, &g.root) {
         (Some(url), _) => {
             let (_user, node, _port) = parse_ssh_url(url)?;
-            let ssh = SshHost::connect(url, SshOptions::default())
+            let ssh = SshHost::connect(url, crate::nodes::ssh_options(g))
                 .await
                 .map_err(|e| Error::exec(format!("cannot connect to {node}"), e))?;
             Arc::new(ssh)
@@ -73,7 +73,13 @@ pub async fn connect(g: &Global) -> Result<Backends, Error> {
         None => detect_target(host.as_ref()).await?,
     };
     let (target, cts): (Target, Arc<dyn ContainerExec>) = match kind {
-        TargetKind::Pve => (Target::Pve, Arc::new(Pct::new(host.clone()))),
+        TargetKind::Pve => (
+            Target::Pve,
+            match &g.pct_program {
+                Some(p) => Arc::new(Pct::with_program(host.clone(), p.as_os_str())),
+                None => Arc::new(Pct::new(host.clone())),
+            },
+        ),
         TargetKind::Lxc => (
             Target::Lxc {
                 lxcpath: g.lxcpath.clone(),

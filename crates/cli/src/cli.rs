@@ -56,6 +56,23 @@ pub struct Global {
     /// The orchestrator's phoenix_lxc_configs.json: per-CT GPUs and driver settings as defaults
     #[arg(long, global = true, value_name = "FILE")]
     pub phoenix_config: Option<PathBuf>,
+    /// The user for SSH connections to other cluster nodes
+    #[arg(long, global = true, value_name = "USER", default_value = "root")]
+    pub ssh_user: String,
+    /// Reach cluster node NAME at this address instead of ssh://<ssh-user>@NAME (repeatable)
+    #[arg(long = "node", global = true, value_name = "NAME=URL")]
+    pub nodes: Vec<String>,
+    /// Resolve every host path of node NAME under DIR on that node, as --root does locally
+    /// (repeatable; for tests, and for nodes whose configs are mounted elsewhere)
+    #[arg(long = "node-root", global = true, value_name = "NAME=DIR")]
+    pub node_roots: Vec<String>,
+    /// An ssh_config file for SSH connections (keys, known_hosts, ports); host keys are always
+    /// checked strictly
+    #[arg(long, global = true, value_name = "FILE")]
+    pub ssh_config: Option<PathBuf>,
+    /// The pct program on every node (tests use a stand-in)
+    #[arg(long, global = true, value_name = "PATH", hide = true)]
+    pub pct_program: Option<PathBuf>,
 }
 
 /// `--target`.
@@ -76,10 +93,19 @@ pub enum Command {
     Inventory,
     /// Show what apply would change (config diff and steps); changes nothing
     Plan(ApplyArgs),
-    /// Give the container its GPUs and a matching driver userspace
-    Apply(ApplyArgs),
+    /// Give containers their GPUs and a matching driver userspace (one CTID, several, or
+    /// --all of the orchestrator config in parallel)
+    #[command(after_long_help = FLEET_EXIT_HELP)]
+    Apply(FleetApplyArgs),
     /// Compare the live host with container configs; exit 10 on drift
+    #[command(after_long_help = FLEET_EXIT_HELP)]
     Check(CheckArgs),
+    /// After a host driver upgrade, bring every GPU container's userspace to the host's version
+    #[command(after_long_help = FLEET_EXIT_HELP)]
+    Sync(SyncArgs),
+    /// Prepare this host: device nodes at boot, an optional pre-start check
+    #[command(subcommand)]
+    Host(HostCommand),
     /// Run nvidia-smi in the container and check it sees exactly its GPUs
     Verify(ApplyArgs),
     /// Take the tool's passthrough entries out of the container's config
@@ -108,11 +134,43 @@ pub enum StrategyArg {
     None,
 }
 
-/// Flags of plan, apply and verify.
+/// The exit code of a run over several containers.
+pub const FLEET_EXIT_HELP: &str = "\
+Several containers (several CTIDs, or --all): the exit code is the worst of the containers' \
+codes, that is the highest one; every failure (1-10) outranks success (0). A summary table \
+(CTID, node, GPUs, result, time) ends the run; with --json it is one object \
+{\"rows\": [...], \"summary\": {...}, \"exit_code\": N}.";
+
+/// Flags of plan and verify.
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
     /// The container: a Proxmox CTID (100 or more) or a plain LXC name
     pub ctid: String,
+    /// What to do with it.
+    #[command(flatten)]
+    pub opts: ApplyOpts,
+}
+
+/// Flags of apply.
+#[derive(Debug, Args)]
+pub struct FleetApplyArgs {
+    /// The containers: Proxmox CTIDs (100 or more) or plain LXC names
+    #[arg(conflicts_with = "all", required_unless_present = "all")]
+    pub ctids: Vec<String>,
+    /// Every container of --phoenix-config whose gpu_assignment is not none
+    #[arg(long)]
+    pub all: bool,
+    /// How many containers are worked on at once
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub jobs: usize,
+    /// What to do with each.
+    #[command(flatten)]
+    pub opts: ApplyOpts,
+}
+
+/// The options of plan, apply and verify.
+#[derive(Debug, Args)]
+pub struct ApplyOpts {
     /// GPUs: none, all, or indices, UUIDs and PCI bus ids separated by commas
     #[arg(long, env = "GPU_ASSIGNMENT", value_name = "LIST")]
     pub gpus: Option<String>,
@@ -178,6 +236,69 @@ pub struct CheckArgs {
     /// The driver version the containers should have
     #[arg(long, value_name = "VERSION")]
     pub driver_version: Option<String>,
+    /// How many containers are checked at once
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    pub jobs: usize,
+}
+
+/// Flags of sync.
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// Containers to sync
+    #[arg(conflicts_with = "all", required_unless_present = "all")]
+    pub ctids: Vec<String>,
+    /// Every container with NVIDIA entries, on this host or across the cluster
+    #[arg(long)]
+    pub all: bool,
+    /// How many containers are worked on at once
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub jobs: usize,
+    /// Start stopped containers to update them (else they are left for their next start)
+    #[arg(long)]
+    pub start: bool,
+    /// Never restart a container, even when its config changed
+    #[arg(long)]
+    pub no_restart: bool,
+    /// How long to wait for a container to come up
+    #[arg(long, value_name = "SECS", default_value_t = 120)]
+    pub restart_timeout: u64,
+    /// Userspace for containers that do not bind-mount the host's libraries [default: runfile]
+    #[arg(long, value_enum)]
+    pub strategy: Option<StrategyArg>,
+    /// URL of the NVIDIA .run file
+    #[arg(long, env = "NVIDIA_RUNFILE_URL", value_name = "URL")]
+    pub runfile_url: Option<String>,
+    /// Expected SHA-256 of the .run file (64 hex digits)
+    #[arg(long, value_name = "HEX")]
+    pub runfile_sha256: Option<String>,
+    /// Compute and report, change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `host` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum HostCommand {
+    /// Install a systemd unit that creates the NVIDIA uvm (and modeset) nodes at boot, before
+    /// Proxmox starts guests; optionally a Proxmox hookscript that runs `check` at pre-start
+    Prepare(PrepareArgs),
+}
+
+/// Flags of host prepare.
+#[derive(Debug, Args)]
+pub struct PrepareArgs {
+    /// Show the files and commands, change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Undo: disable the unit and delete the files this command wrote
+    #[arg(long)]
+    pub remove: bool,
+    /// Also install the hookscript (attach it with pct set CTID --hookscript ...)
+    #[arg(long)]
+    pub hookscript: bool,
+    /// Also create /dev/nvidia-modeset at boot
+    #[arg(long)]
+    pub modeset: bool,
 }
 
 /// Flags of remove.

@@ -10,7 +10,10 @@ mod args;
 mod backend;
 mod cli;
 mod exit;
+mod fleet_cmd;
+mod host_cmd;
 mod logging;
+mod nodes;
 mod phoenix_config;
 
 use std::io::Write;
@@ -18,13 +21,13 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use gpu_core::{
-    chain, CheckReport, Engine, Error, ErrorKind, Event, EventSink, Inventory, Report, StepName,
-    StepStatus,
+    chain, Engine, Error, ErrorKind, Event, EventSink, Inventory, Report, StepName, StepStatus,
 };
 use serde::Serialize;
 use tracing::{debug, info, warn};
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, HostCommand};
+use crate::nodes::Nodes;
 use crate::phoenix_config::PhoenixConfig;
 
 fn main() -> ExitCode {
@@ -72,34 +75,96 @@ async fn run(cli: Cli) -> u8 {
         Err(e) => return fail_err(g.json, &e),
     };
     let events = EventSink::new(log_event);
-    let engine = Engine::new(b.host.clone(), b.cts.clone(), b.target.clone()).with_events(events);
+    let engine =
+        Engine::new(b.host.clone(), b.cts.clone(), b.target.clone()).with_events(events.clone());
+    if let Command::Host(HostCommand::Prepare(p)) = &cli.command {
+        return host_cmd::prepare(b.host.as_ref(), g, p).await;
+    }
+    let nodes = match Nodes::new(g, &b, engine.clone(), events).await {
+        Ok(n) => std::sync::Arc::new(n),
+        Err(e) => return fail_err(g.json, &e),
+    };
+    let quiet = g.quiet > 0;
     match &cli.command {
         Command::Inventory => inventory(&engine, g.json).await,
-        Command::Plan(a) | Command::Apply(a) | Command::Verify(a) => {
-            let ct = match args::ct(&b.target, &a.ctid) {
-                Ok(c) => c,
-                Err(e) => return fail_err(g.json, &e),
-            };
-            let req = match args::request(a, ct, pc.as_ref()) {
-                Ok(r) => r,
-                Err(e) => return fail_err(g.json, &e),
-            };
-            let (what, out) = match &cli.command {
-                Command::Plan(_) => ("plan", plan(&engine, &req).await),
-                Command::Apply(_) => ("apply", engine.apply(&req).await),
-                _ => ("verify", engine.verify(&req).await),
-            };
-            finish(g.json, what, out)
+        Command::Apply(a) if a.all || a.ctids.len() != 1 => {
+            fleet_cmd::apply(a, pc.as_ref(), &nodes, &b.target, g.json, quiet).await
+        }
+        Command::Apply(a) => {
+            let id = a.ctids.first().map(String::as_str).unwrap_or("");
+            one(&nodes, &b.target, id, &a.opts, pc.as_ref(), "apply", g.json).await
+        }
+        Command::Plan(a) => {
+            one(
+                &nodes,
+                &b.target,
+                &a.ctid,
+                &a.opts,
+                pc.as_ref(),
+                "plan",
+                g.json,
+            )
+            .await
+        }
+        Command::Verify(a) => {
+            one(
+                &nodes,
+                &b.target,
+                &a.ctid,
+                &a.opts,
+                pc.as_ref(),
+                "verify",
+                g.json,
+            )
+            .await
         }
         Command::Remove(r) => {
             let ct = match args::ct(&b.target, &r.ctid) {
                 Ok(c) => c,
                 Err(e) => return fail_err(g.json, &e),
             };
+            let engine = match nodes.engine_for(&ct).await.1 {
+                Ok(e) => e,
+                Err(e) => return fail_err(g.json, &e),
+            };
             finish(g.json, "remove", engine.remove(&ct, r.dry_run).await)
         }
-        Command::Check(c) => check(&engine, &b.target, c, pc.as_ref(), g.json).await,
+        Command::Check(c) => {
+            fleet_cmd::check(c, pc.as_ref(), &nodes, &b.target, g.json, quiet).await
+        }
+        Command::Sync(s) => fleet_cmd::sync(s, pc.as_ref(), &nodes, &b.target, g.json, quiet).await,
+        Command::Host(HostCommand::Prepare(_)) => 0,
     }
+}
+
+/// plan, apply or verify of one container, on its node.
+async fn one(
+    nodes: &Nodes,
+    target: &gpu_core::Target,
+    id: &str,
+    opts: &cli::ApplyOpts,
+    pc: Option<&PhoenixConfig>,
+    what: &str,
+    json: bool,
+) -> u8 {
+    let ct = match args::ct(target, id) {
+        Ok(c) => c,
+        Err(e) => return fail_err(json, &e),
+    };
+    let req = match args::request(opts, ct, pc) {
+        Ok(r) => r,
+        Err(e) => return fail_err(json, &e),
+    };
+    let engine = match nodes.engine_for(&req.ct).await.1 {
+        Ok(e) => e,
+        Err(e) => return fail_err(json, &e),
+    };
+    let out = match what {
+        "plan" => plan(&engine, &req).await,
+        "apply" => engine.apply(&req).await,
+        _ => engine.verify(&req).await,
+    };
+    finish(json, what, out)
 }
 
 /// Progress events become log lines (stderr by -v/-q, and the log file).
@@ -364,125 +429,4 @@ async fn inventory(engine: &Engine, json: bool) -> u8 {
         let _ = writeln!(out, "  {:<30} {:<8} {:?}", n.path.display(), rdev, n.kind);
     }
     0
-}
-
-#[derive(Serialize)]
-struct JsonCheck<'a> {
-    drift: bool,
-    containers: &'a [CheckReport],
-    errors: &'a [JsonCtError],
-    exit_code: u8,
-}
-
-#[derive(Serialize)]
-struct JsonCtError {
-    ct: String,
-    kind: ErrorKind,
-    error: String,
-}
-
-async fn check(
-    engine: &Engine,
-    target: &gpu_core::Target,
-    c: &cli::CheckArgs,
-    pc: Option<&PhoenixConfig>,
-    json: bool,
-) -> u8 {
-    let cts = if c.all {
-        match engine.list_containers().await {
-            Ok(v) => v,
-            Err(e) => return fail_err(json, &e),
-        }
-    } else {
-        let mut v = Vec::new();
-        for s in &c.ctids {
-            match args::ct(target, s) {
-                Ok(ct) => v.push(ct),
-                Err(e) => return fail_err(json, &e),
-            }
-        }
-        v
-    };
-    let version = match c
-        .driver_version
-        .as_deref()
-        .map(args::driver_version)
-        .transpose()
-    {
-        Ok(v) => v,
-        Err(e) => return fail_err(json, &e),
-    };
-    let mut reports = Vec::new();
-    let mut errors = Vec::new();
-    let mut worst = 0u8;
-    for ct in &cts {
-        let expected = match expected_for(c, pc, ct, version.clone()) {
-            Ok(e) => e,
-            Err(e) => return fail_err(json, &e),
-        };
-        match engine.check(ct, expected.as_ref()).await {
-            Ok(r) => {
-                if r.drift {
-                    worst = worst.max(exit::code(ErrorKind::Drift));
-                }
-                reports.push(r);
-            }
-            Err(f) => {
-                let code = exit::code(f.error.kind());
-                worst = worst.max(code);
-                let msg = chain(&f.error);
-                if !json {
-                    print_error(f.error.kind(), &msg);
-                }
-                errors.push(JsonCtError {
-                    ct: ct.to_string(),
-                    kind: f.error.kind(),
-                    error: msg,
-                });
-            }
-        }
-    }
-    if json {
-        print_json(&JsonCheck {
-            drift: reports.iter().any(|r| r.drift),
-            containers: &reports,
-            errors: &errors,
-            exit_code: worst,
-        });
-    } else {
-        let mut out = std::io::stdout().lock();
-        for r in &reports {
-            let _ = writeln!(out, "CT {}: {}", r.ct, if r.drift { "drift" } else { "ok" });
-            for f in &r.findings {
-                let _ = writeln!(out, "  {:?}: {}", f.kind, f.detail);
-            }
-            for n in &r.not_checked {
-                let _ = writeln!(out, "  not checked: {n}");
-            }
-        }
-    }
-    worst
-}
-
-/// What `check` compares a container against: `--gpus` / `--driver-version`, else the
-/// orchestrator config's `gpu_assignment` for it; `None` when neither says.
-fn expected_for(
-    c: &cli::CheckArgs,
-    pc: Option<&PhoenixConfig>,
-    ct: &exec_backend::CtRef,
-    version: Option<gpu_core::VersionWanted>,
-) -> Result<Option<gpu_core::Request>, Error> {
-    let from_pc = pc
-        .and_then(|p| p.ct(ct.as_str()))
-        .and_then(|b| b.gpu_assignment.clone());
-    let Some(sel) = c.gpus.clone().or(from_pc) else {
-        return Ok(None);
-    };
-    let mut r = gpu_core::Request::new(ct.clone(), sel.parse()?);
-    r.strategy = gpu_core::Strategy::None;
-    if let Some(v) = version {
-        r.driver_version = v;
-        r.strategy = gpu_core::Strategy::Runfile;
-    }
-    Ok(Some(r))
 }

@@ -185,6 +185,8 @@ impl Error {
             Error::Exec { source, .. } => match source {
                 ExecError::CtNotFound { .. } => ErrorKind::CtNotFound,
                 ExecError::LockTimeout { .. } | ExecError::Conflict { .. } => ErrorKind::Locked,
+                // A node that cannot be reached (address, host key, authorization).
+                ExecError::Ssh { .. } => ErrorKind::HostPrecondition,
                 _ => ErrorKind::Internal,
             },
             Error::Parse { .. } => ErrorKind::Internal,

@@ -34,7 +34,7 @@ pub struct FleetRow {
     pub node: String,
     /// The GPU selection.
     pub gpus: String,
-    /// `unchanged`, `changed` or `failed`.
+    /// `unchanged`, `changed`, `skipped` or `failed`.
     pub result: &'static str,
     /// The error's kind when it failed.
     pub error_kind: Option<ErrorKind>,
@@ -80,6 +80,22 @@ impl FleetRow {
             error_kind: Some(error.kind()),
             duration_ms: 0,
             report,
+        }
+    }
+}
+
+impl FleetRow {
+    /// A row for a container that was looked at and needed no run (`sync` of a container
+    /// without NVIDIA entries).
+    pub fn skipped(ct: &str, node: &str, gpus: &str) -> FleetRow {
+        FleetRow {
+            ct: ct.to_owned(),
+            node: node.to_owned(),
+            gpus: gpus.to_owned(),
+            result: "skipped",
+            error_kind: None,
+            duration_ms: 0,
+            report: Report::new(ct),
         }
     }
 }
