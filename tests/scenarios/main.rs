@@ -2,6 +2,11 @@
 
 mod util;
 
+/// The real-system helpers of exec-backend's tests (busybox containers, a private sshd).
+#[path = "../../crates/exec-backend/tests/common/mod.rs"]
+mod common;
+mod fleet;
+
 use std::os::unix::fs::MetadataExt;
 
 use util::{head_101, snapshot_101, TestHost, CONF_101, EXAMPLE_101};

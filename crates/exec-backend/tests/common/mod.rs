@@ -109,9 +109,9 @@ fn run_ok(cmd: &mut Command) -> String {
 pub struct TestCt {
     /// The container name.
     pub name: String,
-    /// The LXCPATH (a temporary directory).
+    /// The LXCPATH (a temporary directory, or the caller's with [`TestCt::create_at`]).
     pub lxcpath: PathBuf,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl TestCt {
@@ -121,18 +121,25 @@ impl TestCt {
             .prefix("pgt-lxc")
             .tempdir()
             .unwrap();
-        let name = unique_name();
+        let mut ct = TestCt::create_at(dir.path(), &unique_name());
+        ct._dir = Some(dir);
+        ct
+    }
+
+    /// Creates the container `name` (stopped) under `lxcpath`, a directory the caller keeps
+    /// (for tests that need a given name or an LXC path inside a host tree).
+    pub fn create_at(lxcpath: &Path, name: &str) -> TestCt {
         let ct = TestCt {
-            name: name.clone(),
-            lxcpath: dir.path().to_owned(),
-            _dir: dir,
+            name: name.to_owned(),
+            lxcpath: lxcpath.to_owned(),
+            _dir: None,
         };
         run_ok(
             Command::new("lxc-create")
-                .args(["-t", "busybox", "-n", &name, "-P"])
+                .args(["-t", "busybox", "-n", name, "-P"])
                 .arg(&ct.lxcpath),
         );
-        let config = ct.lxcpath.join(&name).join("config");
+        let config = ct.lxcpath.join(name).join("config");
         let text = std::fs::read_to_string(&config).unwrap();
         let mut kept: Vec<&str> = text
             .lines()
@@ -150,6 +157,13 @@ impl TestCt {
     /// Creates and starts the container, waiting for RUNNING.
     pub fn start_new() -> TestCt {
         let ct = TestCt::create();
+        ct.start();
+        ct
+    }
+
+    /// Starts the container, waiting for RUNNING.
+    pub fn start(&self) {
+        let ct = self;
         run_ok(
             Command::new("lxc-start")
                 .args(["-n", &ct.name, "-d", "-P"])
@@ -160,7 +174,6 @@ impl TestCt {
                 .args(["-n", &ct.name, "-s", "RUNNING", "-t", "30", "-P"])
                 .arg(&ct.lxcpath),
         );
-        ct
     }
 
     /// The container's rootfs on the host.
