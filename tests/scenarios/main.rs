@@ -2,6 +2,7 @@
 
 mod util;
 
+mod cluster;
 /// The real-system helpers of exec-backend's tests (busybox containers, a private sshd).
 #[path = "../../crates/exec-backend/tests/common/mod.rs"]
 mod common;
