@@ -18,7 +18,6 @@ use crate::engine::Ctx;
 use crate::error::{Error, Result};
 use crate::inventory::{read_text, Gpu, Inventory, Majors, MigMinors, ProcDevices, MIG_MINORS};
 use crate::passthrough::{self, LineRef, Ownership, WantedLine, Wants, Written};
-use crate::placeholders;
 use crate::report::StepStatus;
 use crate::request::{Request, Strategy, Target};
 
@@ -152,8 +151,7 @@ pub(crate) async fn wanted_lines(
         None
     };
     let extra = if req.strategy == Strategy::HostLibs {
-        // LEAD: replace with crate::container::hostlibs::mounts(ctx, inv) at merge.
-        placeholders::hostlibs_mounts(ctx, inv).await?
+        crate::container::hostlibs::mounts(ctx, inv).await?
     } else {
         Vec::new()
     };

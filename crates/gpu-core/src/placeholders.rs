@@ -2,30 +2,17 @@
 //!
 //! The container side (branch `container-side`) provides the real functions. Until the branches
 //! meet, these stand-ins keep the host side compiling and testable:
-//! - [`hostlibs_mounts`] → replace every call with `crate::container::hostlibs::mounts`.
-//! - [`probe_userspace_version`] → replace with the container probe's userspace version.
+//! - `hostlibs_mounts`: wired (container-side branch): the config step calls
+//!   `crate::container::hostlibs::mounts`.
+//! - [`probe_userspace_version`] → replace with `crate::container::userspace_probe(ctx)` (same
+//!   return type; it needs `state` and `exec` expectations in check's mock tests).
 //!
 //! Both fail loudly instead of pretending: nothing here is a finished feature.
 
 use crate::engine::Ctx;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::inventory::Inventory;
-use crate::passthrough::MountEntry;
 use crate::version::DriverVersion;
-
-/// PLACEHOLDER: the read-only bind mounts of the host's driver userspace (`--strategy
-/// host-libs`). The real one is `crate::container::hostlibs::mounts(ctx, inv)`.
-pub(crate) async fn hostlibs_mounts(ctx: &Ctx<'_>, inv: &Inventory) -> Result<Vec<MountEntry>> {
-    let _ = inv;
-    Err(Error::BadInput {
-        what: "strategy",
-        value: "host-libs".into(),
-        hint: format!(
-            "host-libs is not wired into this build yet (container {})",
-            ctx.ct
-        ),
-    })
-}
 
 /// What the container probe said about the NVIDIA userspace inside a container.
 #[derive(Clone, Debug, PartialEq, Eq)]
