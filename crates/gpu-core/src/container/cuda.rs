@@ -143,7 +143,7 @@ pub(crate) async fn step(
     .await?;
     let dest = PathBuf::from("/root").join(KEYRING_DEB);
     ctx.cts
-        .push_file(ctx.ct, &ctx.host.resolve(&cached.path), &dest, 0o644)
+        .push_file(ctx.ct, &cached.path, &dest, 0o644)
         .await
         .map_err(|e| Error::Install {
             ct: ctx.ct.to_string(),
