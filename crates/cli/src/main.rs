@@ -1,1 +1,488 @@
-fn main() {}
+//! phoenix-gpu: give NVIDIA GPUs to LXC containers on Proxmox VE and plain LXC hosts.
+//!
+//! A thin binary over `gpu-core`: parses flags, chooses backends, installs logging, prints the
+//! outcome and maps failures to the exit codes of ARCHITECTURE.md (see `exit.rs`).
+
+// gpu_core::Error keeps backend errors by value; errors are rare and not hot.
+#![allow(clippy::result_large_err)]
+
+mod args;
+mod backend;
+mod cli;
+mod exit;
+mod logging;
+mod phoenix_config;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+use gpu_core::{
+    chain, CheckReport, Engine, Error, ErrorKind, Event, EventSink, Inventory, Report, StepName,
+    StepStatus,
+};
+use serde::Serialize;
+use tracing::{debug, info, warn};
+
+use crate::cli::{Cli, Command};
+use crate::phoenix_config::PhoenixConfig;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    if let Some(w) = logging::init(
+        cli.global.verbose,
+        cli.global.quiet,
+        cli.global.log_file.as_deref(),
+    ) {
+        eprintln!("warning: {w}");
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    ExitCode::from(rt.block_on(run(cli)))
+}
+
+/// What a command ended with: its exit code (0 on success).
+async fn run(cli: Cli) -> u8 {
+    let g = &cli.global;
+    debug!(argv = ?std::env::args().collect::<Vec<_>>(), "phoenix-gpu started");
+    let pc = match &g.phoenix_config {
+        Some(p) => match PhoenixConfig::read(p) {
+            Ok(c) => Some(c),
+            Err(e) => return fail(g.json, ErrorKind::BadInput, &chain(&e), None),
+        },
+        None => None,
+    };
+    let b = match backend::connect(g).await {
+        Ok(b) => b,
+        Err(e) => return fail_err(g.json, &e),
+    };
+    let events = EventSink::new(log_event);
+    let engine = Engine::new(b.host.clone(), b.cts.clone(), b.target.clone()).with_events(events);
+    match &cli.command {
+        Command::Inventory => inventory(&engine, g.json).await,
+        Command::Plan(a) | Command::Apply(a) | Command::Verify(a) => {
+            let ct = match args::ct(&b.target, &a.ctid) {
+                Ok(c) => c,
+                Err(e) => return fail_err(g.json, &e),
+            };
+            let req = match args::request(a, ct, pc.as_ref()) {
+                Ok(r) => r,
+                Err(e) => return fail_err(g.json, &e),
+            };
+            let (what, out) = match &cli.command {
+                Command::Plan(_) => ("plan", plan(&engine, &req).await),
+                Command::Apply(_) => ("apply", engine.apply(&req).await),
+                _ => ("verify", engine.verify(&req).await),
+            };
+            finish(g.json, what, out)
+        }
+        Command::Remove(r) => {
+            let ct = match args::ct(&b.target, &r.ctid) {
+                Ok(c) => c,
+                Err(e) => return fail_err(g.json, &e),
+            };
+            finish(g.json, "remove", engine.remove(&ct, r.dry_run).await)
+        }
+        Command::Check(c) => check(&engine, &b.target, c, pc.as_ref(), g.json).await,
+    }
+}
+
+/// Progress events become log lines (stderr by -v/-q, and the log file).
+fn log_event(e: Event) {
+    match e {
+        Event::StepStarted { ct, step } => debug!(ct = %ct, step = step.as_str(), "step started"),
+        Event::StepFinished { ct, report } => info!(
+            ct = %ct,
+            step = report.name.as_str(),
+            status = ?report.status,
+            ms = report.duration_ms,
+            "{}",
+            report.detail
+        ),
+        Event::Progress {
+            ct,
+            what,
+            done,
+            total,
+        } => debug!(ct = %ct, done, ?total, "{what}"),
+        Event::Notice { ct, message } => warn!(ct = %ct, "{message}"),
+        _ => {}
+    }
+}
+
+/// `plan`: the config diff and the steps apply would take. The container is not touched: the
+/// steps after the config are listed as apply would decide them.
+async fn plan(engine: &Engine, req: &gpu_core::Request) -> Result<Report, gpu_core::Failure> {
+    let mut r = req.clone();
+    let config_only = r.config_only;
+    r.config_only = true;
+    // The engine's own step events would announce the forced --config-only; the steps are
+    // logged below as the plan reports them.
+    let quiet = engine.clone().with_events(EventSink::none());
+    let mut report = quiet.plan(&r).await?;
+    report
+        .steps
+        .retain(|s| s.name == StepName::HostCheck || s.name == StepName::Config);
+    let config_changes = report
+        .step(StepName::Config)
+        .is_some_and(|s| s.status == StepStatus::Planned);
+    let later = |name: StepName, detail: String| gpu_core::StepReport {
+        name,
+        status: StepStatus::Skipped,
+        detail,
+        duration_ms: 0,
+    };
+    let steps: Vec<gpu_core::StepReport> = if config_only {
+        [
+            StepName::Restart,
+            StepName::Userspace,
+            StepName::Cuda,
+            StepName::Tools,
+            StepName::Verify,
+        ]
+        .into_iter()
+        .map(|n| later(n, "--config-only".into()))
+        .collect()
+    } else {
+        let restart = if !config_changes {
+            "not needed: the config does not change".to_owned()
+        } else if req.restart.no_restart {
+            "--no-restart: the new config takes effect at the next start".to_owned()
+        } else {
+            "apply restarts the container if it runs".to_owned()
+        };
+        let userspace = match req.strategy {
+            gpu_core::Strategy::None => "--strategy none".to_owned(),
+            gpu_core::Strategy::HostLibs => {
+                "apply runs ldconfig in the container for the host's libraries".to_owned()
+            }
+            gpu_core::Strategy::Runfile => {
+                "apply installs the runfile if the container's userspace differs".to_owned()
+            }
+        };
+        let cuda = match &req.cuda {
+            Some(v) => format!("apply installs CUDA {v} if missing"),
+            None => "no CUDA asked for".to_owned(),
+        };
+        let tools = if req.tools.is_empty() {
+            "no tools asked for".to_owned()
+        } else {
+            format!("apply installs {} if missing", req.tools.join(", "))
+        };
+        vec![
+            later(StepName::Restart, restart),
+            later(StepName::Userspace, userspace),
+            later(StepName::Cuda, cuda),
+            later(StepName::Tools, tools),
+            later(
+                StepName::Verify,
+                "apply runs nvidia-smi in the container".into(),
+            ),
+        ]
+    };
+    report.steps.extend(steps);
+    for s in &report.steps {
+        log_event(Event::StepFinished {
+            ct: report.ct.clone(),
+            report: s.clone(),
+        });
+    }
+    Ok(report)
+}
+
+#[derive(Serialize)]
+struct JsonReport<'a> {
+    #[serde(flatten)]
+    report: &'a Report,
+    exit_code: u8,
+}
+
+fn print_json(v: &impl Serialize) {
+    match serde_json::to_string_pretty(v) {
+        Ok(s) => println!("{s}"),
+        Err(e) => eprintln!("error: cannot render the JSON report: {e}"),
+    }
+}
+
+fn status_word(s: StepStatus) -> &'static str {
+    match s {
+        StepStatus::Ok => "ok",
+        StepStatus::Changed => "changed",
+        StepStatus::Planned => "planned",
+        StepStatus::Skipped => "skipped",
+        StepStatus::Failed => "failed",
+    }
+}
+
+fn print_human(what: &str, report: &Report) {
+    let mut out = std::io::stdout().lock();
+    if !report.config_diff.is_empty() {
+        let _ = writeln!(out, "{}", report.config_diff.trim_end());
+        let _ = writeln!(out);
+    }
+    let _ = writeln!(out, "{what} CT {}:", report.ct);
+    for s in &report.steps {
+        let _ = writeln!(
+            out,
+            "  {:<11} {:<8} {}",
+            s.name.as_str(),
+            status_word(s.status),
+            s.detail
+        );
+    }
+}
+
+/// Prints an operation's outcome; returns its exit code.
+fn finish(json: bool, what: &str, out: Result<Report, gpu_core::Failure>) -> u8 {
+    match out {
+        Ok(report) => {
+            if json {
+                print_json(&JsonReport {
+                    report: &report,
+                    exit_code: 0,
+                });
+            } else {
+                print_human(what, &report);
+            }
+            0
+        }
+        Err(f) => {
+            let code = exit::code(f.error.kind());
+            if json {
+                print_json(&JsonReport {
+                    report: &f.report,
+                    exit_code: code,
+                });
+            } else if !f.report.steps.is_empty() {
+                print_human(what, &f.report);
+            }
+            print_error(f.error.kind(), &chain(&f.error));
+            code
+        }
+    }
+}
+
+fn print_error(kind: ErrorKind, message: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "error: {message}");
+    if let Some(h) = exit::hint(kind) {
+        let _ = writeln!(err, "hint: {h}");
+    }
+}
+
+#[derive(Serialize)]
+struct JsonError<'a> {
+    error: &'a str,
+    kind: ErrorKind,
+    exit_code: u8,
+}
+
+/// A failure before any operation ran.
+fn fail(json: bool, kind: ErrorKind, message: &str, _ct: Option<&str>) -> u8 {
+    let code = exit::code(kind);
+    if json {
+        print_json(&JsonError {
+            error: message,
+            kind,
+            exit_code: code,
+        });
+    }
+    print_error(kind, message);
+    code
+}
+
+fn fail_err(json: bool, e: &Error) -> u8 {
+    fail(json, e.kind(), &chain(e), None)
+}
+
+async fn inventory(engine: &Engine, json: bool) -> u8 {
+    let inv = match engine.inventory().await {
+        Ok(i) => i,
+        Err(e) => return fail_err(json, &e),
+    };
+    if json {
+        #[derive(Serialize)]
+        struct Out<'a> {
+            #[serde(flatten)]
+            inv: &'a Inventory,
+            exit_code: u8,
+        }
+        print_json(&Out {
+            inv: &inv,
+            exit_code: 0,
+        });
+        return 0;
+    }
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "driver   {}", inv.driver_version);
+    let _ = writeln!(
+        out,
+        "host     {}",
+        inv.pve_version
+            .as_deref()
+            .map(|v| format!("Proxmox VE {v}"))
+            .unwrap_or_else(|| "not Proxmox VE".into())
+    );
+    let _ = writeln!(out, "cgroup   {}", inv.cgroup.allow_key());
+    let opt = |m: Option<u32>| m.map(|m| m.to_string()).unwrap_or_else(|| "-".into());
+    let _ = writeln!(
+        out,
+        "majors   nvidia {}, nvidia-uvm {}, nvidia-caps {}",
+        inv.majors.nvidia,
+        opt(inv.majors.nvidia_uvm),
+        opt(inv.majors.nvidia_caps)
+    );
+    let _ = writeln!(out, "GPUs");
+    for gpu in &inv.gpus {
+        let _ = writeln!(
+            out,
+            "  {}  /dev/nvidia{}  {}  {}  {}",
+            gpu.index, gpu.minor, gpu.pci_bus_id, gpu.uuid, gpu.model
+        );
+    }
+    let _ = writeln!(out, "nodes");
+    for n in &inv.nodes {
+        let rdev = n
+            .rdev
+            .map(|(a, b)| format!("{a}:{b}"))
+            .unwrap_or_else(|| "-".into());
+        let _ = writeln!(out, "  {:<30} {:<8} {:?}", n.path.display(), rdev, n.kind);
+    }
+    0
+}
+
+#[derive(Serialize)]
+struct JsonCheck<'a> {
+    drift: bool,
+    containers: &'a [CheckReport],
+    errors: &'a [JsonCtError],
+    exit_code: u8,
+}
+
+#[derive(Serialize)]
+struct JsonCtError {
+    ct: String,
+    kind: ErrorKind,
+    error: String,
+}
+
+async fn check(
+    engine: &Engine,
+    target: &gpu_core::Target,
+    c: &cli::CheckArgs,
+    pc: Option<&PhoenixConfig>,
+    json: bool,
+) -> u8 {
+    let cts = if c.all {
+        match engine.list_containers().await {
+            Ok(v) => v,
+            Err(e) => return fail_err(json, &e),
+        }
+    } else {
+        let mut v = Vec::new();
+        for s in &c.ctids {
+            match args::ct(target, s) {
+                Ok(ct) => v.push(ct),
+                Err(e) => return fail_err(json, &e),
+            }
+        }
+        v
+    };
+    let version = match c
+        .driver_version
+        .as_deref()
+        .map(args::driver_version)
+        .transpose()
+    {
+        Ok(v) => v,
+        Err(e) => return fail_err(json, &e),
+    };
+    let mut reports = Vec::new();
+    let mut errors = Vec::new();
+    let mut worst = 0u8;
+    for ct in &cts {
+        let expected = match expected_for(c, pc, ct, version.clone()) {
+            Ok(e) => e,
+            Err(e) => return fail_err(json, &e),
+        };
+        match engine.check(ct, expected.as_ref()).await {
+            Ok(r) => {
+                if r.drift {
+                    worst = worst.max(exit::code(ErrorKind::Drift));
+                }
+                reports.push(r);
+            }
+            Err(f) => {
+                let code = exit::code(f.error.kind());
+                worst = worst.max(code);
+                let msg = chain(&f.error);
+                if !json {
+                    print_error(f.error.kind(), &msg);
+                }
+                errors.push(JsonCtError {
+                    ct: ct.to_string(),
+                    kind: f.error.kind(),
+                    error: msg,
+                });
+            }
+        }
+    }
+    if json {
+        print_json(&JsonCheck {
+            drift: reports.iter().any(|r| r.drift),
+            containers: &reports,
+            errors: &errors,
+            exit_code: worst,
+        });
+    } else {
+        let mut out = std::io::stdout().lock();
+        for r in &reports {
+            let _ = writeln!(out, "CT {}: {}", r.ct, if r.drift { "drift" } else { "ok" });
+            for f in &r.findings {
+                let _ = writeln!(out, "  {:?}: {}", f.kind, f.detail);
+            }
+            for n in &r.not_checked {
+                let _ = writeln!(out, "  not checked: {n}");
+            }
+        }
+    }
+    worst
+}
+
+/// What `check` compares a container against: `--gpus` / `--driver-version`, else the
+/// orchestrator config's `gpu_assignment` for it; `None` when neither says.
+fn expected_for(
+    c: &cli::CheckArgs,
+    pc: Option<&PhoenixConfig>,
+    ct: &exec_backend::CtRef,
+    version: Option<gpu_core::VersionWanted>,
+) -> Result<Option<gpu_core::Request>, Error> {
+    let from_pc = pc
+        .and_then(|p| p.ct(ct.as_str()))
+        .and_then(|b| b.gpu_assignment.clone());
+    let Some(sel) = c.gpus.clone().or(from_pc) else {
+        return Ok(None);
+    };
+    let mut r = gpu_core::Request::new(ct.clone(), sel.parse()?);
+    r.strategy = gpu_core::Strategy::None;
+    if let Some(v) = version {
+        r.driver_version = v;
+        r.strategy = gpu_core::Strategy::Runfile;
+    }
+    Ok(Some(r))
+}

@@ -58,6 +58,9 @@ pub struct SshOptions {
     pub config_file: Option<PathBuf>,
     /// How much longer than a command's timeout the local `ssh` may run before it is killed.
     pub local_grace: Duration,
+    /// Where the control socket's private directory is made (`None`: the system temporary
+    /// directory).
+    pub control_dir: Option<PathBuf>,
 }
 
 impl Default for SshOptions {
@@ -70,6 +73,7 @@ impl Default for SshOptions {
             port: None,
             config_file: None,
             local_grace: Duration::from_secs(5),
+            control_dir: None,
         }
     }
 }
@@ -109,6 +113,7 @@ impl SshLink {
         if let Some(c) = &opts.config_file {
             b.config_file(c);
         }
+        b.control_directory(opts.control_dir.clone().unwrap_or_else(std::env::temp_dir));
         debug!(dest, "opening ssh master connection");
         let session = b.connect(dest).await.map_err(|e| ExecError::Ssh {
             target: name.clone(),
@@ -530,7 +535,9 @@ mod tests {
             .timeout(Duration::from_millis(1500));
         assert_eq!(
             String::from_utf8(SshLink::remote_line(&cmd)).unwrap(),
-            format!("env -i PATH={BASE_PATH} LC_ALL=C 'K=v w' timeout -s KILL 1.500 echo 'a b'")
+            format!(
+                "env -i 'PATH={BASE_PATH}' 'LC_ALL=C' 'K=v w' timeout -s KILL 1.500 echo 'a b'"
+            )
         );
     }
 }

@@ -3,12 +3,14 @@
 use serde::Serialize;
 
 use crate::config_step::{self, Loaded};
+use crate::container;
 use crate::engine::Ctx;
 use crate::error::Result;
 use crate::inventory::{Inventory, NVIDIA_MAJOR};
 use crate::passthrough::{self, is_dev_key, is_nvidia_node_path, parse_char_rule, ALLOW_KEYS};
-use crate::placeholders::{self, UserspaceProbe};
 use crate::request::{Request, Strategy, VersionWanted};
+use crate::version::DriverVersion;
+use exec_backend::CtState;
 
 /// What kind of drift a finding is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -53,6 +55,40 @@ pub struct CheckReport {
 
 fn finding(kind: FindingKind, detail: String) -> Finding {
     Finding { kind, detail }
+}
+
+/// What the container probe said about the NVIDIA userspace inside a container.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum UserspaceProbe {
+    /// The probe did not run (container stopped, unreachable).
+    Skipped(String),
+    /// The userspace version found, `None` when no NVIDIA userspace is installed.
+    Installed(Option<DriverVersion>),
+}
+
+/// The NVIDIA userspace version in a running container, through the one probe exec.
+async fn userspace_version(ctx: &Ctx<'_>) -> UserspaceProbe {
+    match ctx.cts.state(ctx.ct).await {
+        Ok(CtState::Running) => {}
+        Ok(CtState::Stopped) => return UserspaceProbe::Skipped("the container is stopped".into()),
+        Ok(CtState::Other(s)) => return UserspaceProbe::Skipped(format!("the container is {s}")),
+        Err(e) => {
+            return UserspaceProbe::Skipped(format!(
+                "cannot read the container's state: {}",
+                crate::engine::chain(&e)
+            ))
+        }
+    }
+    match container::probe(ctx, &[]).await {
+        Ok(p) => UserspaceProbe::Installed(
+            p.smi_version
+                .or_else(|| p.libs.first().map(|(_, v)| v.clone())),
+        ),
+        Err(e) => UserspaceProbe::Skipped(format!(
+            "the container probe failed: {}",
+            crate::engine::chain(&e)
+        )),
+    }
 }
 
 /// Compares the live host with the config (and with `expected`, when given).
@@ -178,8 +214,7 @@ pub(crate) async fn run(
     } else {
         not_checked.push("the GPU assignment (no expected GPUs given)".to_owned());
     }
-    // LEAD: placeholder until the container probe is wired (see placeholders.rs).
-    match placeholders::probe_userspace_version(ctx, inv).await? {
+    match userspace_version(ctx).await {
         UserspaceProbe::Skipped(why) => {
             not_checked.push(format!("the userspace version in the container: {why}"))
         }
@@ -217,11 +252,9 @@ mod tests {
         let (d, host) = FsHost::h200x2();
         host.put("/etc/pve/lxc/101.conf", EXAMPLE_101);
         let host = Arc::new(host);
-        let e = Engine::new(
-            host.clone(),
-            Arc::new(MockContainerExec::new()),
-            Target::Pve,
-        );
+        let mut cts = MockContainerExec::new();
+        cts.expect_state().returning(|_| Ok(CtState::Stopped));
+        let e = Engine::new(host.clone(), Arc::new(cts), Target::Pve);
         (d, e, host)
     }
 
@@ -303,5 +336,43 @@ mod tests {
             .map(|c| c.0)
             .collect();
         assert_eq!(ids, ["101", "1000"]);
+    }
+}
+
+#[cfg(test)]
+mod probe_tests {
+    use std::sync::Arc;
+
+    use exec_backend::{CtRef, CtState, MockContainerExec, Output};
+
+    use super::*;
+    use crate::engine::Engine;
+    use crate::request::Target;
+    use crate::testutil::FsHost;
+
+    #[tokio::test]
+    async fn a_running_container_with_an_old_userspace_is_drift() {
+        let (_d, host) = FsHost::h200x2();
+        host.put(
+            "/etc/pve/lxc/101.conf",
+            include_str!("../../../examples/h200x2/etc/pve/lxc/101.conf"),
+        );
+        let mut cts = MockContainerExec::new();
+        cts.expect_state().returning(|_| Ok(CtState::Running));
+        cts.expect_exec().times(1).returning(|_, _| {
+            Ok(Output::ok(
+                "probe=1\nsmi_path=/usr/bin/nvidia-smi\nsmi_version= 550.127.05\n",
+            ))
+        });
+        let e = Engine::new(Arc::new(host), Arc::new(cts), Target::Pve);
+        let r = e.check(&CtRef::new("101"), None).await.unwrap();
+        let f: Vec<_> = r
+            .findings
+            .iter()
+            .filter(|f| f.kind == FindingKind::DriverMismatch)
+            .collect();
+        assert_eq!(f.len(), 1, "{:?}", r.findings);
+        assert!(f[0].detail.contains("550.127.05"));
+        assert!(!r.not_checked.iter().any(|n| n.contains("userspace")));
     }
 }

@@ -14,6 +14,7 @@ use exec_backend::{Cmd, ExecError, Host, WriteOptions};
 use lxc_conf::{Dialect, Document};
 use tracing::{debug, info};
 
+use crate::container;
 use crate::engine::Ctx;
 use crate::error::{Error, Result};
 use crate::inventory::{read_text, Gpu, Inventory, Majors, MigMinors, ProcDevices, MIG_MINORS};
@@ -151,7 +152,7 @@ pub(crate) async fn wanted_lines(
         None
     };
     let extra = if req.strategy == Strategy::HostLibs {
-        crate::container::hostlibs::mounts(ctx, inv).await?
+        container::hostlibs::mounts(ctx, inv).await?
     } else {
         Vec::new()
     };

@@ -18,7 +18,6 @@ mod engine;
 mod error;
 mod inventory;
 mod passthrough;
-mod placeholders;
 mod report;
 mod request;
 mod select;

@@ -20,29 +20,12 @@ use crate::config_step::ConfigOutcome;
 use crate::engine::{Ctx, Run};
 use crate::error::Result;
 use crate::inventory::{Gpu, Inventory};
-use crate::placeholders::UserspaceProbe;
 use crate::report::{Event, StepName, StepStatus};
 use crate::request::{Request, Strategy};
 
-#[allow(unused_imports)] // `probe` and `Probe` are for `check`
+/// For `check` (drift detection): the one probe and what it found.
+#[allow(unused_imports)]
 pub(crate) use probe::{probe, Probe};
-
-/// The userspace version in the container by the one probe (one exec), for `check`; a
-/// container that is not running is not probed.
-#[allow(dead_code)] // `check` calls the placeholder until the lead wires this in.
-pub(crate) async fn userspace_probe(ctx: &Ctx<'_>) -> Result<UserspaceProbe> {
-    let state = ctx.cts.state(ctx.ct).await.map_err(|e| {
-        crate::error::Error::exec(format!("reading the state of container {}", ctx.ct), e)
-    })?;
-    if state != exec_backend::CtState::Running {
-        return Ok(UserspaceProbe::Skipped(format!(
-            "container {} is not running ({state:?})",
-            ctx.ct
-        )));
-    }
-    let p: Probe = probe(ctx, &[]).await?;
-    Ok(UserspaceProbe::Installed(p.userspace_version()))
-}
 
 /// Restart when needed, then probe once and converge userspace, CUDA and tools, then verify.
 pub(crate) async fn converge(
