@@ -1303,3 +1303,94 @@ impl fmt::Display for Lint {
         write!(f, "line {}: {} ({:?})", self.line, self.message, self.text)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pve(s: &str) -> Document {
+        Document::parse(s.as_bytes(), Dialect::Pve)
+    }
+
+    fn text(d: &Document) -> String {
+        String::from_utf8(d.to_bytes()).unwrap()
+    }
+
+    #[test]
+    fn new_plain_key_goes_before_lxc_lines_even_in_unsorted_files() {
+        let mut d = pve("arch: amd64\nswap: 512\nlxc.idmap: u 0 1 2\n#c\nstartup: order=2\n");
+        d.set("tags", "gpu");
+        assert_eq!(
+            text(&d),
+            "arch: amd64\nswap: 512\ntags: gpu\nlxc.idmap: u 0 1 2\n#c\nstartup: order=2\n"
+        );
+        d.set("cores", "2");
+        assert_eq!(text(&d), "arch: amd64\ncores: 2\nswap: 512\ntags: gpu\nlxc.idmap: u 0 1 2\n#c\nstartup: order=2\n");
+    }
+
+    #[test]
+    fn edits_into_an_empty_main_section() {
+        let mut d = pve("\n[snap]\nmemory: 1\n");
+        d.set("memory", "2");
+        d.push_lxc("lxc.cap.drop", "");
+        assert_eq!(text(&d), "memory: 2\nlxc.cap.drop: \n\n[snap]\nmemory: 1\n");
+        assert_eq!(d.snapshot("snap").unwrap().get("memory"), Some("1"));
+    }
+
+    #[test]
+    fn duplicate_sections_and_keys_resolve_like_pve() {
+        let d = pve("memory: 1\nmemory: 2\n[aa]\nx: 1\n[pve:pending]\ncores: 1\n[aa]\ny: 2\n[PVE:PENDING]\ncores: 3\n");
+        assert_eq!(d.main().get("memory"), Some("2"));
+        let snaps = d.snapshots();
+        assert_eq!(snaps.len(), 1);
+        assert_eq!((snaps[0].get("x"), snaps[0].get("y")), (None, Some("2")));
+        assert_eq!(d.pending().unwrap().get("cores"), Some("3"));
+        let overridden: Vec<usize> = d
+            .lint()
+            .iter()
+            .filter(|l| l.kind == LintKind::Overridden)
+            .map(|l| l.line)
+            .collect();
+        assert_eq!(overridden, vec![1, 3, 5]);
+        assert_eq!(
+            d.to_pve_canonical(),
+            b"memory: 2\n\n[pve:pending]\ncores: 3\n\n[aa]\ny: 2\n"
+        );
+    }
+
+    #[test]
+    fn description_quirks() {
+        // description: lines glue onto the next # line; a lone "0" is false in Perl
+        let d = pve("description: a%3Ab\n#c\n");
+        assert_eq!(d.main().description(), "a:bc\n");
+        assert_eq!(pve("description: 0\n").main().description(), "");
+        assert_eq!(pve("description: 0\n").to_pve_canonical(), b"");
+        let d = pve("#%e4%bc%98 x\n#\n#\n");
+        assert_eq!(d.main().description(), "优 x\n\n\n");
+        assert_eq!(d.to_pve_canonical(), "#%E4%BC%98 x\n".as_bytes());
+    }
+
+    #[test]
+    fn canonical_drops_unused_volumes_still_in_use_and_orders_env() {
+        let d = pve("unused1: local:vm-1-disk-1\nunused0: local:vm-1-disk-0\nlxc.idmap: u 0 1 2\n\
+                     lxc.environment.runtime: A=1\nrootfs: local:vm-1-disk-0,size=8G\nsnapstate: prepare\n");
+        assert_eq!(
+            String::from_utf8(d.to_pve_canonical()).unwrap(),
+            "rootfs: local:vm-1-disk-0,size=8G\nunused1: local:vm-1-disk-1\n\
+             lxc.environment.runtime: A=1\nlxc.idmap: u 0 1 2\n"
+        );
+        assert_eq!(
+            pve("[bb]\n[BB]\n[c]\n").to_pve_canonical(),
+            b"\n[BB]\n\n[bb]\n"
+        );
+    }
+
+    #[test]
+    fn lxc_dialect_has_no_sections_and_keeps_quotes_out_of_values() {
+        let d = Document::parse(b"[snap]\nlxc.uts.name = 'a b'\n", Dialect::Lxc);
+        assert!(d.snapshots().is_empty());
+        assert_eq!(d.main().get("lxc.uts.name"), Some("a b"));
+        assert_eq!(d.invalid_lines(), vec![]);
+        assert_eq!(d.lint()[0].kind, LintKind::IgnoredByLxc);
+    }
+}

@@ -133,8 +133,10 @@ pub(crate) fn lxc_validity(key: &[u8]) -> LxcValidity {
             "lxc.rootfs.options is not supported, please use mount point options in the \"rootfs\" key",
         );
     }
+    if key.starts_with(b"lxc.cgroup.") {
+        return LxcValidity::Deprecated("lxc.cgroup.* only applies to the cgroup v1 hierarchy");
+    }
     if VALID_LXC_KEYS.iter().any(|k| k.as_bytes() == key)
-        || key.starts_with(b"lxc.cgroup.")
         || key.starts_with(b"lxc.cgroup2.")
         || key.starts_with(b"lxc.prlimit.")
         || key.starts_with(b"lxc.net.")
@@ -377,8 +379,12 @@ mod tests {
     #[test]
     fn lxc_key_validity() {
         assert_eq!(lxc_validity(b"lxc.mount.entry"), LxcValidity::Valid);
-        assert_eq!(
+        assert!(matches!(
             lxc_validity(b"lxc.cgroup.devices.allow"),
+            LxcValidity::Deprecated(_)
+        ));
+        assert_eq!(
+            lxc_validity(b"lxc.cgroup2.devices.allow"),
             LxcValidity::Valid
         );
         assert!(matches!(
