@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use exec_backend::{CtRef, LocalHost, LxcAttach};
 use gpu_core::{
-    Engine, ErrorKind, Event, EventSink, GpuSelection, Report, Request, Settings, StepName,
-    StepStatus, Strategy, Target,
+    Engine, ErrorKind, Event, EventSink, FindingKind, GpuSelection, Report, Request, Settings,
+    StepName, StepStatus, Strategy, Target,
 };
 use support::{can_run, GpuHost, NodeSources, Server, TestCt, GPUS, VER};
 
@@ -373,6 +373,17 @@ async fn host_libs_are_mounted_read_only_and_linked() {
     let e = engine(&gh);
     let mut req = request(&ct, "1");
     req.strategy = Strategy::HostLibs;
+    // A dry run first: everything planned, one probe, nothing written or restarted.
+    let before = ct.config();
+    let p = e
+        .plan(&req)
+        .await
+        .unwrap_or_else(|f| panic!("{}\n{:#?}", f.error, f.report));
+    assert_eq!(status(&p, StepName::Config), StepStatus::Planned, "{p:#?}");
+    assert_eq!(status(&p, StepName::Restart), StepStatus::Planned, "{p:#?}");
+    assert_eq!(p.counters.container_execs, 1, "{p:#?}");
+    assert_eq!((p.counters.config_writes, p.counters.restarts), (0, 0));
+    assert_eq!(ct.config(), before);
     let r = apply_ok(&e, &req).await;
     assert_eq!(status(&r, StepName::Restart), StepStatus::Changed, "{r:#?}");
     assert_eq!(
