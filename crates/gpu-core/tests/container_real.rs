@@ -152,6 +152,19 @@ async fn runfile_cuda_and_tools_then_converged_then_a_host_upgrade() {
     gh.set_driver_version(new);
     let new_path = srv.publish_runfile(new, false);
     req.runfile.url = Some(srv.url(&new_path));
+    let c = e
+        .check(&req.ct, Some(&req))
+        .await
+        .unwrap_or_else(|f| panic!("{}", f.error));
+    assert!(c.drift, "{c:#?}");
+    assert!(
+        c.findings
+            .iter()
+            .any(|f| f.kind == FindingKind::DriverMismatch
+                && f.detail.contains(VER)
+                && f.detail.contains(new)),
+        "{c:#?}"
+    );
     let f = e.verify(&req).await.unwrap_err();
     assert_eq!(f.error.kind(), ErrorKind::Verify);
     assert!(
@@ -168,6 +181,11 @@ async fn runfile_cuda_and_tools_then_converged_then_a_host_upgrade() {
         "{r:#?}"
     );
     assert!(detail(&r, StepName::Verify).contains(new), "{r:#?}");
+    let c = e
+        .check(&req.ct, Some(&req))
+        .await
+        .unwrap_or_else(|f| panic!("{}", f.error));
+    assert!(!c.drift, "{c:#?}");
     let (_, libs) = ct.sh("ls /usr/lib/x86_64-linux-gnu/ | grep -E 'libnvidia-ml|libcuda'");
     assert!(!libs.contains(VER), "old libraries left: {libs}");
 }
