@@ -72,7 +72,6 @@ const DIR_OPTIONS: &str = "ro,bind,optional,create=dir";
 /// Sources are host paths as [`exec_backend::Host::resolve`] gives them (under `--root`, the
 /// resolved path), targets are relative to the container's root. Fails with
 /// [`Error::NodeMissing`] when the host has no `libnvidia-ml.so.<version>`.
-#[allow(dead_code)] // Called by the config step (host-side branch) for `--strategy host-libs`.
 pub(crate) async fn mounts(ctx: &Ctx<'_>, inv: &Inventory) -> Result<Vec<MountEntry>> {
     let ver = inv.driver_version.as_str();
     let suffix = format!(".so.{ver}");
