@@ -97,6 +97,17 @@ pub async fn detect_target(host: &dyn Host) -> Result<TargetKind, Error> {
     })
 }
 
+/// The `PATH` host commands use: the caller's own, then the fixed base (so `/usr/sbin` is
+/// always there), as a user's shell would find `pct` or an LXC unpacked under a private prefix.
+fn search_path() -> std::ffi::OsString {
+    let mut path = std::env::var_os("PATH").unwrap_or_default();
+    if !path.is_empty() {
+        path.push(":");
+    }
+    path.push(exec_backend::process::BASE_PATH);
+    path
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,15 +133,4 @@ mod tests {
             assert!(parse_ssh_url(bad).is_err(), "{bad}");
         }
     }
-}
-
-/// The `PATH` host commands use: the caller's own, then the fixed base (so `/usr/sbin` is
-/// always there), as a user's shell would find `pct` or an LXC unpacked under a private prefix.
-fn search_path() -> std::ffi::OsString {
-    let mut path = std::env::var_os("PATH").unwrap_or_default();
-    if !path.is_empty() {
-        path.push(":");
-    }
-    path.push(exec_backend::process::BASE_PATH);
-    path
 }

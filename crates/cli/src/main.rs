@@ -18,8 +18,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use gpu_core::{
-    chain, CheckReport, Engine, Error, ErrorKind, Event, EventSink, Inventory, Report, StepName,
-    StepStatus,
+    chain, CheckReport, Engine, Error, ErrorKind, Event, EventSink, Inventory, Report, Settings,
+    StepName, StepStatus,
 };
 use serde::Serialize;
 use tracing::{debug, info, warn};
@@ -32,7 +32,12 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+            // --help and --version are not failures; every other parse error is bad input.
+            return ExitCode::from(if e.use_stderr() {
+                exit::code(ErrorKind::BadInput)
+            } else {
+                0
+            });
         }
     };
     if let Some(w) = logging::init(
@@ -50,7 +55,7 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(1);
+            return ExitCode::from(exit::code(ErrorKind::Internal));
         }
     };
     ExitCode::from(rt.block_on(run(cli)))
@@ -72,7 +77,13 @@ async fn run(cli: Cli) -> u8 {
         Err(e) => return fail_err(g.json, &e),
     };
     let events = EventSink::new(log_event);
-    let engine = Engine::new(b.host.clone(), b.cts.clone(), b.target.clone()).with_events(events);
+    let settings = Settings {
+        resolve_mount_sources: g.bind_under_root,
+        ..Settings::default()
+    };
+    let engine = Engine::new(b.host.clone(), b.cts.clone(), b.target.clone())
+        .with_settings(settings)
+        .with_events(events);
     match &cli.command {
         Command::Inventory => inventory(&engine, g.json).await,
         Command::Plan(a) | Command::Apply(a) | Command::Verify(a) => {
