@@ -21,7 +21,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use gpu_core::{
-    chain, Engine, Error, ErrorKind, Event, EventSink, Inventory, Report, StepName, StepStatus,
+    chain, Engine, Error, ErrorKind, Event, EventSink, Inventory, Report, Settings, StepName,
+    StepStatus,
 };
 use serde::Serialize;
 use tracing::{debug, info, warn};
@@ -35,7 +36,12 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+            // --help and --version are not failures; every other parse error is bad input.
+            return ExitCode::from(if e.use_stderr() {
+                exit::code(ErrorKind::BadInput)
+            } else {
+                0
+            });
         }
     };
     if let Some(w) = logging::init(
@@ -53,7 +59,7 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(1);
+            return ExitCode::from(exit::code(ErrorKind::Internal));
         }
     };
     ExitCode::from(rt.block_on(run(cli)))
@@ -75,12 +81,17 @@ async fn run(cli: Cli) -> u8 {
         Err(e) => return fail_err(g.json, &e),
     };
     let events = EventSink::new(log_event);
-    let engine =
-        Engine::new(b.host.clone(), b.cts.clone(), b.target.clone()).with_events(events.clone());
+    let settings = Settings {
+        resolve_mount_sources: g.bind_under_root,
+        ..Settings::default()
+    };
+    let engine = Engine::new(b.host.clone(), b.cts.clone(), b.target.clone())
+        .with_settings(settings.clone())
+        .with_events(events.clone());
     if let Command::Host(HostCommand::Prepare(p)) = &cli.command {
         return host_cmd::prepare(b.host.as_ref(), g, p).await;
     }
-    let nodes = match Nodes::new(g, &b, engine.clone(), events).await {
+    let nodes = match Nodes::new(g, &b, engine.clone(), settings, events).await {
         Ok(n) => std::sync::Arc::new(n),
         Err(e) => return fail_err(g.json, &e),
     };

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use exec_backend::{ContainerExec, CtRef, Host, KnownHostsCheck, Pct, SshHost, SshOptions};
 use gpu_core::cluster::{self, VmList};
-use gpu_core::{Engine, Error, EventSink, Target};
+use gpu_core::{Engine, Error, EventSink, Settings, Target};
 use tokio::sync::Mutex;
 use tracing::{debug, info, warn};
 
@@ -31,6 +31,7 @@ pub struct Nodes {
     local_name: String,
     vmlist: Option<VmList>,
     reach: Reach,
+    settings: Settings,
     events: EventSink,
     remote: Mutex<HashMap<String, Result<Engine, Arc<Error>>>>,
 }
@@ -82,6 +83,7 @@ impl Nodes {
         g: &Global,
         b: &Backends,
         local: Engine,
+        settings: Settings,
         events: EventSink,
     ) -> Result<Nodes, Error> {
         let urls = pairs("--node", &g.nodes)?;
@@ -127,6 +129,7 @@ impl Nodes {
             local_name,
             vmlist,
             reach,
+            settings,
             events,
             remote: Mutex::new(HashMap::new()),
         })
@@ -202,6 +205,8 @@ impl Nodes {
             Some(p) => Arc::new(Pct::with_program(host.clone(), p.as_os_str())),
             None => Arc::new(Pct::new(host.clone())),
         };
-        Ok(Engine::new(host, cts, Target::Pve).with_events(self.events.clone()))
+        Ok(Engine::new(host, cts, Target::Pve)
+            .with_settings(self.settings.clone())
+            .with_events(self.events.clone()))
     }
 }

@@ -8,8 +8,8 @@ use crate::engine::Ctx;
 use crate::error::Result;
 use crate::inventory::{Inventory, NVIDIA_MAJOR};
 use crate::passthrough::{
-    dev_value_path, is_dev_key, is_nvidia_node_path, is_nvidia_userspace_path, parse_char_rule,
-    ALLOW_KEYS,
+    dev_value_path, host_source, is_dev_key, is_nvidia_node_path, is_nvidia_userspace_path,
+    parse_char_rule, ALLOW_KEYS,
 };
 use crate::request::{Mode, Request, Strategy};
 use crate::select::{GpuSelection, Selector};
@@ -50,7 +50,8 @@ impl CurrentAssignment {
 pub(crate) async fn read(ctx: &Ctx<'_>, inv: &Inventory) -> Result<Option<CurrentAssignment>> {
     let Loaded { doc, .. } = config_step::load(ctx).await?;
     let devices = config_step::proc_devices(ctx.host).await?;
-    let owned = config_step::owned_flags(&doc, &devices, &inv.majors);
+    let root = config_step::host_root(ctx.host);
+    let owned = config_step::owned_flags(&doc, &devices, &inv.majors, root.as_deref());
     let entries = doc.main().entries();
     let mut any = false;
     let mut node_minors: Vec<u32> = Vec::new();
@@ -73,10 +74,14 @@ pub(crate) async fn read(ctx: &Ctx<'_>, inv: &Inventory) -> Result<Option<Curren
         }
         let path = if is_dev_key(e.key) {
             dev_entries = true;
-            dev_value_path(e.value)
+            dev_value_path(e.value).into()
         } else {
-            e.value.split_whitespace().next().unwrap_or("")
+            host_source(
+                root.as_deref(),
+                e.value.split_whitespace().next().unwrap_or(""),
+            )
         };
+        let path: &str = &path;
         if is_nvidia_userspace_path(path) {
             host_libs = true;
         }
