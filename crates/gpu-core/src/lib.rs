@@ -10,8 +10,8 @@
 // `Error` keeps backend errors with their context by value; errors are rare and not hot.
 #![allow(clippy::result_large_err)]
 
-pub mod cluster;
 mod check;
+pub mod cluster;
 mod config_step;
 mod container;
 mod counting;
