@@ -1,5 +1,6 @@
 //! Scenarios through the `phoenix-gpu` binary against a copy of the captured H200 host.
 
+mod real_lxc;
 mod util;
 
 use std::os::unix::fs::MetadataExt;

@@ -65,8 +65,8 @@ pub async fn connect(g: &Global) -> Result<Backends, Error> {
                 .map_err(|e| Error::exec(format!("cannot connect to {node}"), e))?;
             Arc::new(ssh)
         }
-        (None, Some(root)) => Arc::new(LocalHost::with_root(root)),
-        (None, None) => Arc::new(LocalHost::new()),
+        (None, Some(root)) => Arc::new(LocalHost::with_root(root).with_search_path(search_path())),
+        (None, None) => Arc::new(LocalHost::new().with_search_path(search_path())),
     };
     let kind = match g.target {
         Some(k) => k,
@@ -95,6 +95,17 @@ pub async fn detect_target(host: &dyn Host) -> Result<TargetKind, Error> {
     } else {
         TargetKind::Lxc
     })
+}
+
+/// The `PATH` host commands use: the caller's own, then the fixed base (so `/usr/sbin` is
+/// always there), as a user's shell would find `pct` or an LXC unpacked under a private prefix.
+fn search_path() -> std::ffi::OsString {
+    let mut path = std::env::var_os("PATH").unwrap_or_default();
+    if !path.is_empty() {
+        path.push(":");
+    }
+    path.push(exec_backend::process::BASE_PATH);
+    path
 }
 
 #[cfg(test)]

@@ -25,6 +25,9 @@ pub struct Global {
     /// Where containers live [default: pve when /etc/pve/lxc exists on the host, else lxc]
     #[arg(long, global = true, value_enum)]
     pub target: Option<TargetKind>,
+    /// Write bind-mount sources as their paths under --root, for testing on a fake GPU host
+    #[arg(long, global = true, requires = "root")]
+    pub bind_under_root: bool,
     /// The LXC path of plain LXC containers (a host path, under --root when given)
     #[arg(
         long,

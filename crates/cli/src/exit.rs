@@ -1,4 +1,5 @@
-//! Exit codes: one table, as in ARCHITECTURE.md.
+//! Exit codes: one table, as in ARCHITECTURE.md and in `gpu_core::ErrorKind`'s docs (keep the
+//! three in step). Every exit code of the binary comes from here.
 
 use gpu_core::ErrorKind;
 

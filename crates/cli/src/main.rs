@@ -22,8 +22,8 @@ use std::sync::OnceLock;
 
 use clap::Parser;
 use gpu_core::{
-    chain, CheckReport, Engine, Error, ErrorKind, Event, EventSink, Inventory, Report, StepName,
-    StepStatus,
+    chain, CheckReport, Engine, Error, ErrorKind, Event, EventSink, Inventory, Report, Settings,
+    StepName, StepStatus,
 };
 use serde::Serialize;
 use tracing::{debug, info, warn, Instrument};
@@ -53,7 +53,7 @@ fn generate_assets(dir: &std::path::Path) -> ExitCode {
         }
         Err(e) => {
             eprintln!("error: cannot write the assets into {}: {e}", dir.display());
-            ExitCode::from(1)
+            ExitCode::from(exit::code(ErrorKind::Internal))
         }
     }
 }
@@ -79,7 +79,7 @@ fn main() -> ExitCode {
             Some([dir]) => generate_assets(std::path::Path::new(dir)),
             _ => {
                 eprintln!("usage: phoenix-gpu {} DIR", assets::SUBCOMMAND);
-                ExitCode::from(2)
+                ExitCode::from(exit::code(ErrorKind::BadInput))
             }
         };
     }
@@ -87,7 +87,12 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+            // --help and --version are not failures; every other parse error is bad input.
+            return ExitCode::from(if e.use_stderr() {
+                exit::code(ErrorKind::BadInput)
+            } else {
+                0
+            });
         }
     };
     let g = &cli.global;
@@ -115,7 +120,7 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(1);
+            return ExitCode::from(exit::code(ErrorKind::Internal));
         }
     };
     let span = tracing::info_span!(target: logging::RUN_SPAN_TARGET, "run", cmd = command_name(&cli.command));
@@ -152,7 +157,13 @@ async fn run(cli: Cli) -> u8 {
         }
         log_event(e);
     });
-    let engine = Engine::new(b.host.clone(), b.cts.clone(), b.target.clone()).with_events(events);
+    let settings = Settings {
+        resolve_mount_sources: g.bind_under_root,
+        ..Settings::default()
+    };
+    let engine = Engine::new(b.host.clone(), b.cts.clone(), b.target.clone())
+        .with_settings(settings)
+        .with_events(events);
     match &cli.command {
         Command::Inventory => inventory(&engine, g.json).await,
         Command::Plan(a) | Command::Apply(a) | Command::Verify(a) => {

@@ -35,19 +35,33 @@ pub const TEMP_MARKER: &str = ".phoenix-tmp.";
 #[derive(Clone, Debug, Default)]
 pub struct LocalHost {
     root: Option<PathBuf>,
+    search_path: Option<OsString>,
 }
 
 impl LocalHost {
     /// This machine, paths as they are.
     pub fn new() -> LocalHost {
-        LocalHost { root: None }
+        LocalHost {
+            root: None,
+            search_path: None,
+        }
     }
 
     /// This machine, with every host path under `root` (the `--root` flag; tests and dry runs).
     pub fn with_root(root: impl Into<PathBuf>) -> LocalHost {
         LocalHost {
             root: Some(root.into()),
+            search_path: None,
         }
+    }
+
+    /// Commands find their programs through `path` (a `PATH` value) instead of the fixed
+    /// [`process::BASE_PATH`], unless a [`Cmd`] sets `PATH` itself. The binary passes its own
+    /// `PATH` followed by the base, so that tools installed in a private prefix (LXC unpacked
+    /// under `/opt`, say) are found the way the user's shell finds them.
+    pub fn with_search_path(mut self, path: impl Into<OsString>) -> LocalHost {
+        self.search_path = Some(path.into());
+        self
     }
 
     /// The root, when there is one.
@@ -156,7 +170,14 @@ impl Host for LocalHost {
     }
 
     async fn run(&self, cmd: &Cmd) -> Result<Output, ExecError> {
-        process::run(TARGET, cmd).await
+        match &self.search_path {
+            Some(path) if !cmd.env.iter().any(|(k, _)| k == "PATH") => {
+                let mut cmd = cmd.clone();
+                cmd.env.push(("PATH".into(), path.clone()));
+                process::run(TARGET, &cmd).await
+            }
+            _ => process::run(TARGET, cmd).await,
+        }
     }
 
     #[instrument(level = "debug", skip(self))]

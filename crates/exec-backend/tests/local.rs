@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use exec_backend::{ExecError, FileKind, Host, LocalHost, WriteOptions};
+use exec_backend::{Cmd, ExecError, FileKind, Host, LocalHost, WriteOptions};
 
 fn opts_locked(lock: &Path) -> WriteOptions {
     WriteOptions {
@@ -360,4 +360,24 @@ fn sigkilled_writer_never_tears() {
     .unwrap();
     assert_eq!(std::fs::read(&f).unwrap(), b"done");
     assert!(temps_in(dir.path()).is_empty());
+}
+
+#[tokio::test]
+async fn search_path_is_used_unless_the_command_sets_path() {
+    let host = LocalHost::new().with_search_path("/nonexistent/bin:/usr/bin:/bin");
+    let out = host
+        .run(&Cmd::new(["sh", "-c", "echo \"$PATH\""]))
+        .await
+        .unwrap();
+    assert_eq!(out.stdout_str(), "/nonexistent/bin:/usr/bin:/bin\n");
+    let own = Cmd::new(["sh", "-c", "echo \"$PATH\""]).env("PATH", "/bin");
+    assert_eq!(host.run(&own).await.unwrap().stdout_str(), "/bin\n");
+    let plain = LocalHost::new()
+        .run(&Cmd::new(["sh", "-c", "echo \"$PATH\""]))
+        .await
+        .unwrap();
+    assert_eq!(
+        plain.stdout_str().trim_end(),
+        exec_backend::process::BASE_PATH
+    );
 }

@@ -99,7 +99,8 @@ pub(crate) async fn run(
 ) -> Result<CheckReport> {
     let Loaded { doc, .. } = config_step::load(ctx).await?;
     let devices = config_step::proc_devices(ctx.host).await?;
-    let owned = config_step::owned_flags(&doc, &devices, &inv.majors);
+    let root = config_step::host_root(ctx.host);
+    let owned = config_step::owned_flags(&doc, &devices, &inv.majors, root.as_deref());
     let entries = doc.main().entries();
     let mut findings = Vec::new();
     let mut not_checked = Vec::new();
@@ -142,10 +143,14 @@ pub(crate) async fn run(
             continue;
         }
         let path = if is_dev_key(e.key) {
-            passthrough::dev_value_path(e.value)
+            passthrough::dev_value_path(e.value).into()
         } else {
-            e.value.split_whitespace().next().unwrap_or("")
+            passthrough::host_source(
+                root.as_deref(),
+                e.value.split_whitespace().next().unwrap_or(""),
+            )
         };
+        let path: &str = &path;
         if !is_nvidia_node_path(path) {
             continue;
         }
@@ -192,8 +197,13 @@ pub(crate) async fn run(
         let unprivileged = config_step::is_unprivileged(&doc);
         let (wanted, _) = config_step::wanted_lines(ctx, req, inv, &gpus, unprivileged).await?;
         let mut planned = doc.clone();
-        let (removed, added) =
-            config_step::reconcile(&mut planned, &wanted, &devices, &inv.majors)?;
+        let (removed, added) = config_step::reconcile(
+            &mut planned,
+            &wanted,
+            &devices,
+            &inv.majors,
+            root.as_deref(),
+        )?;
         if planned.to_bytes() != doc.to_bytes() {
             findings.push(finding(
                 FindingKind::ConfigDiffers,

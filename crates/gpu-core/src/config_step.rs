@@ -156,6 +156,7 @@ pub(crate) async fn wanted_lines(
     } else {
         Vec::new()
     };
+    let resolve = |p: &Path| ctx.host.resolve(p);
     let lines = passthrough::wanted(
         inv,
         &Wants {
@@ -164,13 +165,30 @@ pub(crate) async fn wanted_lines(
             unprivileged,
             mig: mig.as_ref(),
             extra_mounts: &extra,
+            resolve: ctx
+                .settings
+                .resolve_mount_sources
+                .then_some(&resolve as &(dyn Fn(&Path) -> PathBuf + Sync)),
         },
     )?;
     Ok((lines, written))
 }
 
-/// The tool's lines of the main section, as flags parallel to `main().entries()`.
-pub(crate) fn owned_flags(doc: &Document, devices: &ProcDevices, majors: &Majors) -> Vec<bool> {
+/// The directory a host under a root maps `/` to (`None` for a host without one): mount
+/// sources under it are recognised as the host paths they stand for.
+pub(crate) fn host_root(host: &dyn Host) -> Option<PathBuf> {
+    let root = host.resolve(Path::new("/"));
+    (root != Path::new("/")).then_some(root)
+}
+
+/// The tool's lines of the main section, as flags parallel to `main().entries()`. `root`: see
+/// [`host_root`].
+pub(crate) fn owned_flags(
+    doc: &Document,
+    devices: &ProcDevices,
+    majors: &Majors,
+    root: Option<&Path>,
+) -> Vec<bool> {
     let entries = doc.main().entries();
     let lines: Vec<LineRef<'_>> = entries
         .iter()
@@ -179,7 +197,12 @@ pub(crate) fn owned_flags(doc: &Document, devices: &ProcDevices, majors: &Majors
             value: e.value,
         })
         .collect();
-    Ownership { devices, majors }.classify(&lines)
+    Ownership {
+        devices,
+        majors,
+        root,
+    }
+    .classify(&lines)
 }
 
 /// Brings the document's owned lines to `wanted`. Returns how many lines were removed and
@@ -189,8 +212,9 @@ pub(crate) fn reconcile(
     wanted: &[WantedLine],
     devices: &ProcDevices,
     majors: &Majors,
+    root: Option<&Path>,
 ) -> Result<(usize, usize)> {
-    let owned = owned_flags(doc, devices, majors);
+    let owned = owned_flags(doc, devices, majors, root);
     let entries = doc.main().entries();
     let mut keep = vec![false; entries.len()];
     let mut missing = Vec::new();
@@ -268,7 +292,8 @@ pub(crate) async fn apply(
     let unprivileged = is_unprivileged(&doc);
     let (wanted, written) = wanted_lines(ctx, req, inv, gpus, unprivileged).await?;
     let devices = proc_devices(ctx.host).await?;
-    let (removed, added) = reconcile(&mut doc, &wanted, &devices, &inv.majors)?;
+    let root = host_root(ctx.host);
+    let (removed, added) = reconcile(&mut doc, &wanted, &devices, &inv.majors, root.as_deref())?;
     let new = doc.to_bytes();
     let changed = new != bytes;
     let diff = unified_diff(&path, &bytes, &new);
@@ -312,7 +337,8 @@ pub(crate) async fn remove(ctx: &Ctx<'_>, dry_run: bool) -> Result<(String, Step
         nvidia_caps: None,
         nvidia_modeset: None,
     });
-    let (removed, _) = reconcile(&mut doc, &[], &devices, &majors)?;
+    let root = host_root(ctx.host);
+    let (removed, _) = reconcile(&mut doc, &[], &devices, &majors, root.as_deref())?;
     let new = doc.to_bytes();
     let diff = unified_diff(&path, &bytes, &new);
     if new == bytes {

@@ -27,6 +27,11 @@ pub struct Settings {
     pub backup_root: PathBuf,
     /// How long to wait for the config lock.
     pub lock_timeout: Duration,
+    /// Write the sources of bind mounts (`lxc.mount.entry`) as the paths
+    /// [`Host::resolve`] gives, instead of host paths. Only for testing on a fake GPU host
+    /// under a root directory (the CLI's `--bind-under-root`): LXC then binds the stand-in
+    /// nodes made under that root. Off by default.
+    pub resolve_mount_sources: bool,
 }
 
 impl Default for Settings {
@@ -35,6 +40,7 @@ impl Default for Settings {
             cache_dir: PathBuf::from("/var/cache/phoenix-gpu"),
             backup_root: PathBuf::from("/var/lib/phoenix-gpu/backups"),
             lock_timeout: Duration::from_secs(10),
+            resolve_mount_sources: false,
         }
     }
 }

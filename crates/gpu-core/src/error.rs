@@ -5,31 +5,76 @@ use std::path::PathBuf;
 use exec_backend::ExecError;
 use serde::Serialize;
 
-/// What kind of failure an [`Error`] is. The CLI maps each kind to one exit code; an embedding
-/// tool matches on it instead of parsing messages.
+/// What kind of failure an [`Error`] is; an embedding tool matches on it instead of parsing
+/// messages (or matches on the [`Error`] variant for the finer cause).
+///
+/// The `phoenix-gpu` binary maps each kind to one exit code, in one table
+/// (`crates/cli/src/exit.rs`), the orchestrator's codes:
+///
+/// | kind | exit code | [`Error`] variants |
+/// |---|---|---|
+/// | (success) | 0 | |
+/// | [`Internal`](ErrorKind::Internal) | 1 | `Parse`, `Exec` with another backend error |
+/// | [`BadInput`](ErrorKind::BadInput) | 2 | `BadInput` (and every command-line parse error) |
+/// | [`CtNotFound`](ErrorKind::CtNotFound) | 3 | `CtNotFound`, `Exec` with `ExecError::CtNotFound` |
+/// | [`ConfigMissing`](ErrorKind::ConfigMissing) | 4 | `ConfigUnreadable` |
+/// | [`Install`](ErrorKind::Install) | 5 | `Install` |
+/// | [`Restart`](ErrorKind::Restart) | 6 | `Restart` |
+/// | [`Verify`](ErrorKind::Verify) | 7 | `Verify` |
+/// | [`HostPrecondition`](ErrorKind::HostPrecondition) | 8 | `NoDriver`, `GpuNotPresent`, `NodeMissing`, `VersionMismatch` |
+/// | [`Locked`](ErrorKind::Locked) | 9 | `Locked`, `LockBusy`, `Exec` with a lock timeout or conflict |
+/// | [`Drift`](ErrorKind::Drift) | 10 | `Drift` (and `check` finding drift) |
+///
+/// ```
+/// use gpu_core::{Error, ErrorKind};
+///
+/// let e = Error::GpuNotPresent { wanted: "3".into(), available: "0, 1".into() };
+/// assert_eq!(e.kind(), ErrorKind::HostPrecondition);
+/// assert!(matches!(e, Error::GpuNotPresent { .. }));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum ErrorKind {
     /// Bad arguments or input values.
+    ///
+    /// Exit code 2.
     BadInput,
     /// The container does not exist.
+    ///
+    /// Exit code 3.
     CtNotFound,
     /// The container's config is missing or unreadable.
+    ///
+    /// Exit code 4.
     ConfigMissing,
     /// Installing the userspace, CUDA or a tool failed.
+    ///
+    /// Exit code 5.
     Install,
     /// Restarting (or starting) the container failed.
+    ///
+    /// Exit code 6.
     Restart,
     /// Verification inside the container failed.
+    ///
+    /// Exit code 7.
     Verify,
     /// A host precondition failed: no driver, GPU not present, node missing, version mismatch.
+    ///
+    /// Exit code 8.
     HostPrecondition,
     /// The config is locked (`lock:` set, or the lock was not acquired in time).
+    ///
+    /// Exit code 9.
     Locked,
     /// `check` found drift.
+    ///
+    /// Exit code 10.
     Drift,
     /// Anything else: a bug, or a failure of the machinery itself.
+    ///
+    /// Exit code 1.
     Internal,
 }
 

@@ -6,6 +6,57 @@
 //! runs locally, over SSH and against mocks. It never prints, exits, reads environment
 //! variables or parses flags: progress comes as [`Event`]s, results as a serde [`Report`],
 //! failures as typed [`Error`]s with an [`ErrorKind`].
+//!
+//! # Embedding
+//!
+//! 1. Choose the backends once: a [`Host`](exec_backend::Host) (`LocalHost`, `SshHost`, or
+//!    `LocalHost::with_root` for a captured host tree) and a way into its containers
+//!    (`Pct` on Proxmox VE, `LxcAttach` on plain LXC), and build an [`Engine`] for the
+//!    [`Target`].
+//! 2. [`Engine::inventory`] says what the host has: GPUs, majors, nodes, driver, cgroup layout.
+//! 3. A [`Request`] names the container, the GPUs ([`GpuSelection`]), the [`Mode`], the
+//!    [`Strategy`] and the versions. [`Engine::plan`] runs it with `dry_run` set: the
+//!    [`Report`] carries the config diff ([`Report::config_diff`]) and the steps it would
+//!    take, and nothing changes.
+//! 4. [`Engine::apply`] converges the container. Progress arrives on the [`EventSink`] given
+//!    with [`Engine::with_events`] (a callback, or [`EventSink::channel`] for a tokio
+//!    channel); the result is the [`Report`] the CLI prints with `--json` (without its
+//!    `exit_code`), or a [`Failure`] with the report of the steps that ran and a typed
+//!    [`Error`]. Match on [`Error::kind`] (or the variant) to tell a missing GPU
+//!    ([`Error::GpuNotPresent`]) from a locked config ([`Error::Locked`],
+//!    [`Error::LockBusy`]) or a failed install ([`Error::Install`]).
+//!
+//! ```
+//! use std::path::Path;
+//! use std::sync::Arc;
+//!
+//! use exec_backend::{CtRef, LocalHost, Pct};
+//! use gpu_core::{Engine, Request, StepName, StepStatus, Strategy, Target};
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! // The captured 2 x H200 host of the repository: its /proc, /sys, /dev and a Proxmox CT.
+//! let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/h200x2");
+//! let host = Arc::new(LocalHost::with_root(&root));
+//! let engine = Engine::new(host.clone(), Arc::new(Pct::new(host)), Target::Pve);
+//!
+//! let inv = engine.inventory().await?;
+//! assert_eq!(inv.driver_version.to_string(), "580.159.04");
+//! assert_eq!(inv.gpus.len(), 2);
+//!
+//! // Plan GPU 1 for CT 101, devices only, stopping after the config step.
+//! let mut req = Request::new(CtRef::new("101"), "1".parse()?);
+//! req.strategy = Strategy::None;
+//! req.config_only = true;
+//! let plan = engine.plan(&req).await.map_err(|f| f.error)?;
+//! assert_eq!(plan.step(StepName::Config).unwrap().status, StepStatus::Planned);
+//! assert!(plan.config_diff.contains("+lxc.cgroup2.devices.allow: c 195:1 rwm"));
+//! assert_eq!(plan.counters.config_writes, 0);
+//! # Ok::<(), gpu_core::Error>(())
+//! # }).unwrap();
+//! ```
+//!
+//! `examples/plan_apply.rs` applies a request against mock backends with progress events;
+//! `examples/inventory.rs` prints the inventory of a host tree.
 #![warn(missing_docs)]
 // `Error` keeps backend errors with their context by value; errors are rare and not hot.
 #![allow(clippy::result_large_err)]

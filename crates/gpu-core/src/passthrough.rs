@@ -1,7 +1,8 @@
 //! The config lines that hand NVIDIA devices (and, for `host-libs`, the host's userspace) to a
 //! container, and the rule that says which existing lines belong to the tool.
 
-use std::path::PathBuf;
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
@@ -93,19 +94,49 @@ pub(crate) struct Wants<'a> {
     pub unprivileged: bool,
     /// The MIG capability minors to pass, `None` without `--mig`.
     pub mig: Option<&'a MigMinors>,
-    /// Extra mounts (the host's userspace for `--strategy host-libs`).
+    /// Extra mounts (the host's userspace for `--strategy host-libs`), sources as host paths.
     pub extra_mounts: &'a [MountEntry],
+    /// How mount sources are written when they are resolved
+    /// ([`Settings::resolve_mount_sources`](crate::Settings::resolve_mount_sources)):
+    /// [`exec_backend::Host::resolve`]. `None`: as host paths.
+    pub resolve: Option<&'a (dyn Fn(&Path) -> PathBuf + Sync)>,
 }
 
-fn dev_mount(path: &str, create: &str) -> WantedLine {
-    WantedLine::Lxc {
-        key: "lxc.mount.entry",
-        value: MountEntry {
+impl Wants<'_> {
+    fn mount_line(&self, m: &MountEntry) -> WantedLine {
+        let source = match self.resolve {
+            Some(resolve) => resolve(&m.source),
+            None => m.source.clone(),
+        };
+        WantedLine::Lxc {
+            key: "lxc.mount.entry",
+            value: MountEntry {
+                source,
+                target: m.target.clone(),
+                options: m.options.clone(),
+            }
+            .render(),
+        }
+    }
+
+    fn dev_mount(&self, path: &str, create: &str) -> WantedLine {
+        self.mount_line(&MountEntry {
             source: PathBuf::from(path),
             target: path.trim_start_matches('/').to_owned(),
             options: format!("bind,optional,create={create}"),
-        }
-        .render(),
+        })
+    }
+}
+
+/// The host path of a mount source: with `root`, a source under it is mapped back
+/// (`/tmp/h/dev/nvidia1` → `/dev/nvidia1`); anything else is returned as it is.
+pub(crate) fn host_source<'s>(root: Option<&Path>, source: &'s str) -> Cow<'s, str> {
+    let Some(root) = root else {
+        return Cow::Borrowed(source);
+    };
+    match Path::new(source).strip_prefix(root) {
+        Ok(rel) if !rel.as_os_str().is_empty() => Cow::Owned(format!("/{}", rel.display())),
+        _ => Cow::Borrowed(source),
     }
 }
 
@@ -156,9 +187,9 @@ pub(crate) fn wanted(inv: &Inventory, w: &Wants<'_>) -> Result<Vec<WantedLine>> 
                     .into_iter()
                     .map(|value| WantedLine::Lxc { key, value }),
             );
-            out.extend(paths.iter().map(|p| dev_mount(p, "file")));
+            out.extend(paths.iter().map(|p| w.dev_mount(p, "file")));
             if w.mig.is_some() {
-                out.push(dev_mount("/dev/nvidia-caps", "dir"));
+                out.push(w.dev_mount("/dev/nvidia-caps", "dir"));
             }
         }
         Written::Dev => {
@@ -181,10 +212,7 @@ pub(crate) fn wanted(inv: &Inventory, w: &Wants<'_>) -> Result<Vec<WantedLine>> 
             }
         }
     }
-    out.extend(w.extra_mounts.iter().map(|m| WantedLine::Lxc {
-        key: "lxc.mount.entry",
-        value: m.render(),
-    }));
+    out.extend(w.extra_mounts.iter().map(|m| w.mount_line(m)));
     Ok(out)
 }
 
@@ -263,9 +291,13 @@ pub(crate) fn dev_value_path(value: &str) -> &str {
 ///   nvidia-modeset, nvidia-uvm, nvidia-uvm-tools, nvidia-caps and its contents) or a file of
 ///   the NVIDIA userspace (libnvidia-*, libcuda*, ..., nvidia-* binaries, firmware/nvidia);
 /// - `devN` entries whose path is such an NVIDIA node.
+///
+/// With `root` (a host under a root directory), a mount source under it counts as the host
+/// path it stands for, so the lines written with resolved sources are recognised too.
 pub(crate) struct Ownership<'a> {
     pub devices: &'a ProcDevices,
     pub majors: &'a Majors,
+    pub root: Option<&'a Path>,
 }
 
 /// One line as the ownership rule sees it.
@@ -280,8 +312,8 @@ impl Ownership<'_> {
             return parse_char_rule(l.value).is_some_and(|(m, _)| self.majors.all().contains(&m));
         }
         if l.key == "lxc.mount.entry" {
-            let src = l.value.split_whitespace().next().unwrap_or("");
-            return is_nvidia_node_path(src) || is_nvidia_userspace_path(src);
+            let src = host_source(self.root, l.value.split_whitespace().next().unwrap_or(""));
+            return is_nvidia_node_path(&src) || is_nvidia_userspace_path(&src);
         }
         if is_dev_key(l.key) {
             return is_nvidia_node_path(dev_value_path(l.value));
@@ -341,6 +373,7 @@ mod tests {
             unprivileged: false,
             mig: None,
             extra_mounts: &[],
+            resolve: None,
         };
         assert_eq!(
             render(&wanted(&inv, &w).unwrap()),
@@ -365,6 +398,7 @@ mod tests {
             unprivileged: true,
             mig: None,
             extra_mounts: &[],
+            resolve: None,
         };
         let gid = inv.node("/dev/nvidia1").unwrap().gid;
         assert_eq!(
@@ -388,6 +422,7 @@ mod tests {
             unprivileged: false,
             mig: Some(&mig),
             extra_mounts: &[],
+            resolve: None,
         };
         let r = render(&wanted(&inv, &w).unwrap());
         for l in [
@@ -413,6 +448,7 @@ mod tests {
             unprivileged: false,
             mig: None,
             extra_mounts: &[],
+            resolve: None,
         };
         let e = wanted(&inv, &w).unwrap_err();
         assert_eq!(e.kind(), crate::ErrorKind::HostPrecondition);
@@ -458,6 +494,7 @@ mod tests {
         let own = Ownership {
             devices: &devices,
             majors: &majors,
+            root: None,
         };
         let cases: &[(&str, &str, bool)] = &[
             ("lxc.cgroup2.devices.allow", "c 195:* rwm", true),

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use serde::Serialize;
+use tokio::sync::mpsc;
 
 use crate::error::ErrorKind;
 
@@ -188,6 +189,29 @@ impl EventSink {
     /// A sink that drops events.
     pub fn none() -> EventSink {
         EventSink(None)
+    }
+
+    /// A sink that sends each event on a new tokio channel, and the channel's receiver. The
+    /// channel is unbounded (an operation emits a few events per step); events sent after the
+    /// receiver is dropped are dropped.
+    ///
+    /// ```
+    /// use gpu_core::{Event, EventSink};
+    ///
+    /// let (sink, mut rx) = EventSink::channel();
+    /// sink.emit(Event::Notice { ct: "101".into(), message: "hello".into() });
+    /// assert!(matches!(rx.try_recv(), Ok(Event::Notice { .. })));
+    /// ```
+    pub fn channel() -> (EventSink, mpsc::UnboundedReceiver<Event>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (EventSink::sender(tx), rx)
+    }
+
+    /// A sink that sends each event on `tx` (dropped once the receiver is gone).
+    pub fn sender(tx: mpsc::UnboundedSender<Event>) -> EventSink {
+        EventSink::new(move |e| {
+            let _ = tx.send(e);
+        })
     }
 
     /// Delivers one event.

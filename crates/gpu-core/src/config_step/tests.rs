@@ -195,6 +195,48 @@ async fn second_apply_writes_nothing() {
 }
 
 #[tokio::test]
+async fn resolved_mount_sources_are_written_recognised_and_removed() {
+    let (d, host) = host_with_101();
+    let e = engine(&host, Target::Pve).with_settings(Settings {
+        resolve_mount_sources: true,
+        lock_timeout: std::time::Duration::from_secs(2),
+        ..Settings::default()
+    });
+    let r = e.apply(&request("1", Mode::Raw)).await.unwrap();
+    assert!(r.changed);
+    let root = d.path().display().to_string();
+    let conf = host.get(CONF);
+    for node in ["nvidia1", "nvidiactl", "nvidia-uvm", "nvidia-uvm-tools"] {
+        let line = format!(
+            "lxc.mount.entry: {root}/dev/{node} dev/{node} none bind,optional,create=file\n"
+        );
+        assert!(conf.contains(&line), "{line:?} not in\n{conf}");
+    }
+    let main = |c: &str| c[..c.find("\n[").unwrap()].to_owned();
+    assert!(!main(&conf).contains(" /dev/nvidia"), "{conf}");
+    assert!(conf.contains("lxc.cgroup2.devices.allow: c 195:1 rwm\n"));
+    // The resolved lines are the tool's: a second run keeps them, writes nothing.
+    let r = e.apply(&request("1", Mode::Raw)).await.unwrap();
+    assert!(!r.changed, "{}", r.config_diff);
+    assert_eq!(host.get(CONF), conf);
+    // Without the setting they are still recognised, and replaced by host paths.
+    let plain = engine(&host, Target::Pve);
+    let r = plain.apply(&request("1", Mode::Raw)).await.unwrap();
+    assert!(r.changed);
+    let conf = host.get(CONF);
+    assert!(!conf.contains(&root), "{conf}");
+    assert!(
+        conf.contains("lxc.mount.entry: /dev/nvidia1 dev/nvidia1 none bind,optional,create=file\n")
+    );
+    // And `remove` takes resolved lines out too.
+    e.apply(&request("1", Mode::Raw)).await.unwrap();
+    plain.remove(&CtRef::new("101"), false).await.unwrap();
+    let conf = host.get(CONF);
+    assert!(!main(&conf).contains("nvidia"), "{conf}");
+    assert!(conf.ends_with(snapshot_section()));
+}
+
+#[tokio::test]
 async fn wanted_lines_in_any_order_are_kept_in_place() {
     let (_d, host) = host_with_101();
     let conf = format!(

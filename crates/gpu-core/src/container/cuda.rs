@@ -143,7 +143,7 @@ pub(crate) async fn step(
     .await?;
     let dest = PathBuf::from("/root").join(KEYRING_DEB);
     ctx.cts
-        .push_file(ctx.ct, &ctx.host.resolve(&cached.path), &dest, 0o644)
+        .push_file(ctx.ct, &cached.path, &dest, 0o644)
         .await
         .map_err(|e| Error::Install {
             ct: ctx.ct.to_string(),
@@ -157,8 +157,8 @@ pub(crate) async fn step(
     let script = format!(
         r#"export DEBIAN_FRONTEND=noninteractive
 set -e
+trap 'rm -f "$1"' EXIT
 dpkg -i "$1"
-rm -f "$1"
 if [ -n "$2" ]; then printf '%s\n' "$2" > {SOURCES_FILE}; fi
 apt-get update
 apt-get install -y -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "$3"

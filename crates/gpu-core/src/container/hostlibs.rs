@@ -69,10 +69,10 @@ const DIR_OPTIONS: &str = "ro,bind,optional,create=dir";
 
 /// The read-only bind mounts that give a container the host's userspace of `inv`'s version.
 ///
-/// Sources are host paths as [`exec_backend::Host::resolve`] gives them (under `--root`, the
-/// resolved path), targets are relative to the container's root. Fails with
+/// Sources are host paths (the config step writes them resolved only with
+/// [`Settings::resolve_mount_sources`](crate::Settings::resolve_mount_sources)), targets are
+/// relative to the container's root. Fails with
 /// [`Error::NodeMissing`] when the host has no `libnvidia-ml.so.<version>`.
-#[allow(dead_code)] // Called by the config step (host-side branch) for `--strategy host-libs`.
 pub(crate) async fn mounts(ctx: &Ctx<'_>, inv: &Inventory) -> Result<Vec<MountEntry>> {
     let ver = inv.driver_version.as_str();
     let suffix = format!(".so.{ver}");
@@ -91,7 +91,7 @@ pub(crate) async fn mounts(ctx: &Ctx<'_>, inv: &Inventory) -> Result<Vec<MountEn
                 && name.len() > suffix.len() + 3;
             if keep && seen.insert(name.clone()) {
                 out.push(MountEntry {
-                    source: ctx.host.resolve(&dir.join(&name)),
+                    source: dir.join(&name),
                     target: format!("{CT_LIB_DIR}/{name}"),
                     options: LIB_OPTIONS.into(),
                 });
@@ -126,7 +126,7 @@ pub(crate) async fn mounts(ctx: &Ctx<'_>, inv: &Inventory) -> Result<Vec<MountEn
                 })?;
             if meta.is_some_and(|m| matches!(m.kind, FileKind::File | FileKind::Symlink)) {
                 out.push(MountEntry {
-                    source: ctx.host.resolve(&p),
+                    source: p,
                     target: format!("usr/bin/{bin}"),
                     options: LIB_OPTIONS.into(),
                 });
@@ -142,7 +142,7 @@ pub(crate) async fn mounts(ctx: &Ctx<'_>, inv: &Inventory) -> Result<Vec<MountEn
         .map_err(|e| Error::exec(format!("looking for {} on the host", fw.display()), e))?;
     if fw_meta.is_some_and(|m| m.kind == FileKind::Dir) {
         out.push(MountEntry {
-            source: ctx.host.resolve(&fw),
+            source: fw,
             target: format!("usr/lib/firmware/nvidia/{ver}"),
             options: DIR_OPTIONS.into(),
         });

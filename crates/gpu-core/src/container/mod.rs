@@ -23,7 +23,7 @@ use crate::inventory::{Gpu, Inventory};
 use crate::report::{Event, StepName, StepStatus};
 use crate::request::{Request, Strategy};
 
-/// For `check` (drift detection): the probe and what it found.
+/// For `check` (drift detection): the one probe and what it found.
 #[allow(unused_imports)]
 pub(crate) use probe::{probe, Probe};
 

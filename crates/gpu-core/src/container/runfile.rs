@@ -144,7 +144,7 @@ pub(crate) async fn step(
     }
     let dest = PathBuf::from(CT_DIR).join(&name);
     ctx.cts
-        .push_file(ctx.ct, &ctx.host.resolve(&cached.path), &dest, 0o755)
+        .push_file(ctx.ct, &cached.path, &dest, 0o755)
         .await
         .map_err(|e| {
             fail(format!(

@@ -1,0 +1,218 @@
+//! A whole apply through the public API only, against modelled mock backends (the host tree of
+//! `examples/h200x2` and a running container, see `examples/support/world.rs`), asserting the
+//! exact sequence of host and container calls of a first run and of a converged run.
+
+#[path = "../examples/support/world.rs"]
+mod world;
+
+use std::sync::{Arc, Mutex};
+
+use exec_backend::CtRef;
+use gpu_core::{Engine, Event, EventSink, Request, StepName, StepStatus, Strategy, Target};
+use world::World;
+
+fn engine(w: &World, events: EventSink) -> Engine {
+    Engine::new(
+        Arc::new(w.host()),
+        Arc::new(w.container()),
+        Target::Lxc {
+            lxcpath: "/var/lib/lxc".into(),
+        },
+    )
+    .with_events(events)
+}
+
+fn request() -> Request {
+    let mut r = Request::new(CtRef::new(world::CT), "1".parse().unwrap());
+    r.strategy = Strategy::None;
+    r
+}
+
+/// The inventory's reads and the config step's, the same in every run.
+const READS: &[&str] = &[
+    "host read_file /sys/module/nvidia/version",
+    "host read_file /proc/devices",
+    "host read_dir /proc/driver/nvidia/gpus",
+    "host read_file /proc/driver/nvidia/gpus/0000:00:06.0/information",
+    "host read_file /proc/driver/nvidia/gpus/0000:00:07.0/information",
+    "host read_dir /dev",
+    "host read_dir /dev/nvidia-caps",
+    "host read_file /proc/self/mounts",
+    "host read_file /proc/mounts",
+    "host stat /sys/fs/cgroup/cgroup.controllers",
+    "host read_file /var/lib/dpkg/status",
+    "host read_file /var/lib/lxc/ct1/config",
+    "host read_file /proc/devices",
+];
+
+const PROBE: &str = "ct exec sh -c <script> phoenix-gpu";
+
+fn expected(after_reads: &[&str]) -> Vec<String> {
+    READS
+        .iter()
+        .chain(after_reads)
+        .map(|s| s.to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn first_run_then_converged_run() {
+    let w = World::h200x2();
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let sink = events.clone();
+    let engine = engine(&w, EventSink::new(move |e| sink.lock().unwrap().push(e)));
+
+    // First run: the config is written (with a backup), the running container is restarted
+    // (stop, wait, start, wait) and probed once; the probe also verifies the nodes.
+    let first = engine.apply(&request()).await.unwrap();
+    assert_eq!(
+        w.take_calls(),
+        expected(&[
+            "host write_file_atomic /var/lib/lxc/ct1/config",
+            "host read_dir /var/lib/phoenix-gpu/backups/ct1",
+            "ct state",
+            "ct stop",
+            "ct state",
+            "ct start",
+            "ct state",
+            PROBE,
+        ])
+    );
+    assert!(first.changed);
+    assert_eq!(first.counters.config_writes, 1);
+    assert_eq!(first.counters.restarts, 1);
+    assert_eq!(first.counters.container_execs, 1);
+    assert_eq!(first.counters.host_commands, 0);
+    let statuses: Vec<(StepName, StepStatus)> =
+        first.steps.iter().map(|s| (s.name, s.status)).collect();
+    assert_eq!(
+        statuses,
+        [
+            (StepName::HostCheck, StepStatus::Ok),
+            (StepName::Config, StepStatus::Changed),
+            (StepName::Restart, StepStatus::Changed),
+            (StepName::Userspace, StepStatus::Skipped),
+            (StepName::Cuda, StepStatus::Skipped),
+            (StepName::Tools, StepStatus::Skipped),
+            (StepName::Verify, StepStatus::Ok),
+        ]
+    );
+    let config = String::from_utf8(w.file(world::CONFIG).unwrap()).unwrap();
+    assert!(config.starts_with(world::CONFIG_TEXT), "{config}");
+    assert!(
+        config.contains(
+            "lxc.mount.entry = /dev/nvidia1 dev/nvidia1 none bind,optional,create=file\n"
+        ),
+        "{config}"
+    );
+    assert!(!config.contains("/dev/nvidia0 "), "{config}");
+    assert!(first
+        .config_diff
+        .contains("+lxc.cgroup2.devices.allow = c 195:1 rwm"));
+    {
+        let seen = events.lock().unwrap();
+        let finished: Vec<StepName> = seen
+            .iter()
+            .filter_map(|e| match e {
+                Event::StepFinished { report, .. } => Some(report.name),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            finished,
+            first.steps.iter().map(|s| s.name).collect::<Vec<_>>()
+        );
+        assert!(matches!(
+            seen.first(),
+            Some(Event::StepStarted { step: StepName::HostCheck, ct }) if ct == world::CT
+        ));
+    }
+
+    // Converged run: reads of the host, the state, exactly one exec; no write, no restart.
+    let before = w.file(world::CONFIG);
+    let second = engine.apply(&request()).await.unwrap();
+    assert_eq!(w.take_calls(), expected(&["ct state", PROBE]));
+    assert!(!second.changed);
+    assert_eq!(second.counters.container_execs, 1);
+    assert_eq!(second.counters.config_writes, 0);
+    assert_eq!(second.counters.restarts, 0);
+    assert_eq!(second.counters.host_commands, 0);
+    assert_eq!(second.config_diff, "");
+    assert_eq!(w.file(world::CONFIG), before);
+    assert!(second.steps.iter().all(|s| s.status != StepStatus::Changed));
+}
+
+#[tokio::test]
+async fn plan_changes_nothing_then_apply_does_what_it_showed() {
+    let w = World::h200x2();
+    let (sink, mut rx) = EventSink::channel();
+    let engine = engine(&w, sink);
+
+    let plan = engine.plan(&request()).await.unwrap();
+    let calls = w.take_calls();
+    assert!(
+        calls
+            .iter()
+            .all(|c| !c.contains("write") && c != "ct stop" && c != "ct start"),
+        "{calls:#?}"
+    );
+    assert_eq!(
+        plan.step(StepName::Config).unwrap().status,
+        StepStatus::Planned
+    );
+    assert_eq!(
+        plan.step(StepName::Restart).unwrap().status,
+        StepStatus::Planned
+    );
+    assert_eq!(plan.counters.config_writes, 0);
+    assert_eq!(
+        w.file(world::CONFIG).unwrap(),
+        world::CONFIG_TEXT.as_bytes()
+    );
+
+    let applied = engine.apply(&request()).await.unwrap();
+    assert_eq!(applied.config_diff, plan.config_diff);
+
+    let mut started = 0;
+    while let Ok(e) = rx.try_recv() {
+        if matches!(e, Event::StepStarted { .. }) {
+            started += 1;
+        }
+    }
+    assert!(started >= plan.steps.len(), "{started} step events");
+}
+
+#[tokio::test]
+async fn errors_are_typed() {
+    let w = World::h200x2();
+    let engine = engine(&w, EventSink::none());
+
+    let mut req = request();
+    req.gpus = "3".parse().unwrap();
+    let f = engine.apply(&req).await.unwrap_err();
+    assert!(
+        matches!(f.error, gpu_core::Error::GpuNotPresent { .. }),
+        "{:?}",
+        f.error
+    );
+    assert_eq!(f.error.kind(), gpu_core::ErrorKind::HostPrecondition);
+    assert_eq!(
+        f.report.step(StepName::HostCheck).unwrap().status,
+        StepStatus::Failed
+    );
+    assert_eq!(
+        f.report.error.as_ref().map(|e| e.kind),
+        Some(gpu_core::ErrorKind::HostPrecondition)
+    );
+
+    let f = engine
+        .apply(&Request::new(CtRef::new("other"), "1".parse().unwrap()))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        f.error.kind(),
+        gpu_core::ErrorKind::ConfigMissing,
+        "{:?}",
+        f.error
+    );
+}

@@ -1,0 +1,437 @@
+//! The container side against real systems: `Engine` with `LocalHost` (a stand-in GPU host
+//! under a temporary root) and `LxcAttach` on real LXC containers made from a Debian minbase
+//! rootfs, a stand-in runfile and apt repository served on 127.0.0.1. Root only; see
+//! `tests/support/README.md`.
+
+mod support;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use exec_backend::{CtRef, LocalHost, LxcAttach};
+use gpu_core::{
+    Engine, ErrorKind, Event, EventSink, FindingKind, GpuSelection, Report, Request, Settings,
+    StepName, StepStatus, Strategy, Target,
+};
+use support::{can_run, GpuHost, NodeSources, Server, TestCt, GPUS, VER};
+
+fn engine(gh: &GpuHost) -> Engine {
+    let host = Arc::new(NodeSources::new(gh.host.clone()));
+    let cts = Arc::new(
+        LxcAttach::with_lxcpath(LocalHost::with_root(gh.root()), "/lxc")
+            .lifecycle_timeout(Duration::from_secs(60)),
+    );
+    Engine::new(
+        host,
+        cts,
+        Target::Lxc {
+            lxcpath: PathBuf::from("/lxc"),
+        },
+    )
+    .with_settings(Settings {
+        cache_dir: PathBuf::from("/cache"),
+        backup_root: PathBuf::from("/backups"),
+        ..Settings::default()
+    })
+}
+
+fn request(ct: &TestCt, gpus: &str) -> Request {
+    let sel: GpuSelection = gpus.parse().unwrap();
+    let mut r = Request::new(CtRef::new(&ct.name), sel);
+    r.restart.timeout = Duration::from_secs(90);
+    r
+}
+
+async fn apply_ok(e: &Engine, req: &Request) -> Report {
+    match e.apply(req).await {
+        Ok(r) => r,
+        Err(f) => panic!(
+            "apply failed: {}\n{:#?}",
+            gpu_core::chain(&f.error),
+            f.report
+        ),
+    }
+}
+
+fn status(r: &Report, s: StepName) -> StepStatus {
+    r.step(s)
+        .unwrap_or_else(|| panic!("no {s:?} in {r:#?}"))
+        .status
+}
+
+fn detail(r: &Report, s: StepName) -> &str {
+    &r.step(s).unwrap().detail
+}
+
+/// Files of the runfile cache (under the GPU host's root).
+fn cache_files(gh: &GpuHost) -> Vec<String> {
+    match std::fs::read_dir(gh.root().join("cache")) {
+        Ok(rd) => rd
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runfile_cuda_and_tools_then_converged_then_a_host_upgrade() {
+    if !can_run("runfile_cuda_and_tools_then_converged_then_a_host_upgrade") {
+        return;
+    }
+    let gh = GpuHost::new();
+    let srv = Server::start().await;
+    let run_path = srv.publish_runfile(VER, false);
+    let repo = srv.publish_apt_repo();
+    let ct = gh.container(&[]);
+    ct.start();
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let ev = events.clone();
+    let e = engine(&gh).with_events(EventSink::new(move |x| ev.lock().unwrap().push(x)));
+    let mut req = request(&ct, "1");
+    req.runfile.url = Some(srv.url(&run_path));
+    req.cuda = Some("12.8".into());
+    req.repo_url = Some(repo);
+    req.tools = vec!["nvtop".into()];
+
+    // First apply: config, restart, install everything, verify.
+    let r = apply_ok(&e, &req).await;
+    for s in &r.steps {
+        eprintln!("{:>10} {:?}: {}", s.name.as_str(), s.status, s.detail);
+    }
+    assert!(r.changed);
+    assert_eq!(r.counters.restarts, 1, "{r:#?}");
+    for s in [
+        StepName::Config,
+        StepName::Restart,
+        StepName::Userspace,
+        StepName::Cuda,
+        StepName::Tools,
+    ] {
+        assert_eq!(status(&r, s), StepStatus::Changed, "{s:?}: {r:#?}");
+    }
+    assert_eq!(status(&r, StepName::Verify), StepStatus::Ok);
+    assert!(detail(&r, StepName::Verify).contains(GPUS[1].1), "{r:#?}");
+    assert!(!detail(&r, StepName::Verify).contains(GPUS[0].1));
+    let (rc, out) = ct.sh("nvidia-smi --query-gpu=index,uuid,driver_version --format=csv,noheader; /usr/local/cuda/bin/nvcc --version; nvtop; ls /root");
+    assert_eq!(rc, 0, "{out}");
+    assert!(out.contains(&format!("0, {}, {VER}", GPUS[1].1)), "{out}");
+    assert!(
+        out.contains("release 12.8") && out.contains("nvtop stand-in"),
+        "{out}"
+    );
+    assert!(
+        !out.contains(".run"),
+        "the runfile was left in the container: {out}"
+    );
+    let (_, log) = ct.sh("cat /var/log/nvidia-installer.log");
+    assert!(
+        log.contains("--no-kernel-module") && log.contains("is now complete"),
+        "{log}"
+    );
+    assert_eq!(srv.gets(&run_path), 1);
+    assert!(events.lock().unwrap().iter().any(
+        |x| matches!(x, Event::Progress { what, .. } if what.contains("NVIDIA-Linux-x86_64"))
+    ));
+    assert!(
+        cache_files(&gh).iter().all(|f| !f.contains(".part-")),
+        "{:?}",
+        cache_files(&gh)
+    );
+
+    // Second apply: one probe, nothing else.
+    let r = apply_ok(&e, &req).await;
+    assert!(!r.changed, "{r:#?}");
+    assert_eq!(r.counters.container_execs, 1, "{r:#?}");
+    assert_eq!(r.counters.restarts, 0);
+    assert_eq!(r.counters.config_writes, 0);
+    assert_eq!(status(&r, StepName::Verify), StepStatus::Ok);
+
+    // The host's module is upgraded: verification sees the old userspace, apply replaces it.
+    let new = "580.160.01";
+    gh.set_driver_version(new);
+    let new_path = srv.publish_runfile(new, false);
+    req.runfile.url = Some(srv.url(&new_path));
+    let c = e
+        .check(&req.ct, Some(&req))
+        .await
+        .unwrap_or_else(|f| panic!("{}", f.error));
+    assert!(c.drift, "{c:#?}");
+    assert!(
+        c.findings
+            .iter()
+            .any(|f| f.kind == FindingKind::DriverMismatch
+                && f.detail.contains(VER)
+                && f.detail.contains(new)),
+        "{c:#?}"
+    );
+    let f = e.verify(&req).await.unwrap_err();
+    assert_eq!(f.error.kind(), ErrorKind::Verify);
+    assert!(
+        f.error
+            .to_string()
+            .contains(&format!("the host's module is {new}")),
+        "{}",
+        f.error
+    );
+    let r = apply_ok(&e, &req).await;
+    assert_eq!(status(&r, StepName::Userspace), StepStatus::Changed);
+    assert!(
+        detail(&r, StepName::Userspace).contains(&format!("was {VER}")),
+        "{r:#?}"
+    );
+    assert!(detail(&r, StepName::Verify).contains(new), "{r:#?}");
+    let c = e
+        .check(&req.ct, Some(&req))
+        .await
+        .unwrap_or_else(|f| panic!("{}", f.error));
+    assert!(!c.drift, "{c:#?}");
+    let (_, libs) = ct.sh("ls /usr/lib/x86_64-linux-gnu/ | grep -E 'libnvidia-ml|libcuda'");
+    assert!(!libs.contains(VER), "old libraries left: {libs}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_containers_download_the_runfile_once() {
+    if !can_run("four_containers_download_the_runfile_once") {
+        return;
+    }
+    let gh = GpuHost::new();
+    let srv = Server::start().await;
+    let run_path = srv.publish_runfile(VER, false);
+    let cts: Vec<TestCt> = (0..4).map(|_| gh.container(&[])).collect();
+    for ct in &cts {
+        ct.start();
+    }
+    let e = engine(&gh);
+    let reqs: Vec<Request> = cts
+        .iter()
+        .enumerate()
+        .map(|(i, ct)| {
+            let mut r = request(ct, if i % 2 == 0 { "0" } else { "1" });
+            r.runfile.url = Some(srv.url(&run_path));
+            r
+        })
+        .collect();
+    let (a, b, c, d) = tokio::join!(
+        apply_ok(&e, &reqs[0]),
+        apply_ok(&e, &reqs[1]),
+        apply_ok(&e, &reqs[2]),
+        apply_ok(&e, &reqs[3]),
+    );
+    for (i, r) in [a, b, c, d].iter().enumerate() {
+        assert_eq!(
+            status(r, StepName::Userspace),
+            StepStatus::Changed,
+            "{r:#?}"
+        );
+        assert!(
+            detail(r, StepName::Verify).contains(GPUS[i % 2].1),
+            "{r:#?}"
+        );
+    }
+    assert_eq!(
+        srv.gets(&run_path),
+        1,
+        "the runfile was downloaded more than once"
+    );
+    assert_eq!(srv.gets(&format!("{run_path}.sha256sum")), 1);
+    // A later run (another process) finds it in the cache too.
+    let ct = gh.container(&[]);
+    ct.start();
+    let mut req = request(&ct, "1");
+    req.runfile.url = Some(srv.url(&run_path));
+    let r = apply_ok(&engine(&gh), &req).await;
+    assert!(
+        detail(&r, StepName::Userspace).contains("from the cache"),
+        "{r:#?}"
+    );
+    assert_eq!(srv.gets(&run_path), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checksum_mismatch_runs_nothing_in_the_container() {
+    if !can_run("a_checksum_mismatch_runs_nothing_in_the_container") {
+        return;
+    }
+    let gh = GpuHost::new();
+    let srv = Server::start().await;
+    let run_path = srv.publish_runfile(VER, false);
+    let ct = gh.container(&[]);
+    ct.start();
+    let mut req = request(&ct, "1");
+    req.runfile.url = Some(srv.url(&run_path));
+    req.runfile.sha256 = Some("0".repeat(64));
+    let f = engine(&gh).apply(&req).await.unwrap_err();
+    assert_eq!(f.error.kind(), ErrorKind::Install, "{}", f.error);
+    assert!(
+        f.error.to_string().contains("checksum mismatch"),
+        "{}",
+        f.error
+    );
+    assert_eq!(status(&f.report, StepName::Userspace), StepStatus::Failed);
+    let (rc, out) = ct.sh("ls /root; command -v nvidia-smi; test -e /var/log/nvidia-installer.log");
+    assert_ne!(rc, 0, "{out}");
+    assert!(
+        !out.contains(".run") && !out.contains("nvidia-smi"),
+        "{out}"
+    );
+    assert!(
+        cache_files(&gh).is_empty(),
+        "left in the cache: {:?}",
+        cache_files(&gh)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_installer_is_an_install_error_with_its_log() {
+    if !can_run("a_failing_installer_is_an_install_error_with_its_log") {
+        return;
+    }
+    let gh = GpuHost::new();
+    let srv = Server::start().await;
+    let run_path = srv.publish_runfile(VER, true);
+    let ct = gh.container(&[]);
+    ct.start();
+    let mut req = request(&ct, "1");
+    req.runfile.url = Some(srv.url(&run_path));
+    let f = engine(&gh).apply(&req).await.unwrap_err();
+    assert_eq!(f.error.kind(), ErrorKind::Install, "{}", f.error);
+    let m = f.error.to_string();
+    assert!(m.contains("exit code 1"), "{m}");
+    assert!(
+        m.contains("Installation has failed"),
+        "the log tail is missing: {m}"
+    );
+    let (_, out) = ct.sh("ls /root");
+    assert!(!out.contains(".run"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_container_is_started_only_with_start() {
+    if !can_run("a_stopped_container_is_started_only_with_start") {
+        return;
+    }
+    let gh = GpuHost::new();
+    let ct = gh.container(&[]);
+    let e = engine(&gh);
+    let mut req = request(&ct, "1");
+    req.strategy = Strategy::None;
+    let r = apply_ok(&e, &req).await;
+    assert_eq!(r.counters.restarts, 0);
+    assert_eq!(r.counters.container_execs, 0);
+    assert_eq!(status(&r, StepName::Restart), StepStatus::Skipped);
+    assert!(detail(&r, StepName::Restart).contains("--start"));
+
+    req.restart.start_if_stopped = true;
+    let r = apply_ok(&e, &req).await;
+    assert_eq!(status(&r, StepName::Restart), StepStatus::Changed, "{r:#?}");
+    assert_eq!(r.counters.restarts, 1);
+    // Strategy none: the nodes are there as the host's character devices.
+    assert_eq!(status(&r, StepName::Verify), StepStatus::Ok, "{r:#?}");
+    let (_, out) = ct.sh("stat -c '%n %F %t:%T' /dev/nvidia*");
+    for want in [
+        "/dev/nvidia1 character special file c3:1",
+        "/dev/nvidiactl character special file c3:ff",
+        "/dev/nvidia-uvm character special file ee:0",
+    ] {
+        assert!(out.contains(want), "{want} missing: {out}");
+    }
+    assert!(!out.contains("/dev/nvidia0"), "GPU 0 leaked in: {out}");
+    // And converged: one probe.
+    let r = apply_ok(&e, &req).await;
+    assert_eq!(r.counters.container_execs, 1, "{r:#?}");
+    assert!(!r.changed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_that_never_comes_up_is_a_restart_error() {
+    if !can_run("a_start_that_never_comes_up_is_a_restart_error") {
+        return;
+    }
+    let gh = GpuHost::new();
+    // A pre-start hook that blocks: lxc-start never reaches RUNNING.
+    let hook = gh.root().join("hang-hook.sh");
+    let pidfile = gh.root().join("hang-hook.pid");
+    std::fs::write(
+        &hook,
+        format!(
+            "#!/bin/sh\necho $$ > {}\nexec sleep 120\n",
+            pidfile.display()
+        ),
+    )
+    .unwrap();
+    support::chmod(&hook, 0o755);
+    let hook_line = format!("lxc.hook.pre-start = {}", hook.display());
+    let ct = gh.container(&[&hook_line]);
+    let mut req = request(&ct, "1");
+    req.strategy = Strategy::None;
+    req.restart.start_if_stopped = true;
+    req.restart.timeout = Duration::from_secs(5);
+    let t0 = std::time::Instant::now();
+    let f = engine(&gh).apply(&req).await.unwrap_err();
+    let took = t0.elapsed();
+    if let Ok(pid) = std::fs::read_to_string(&pidfile) {
+        let _ = std::process::Command::new("kill").arg(pid.trim()).status();
+    }
+    assert_eq!(f.error.kind(), ErrorKind::Restart, "{}", f.error);
+    assert!(f.error.to_string().contains("within 5s"), "{}", f.error);
+    assert!(took < Duration::from_secs(30), "took {took:?}");
+    assert_eq!(status(&f.report, StepName::Restart), StepStatus::Failed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_libs_are_mounted_read_only_and_linked() {
+    if !can_run("host_libs_are_mounted_read_only_and_linked") {
+        return;
+    }
+    let gh = GpuHost::new();
+    gh.install_userspace(VER);
+    let ct = gh.container(&[]);
+    ct.start();
+    let e = engine(&gh);
+    let mut req = request(&ct, "1");
+    req.strategy = Strategy::HostLibs;
+    // A dry run first: everything planned, one probe, nothing written or restarted.
+    let before = ct.config();
+    let p = e
+        .plan(&req)
+        .await
+        .unwrap_or_else(|f| panic!("{}\n{:#?}", f.error, f.report));
+    assert_eq!(status(&p, StepName::Config), StepStatus::Planned, "{p:#?}");
+    assert_eq!(status(&p, StepName::Restart), StepStatus::Planned, "{p:#?}");
+    assert_eq!(p.counters.container_execs, 1, "{p:#?}");
+    assert_eq!((p.counters.config_writes, p.counters.restarts), (0, 0));
+    assert_eq!(ct.config(), before);
+    let r = apply_ok(&e, &req).await;
+    assert_eq!(status(&r, StepName::Restart), StepStatus::Changed, "{r:#?}");
+    assert_eq!(
+        status(&r, StepName::Userspace),
+        StepStatus::Changed,
+        "{r:#?}"
+    );
+    assert_eq!(status(&r, StepName::Verify), StepStatus::Ok, "{r:#?}");
+    assert!(detail(&r, StepName::Verify).contains(GPUS[1].1));
+    let cfg = ct.config();
+    assert!(
+        cfg.contains(&format!(
+            "usr/lib/x86_64-linux-gnu/libnvidia-ml.so.{VER} none ro,bind,optional,create=file"
+        )),
+        "{cfg}"
+    );
+    let (rc, out) = ct.sh(&format!(
+        "echo x > /usr/lib/x86_64-linux-gnu/libcuda.so.{VER}; echo rc=$?; ldconfig -p | grep -E 'libcuda.so.1|libnvidia-ml.so.1'; nvidia-smi --version"
+    ));
+    assert_eq!(rc, 0, "{out}");
+    assert!(
+        out.contains("Read-only file system") && !out.contains("rc=0"),
+        "the library is writable: {out}"
+    );
+    eprintln!("{out}");
+    assert!(
+        out.contains("libcuda.so.1") && out.contains("libnvidia-ml.so.1"),
+        "{out}"
+    );
+    let r = apply_ok(&e, &req).await;
+    assert_eq!(r.counters.container_execs, 1, "{r:#?}");
+    assert!(!r.changed);
+}

@@ -1,0 +1,692 @@
+//! Real-system test support: the cached Debian rootfs, LXC containers made from it, a
+//! stand-in GPU host under a temporary root, an HTTP server on 127.0.0.1, the stand-in runfile
+//! and the local apt repository. See README.md beside this file.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use exec_backend::{Cmd, DirEntry, ExecError, FileMeta, Host, LocalHost, Output, WriteOptions};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+pub const SUPPORT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support");
+pub const VER: &str = "580.159.04";
+/// The fixture's GPUs: (minor, uuid).
+pub const GPUS: [(u32, &str); 2] = [
+    (0, "GPU-8ec68ad8-ed9b-8b4b-3e1f-0a019c95b836"),
+    (1, "GPU-7fc3e24c-6572-362c-3b22-0d1167fae655"),
+];
+
+/// The shared fixtures: `../shared` beside the checkout, or beside the worktrees' folder.
+pub fn shared() -> PathBuf {
+    let base = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for up in ["../../../shared", "../../../../shared"] {
+        let p = base.join(up);
+        if p.join("fixtures").is_dir() {
+            return p;
+        }
+    }
+    panic!("../shared (the fixtures) not found beside the checkout");
+}
+
+/// True when the test can run; prints why not otherwise.
+pub fn can_run(test: &str) -> bool {
+    let uid = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout)
+        .unwrap_or_default();
+    if String::from_utf8_lossy(&uid).trim() != "0" {
+        eprintln!("skipped: {test} needs root (CI runs as root)");
+        return false;
+    }
+    for p in [
+        "lxc-start",
+        "lxc-attach",
+        "lxc-info",
+        "debootstrap",
+        "dpkg-deb",
+        "gpg",
+        "gcc",
+        "curl",
+        "sha256sum",
+        "flock",
+        "mknod",
+    ] {
+        let found = ["/usr/sbin", "/usr/bin", "/sbin", "/bin"]
+            .iter()
+            .any(|d| Path::new(d).join(p).exists());
+        if !found {
+            eprintln!("skipped: {test} needs {p} (install lxc debootstrap gnupg gcc curl)");
+            return false;
+        }
+    }
+    true
+}
+
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The cached minbase rootfs, built on first use (about a minute, needs the Debian mirror).
+pub fn rootfs_cache() -> PathBuf {
+    let cache = std::env::var_os("PHOENIX_TEST_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/tmp/phoenix-test-cache"));
+    std::fs::create_dir_all(&cache).unwrap();
+    let dest = cache.join("debian-bookworm-minbase");
+    if !dest.join(".phoenix-complete").exists() {
+        run_ok(
+            Command::new("flock")
+                .arg(cache.join(".rootfs.lock"))
+                .arg("sh")
+                .arg(format!("{SUPPORT}/build-rootfs.sh"))
+                .arg(&dest),
+        );
+    }
+    dest
+}
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// The stand-in GPU host: a temporary root with the fixture's /proc and /sys, real device
+/// nodes, and the LXC path and cache under it.
+pub struct GpuHost {
+    pub dir: tempfile::TempDir,
+    pub host: Arc<LocalHost>,
+}
+
+impl GpuHost {
+    pub fn new() -> GpuHost {
+        let dir = tempfile::Builder::new()
+            .prefix("phoenix-gpuhost")
+            .tempdir()
+            .unwrap();
+        let root = dir.path();
+        run_ok(
+            Command::new("cp")
+                .arg("-a")
+                .arg(shared().join("fixtures/hosts/h200x2/root/."))
+                .arg(root),
+        );
+        std::fs::create_dir_all(root.join("proc/self")).unwrap();
+        std::fs::copy("/proc/self/mounts", root.join("proc/self/mounts")).unwrap();
+        std::fs::create_dir_all(root.join("dev")).unwrap();
+        for (name, major, minor) in [
+            ("nvidia0", 195, 0),
+            ("nvidia1", 195, 1),
+            ("nvidiactl", 195, 255),
+            ("nvidia-uvm", 238, 0),
+            ("nvidia-uvm-tools", 238, 1),
+        ] {
+            run_ok(
+                Command::new("mknod")
+                    .args(["-m", "666"])
+                    .arg(root.join("dev").join(name))
+                    .args(["c", &major.to_string(), &minor.to_string()]),
+            );
+        }
+        std::fs::create_dir_all(root.join("lxc")).unwrap();
+        GpuHost {
+            host: Arc::new(LocalHost::with_root(root)),
+            dir,
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Rewrites the module version the host reports (a driver upgrade).
+    pub fn set_driver_version(&self, v: &str) {
+        std::fs::write(
+            self.root().join("sys/module/nvidia/version"),
+            format!("{v}\n"),
+        )
+        .unwrap();
+        std::fs::write(
+            self.root().join("proc/driver/nvidia/version"),
+            format!("NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  {v}  Release Build  (nixbld@)  \nGCC version:  gcc version 15.3.0 (GCC) \n"),
+        )
+        .unwrap();
+    }
+
+    /// A new stopped container under `/lxc` made from the cached rootfs. `extra` config lines
+    /// go at the end.
+    pub fn container(&self, extra: &[&str]) -> TestCt {
+        let rootfs_src = rootfs_cache();
+        let name = format!(
+            "phx-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        let dir = self.root().join("lxc").join(&name);
+        std::fs::create_dir_all(&dir).unwrap();
+        run_ok(
+            Command::new("cp")
+                .arg("-a")
+                .arg(&rootfs_src)
+                .arg(dir.join("rootfs")),
+        );
+        let mut config = format!(
+            "lxc.include = /usr/share/lxc/config/common.conf\n\
+             lxc.arch = linux64\n\
+             lxc.uts.name = {name}\n\
+             lxc.rootfs.path = dir:{}\n\
+             lxc.net.0.type = none\n\
+             lxc.apparmor.profile = unconfined\n\
+             lxc.init.cmd = /sbin/phoenix-init\n",
+            dir.join("rootfs").display()
+        );
+        for l in extra {
+            config.push_str(l);
+            config.push('\n');
+        }
+        std::fs::write(dir.join("config"), config).unwrap();
+        TestCt {
+            name,
+            lxcpath: self.root().join("lxc"),
+            dir,
+        }
+    }
+
+    /// Stub driver libraries with the real SONAMEs plus the stand-in nvidia-smi, where a host
+    /// with the driver installed has them (`/usr/local/nvidia/{lib64,bin}`), for host-libs.
+    pub fn install_userspace(&self, version: &str) {
+        let lib = self.root().join("usr/local/nvidia/lib64");
+        std::fs::create_dir_all(&lib).unwrap();
+        stub_libs(version, &lib);
+        let bin = self.root().join("usr/local/nvidia/bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        let smi = bin.join("nvidia-smi");
+        std::fs::write(&smi, standin_smi(version)).unwrap();
+        chmod(&smi, 0o755);
+    }
+}
+
+pub fn chmod(p: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// `libcuda.so.<v>` (SONAME libcuda.so.1) and `libnvidia-ml.so.<v>` (SONAME libnvidia-ml.so.1)
+/// built with gcc into `dir`.
+pub fn stub_libs(version: &str, dir: &Path) {
+    let src = tempfile::tempdir().unwrap();
+    let c = src.path().join("stub.c");
+    std::fs::write(&c, "int phoenix_stub(void) { return 0; }\n").unwrap();
+    for (name, soname) in [
+        ("libcuda", "libcuda.so.1"),
+        ("libnvidia-ml", "libnvidia-ml.so.1"),
+    ] {
+        run_ok(
+            Command::new("gcc")
+                .args(["-shared", "-fPIC", &format!("-Wl,-soname,{soname}"), "-o"])
+                .arg(dir.join(format!("{name}.so.{version}")))
+                .arg(&c),
+        );
+    }
+}
+
+pub fn standin_smi(version: &str) -> String {
+    let gpus: String = GPUS.iter().map(|(m, u)| format!("{m} {u}\n")).collect();
+    std::fs::read_to_string(format!("{SUPPORT}/standin-nvidia-smi.sh"))
+        .unwrap()
+        .replace("@VERSION@", version)
+        .replace("@GPUS@\n", &gpus)
+}
+
+/// The stand-in runfile for `version`; `fail` makes it fail like a broken install.
+pub fn standin_runfile(version: &str, fail: bool) -> Vec<u8> {
+    let libs = tempfile::tempdir().unwrap();
+    stub_libs(version, libs.path());
+    let tar = run_bytes(
+        Command::new("tar").arg("-C").arg(libs.path()).args([
+            "-cf",
+            "-",
+            &format!("libcuda.so.{version}"),
+            &format!("libnvidia-ml.so.{version}"),
+        ]),
+        b"",
+    );
+    let b64 = run_bytes(Command::new("base64").args(["-w", "76"]), &tar);
+    std::fs::read_to_string(format!("{SUPPORT}/standin-runfile.sh"))
+        .unwrap()
+        .replace("@SMI@", standin_smi(version).trim_end())
+        .replace("@LIBS@", String::from_utf8(b64).unwrap().trim_end())
+        .replace("@VERSION@", version)
+        .replace("@FAIL@", if fail { "1" } else { "0" })
+        .into_bytes()
+}
+
+/// Runs `cmd` with `input` on stdin; returns stdout (panics on failure).
+pub fn run_bytes(cmd: &mut Command, input: &[u8]) -> Vec<u8> {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    assert!(out.status.success(), "{cmd:?} failed");
+    out.stdout
+}
+
+/// A file of a stand-in package: path in the package, bytes, mode.
+type PkgFile = (&'static str, Vec<u8>, u32);
+
+/// A container made by [`GpuHost::container`]; stopped and removed on drop.
+pub struct TestCt {
+    pub name: String,
+    pub lxcpath: PathBuf,
+    pub dir: PathBuf,
+}
+
+impl TestCt {
+    pub fn rootfs(&self) -> PathBuf {
+        self.dir.join("rootfs")
+    }
+
+    pub fn start(&self) {
+        run_ok(
+            Command::new("lxc-start")
+                .args(["-n", &self.name, "-d", "-P"])
+                .arg(&self.lxcpath),
+        );
+        run_ok(
+            Command::new("lxc-wait")
+                .args(["-n", &self.name, "-s", "RUNNING", "-t", "30", "-P"])
+                .arg(&self.lxcpath),
+        );
+    }
+
+    pub fn stop(&self) {
+        run_ok(
+            Command::new("lxc-stop")
+                .args(["-k", "-n", &self.name, "-P"])
+                .arg(&self.lxcpath),
+        );
+    }
+
+    /// Runs `sh -c script` inside; returns (exit code, stdout+stderr).
+    pub fn sh(&self, script: &str) -> (i32, String) {
+        let out = Command::new("lxc-attach")
+            .args(["-n", &self.name, "-P"])
+            .arg(&self.lxcpath)
+            .args([
+                "--clear-env",
+                "--set-var",
+                "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+                "--",
+                "sh",
+                "-c",
+                script,
+            ])
+            .output()
+            .unwrap();
+        let mut s = String::from_utf8_lossy(&out.stdout).into_owned();
+        s.push_str(&String::from_utf8_lossy(&out.stderr));
+        (out.status.code().unwrap_or(-1), s)
+    }
+
+    pub fn config(&self) -> String {
+        std::fs::read_to_string(self.dir.join("config")).unwrap()
+    }
+}
+
+impl Drop for TestCt {
+    fn drop(&mut self) {
+        let _ = Command::new("lxc-stop")
+            .args(["-k", "-n", &self.name, "-P"])
+            .arg(&self.lxcpath)
+            .stderr(Stdio::null())
+            .status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// An HTTP/1.1 server on 127.0.0.1 serving `dir` (GET and HEAD), counting GETs per path.
+pub struct Server {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    gets: Arc<Mutex<BTreeMap<String, usize>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    pub async fn start() -> Server {
+        let dir = tempfile::Builder::new()
+            .prefix("phoenix-www")
+            .tempdir()
+            .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let gets: Arc<Mutex<BTreeMap<String, usize>>> = Arc::default();
+        let root = dir.path().to_owned();
+        let counts = gets.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut sock, _)) = listener.accept().await else {
+                    return;
+                };
+                let root = root.clone();
+                let counts = counts.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match sock.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let head = String::from_utf8_lossy(&buf).into_owned();
+                    let mut first = head.lines().next().unwrap_or("").split_whitespace();
+                    let method = first.next().unwrap_or("").to_owned();
+                    let path = first
+                        .next()
+                        .unwrap_or("/")
+                        .split('?')
+                        .next()
+                        .unwrap_or("/")
+                        .to_owned();
+                    let file = root.join(path.trim_start_matches('/'));
+                    let body = if path.contains("..") {
+                        None
+                    } else {
+                        std::fs::read(&file).ok().filter(|_| file.is_file())
+                    };
+                    if method == "GET" {
+                        *counts.lock().unwrap().entry(path.clone()).or_default() += 1;
+                    }
+                    let resp = match &body {
+                        Some(b) => format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n", b.len()),
+                        None => "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_owned(),
+                    };
+                    let _ = sock.write_all(resp.as_bytes()).await;
+                    if method == "GET" {
+                        if let Some(b) = body {
+                            let _ = sock.write_all(&b).await;
+                        }
+                    }
+                    let _ = sock.shutdown().await;
+                });
+            }
+        });
+        Server {
+            dir,
+            port,
+            gets,
+            task,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!(
+            "http://127.0.0.1:{}/{}",
+            self.port,
+            path.trim_start_matches('/')
+        )
+    }
+
+    pub fn put(&self, path: &str, bytes: &[u8]) {
+        let p = self.dir.path().join(path.trim_start_matches('/'));
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, bytes).unwrap();
+    }
+
+    pub fn gets(&self, path: &str) -> usize {
+        self.gets.lock().unwrap().get(path).copied().unwrap_or(0)
+    }
+
+    /// Publishes a stand-in runfile for `version` the way NVIDIA does (with `.sha256sum`),
+    /// under `XFree86/Linux-x86_64/<version>/`. Returns its URL path.
+    pub fn publish_runfile(&self, version: &str, fail: bool) -> String {
+        let name = format!("NVIDIA-Linux-x86_64-{version}.run");
+        let path = format!(
+            "/XFree86/Linux-x86_64/{version}{}/{name}",
+            if fail { "-broken" } else { "" }
+        );
+        let body = standin_runfile(version, fail);
+        self.put(&path, &body);
+        self.put(
+            &format!("{path}.sha256sum"),
+            format!("{}  {name}\n", sha256_hex(&body)).as_bytes(),
+        );
+        path
+    }
+
+    /// Builds the signed flat apt repository under `/cuda/` (see README.md). Returns its URL.
+    pub fn publish_apt_repo(&self) -> String {
+        let repo = self.dir.path().join("cuda");
+        std::fs::create_dir_all(&repo).unwrap();
+        let gnupg = tempfile::tempdir().unwrap();
+        let gpg = |args: &[&str]| {
+            let mut c = Command::new("gpg");
+            c.env("GNUPGHOME", gnupg.path())
+                .args([
+                    "--batch",
+                    "--quiet",
+                    "--pinentry-mode",
+                    "loopback",
+                    "--passphrase",
+                    "",
+                ])
+                .args(args);
+            c
+        };
+        chmod(gnupg.path(), 0o700);
+        run_ok(&mut gpg(&[
+            "--quick-gen-key",
+            "phoenix-gpu test repository",
+            "ed25519",
+            "sign",
+            "never",
+        ]));
+        let key = run_bytes(&mut gpg(&["--export"]), b"");
+        let build = tempfile::tempdir().unwrap();
+        let mut stanzas = String::new();
+        let pkgs: Vec<(&str, &str, Vec<PkgFile>)> = vec![
+            ("cuda-keyring", "1.1-1", vec![("usr/share/keyrings/cuda-archive-keyring.gpg", key.clone(), 0o644)]),
+            (
+                "cuda-toolkit-12-8",
+                "12.8.93-1",
+                vec![
+                    ("usr/local/cuda-12.8/version.json", b"{\n   \"cuda\" : {\n      \"name\" : \"CUDA SDK\",\n      \"version\" : \"12.8.93\"\n   }\n}\n".to_vec(), 0o644),
+                    ("usr/local/cuda-12.8/bin/nvcc", b"#!/bin/sh\necho 'nvcc: NVIDIA (R) Cuda compiler driver (stand-in)'\necho 'Cuda compilation tools, release 12.8, V12.8.93'\n".to_vec(), 0o755),
+                ],
+            ),
+            ("nvtop", "3.0.1-1", vec![("usr/bin/nvtop", b"#!/bin/sh\necho 'nvtop stand-in'\n".to_vec(), 0o755)]),
+        ];
+        for (name, version, files) in pkgs {
+            let root = build.path().join(name);
+            std::fs::create_dir_all(root.join("DEBIAN")).unwrap();
+            std::fs::write(
+                root.join("DEBIAN/control"),
+                format!("Package: {name}\nVersion: {version}\nArchitecture: all\nMaintainer: phoenix-gpu tests <tests@invalid>\nDescription: stand-in {name} for phoenix-gpu tests\n"),
+            )
+            .unwrap();
+            if name == "cuda-toolkit-12-8" {
+                std::fs::write(
+                    root.join("DEBIAN/postinst"),
+                    "#!/bin/sh\nln -sfn /usr/local/cuda-12.8 /usr/local/cuda\n",
+                )
+                .unwrap();
+                chmod(&root.join("DEBIAN/postinst"), 0o755);
+            }
+            for (path, bytes, mode) in files {
+                let p = root.join(path);
+                std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+                std::fs::write(&p, bytes).unwrap();
+                chmod(&p, mode);
+            }
+            let deb_name = if name == "cuda-keyring" {
+                "cuda-keyring_1.1-1_all.deb".to_owned()
+            } else {
+                format!("{name}_{version}_all.deb")
+            };
+            run_ok(
+                Command::new("dpkg-deb")
+                    .args(["--root-owner-group", "-Zgzip", "--build"])
+                    .arg(&root)
+                    .arg(repo.join(&deb_name)),
+            );
+            let deb = std::fs::read(repo.join(&deb_name)).unwrap();
+            let control = std::fs::read_to_string(root.join("DEBIAN/control")).unwrap();
+            stanzas.push_str(&format!(
+                "{}Filename: ./{deb_name}\nSize: {}\nSHA256: {}\n\n",
+                control,
+                deb.len(),
+                sha256_hex(&deb)
+            ));
+        }
+        std::fs::write(repo.join("Packages"), &stanzas).unwrap();
+        let release = format!(
+            "Origin: phoenix-gpu tests\nLabel: stand-in CUDA\nDate: Thu, 01 Jan 2026 00:00:00 UTC\nSHA256:\n {} {} Packages\n",
+            sha256_hex(stanzas.as_bytes()),
+            stanzas.len()
+        );
+        std::fs::write(repo.join("Release"), &release).unwrap();
+        let mut sign = gpg(&["--clearsign", "-o"]);
+        sign.arg(repo.join("InRelease")).arg(repo.join("Release"));
+        run_ok(&mut sign);
+        self.url("/cuda/")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Stands in for the source resolution the host side must do under `--root`: a config line
+/// `lxc.mount.entry = /dev/nvidiaN ...` names the host's real `/dev`, but the test's nodes live
+/// under the root. Writes get the resolved source, reads get the line back as the host side
+/// wrote it, so its own idempotency still holds. Lines the host side already writes resolved
+/// are left alone, so this becomes a no-op once it resolves them itself.
+pub struct NodeSources {
+    pub inner: Arc<LocalHost>,
+    mapped: Mutex<BTreeMap<String, String>>,
+}
+
+impl NodeSources {
+    pub fn new(inner: Arc<LocalHost>) -> NodeSources {
+        NodeSources {
+            inner,
+            mapped: Mutex::default(),
+        }
+    }
+
+    fn to_disk(&self, bytes: &[u8]) -> Vec<u8> {
+        let text = String::from_utf8_lossy(bytes).into_owned();
+        let mut out = String::new();
+        for line in text.split_inclusive('\n') {
+            let mapped = line.split_once('=').and_then(|(k, v)| {
+                if k.trim() != "lxc.mount.entry" {
+                    return None;
+                }
+                let v = v.trim_start();
+                let src = v.split_whitespace().next()?;
+                src.starts_with("/dev/nvidia").then(|| {
+                    let real = self.inner.resolve(Path::new(src));
+                    format!("{}= {}{}", k, real.display(), &v[src.len()..])
+                })
+            });
+            match mapped {
+                Some(m) => {
+                    self.mapped
+                        .lock()
+                        .unwrap()
+                        .insert(m.clone(), line.to_owned());
+                    out.push_str(&m);
+                }
+                None => out.push_str(line),
+            }
+        }
+        out.into_bytes()
+    }
+
+    fn as_written(&self, bytes: &[u8]) -> Vec<u8> {
+        let text = String::from_utf8_lossy(bytes).into_owned();
+        let map = self.mapped.lock().unwrap();
+        text.split_inclusive('\n')
+            .map(|l| map.get(l).cloned().unwrap_or_else(|| l.to_owned()))
+            .collect::<String>()
+            .into_bytes()
+    }
+
+    fn is_config(path: &Path) -> bool {
+        path.file_name().is_some_and(|n| n == "config") && path.starts_with("/lxc")
+    }
+}
+
+#[async_trait]
+impl Host for NodeSources {
+    fn name(&self) -> String {
+        self.inner.name()
+    }
+    fn resolve(&self, path: &Path) -> PathBuf {
+        self.inner.resolve(path)
+    }
+    async fn run(&self, cmd: &Cmd) -> Result<Output, ExecError> {
+        self.inner.run(cmd).await
+    }
+    async fn read_file(&self, path: &Path) -> Result<Vec<u8>, ExecError> {
+        let b = self.inner.read_file(path).await?;
+        Ok(if Self::is_config(path) {
+            self.as_written(&b)
+        } else {
+            b
+        })
+    }
+    async fn write_file_atomic(
+        &self,
+        path: &Path,
+        bytes: &[u8],
+        opts: &WriteOptions,
+    ) -> Result<(), ExecError> {
+        if !Self::is_config(path) {
+            return self.inner.write_file_atomic(path, bytes, opts).await;
+        }
+        let mut opts = opts.clone();
+        if let Some(Some(prev)) = &opts.expect_previous {
+            opts.expect_previous = Some(Some(self.to_disk(prev)));
+        }
+        let disk = self.to_disk(bytes);
+        self.inner.write_file_atomic(path, &disk, &opts).await
+    }
+    async fn read_dir(&self, path: &Path) -> Result<Vec<DirEntry>, ExecError> {
+        self.inner.read_dir(path).await
+    }
+    async fn stat(&self, path: &Path) -> Result<Option<FileMeta>, ExecError> {
+        self.inner.stat(path).await
+    }
+}

@@ -1,0 +1,401 @@
+//! A real LXC container given a fake GPU host's device nodes: `apply --target lxc --root TREE
+//! --bind-under-root --strategy none` against a running busybox container.
+//!
+//! The host tree is a copy of `examples/h200x2` whose `/dev/nvidia*` are real character
+//! devices made with `mknod` (195:0, 195:1, 195:255, 238:0, 238:1: no driver holds them, so
+//! opening one fails with ENXIO where the device cgroup allows it and EPERM where it does not),
+//! with a copy of this machine's `/proc/self/mounts`, so the inventory sees this machine's
+//! cgroup layout and the tool writes the allow key LXC honours here. The container lives at
+//! `TREE/var/lib/lxc/NAME` (`--lxcpath /var/lib/lxc` under `--root`), with the network off,
+//! AppArmor unconfined and a default-deny device cgroup (`deny = a` and the usual allow list,
+//! as LXC's `common.conf`), and is destroyed on drop.
+//!
+//! Needs root, `lxc` (with `lxc-templates`) and `busybox-static`; otherwise each test says it
+//! is skipped.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use serde_json::Value;
+
+/// The device nodes of the fake host: name, major, minor.
+const NODES: &[(&str, u32, u32)] = &[
+    ("nvidia0", 195, 0),
+    ("nvidia1", 195, 1),
+    ("nvidiactl", 195, 255),
+    ("nvidia-uvm", 238, 0),
+    ("nvidia-uvm-tools", 238, 1),
+];
+
+/// A default-deny device cgroup, as LXC's `common.conf` writes it, for both cgroup versions.
+const DEVICE_RULES: &[&str] = &[
+    "deny = a",
+    "allow = c *:* m",
+    "allow = b *:* m",
+    "allow = c 1:3 rwm",
+    "allow = c 1:5 rwm",
+    "allow = c 1:7 rwm",
+    "allow = c 1:8 rwm",
+    "allow = c 1:9 rwm",
+    "allow = c 5:0 rwm",
+    "allow = c 5:1 rwm",
+    "allow = c 5:2 rwm",
+    "allow = c 136:* rwm",
+    "allow = c 10:229 rwm",
+];
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|euid| euid == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// Root, the LXC tools and the busybox template; otherwise prints why the test is skipped.
+fn lxc_available(test: &str) -> bool {
+    if !is_root() {
+        eprintln!("skipped: {test} needs root (CI runs as root)");
+        return false;
+    }
+    let dirs = ["/usr/sbin", "/usr/bin", "/sbin", "/bin"];
+    for p in [
+        "lxc-create",
+        "lxc-start",
+        "lxc-stop",
+        "lxc-attach",
+        "lxc-info",
+        "lxc-wait",
+        "lxc-destroy",
+        "busybox",
+        "mknod",
+    ] {
+        if !dirs.iter().any(|d| Path::new(d).join(p).exists()) {
+            eprintln!("skipped: {test} needs {p} (install lxc, lxc-templates, busybox-static)");
+            return false;
+        }
+    }
+    if !Path::new("/usr/share/lxc/templates/lxc-busybox").exists() {
+        eprintln!("skipped: {test} needs the busybox template (install lxc-templates)");
+        return false;
+    }
+    true
+}
+
+fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A fake GPU host tree with a busybox container in it; the container is destroyed on drop,
+/// then the tree.
+struct FakeGpuHost {
+    name: String,
+    tree: tempfile::TempDir,
+}
+
+impl FakeGpuHost {
+    /// The tree and a stopped container with a default-deny device cgroup.
+    fn new() -> FakeGpuHost {
+        let tree = tempfile::Builder::new()
+            .prefix("pgt-gpuhost")
+            .tempdir()
+            .unwrap();
+        let root = tree.path();
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/h200x2");
+        copy_tree(&example, root);
+        // The captured /dev holds empty stand-in files: real nodes instead.
+        std::fs::remove_dir_all(root.join("dev")).unwrap();
+        std::fs::remove_dir_all(root.join("etc/pve")).unwrap();
+        std::fs::create_dir_all(root.join("dev")).unwrap();
+        for (name, major, minor) in NODES {
+            run_ok(
+                Command::new("mknod")
+                    .args(["-m", "0666"])
+                    .arg(root.join("dev").join(name))
+                    .args(["c", &major.to_string(), &minor.to_string()]),
+            );
+        }
+        std::fs::create_dir_all(root.join("proc/self")).unwrap();
+        std::fs::copy("/proc/self/mounts", root.join("proc/self/mounts")).unwrap();
+
+        let name = format!(
+            "pgt-gpu-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let host = FakeGpuHost { name, tree };
+        std::fs::create_dir_all(host.lxcpath()).unwrap();
+        run_ok(
+            Command::new("lxc-create")
+                .args(["-t", "busybox", "-n", &host.name, "-P"])
+                .arg(host.lxcpath()),
+        );
+        let text = std::fs::read_to_string(host.config()).unwrap();
+        let mut lines: Vec<String> = text
+            .lines()
+            .filter(|l| {
+                let key = l.split('=').next().unwrap_or("").trim();
+                !key.starts_with("lxc.net.") && key != "lxc.apparmor.profile"
+            })
+            .map(str::to_owned)
+            .collect();
+        lines.push("lxc.net.0.type = empty".into());
+        lines.push("lxc.apparmor.profile = unconfined".into());
+        for version in ["cgroup", "cgroup2"] {
+            for rule in DEVICE_RULES {
+                lines.push(format!("lxc.{version}.devices.{rule}"));
+            }
+        }
+        std::fs::write(host.config(), lines.join("\n") + "\n").unwrap();
+        host
+    }
+
+    fn root(&self) -> &Path {
+        self.tree.path()
+    }
+
+    /// The real LXC path: `/var/lib/lxc` under the tree.
+    fn lxcpath(&self) -> PathBuf {
+        self.root().join("var/lib/lxc")
+    }
+
+    fn config(&self) -> PathBuf {
+        self.lxcpath().join(&self.name).join("config")
+    }
+
+    fn lxc(&self, tool: &str, rest: &[&str]) -> Command {
+        let mut cmd = Command::new(tool);
+        cmd.args(["-n", &self.name, "-P"])
+            .arg(self.lxcpath())
+            .args(rest);
+        cmd
+    }
+
+    fn start(&self) {
+        run_ok(&mut self.lxc("lxc-start", &["-d"]));
+        run_ok(&mut self.lxc("lxc-wait", &["-s", "RUNNING", "-t", "30"]));
+    }
+
+    fn restart(&self) {
+        run_ok(&mut self.lxc("lxc-stop", &["-t", "20"]));
+        self.start();
+    }
+
+    /// Runs a command in the container.
+    fn attach(&self, argv: &[&str]) -> Output {
+        let mut cmd = self.lxc("lxc-attach", &["--clear-env", "--"]);
+        cmd.args(argv);
+        cmd.output().unwrap()
+    }
+
+    /// `stat -c '%F %t:%T' PATH` inside: `None` when the path does not exist.
+    fn stat_in(&self, path: &str) -> Option<String> {
+        let out = self.attach(&["stat", "-c", "%F %t:%T", path]);
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+
+    /// What opening `path` for reading inside gives: the error of `head -c0`, or `opened`.
+    fn open_in(&self, path: &str) -> String {
+        let out = self.attach(&["head", "-c0", path]);
+        if out.status.success() {
+            "opened".into()
+        } else {
+            String::from_utf8_lossy(&out.stderr).trim().to_owned()
+        }
+    }
+
+    /// `phoenix-gpu apply NAME --target lxc --lxcpath /var/lib/lxc --root TREE
+    /// --bind-under-root --strategy none --gpus 1 --json`: exit code and report.
+    fn apply(&self) -> (i32, Value) {
+        let out = Command::new(env!("CARGO_BIN_EXE_phoenix-gpu"))
+            .args([
+                "apply",
+                &self.name,
+                "--target",
+                "lxc",
+                "--lxcpath",
+                "/var/lib/lxc",
+            ])
+            .arg("--root")
+            .arg(self.root())
+            .args([
+                "--bind-under-root",
+                "--strategy",
+                "none",
+                "--gpus",
+                "1",
+                "--json",
+            ])
+            .arg("--log-file")
+            .arg(self.root().join("phoenix-gpu.log"))
+            .env_remove("GPU_ASSIGNMENT")
+            .env_remove("NVIDIA_DRIVER_VERSION")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let json = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}): {stdout}\nstderr: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        (out.status.code().unwrap_or(-1), json)
+    }
+
+    /// The allow key this machine's LXC honours (what the tool must have written).
+    fn allow_key() -> &'static str {
+        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+        let v1 = mounts.lines().any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() >= 4 && f[2] == "cgroup" && f[3].split(',').any(|o| o == "devices")
+        });
+        if v1 {
+            "lxc.cgroup.devices.allow"
+        } else {
+            "lxc.cgroup2.devices.allow"
+        }
+    }
+}
+
+impl Drop for FakeGpuHost {
+    fn drop(&mut self) {
+        let _ = self.lxc("lxc-stop", &["-k"]).stderr(Stdio::null()).status();
+        let _ = self
+            .lxc("lxc-destroy", &["-f"])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+const ENXIO: &str = "No such device or address";
+const EPERM: &str = "Operation not permitted";
+
+#[test]
+fn real_lxc_apply_strategy_none_with_mknod_nodes() {
+    if !lxc_available("real_lxc_apply_strategy_none_with_mknod_nodes") {
+        return;
+    }
+    let h = FakeGpuHost::new();
+    h.start();
+    assert_eq!(h.stat_in("/dev/nvidia1"), None, "no GPU before apply");
+    let key = FakeGpuHost::allow_key();
+    let root = h.root().display().to_string();
+
+    // First apply: config written, container restarted once, verified inside.
+    let (code, r) = h.apply();
+    assert_eq!(code, 0, "{r:#}");
+    assert_eq!(r["changed"], true, "{r:#}");
+    assert_eq!(r["counters"]["restarts"], 1, "{r:#}");
+    assert_eq!(r["counters"]["config_writes"], 1, "{r:#}");
+    let config = std::fs::read(h.config()).unwrap();
+    let text = String::from_utf8_lossy(&config).into_owned();
+    for line in [
+        format!("{key} = c 195:1 rwm"),
+        format!("{key} = c 195:255 rwm"),
+        format!("{key} = c 238:* rwm"),
+        format!("lxc.mount.entry = {root}/dev/nvidia1 dev/nvidia1 none bind,optional,create=file"),
+        format!(
+            "lxc.mount.entry = {root}/dev/nvidia-uvm dev/nvidia-uvm none bind,optional,create=file"
+        ),
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line:?} not in\n{text}");
+    }
+    assert!(!text.contains("nvidia0"), "{text}");
+    assert_eq!(
+        h.stat_in("/dev/nvidia1").as_deref(),
+        Some("character special file c3:1")
+    );
+    assert_eq!(
+        h.stat_in("/dev/nvidiactl").as_deref(),
+        Some("character special file c3:ff")
+    );
+    assert_eq!(h.stat_in("/dev/nvidia0"), None, "GPU 0 is not assigned");
+    // The device cgroup lets the container open the node; no driver holds it: ENXIO.
+    let opened = h.open_in("/dev/nvidia1");
+    assert!(opened.contains(ENXIO), "{opened}");
+
+    // Second apply: nothing changes, one probe exec, no restart.
+    let (code, r) = h.apply();
+    assert_eq!(code, 0, "{r:#}");
+    assert_eq!(r["changed"], false, "{r:#}");
+    assert!(
+        r["counters"]["container_execs"].as_u64().unwrap() <= 1,
+        "{r:#}"
+    );
+    assert_eq!(r["counters"]["restarts"], 0, "{r:#}");
+    assert_eq!(r["counters"]["config_writes"], 0, "{r:#}");
+    assert_eq!(std::fs::read(h.config()).unwrap(), config);
+
+    // The allow lines make the difference: without the GPU's rule the default-deny cgroup
+    // refuses the open (EPERM); apply puts the rule back and the open reaches the device.
+    let rule = format!("{key} = c 195:1 rwm");
+    let without: String = text
+        .lines()
+        .filter(|l| *l != rule)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(h.config(), &without).unwrap();
+    h.restart();
+    assert_eq!(
+        h.stat_in("/dev/nvidia1").as_deref(),
+        Some("character special file c3:1")
+    );
+    let denied = h.open_in("/dev/nvidia1");
+    assert!(denied.contains(EPERM), "{denied}");
+    let (code, r) = h.apply();
+    assert_eq!(code, 0, "{r:#}");
+    assert_eq!(r["changed"], true, "{r:#}");
+    assert_eq!(r["counters"]["restarts"], 1, "{r:#}");
+    assert!(String::from_utf8_lossy(&std::fs::read(h.config()).unwrap())
+        .lines()
+        .any(|l| l == rule));
+    let opened = h.open_in("/dev/nvidia1");
+    assert!(opened.contains(ENXIO), "{opened}");
+}
+
+#[test]
+fn bind_under_root_needs_root() {
+    let out = Command::new(env!("CARGO_BIN_EXE_phoenix-gpu"))
+        .args([
+            "plan",
+            "ct1",
+            "--target",
+            "lxc",
+            "--gpus",
+            "1",
+            "--bind-under-root",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--root"), "{err}");
+}
