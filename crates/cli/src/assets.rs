@@ -287,6 +287,22 @@ mod tests {
     }
 
     #[test]
+    fn readme_exit_codes_are_the_table() {
+        let readme = include_str!("../../../README.md");
+        for (code, meaning) in exit::CODES {
+            let row = readme
+                .lines()
+                .find(|l| l.starts_with(&format!("| {code} | ")))
+                .unwrap_or_else(|| panic!("no README row for exit code {code}"));
+            assert_eq!(
+                row.replace('`', ""),
+                format!("| {code} | {meaning} |"),
+                "README row of exit code {code}"
+            );
+        }
+    }
+
+    #[test]
     fn roff_escapes() {
         assert_eq!(roff_text(".a-b\\"), "\\&.a\\-b\\e");
     }
