@@ -726,3 +726,21 @@ fn hint_missing_program_names_it() {
     }
     assert!(hint_line(&r).contains("`pct` is not installed"), "{r:#?}");
 }
+
+#[test]
+fn stderr_is_quiet_by_default_and_steps_show_with_v() {
+    let h = TestHost::h200x2();
+    let quiet = h.run(&["plan", "101", "--gpus", "1"]);
+    assert_eq!(quiet.code, 0, "{quiet:#?}");
+    assert!(quiet.stdout.contains("config      planned"), "{quiet:#?}");
+    assert_eq!(
+        quiet.stderr, "",
+        "without -v stderr holds warnings and errors only"
+    );
+    let loud = h.run(&["plan", "101", "--gpus", "1", "-v"]);
+    assert!(loud.stderr.contains("step=\"config\""), "{loud:#?}");
+    assert!(
+        h.log_text().contains("step=\"config\""),
+        "the log file has the step lines"
+    );
+}

@@ -67,11 +67,13 @@ pub fn init(
     log_file: Option<&Path>,
     progress: Option<indicatif::MultiProgress>,
 ) -> Option<String> {
+    // Without -v, stderr shows warnings and errors only: each step's outcome is already in the
+    // summary on stdout (or the JSON report), and in the log file with its timestamp.
     let level = match (quiet, verbose) {
         (q, _) if q >= 2 => LevelFilter::ERROR,
-        (1, _) => LevelFilter::WARN,
-        (_, 0) => LevelFilter::INFO,
-        (_, 1) => LevelFilter::DEBUG,
+        (1, _) | (_, 0) => LevelFilter::WARN,
+        (_, 1) => LevelFilter::INFO,
+        (_, 2) => LevelFilter::DEBUG,
         _ => LevelFilter::TRACE,
     };
     let stderr = tracing_subscriber::fmt::layer()
