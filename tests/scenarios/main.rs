@@ -596,3 +596,157 @@ fn json_errors_carry_the_exit_code() {
     assert_eq!(j["error"]["kind"], "host_precondition");
     assert_eq!(j["steps"][0]["status"], "failed");
 }
+
+#[test]
+fn log_file_lines_have_a_timestamp_the_command_and_the_step() {
+    let h = TestHost::h200x2();
+    let r = h.run(&["apply", "101", "--gpus", "1", "--config-only"]);
+    assert_eq!(r.code, 0, "{r:#?}");
+    let log = h.log_text();
+    let lines: Vec<&str> = log.lines().collect();
+    assert!(lines.len() >= 9, "{log}");
+    for l in &lines {
+        let b = l.as_bytes();
+        let stamp = b.len() > 27
+            && b[..4].iter().all(u8::is_ascii_digit)
+            && b[4] == b'-'
+            && b[10] == b'T'
+            && l[..30].contains('Z');
+        assert!(stamp, "no timestamp: {l}");
+        assert!(l.contains("run{cmd=\"apply\"}"), "no command: {l}");
+    }
+    // Between the first and the last line everything happens inside a step.
+    for l in &lines[1..lines.len() - 1] {
+        assert!(l.contains(":step{ct=101 step=\""), "no step: {l}");
+    }
+    for step in [
+        "host-check",
+        "config",
+        "restart",
+        "userspace",
+        "cuda",
+        "tools",
+        "verify",
+    ] {
+        assert!(
+            log.contains(&format!("step{{ct=101 step=\"{step}\"}}")),
+            "{step}: {log}"
+        );
+    }
+    assert!(lines[lines.len() - 1].contains("phoenix-gpu finished exit_code=0"));
+    // The log file is appended to, never truncated.
+    let r = h.run(&["plan", "101", "--gpus", "1"]);
+    assert_eq!(r.code, 0, "{r:#?}");
+    assert!(h.log_text().starts_with(&log));
+}
+
+#[test]
+fn no_progress_drawing_when_not_a_terminal() {
+    let h = TestHost::h200x2();
+    let r = h.run(&["apply", "101", "--gpus", "1", "--config-only"]);
+    assert_eq!(r.code, 0, "{r:#?}");
+    assert!(!r.stderr.contains('\r'), "{:?}", r.stderr);
+    assert!(!r.stderr.contains('\x1b'), "{:?}", r.stderr);
+}
+
+fn hint_line(r: &util::Run) -> String {
+    let hints: Vec<&str> = r
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("hint:"))
+        .collect();
+    assert_eq!(hints.len(), 1, "{r:#?}");
+    hints[0].to_owned()
+}
+
+#[test]
+fn hint_locked_config_says_pct_unlock() {
+    let h = TestHost::h200x2();
+    let locked = EXAMPLE_101.replacen("hostname:", "lock: backup\nhostname:", 1);
+    h.put(CONF_101, &locked);
+    let r = h.run(&["apply", "101", "--gpus", "1"]);
+    r.assert_error(9, "container 101 is locked (backup)");
+    assert!(hint_line(&r).contains("`pct unlock 101`"), "{r:#?}");
+    let j = h.run(&["apply", "101", "--gpus", "1", "--json"]).json();
+    assert_eq!(j["exit_code"], 9);
+    assert!(j["hint"].as_str().unwrap().contains("pct unlock 101"));
+}
+
+#[test]
+fn hint_version_mismatch() {
+    let h = TestHost::h200x2();
+    let r = h.run(&[
+        "plan",
+        "101",
+        "--gpus",
+        "1",
+        "--driver-version",
+        "570.148.08",
+    ]);
+    r.assert_error(8, "requested driver version 570.148.08 differs");
+    let hint = hint_line(&r);
+    assert!(hint.contains("set it to auto or 580.159.04"), "{hint}");
+    let r = h.run_env(
+        &["plan", "101", "--gpus", "1"],
+        &[("NVIDIA_DRIVER_VERSION", "570.148.08")],
+    );
+    assert_eq!(r.code, 8, "{r:#?}");
+    assert!(hint_line(&r).contains("NVIDIA_DRIVER_VERSION"));
+}
+
+#[test]
+fn hint_missing_uvm_says_host_prepare() {
+    // dev mode (Proxmox 8.2) needs the node itself: it is gone after a reboot until
+    // something loads nvidia-uvm.
+    let h = TestHost::h200x2();
+    h.pve_8_2();
+    std::fs::remove_file(h.path("/dev/nvidia-uvm")).unwrap();
+    let r = h.run(&["plan", "101", "--gpus", "1"]);
+    r.assert_error(8, "/dev/nvidia-uvm is missing on the host");
+    let hint = hint_line(&r);
+    assert!(hint.contains("nvidia-modprobe -u -c0"), "{hint}");
+    assert!(hint.contains("phoenix-gpu host prepare"), "{hint}");
+    // No nvidia-uvm module at all: the same hint in raw mode.
+    let h = TestHost::h200x2();
+    let devices = h.get("/proc/devices");
+    let without: String = devices
+        .lines()
+        .filter(|l| !l.ends_with(" nvidia-uvm"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_ne!(devices, without);
+    h.put("/proc/devices", without);
+    let r = h.run(&["plan", "101", "--gpus", "1", "--mode", "raw"]);
+    r.assert_error(8, "/dev/nvidia-uvm is missing on the host");
+    assert!(hint_line(&r).contains("phoenix-gpu host prepare"));
+}
+
+#[test]
+fn hint_missing_program_names_it() {
+    // No pct on this machine: the restart step cannot reach the container.
+    let h = TestHost::h200x2();
+    let r = h.run(&["apply", "101", "--gpus", "1", "--start"]);
+    if r.code == 0 {
+        eprintln!("skipped: this machine has pct");
+        return;
+    }
+    assert!(hint_line(&r).contains("`pct` is not installed"), "{r:#?}");
+}
+
+#[test]
+fn stderr_is_quiet_by_default_and_steps_show_with_v() {
+    let h = TestHost::h200x2();
+    let quiet = h.run(&["plan", "101", "--gpus", "1"]);
+    assert_eq!(quiet.code, 0, "{quiet:#?}");
+    assert!(quiet.stdout.contains("config      planned"), "{quiet:#?}");
+    assert_eq!(
+        quiet.stderr, "",
+        "without -v stderr holds warnings and errors only"
+    );
+    let loud = h.run(&["plan", "101", "--gpus", "1", "-v"]);
+    assert!(loud.stderr.contains("step=\"config\""), "{loud:#?}");
+    assert!(
+        h.log_text().contains("step=\"config\""),
+        "the log file has the step lines"
+    );
+}

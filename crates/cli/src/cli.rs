@@ -50,7 +50,7 @@ pub struct Global {
     /// Append a debug log here [default: /var/log/phoenix-gpu.log when writable]
     #[arg(long, global = true, value_name = "FILE")]
     pub log_file: Option<PathBuf>,
-    /// More output on stderr (-v, -vv)
+    /// More output on stderr: -v each step as it ends, -vv debug, -vvv trace
     #[arg(short, long, global = true, action = ArgAction::Count)]
     pub verbose: u8,
     /// Less output on stderr (-q: warnings and errors, -qq: errors)

@@ -20,19 +20,26 @@ pub fn code(kind: ErrorKind) -> u8 {
     }
 }
 
-/// What a person can do about a failure of this kind.
-pub fn hint(kind: ErrorKind) -> Option<&'static str> {
-    Some(match kind {
-        ErrorKind::BadInput => "see `phoenix-gpu help` for the accepted values",
-        ErrorKind::CtNotFound => "check the CTID (`pct list`) or --target/--lxcpath",
-        ErrorKind::ConfigMissing => {
-            "check the CTID, --target and --lxcpath, and that the config is readable"
-        }
-        ErrorKind::HostPrecondition => "`phoenix-gpu inventory` shows what this host has",
-        ErrorKind::Locked => "run again once the other task has finished",
-        _ => return None,
-    })
-}
+/// Every exit code and what it means (the man page's EXIT STATUS, the README's table).
+pub const CODES: &[(u8, &str)] = &[
+    (0, "done, or nothing to do"),
+    (1, "unexpected internal error"),
+    (2, "bad arguments or input values"),
+    (3, "container not found"),
+    (4, "container config missing or unreadable"),
+    (5, "userspace, CUDA or tool install failed"),
+    (6, "restart failed"),
+    (7, "verification failed inside the container"),
+    (
+        8,
+        "host precondition failed: no driver, GPU not present, node missing, version mismatch",
+    ),
+    (
+        9,
+        "config locked: lock: set, lock not acquired in time, or config changed under us",
+    ),
+    (10, "check found drift"),
+];
 
 #[cfg(test)]
 mod tests {
@@ -50,5 +57,26 @@ mod tests {
         assert_eq!(code(ErrorKind::Locked), 9);
         assert_eq!(code(ErrorKind::Drift), 10);
         assert_eq!(code(ErrorKind::Internal), 1);
+    }
+
+    #[test]
+    fn codes_table_covers_every_kind() {
+        for k in [
+            ErrorKind::BadInput,
+            ErrorKind::CtNotFound,
+            ErrorKind::ConfigMissing,
+            ErrorKind::Install,
+            ErrorKind::Restart,
+            ErrorKind::Verify,
+            ErrorKind::HostPrecondition,
+            ErrorKind::Locked,
+            ErrorKind::Drift,
+            ErrorKind::Internal,
+        ] {
+            assert!(CODES.iter().any(|(c, _)| *c == code(k)), "{k:?}");
+        }
+        let mut seen: Vec<u8> = CODES.iter().map(|(c, _)| *c).collect();
+        seen.dedup();
+        assert_eq!(seen, (0..=10).collect::<Vec<u8>>());
     }
 }

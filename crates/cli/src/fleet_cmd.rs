@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::cli::{CheckArgs, FleetApplyArgs, StrategyArg, SyncArgs};
 use crate::nodes::Nodes;
 use crate::phoenix_config::PhoenixConfig;
-use crate::{args, exit, fail_err, print_error, print_json};
+use crate::{args, clear_progress, exit, fail_err, hints, print_error, print_json};
 
 /// The worst of several exit codes: the highest (every failure outranks 0).
 pub fn worst(codes: impl IntoIterator<Item = u8>) -> u8 {
@@ -84,6 +84,7 @@ fn finish_rows(rows: &[FleetRow], json: bool, quiet: bool) -> u8 {
             exit_code: code,
         });
     } else if !(quiet && code == 0) {
+        clear_progress();
         let mut out = std::io::stdout().lock();
         let w_ct = rows.iter().map(|r| r.ct.len()).max().unwrap_or(0).max(4);
         let w_node = rows.iter().map(|r| r.node.len()).max().unwrap_or(0).max(4);
@@ -116,7 +117,10 @@ fn finish_rows(rows: &[FleetRow], json: bool, quiet: bool) -> u8 {
     }
     for r in rows {
         if let Some(e) = &r.report.error {
-            print_error(e.kind, &format!("CT {} on {}: {}", r.ct, r.node, e.message));
+            print_error(
+                hints::render_text(&format!("CT {} on {}: {}", r.ct, r.node, e.message)),
+                hints::kind_hint(e.kind, &r.ct),
+            );
         }
     }
     code
@@ -400,6 +404,7 @@ pub async fn check(
             exit_code: code,
         });
     } else if !(quiet && code == 0) {
+        clear_progress();
         let mut out = std::io::stdout().lock();
         let w_ct = rows
             .iter()
@@ -478,7 +483,10 @@ pub async fn check(
         }
     }
     for e in &errors {
-        print_error(e.kind, &format!("CT {} on {}: {}", e.ct, e.node, e.error));
+        print_error(
+            hints::render_text(&format!("CT {} on {}: {}", e.ct, e.node, e.error)),
+            hints::kind_hint(e.kind, &e.ct),
+        );
     }
     code
 }

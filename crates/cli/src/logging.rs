@@ -1,12 +1,18 @@
 //! The tracing subscriber: human lines on stderr (by -v/-q), a debug log file.
+//!
+//! Every line of the log file starts with a UTC timestamp and the level, then the span scope:
+//! `run{cmd=apply}` for the whole command and, inside a step of the engine,
+//! `step{ct=101 step=config}`. The stderr lines leave the spans out and, while progress bars
+//! are drawn, are printed above them.
 
 use std::fs::OpenOptions;
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use tracing::level_filters::LevelFilter;
 use tracing_subscriber::filter::Targets;
+use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::Layer;
@@ -23,21 +29,63 @@ fn ours(level: LevelFilter) -> Targets {
         .with_default(LevelFilter::WARN.min(level))
 }
 
+/// The target of the span the CLI opens around a whole command.
+pub const RUN_SPAN_TARGET: &str = "phoenix_gpu::run";
+/// The target of gpu-core's per-step spans.
+const STEP_SPAN_TARGET: &str = "gpu_core::step";
+
+/// stderr, printed above the progress bars when there are any.
+#[derive(Clone)]
+struct Stderr(Option<indicatif::MultiProgress>);
+
+impl Write for Stderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match &self.0 {
+            Some(mp) => mp.suspend(|| std::io::stderr().write_all(buf).map(|()| buf.len())),
+            None => std::io::stderr().write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+impl<'a> MakeWriter<'a> for Stderr {
+    type Writer = Stderr;
+
+    fn make_writer(&'a self) -> Stderr {
+        self.clone()
+    }
+}
+
 /// Installs the subscriber. Returns a warning to show when the log file cannot be opened.
-pub fn init(verbose: u8, quiet: u8, log_file: Option<&Path>) -> Option<String> {
+/// `progress`: the bars being drawn, if any (log lines go above them).
+pub fn init(
+    verbose: u8,
+    quiet: u8,
+    log_file: Option<&Path>,
+    progress: Option<indicatif::MultiProgress>,
+) -> Option<String> {
+    // Without -v, stderr shows warnings and errors only: each step's outcome is already in the
+    // summary on stdout (or the JSON report), and in the log file with its timestamp.
     let level = match (quiet, verbose) {
         (q, _) if q >= 2 => LevelFilter::ERROR,
-        (1, _) => LevelFilter::WARN,
-        (_, 0) => LevelFilter::INFO,
-        (_, 1) => LevelFilter::DEBUG,
+        (1, _) | (_, 0) => LevelFilter::WARN,
+        (_, 1) => LevelFilter::INFO,
+        (_, 2) => LevelFilter::DEBUG,
         _ => LevelFilter::TRACE,
     };
     let stderr = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
+        .with_writer(Stderr(progress))
         .with_target(false)
         .with_ansi(std::io::stderr().is_terminal())
         .without_time()
-        .with_filter(ours(level));
+        .with_filter(
+            ours(level)
+                .with_target(RUN_SPAN_TARGET, LevelFilter::OFF)
+                .with_target(STEP_SPAN_TARGET, LevelFilter::OFF),
+        );
     let (path, explicit): (PathBuf, bool) = match log_file {
         Some(p) => (p.to_owned(), true),
         None => (PathBuf::from(DEFAULT_LOG_FILE), false),

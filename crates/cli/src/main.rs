@@ -7,17 +7,21 @@
 #![allow(clippy::result_large_err)]
 
 mod args;
+mod assets;
 mod backend;
 mod cli;
 mod exit;
 mod fleet_cmd;
+mod hints;
 mod host_cmd;
 mod logging;
 mod nodes;
 mod phoenix_config;
+mod progress;
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
+use std::sync::OnceLock;
 
 use clap::Parser;
 use gpu_core::{
@@ -25,13 +29,66 @@ use gpu_core::{
     StepStatus,
 };
 use serde::Serialize;
-use tracing::{debug, info, warn};
+use tracing::{debug, info, warn, Instrument};
 
 use crate::cli::{Cli, Command, HostCommand};
 use crate::nodes::Nodes;
 use crate::phoenix_config::PhoenixConfig;
+use crate::progress::Progress;
+
+/// The progress bars of this run, when they are drawn.
+static PROGRESS: OnceLock<Progress> = OnceLock::new();
+
+/// Takes the progress bars away before something is printed for good.
+fn clear_progress() {
+    if let Some(p) = PROGRESS.get() {
+        p.clear();
+    }
+}
+
+/// Writes the packaging assets into `dir` and lists them on stdout.
+fn generate_assets(dir: &std::path::Path) -> ExitCode {
+    match assets::write_all(dir) {
+        Ok(files) => {
+            for f in files {
+                println!("{}", f.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: cannot write the assets into {}: {e}", dir.display());
+            ExitCode::from(exit::code(ErrorKind::Internal))
+        }
+    }
+}
+
+/// The subcommand's name, for the log's `run{cmd=...}` span.
+fn command_name(c: &Command) -> &'static str {
+    match c {
+        Command::Inventory => "inventory",
+        Command::Plan(_) => "plan",
+        Command::Apply(_) => "apply",
+        Command::Check(_) => "check",
+        Command::Verify(_) => "verify",
+        Command::Remove(_) => "remove",
+        Command::Sync(_) => "sync",
+        Command::Host(_) => "host",
+    }
+}
 
 fn main() -> ExitCode {
+    // `phoenix-gpu generate-assets DIR`: packaging only, kept out of the clap definitions so
+    // that it shows in no help, man page or completion.
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if argv.get(1).is_some_and(|a| a == assets::SUBCOMMAND) {
+        return match argv.get(2..) {
+            Some([dir]) => generate_assets(std::path::Path::new(dir)),
+            _ => {
+                eprintln!("usage: phoenix-gpu {} DIR", assets::SUBCOMMAND);
+                ExitCode::from(exit::code(ErrorKind::BadInput))
+            }
+        };
+    }
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -44,10 +101,20 @@ fn main() -> ExitCode {
             });
         }
     };
+    let g = &cli.global;
+    if progress::enabled(
+        g.json,
+        g.quiet,
+        std::io::stdout().is_terminal(),
+        std::io::stderr().is_terminal(),
+    ) {
+        let _ = PROGRESS.set(Progress::stderr());
+    }
     if let Some(w) = logging::init(
-        cli.global.verbose,
-        cli.global.quiet,
-        cli.global.log_file.as_deref(),
+        g.verbose,
+        g.quiet,
+        g.log_file.as_deref(),
+        PROGRESS.get().map(|p| p.multi().clone()),
     ) {
         eprintln!("warning: {w}");
     }
@@ -62,7 +129,17 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::code(ErrorKind::Internal));
         }
     };
-    ExitCode::from(rt.block_on(run(cli)))
+    let span = tracing::info_span!(target: logging::RUN_SPAN_TARGET, "run", cmd = command_name(&cli.command));
+    let code = rt.block_on(
+        async {
+            let code = run(cli).await;
+            debug!(exit_code = code, "phoenix-gpu finished");
+            code
+        }
+        .instrument(span),
+    );
+    clear_progress();
+    ExitCode::from(code)
 }
 
 /// What a command ended with: its exit code (0 on success).
@@ -72,7 +149,7 @@ async fn run(cli: Cli) -> u8 {
     let pc = match &g.phoenix_config {
         Some(p) => match PhoenixConfig::read(p) {
             Ok(c) => Some(c),
-            Err(e) => return fail(g.json, ErrorKind::BadInput, &chain(&e), None),
+            Err(e) => return fail(g.json, ErrorKind::BadInput, &chain(&e)),
         },
         None => None,
     };
@@ -80,7 +157,12 @@ async fn run(cli: Cli) -> u8 {
         Ok(b) => b,
         Err(e) => return fail_err(g.json, &e),
     };
-    let events = EventSink::new(log_event);
+    let events = EventSink::new(|e: Event| {
+        if let Some(p) = PROGRESS.get() {
+            p.handle(&e);
+        }
+        log_event(e);
+    });
     let settings = Settings {
         resolve_mount_sources: g.bind_under_root,
         ..Settings::default()
@@ -286,9 +368,12 @@ struct JsonReport<'a> {
     #[serde(flatten)]
     report: &'a Report,
     exit_code: u8,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hint: Option<String>,
 }
 
 fn print_json(v: &impl Serialize) {
+    clear_progress();
     match serde_json::to_string_pretty(v) {
         Ok(s) => println!("{s}"),
         Err(e) => eprintln!("error: cannot render the JSON report: {e}"),
@@ -306,6 +391,7 @@ fn status_word(s: StepStatus) -> &'static str {
 }
 
 fn print_human(what: &str, report: &Report) {
+    clear_progress();
     let mut out = std::io::stdout().lock();
     if !report.config_diff.is_empty() {
         let _ = writeln!(out, "{}", report.config_diff.trim_end());
@@ -331,6 +417,7 @@ fn finish(json: bool, what: &str, out: Result<Report, gpu_core::Failure>) -> u8 
                 print_json(&JsonReport {
                     report: &report,
                     exit_code: 0,
+                    hint: None,
                 });
             } else {
                 print_human(what, &report);
@@ -339,24 +426,30 @@ fn finish(json: bool, what: &str, out: Result<Report, gpu_core::Failure>) -> u8 
         }
         Err(f) => {
             let code = exit::code(f.error.kind());
+            let hint = hints::hint(&f.error);
             if json {
                 print_json(&JsonReport {
                     report: &f.report,
                     exit_code: code,
+                    hint: hint.clone(),
                 });
             } else if !f.report.steps.is_empty() {
                 print_human(what, &f.report);
             }
-            print_error(f.error.kind(), &chain(&f.error));
+            print_error(hints::render(&f.error), hint.as_deref());
             code
         }
     }
 }
 
-fn print_error(kind: ErrorKind, message: &str) {
+/// The error on one screen, then the hint.
+fn print_error(lines: Vec<String>, hint: Option<&str>) {
+    clear_progress();
     let mut err = std::io::stderr().lock();
-    let _ = writeln!(err, "error: {message}");
-    if let Some(h) = exit::hint(kind) {
+    for l in lines {
+        let _ = writeln!(err, "{l}");
+    }
+    if let Some(h) = hint {
         let _ = writeln!(err, "hint: {h}");
     }
 }
@@ -366,24 +459,41 @@ struct JsonError<'a> {
     error: &'a str,
     kind: ErrorKind,
     exit_code: u8,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hint: Option<&'a str>,
 }
 
-/// A failure before any operation ran.
-fn fail(json: bool, kind: ErrorKind, message: &str, _ct: Option<&str>) -> u8 {
+/// A failure before any operation ran, known by its text.
+fn fail(json: bool, kind: ErrorKind, message: &str) -> u8 {
     let code = exit::code(kind);
+    let hint = hints::kind_hint(kind, "CTID");
     if json {
         print_json(&JsonError {
             error: message,
             kind,
             exit_code: code,
+            hint,
         });
     }
-    print_error(kind, message);
+    print_error(hints::render_text(message), hint);
     code
 }
 
+/// A failure before any operation ran.
 fn fail_err(json: bool, e: &Error) -> u8 {
-    fail(json, e.kind(), &chain(e), None)
+    let kind = e.kind();
+    let code = exit::code(kind);
+    let hint = hints::hint(e);
+    if json {
+        print_json(&JsonError {
+            error: &chain(e),
+            kind,
+            exit_code: code,
+            hint: hint.as_deref(),
+        });
+    }
+    print_error(hints::render(e), hint.as_deref());
+    code
 }
 
 async fn inventory(engine: &Engine, json: bool) -> u8 {
@@ -404,6 +514,7 @@ async fn inventory(engine: &Engine, json: bool) -> u8 {
         });
         return 0;
     }
+    clear_progress();
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "driver   {}", inv.driver_version);
     let _ = writeln!(

@@ -124,7 +124,9 @@ where
     F: FnOnce() -> Result<T, ExecError> + Send + 'static,
     T: Send + 'static,
 {
-    match tokio::task::spawn_blocking(f).await {
+    // The caller's span (the step) goes along, so log lines of the work carry it.
+    let span = tracing::Span::current();
+    match tokio::task::spawn_blocking(move || span.in_scope(f)).await {
         Ok(r) => r,
         Err(join) => Err(ExecError::Io {
             target: target.to_owned(),

@@ -77,6 +77,11 @@ pub(crate) struct Ctx<'a> {
     pub ct: &'a CtRef,
 }
 
+/// The span around a step: log lines inside it carry the container and the step's name.
+fn step_span(ct: &str, name: StepName) -> tracing::Span {
+    tracing::info_span!(target: "gpu_core::step", "step", ct = %ct, step = name.as_str())
+}
+
 /// A report being built: times steps, emits events.
 pub(crate) struct Run<'a> {
     pub report: Report,
@@ -101,12 +106,16 @@ impl<'a> Run<'a> {
         fut: impl Future<Output = Result<(T, StepStatus, String)>>,
     ) -> Result<T> {
         let ct = self.report.ct.clone();
-        self.events.emit(Event::StepStarted {
-            ct: ct.clone(),
-            step: name,
+        // Log lines of the step carry its name (the CLI's log file shows the span).
+        let span = step_span(&ct, name);
+        span.in_scope(|| {
+            self.events.emit(Event::StepStarted {
+                ct: ct.clone(),
+                step: name,
+            })
         });
         let t0 = Instant::now();
-        let out = fut.await;
+        let out = tracing::Instrument::instrument(fut, span.clone()).await;
         let duration_ms = t0.elapsed().as_millis() as u64;
         let (value, status, detail) = match out {
             Ok((v, status, detail)) => (Ok(v), status, detail),
@@ -129,9 +138,12 @@ impl<'a> Run<'a> {
 
     /// Records a step that did not run through [`Run::step`] (skipped ones).
     pub fn record(&mut self, report: StepReport) {
-        self.events.emit(Event::StepFinished {
-            ct: self.report.ct.clone(),
-            report: report.clone(),
+        let ct = &self.report.ct;
+        step_span(ct, report.name).in_scope(|| {
+            self.events.emit(Event::StepFinished {
+                ct: ct.clone(),
+                report: report.clone(),
+            })
         });
         self.report.steps.push(report);
     }

@@ -14,10 +14,10 @@ use gpu_core::{
     Engine, ErrorKind, Event, EventSink, FindingKind, GpuSelection, Report, Request, Settings,
     StepName, StepStatus, Strategy, Target,
 };
-use support::{can_run, GpuHost, NodeSources, Server, TestCt, GPUS, VER};
+use support::{can_run, GpuHost, Server, TestCt, GPUS, VER};
 
 fn engine(gh: &GpuHost) -> Engine {
-    let host = Arc::new(NodeSources::new(gh.host.clone()));
+    let host = gh.host.clone();
     let cts = Arc::new(
         LxcAttach::with_lxcpath(LocalHost::with_root(gh.root()), "/lxc")
             .lifecycle_timeout(Duration::from_secs(60)),
@@ -32,6 +32,9 @@ fn engine(gh: &GpuHost) -> Engine {
     .with_settings(Settings {
         cache_dir: PathBuf::from("/cache"),
         backup_root: PathBuf::from("/backups"),
+        // The stand-in nodes and libraries live under the fake host's root: LXC must bind
+        // those, so the config names them by their paths under the root.
+        resolve_mount_sources: true,
         ..Settings::default()
     })
 }

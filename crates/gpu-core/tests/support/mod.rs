@@ -11,8 +11,7 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
-use async_trait::async_trait;
-use exec_backend::{Cmd, DirEntry, ExecError, FileMeta, Host, LocalHost, Output, WriteOptions};
+use exec_backend::LocalHost;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -584,109 +583,5 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.task.abort();
-    }
-}
-
-/// Stands in for the source resolution the host side must do under `--root`: a config line
-/// `lxc.mount.entry = /dev/nvidiaN ...` names the host's real `/dev`, but the test's nodes live
-/// under the root. Writes get the resolved source, reads get the line back as the host side
-/// wrote it, so its own idempotency still holds. Lines the host side already writes resolved
-/// are left alone, so this becomes a no-op once it resolves them itself.
-pub struct NodeSources {
-    pub inner: Arc<LocalHost>,
-    mapped: Mutex<BTreeMap<String, String>>,
-}
-
-impl NodeSources {
-    pub fn new(inner: Arc<LocalHost>) -> NodeSources {
-        NodeSources {
-            inner,
-            mapped: Mutex::default(),
-        }
-    }
-
-    fn to_disk(&self, bytes: &[u8]) -> Vec<u8> {
-        let text = String::from_utf8_lossy(bytes).into_owned();
-        let mut out = String::new();
-        for line in text.split_inclusive('\n') {
-            let mapped = line.split_once('=').and_then(|(k, v)| {
-                if k.trim() != "lxc.mount.entry" {
-                    return None;
-                }
-                let v = v.trim_start();
-                let src = v.split_whitespace().next()?;
-                src.starts_with("/dev/nvidia").then(|| {
-                    let real = self.inner.resolve(Path::new(src));
-                    format!("{}= {}{}", k, real.display(), &v[src.len()..])
-                })
-            });
-            match mapped {
-                Some(m) => {
-                    self.mapped
-                        .lock()
-                        .unwrap()
-                        .insert(m.clone(), line.to_owned());
-                    out.push_str(&m);
-                }
-                None => out.push_str(line),
-            }
-        }
-        out.into_bytes()
-    }
-
-    fn as_written(&self, bytes: &[u8]) -> Vec<u8> {
-        let text = String::from_utf8_lossy(bytes).into_owned();
-        let map = self.mapped.lock().unwrap();
-        text.split_inclusive('\n')
-            .map(|l| map.get(l).cloned().unwrap_or_else(|| l.to_owned()))
-            .collect::<String>()
-            .into_bytes()
-    }
-
-    fn is_config(path: &Path) -> bool {
-        path.file_name().is_some_and(|n| n == "config") && path.starts_with("/lxc")
-    }
-}
-
-#[async_trait]
-impl Host for NodeSources {
-    fn name(&self) -> String {
-        self.inner.name()
-    }
-    fn resolve(&self, path: &Path) -> PathBuf {
-        self.inner.resolve(path)
-    }
-    async fn run(&self, cmd: &Cmd) -> Result<Output, ExecError> {
-        self.inner.run(cmd).await
-    }
-    async fn read_file(&self, path: &Path) -> Result<Vec<u8>, ExecError> {
-        let b = self.inner.read_file(path).await?;
-        Ok(if Self::is_config(path) {
-            self.as_written(&b)
-        } else {
-            b
-        })
-    }
-    async fn write_file_atomic(
-        &self,
-        path: &Path,
-        bytes: &[u8],
-        opts: &WriteOptions,
-    ) -> Result<(), ExecError> {
-        if !Self::is_config(path) {
-            return self.inner.write_file_atomic(path, bytes, opts).await;
-        }
-        let mut opts = opts.clone();
-        if let Some(Some(prev)) = &opts.expect_previous {
-            opts.expect_previous = Some(Some(self.to_disk(prev)));
-        }
-        let disk = self.to_disk(bytes);
-        self.inner.write_file_atomic(path, &disk, &opts).await
-    }
-    async fn read_dir(&self, path: &Path) -> Result<Vec<DirEntry>, ExecError> {
-        self.inner.read_dir(path).await
-    }
-    async fn stat(&self, path: &Path) -> Result<Option<FileMeta>, ExecError> {
-        self.inner.stat(path).await
     }
 }

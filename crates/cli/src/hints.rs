@@ -1,0 +1,453 @@
+//! What a person sees when something fails: the error and its causes on one screen, and for
+//! the known failures a hint that says what to do. All hint selection lives here, keyed on the
+//! `gpu_core::Error` variant, its `ErrorKind`, and the message text where only that tells.
+
+use std::error::Error as StdError;
+
+use exec_backend::ExecError;
+use gpu_core::{Error, ErrorKind};
+
+/// Lines kept of one multi-line message (the first, a marker, and the last ones).
+const MAX_LINES_PER_MESSAGE: usize = 8;
+/// Characters kept of one line.
+const MAX_LINE_CHARS: usize = 300;
+/// Lines of the whole error at most (before the hint).
+const MAX_LINES: usize = 24;
+
+fn cut_line(l: &str) -> String {
+    if l.chars().count() <= MAX_LINE_CHARS {
+        return l.to_owned();
+    }
+    let mut s: String = l.chars().take(MAX_LINE_CHARS).collect();
+    s.push_str(" [...]");
+    s
+}
+
+/// One message as lines: long ones keep their first line and their tail.
+fn message_lines(msg: &str) -> Vec<String> {
+    let lines: Vec<&str> = msg.trim_end().lines().collect();
+    if lines.len() <= MAX_LINES_PER_MESSAGE {
+        return lines.into_iter().map(cut_line).collect();
+    }
+    let tail = MAX_LINES_PER_MESSAGE - 2;
+    let mut out = vec![cut_line(lines[0])];
+    out.push(format!("[... {} lines ...]", lines.len() - 1 - tail));
+    out.extend(lines[lines.len() - tail..].iter().map(|l| cut_line(l)));
+    out
+}
+
+/// The error and its cause chain as lines for stderr: `error: ...`, then `  caused by: ...`
+/// per cause, continuation lines indented; at most [`MAX_LINES`] lines.
+pub fn render(e: &dyn StdError) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut push = |prefix: &str, msg: &str| {
+        for (i, l) in message_lines(msg).into_iter().enumerate() {
+            if i == 0 {
+                out.push(format!("{prefix}{l}"));
+            } else {
+                out.push(format!("    {l}"));
+            }
+        }
+    };
+    push("error: ", &e.to_string());
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        push("  caused by: ", &c.to_string());
+        cur = c.source();
+    }
+    if out.len() > MAX_LINES {
+        let dropped = out.len() - MAX_LINES + 1;
+        out.truncate(MAX_LINES - 1);
+        out.push(format!(
+            "  [... {dropped} more lines: see --json or the log file]"
+        ));
+    }
+    out
+}
+
+/// Like [`render`] for an error known only by its text.
+pub fn render_text(msg: &str) -> Vec<String> {
+    #[derive(Debug)]
+    struct Text<'a>(&'a str);
+    impl std::fmt::Display for Text<'_> {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+    impl StdError for Text<'_> {}
+    render(&Text(msg))
+}
+
+/// The whole chain, for matching.
+fn chain_text(e: &dyn StdError) -> String {
+    gpu_core::chain(e)
+}
+
+/// The first `io::Error` in the cause chain, if any.
+fn io_kind(e: &(dyn StdError + 'static)) -> Option<std::io::ErrorKind> {
+    let mut cur: Option<&(dyn StdError + 'static)> = Some(e);
+    while let Some(c) = cur {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            return Some(io.kind());
+        }
+        cur = c.source();
+    }
+    None
+}
+
+/// The program and host of a command that could not start because it is not installed.
+fn missing_program(e: &(dyn StdError + 'static)) -> Option<(String, String)> {
+    let mut cur: Option<&(dyn StdError + 'static)> = Some(e);
+    while let Some(c) = cur {
+        if let Some(ExecError::Spawn {
+            target,
+            argv,
+            source,
+        }) = c.downcast_ref::<ExecError>()
+        {
+            if source.kind() == std::io::ErrorKind::NotFound {
+                let program = argv.first()?;
+                let name = program.rsplit('/').next().unwrap_or(program);
+                return Some((name.to_owned(), target.clone()));
+            }
+        }
+        cur = c.source();
+    }
+    None
+}
+
+/// The container an error is about, for commands in hints.
+fn ct_of(e: &Error) -> Option<&str> {
+    match e {
+        Error::Locked { ct, .. }
+        | Error::LockBusy { ct, .. }
+        | Error::Install { ct, .. }
+        | Error::Restart { ct, .. }
+        | Error::Verify { ct, .. }
+        | Error::Drift { ct, .. }
+        | Error::CtNotFound { ct, .. }
+        | Error::ConfigUnreadable { ct, .. } => Some(ct),
+        _ => None,
+    }
+}
+
+fn uvm_hint() -> String {
+    "/dev/nvidia-uvm appears only once something loads nvidia-uvm (CUDA does it lazily, so it is \
+     missing after a reboot): create it now with `nvidia-modprobe -u -c0`, and at every boot with \
+     `phoenix-gpu host prepare` (a oneshot unit ordered before pve-guests.service)"
+        .to_owned()
+}
+
+fn mismatch_hint(ct: &str) -> String {
+    format!(
+        "the driver userspace differs from the host's kernel module. If the host's own nvidia-smi \
+         fails the same way, the host driver was upgraded without a reboot: reboot the host. \
+         Otherwise `phoenix-gpu apply {ct}` reinstalls the container's userspace at the host's \
+         version (or use --strategy host-libs, which cannot drift)"
+    )
+}
+
+/// What to do about `e`, when there is something specific to say.
+pub fn hint(e: &Error) -> Option<String> {
+    let text = chain_text(e);
+    let ct = ct_of(e).unwrap_or("CTID");
+    // NVML's own words, wherever they surface (verify, install, check).
+    if text.contains("Driver/library version mismatch") || text.contains("API mismatch") {
+        return Some(mismatch_hint(ct));
+    }
+    match e {
+        Error::VersionMismatch { host, .. } => {
+            return Some(format!(
+                "the host's kernel module is {host}: drop --driver-version (or \
+                 NVIDIA_DRIVER_VERSION, or the orchestrator config's nvidia_driver_version), or \
+                 set it to auto or {host}. If the host was just upgraded to the version you \
+                 asked for, reboot it so the new module is loaded"
+            ))
+        }
+        Error::NodeMissing { path, .. } => {
+            let p = path.to_string_lossy();
+            if p.starts_with("/dev/nvidia-uvm") {
+                return Some(uvm_hint());
+            }
+            if p == "/dev/nvidia-modeset" {
+                return Some(
+                    "create it with `nvidia-modprobe -m`; `phoenix-gpu host prepare` can create it \
+                     at every boot"
+                        .to_owned(),
+                );
+            }
+            return None;
+        }
+        Error::Locked { ct, .. } => {
+            return Some(format!(
+                "a Proxmox task (backup, snapshot, migration) set the lock; when no such task \
+                 runs any more (see the node's task list), `pct unlock {ct}` clears it"
+            ))
+        }
+        Error::LockBusy { source, .. } => {
+            return Some(match source {
+                ExecError::LockTimeout { path, .. } => format!(
+                    "another task holds {} (a running pct command, a Proxmox task or another \
+                     phoenix-gpu): wait for it and run again; `lslocks | grep {}` shows the holder",
+                    path.display(),
+                    path.file_name()
+                        .map(|f| f.to_string_lossy().into_owned())
+                        .unwrap_or_default()
+                ),
+                ExecError::Conflict { .. } => {
+                    "the config changed while it was being edited (pct set, the web UI, an \
+                     editor); nothing was written: run again"
+                        .to_owned()
+                }
+                _ => "run again once the other task has finished".to_owned(),
+            })
+        }
+        _ => {}
+    }
+    let in_ct = matches!(
+        e,
+        Error::Verify { .. } | Error::Install { .. } | Error::Restart { .. }
+    );
+    if in_ct
+        && (text.contains("Insufficient Permissions")
+            || (text.contains("Permission denied") && text.contains("/dev/nvidia")))
+    {
+        return Some(format!(
+            "the container cannot open the GPU device nodes: on the host they are usually 0660 \
+             root:video, which an unprivileged container's users cannot open. On Proxmox VE 8.1+ \
+             use --mode dev (it writes gid=<the node's group>,mode=0666 for unprivileged \
+             containers); otherwise make the host's nodes 0666 (chmod 0666 /dev/nvidia*, kept \
+             across reboots by a udev rule), then `phoenix-gpu apply {ct}`"
+        ));
+    }
+    if in_ct
+        && (text.contains("Could not get mode or device ID")
+            || text.contains("Failed to mount /dev/nvidia"))
+    {
+        return Some(format!(
+            "the container's config passes a device node the host does not have right now. \
+             {}; `phoenix-gpu check {ct}` lists what is missing",
+            uvm_hint()
+        ));
+    }
+    if in_ct && text.contains("nvidia-uvm") && text.contains("missing") {
+        return Some(uvm_hint());
+    }
+    if let Error::Verify { detail, .. } = e {
+        if detail.contains("the host's module is") {
+            return Some(mismatch_hint(ct));
+        }
+    }
+    if let Some((program, target)) = missing_program(e) {
+        let what = match program.as_str() {
+            "pct" => " (this is not a Proxmox VE node: use --target lxc for plain LXC)",
+            "lxc-attach" | "lxc-info" | "lxc-start" | "lxc-stop" | "lxc-wait" => {
+                " (install the lxc package, or use --target pve on Proxmox VE)"
+            }
+            "curl" | "sha256sum" => " (the runfile download needs curl and coreutils on the host)",
+            "nvidia-modprobe" => " (install NVIDIA's nvidia-modprobe)",
+            _ => "",
+        };
+        return Some(format!("`{program}` is not installed on {target}{what}"));
+    }
+    if io_kind(e) == Some(std::io::ErrorKind::PermissionDenied) {
+        return Some(
+            "phoenix-gpu writes container configs, /var/lib/phoenix-gpu and /var/cache/phoenix-gpu: \
+             run it as root"
+                .to_owned(),
+        );
+    }
+    kind_hint(e.kind(), ct).map(str::to_owned)
+}
+
+/// The general hint of a kind, when nothing more specific applies.
+pub fn kind_hint(kind: ErrorKind, _ct: &str) -> Option<&'static str> {
+    Some(match kind {
+        ErrorKind::BadInput => "`phoenix-gpu help <command>` lists the accepted values",
+        ErrorKind::CtNotFound => "check the CTID (`pct list`) or --target/--lxcpath",
+        ErrorKind::ConfigMissing => {
+            "check the CTID, --target and --lxcpath, and that the config is readable"
+        }
+        ErrorKind::HostPrecondition => "`phoenix-gpu inventory` shows what this host has",
+        ErrorKind::Locked => "run again once the other task has finished",
+        ErrorKind::Drift => "`phoenix-gpu apply` with the same GPUs repairs it",
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    use super::*;
+
+    fn verify(detail: &str) -> Error {
+        Error::Verify {
+            ct: "101".into(),
+            detail: detail.into(),
+        }
+    }
+
+    #[test]
+    fn version_mismatch() {
+        let e = Error::VersionMismatch {
+            wanted: "570.1.2".into(),
+            host: "580.159.04".into(),
+        };
+        let h = hint(&e).unwrap();
+        assert!(h.contains("auto or 580.159.04"), "{h}");
+        let h = hint(&verify(
+            "Failed to initialize NVML: Driver/library version mismatch; expected GPUs [x]",
+        ))
+        .unwrap();
+        assert!(h.contains("`phoenix-gpu apply 101`"), "{h}");
+        assert!(h.contains("reboot the host"), "{h}");
+        let h = hint(&verify(
+            "nvidia-smi reports driver 570.1.2, the host's module is 580.159.04",
+        ))
+        .unwrap();
+        assert!(h.contains("reinstalls"), "{h}");
+    }
+
+    #[test]
+    fn missing_uvm() {
+        let e = Error::NodeMissing {
+            path: PathBuf::from("/dev/nvidia-uvm"),
+            hint: "x".into(),
+        };
+        let h = hint(&e).unwrap();
+        assert!(h.contains("nvidia-modprobe -u -c0"), "{h}");
+        assert!(h.contains("phoenix-gpu host prepare"), "{h}");
+        let h = hint(&verify("/dev/nvidia-uvm is missing")).unwrap();
+        assert!(h.contains("nvidia-modprobe -u -c0"), "{h}");
+        let e = Error::Restart {
+            ct: "101".into(),
+            detail: "startup for container '101' failed: Could not get mode or device ID of /dev/nvidia-uvm".into(),
+        };
+        let h = hint(&e).unwrap();
+        assert!(h.contains("phoenix-gpu check 101"), "{h}");
+        let e = Error::NodeMissing {
+            path: PathBuf::from("/dev/nvidia-modeset"),
+            hint: "x".into(),
+        };
+        assert!(hint(&e).unwrap().contains("nvidia-modprobe -m"));
+    }
+
+    #[test]
+    fn permission_denied_in_unprivileged_ct() {
+        let h = hint(&verify(
+            "Failed to initialize NVML: Insufficient Permissions",
+        ))
+        .unwrap();
+        assert!(h.contains("--mode dev"), "{h}");
+        assert!(h.contains("0666"), "{h}");
+        let h = hint(&verify("open /dev/nvidiactl: Permission denied")).unwrap();
+        assert!(h.contains("--mode dev"), "{h}");
+    }
+
+    #[test]
+    fn permission_denied_on_the_host_says_root() {
+        let e = Error::ConfigUnreadable {
+            ct: "101".into(),
+            path: "/etc/pve/lxc/101.conf".into(),
+            source: ExecError::Io {
+                target: "localhost".into(),
+                op: "read",
+                path: "/etc/pve/lxc/101.conf".into(),
+                source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+            },
+        };
+        assert!(hint(&e).unwrap().contains("run it as root"));
+    }
+
+    #[test]
+    fn locks() {
+        let e = Error::Locked {
+            ct: "101".into(),
+            lock: "backup".into(),
+        };
+        assert!(hint(&e).unwrap().contains("`pct unlock 101`"));
+        let e = Error::LockBusy {
+            ct: "101".into(),
+            source: ExecError::LockTimeout {
+                target: "localhost".into(),
+                path: "/run/lock/lxc/pve-config-101.lock".into(),
+                after: Duration::from_secs(10),
+            },
+        };
+        let h = hint(&e).unwrap();
+        assert!(
+            h.contains("another task holds /run/lock/lxc/pve-config-101.lock"),
+            "{h}"
+        );
+        assert!(h.contains("lslocks | grep pve-config-101.lock"), "{h}");
+        let e = Error::LockBusy {
+            ct: "101".into(),
+            source: ExecError::Conflict {
+                target: "localhost".into(),
+                path: "/etc/pve/lxc/101.conf".into(),
+            },
+        };
+        assert!(hint(&e).unwrap().contains("nothing was written"));
+    }
+
+    #[test]
+    fn missing_program() {
+        let e = Error::Restart {
+            ct: "101".into(),
+            detail: "x".into(),
+        };
+        assert!(!hint(&e).unwrap_or_default().contains("not installed"));
+        let e = Error::exec(
+            "reading the state of container 101",
+            ExecError::Spawn {
+                target: "localhost".into(),
+                argv: vec!["pct".into(), "status".into(), "101".into()],
+                source: std::io::Error::from(std::io::ErrorKind::NotFound),
+            },
+        );
+        let h = hint(&e).unwrap();
+        assert!(h.starts_with("`pct` is not installed on localhost"), "{h}");
+        assert!(h.contains("--target lxc"), "{h}");
+    }
+
+    #[test]
+    fn kinds_fall_back() {
+        let e = Error::CtNotFound {
+            ct: "555".into(),
+            path: "/etc/pve/lxc/555.conf".into(),
+        };
+        assert!(hint(&e).unwrap().contains("pct list"));
+        let e = Error::Parse {
+            what: "x".into(),
+            detail: "y".into(),
+        };
+        assert_eq!(hint(&e), None);
+    }
+
+    #[test]
+    fn render_fits_on_a_screen() {
+        let tail: String = (0..200).map(|i| format!("installer line {i}\n")).collect();
+        let e = Error::ConfigUnreadable {
+            ct: "101".into(),
+            path: "/etc/pve/lxc/101.conf".into(),
+            source: ExecError::Failed {
+                target: "CT 101".into(),
+                argv: vec!["sh".into()],
+                status: exec_backend::ExitStatus::Code(1),
+                stderr_tail: tail,
+            },
+        };
+        let lines = render(&e);
+        assert!(lines.len() <= MAX_LINES, "{lines:#?}");
+        assert!(lines[0].starts_with("error: cannot read the config of container 101"));
+        assert!(lines[1].starts_with("  caused by: [\"sh\"] on CT 101 failed"));
+        assert!(lines.iter().any(|l| l.contains("installer line 199")));
+        assert!(lines.iter().any(|l| l.contains("lines ...]")));
+        let long = "x".repeat(5000);
+        let lines = render_text(&long);
+        assert_eq!(lines.len(), 1);
+        assert!(lines[0].len() < 400);
+    }
+}
