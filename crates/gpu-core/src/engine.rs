@@ -67,6 +67,13 @@ pub struct Engine {
     events: EventSink,
 }
 
+/// The host and container backends of one operation, wrapped so that they count into `tally`.
+struct Counted {
+    tally: Arc<Tally>,
+    host: CountingHost,
+    cts: CountingExec,
+}
+
 /// What a step function sees: the host and the container (both counted), and where things go.
 pub(crate) struct Ctx<'a> {
     pub host: &'a dyn Host,
@@ -213,6 +220,28 @@ impl Engine {
         self
     }
 
+    /// Fresh counting wrappers of the backends, for one operation.
+    fn counted(&self) -> Counted {
+        let tally = Arc::new(Tally::default());
+        Counted {
+            host: CountingHost::new(self.host.clone(), tally.clone()),
+            cts: CountingExec::new(self.cts.clone(), tally.clone()),
+            tally,
+        }
+    }
+
+    /// The step context of one operation on `ct`.
+    fn ctx<'a>(&'a self, counted: &'a Counted, ct: &'a CtRef) -> Ctx<'a> {
+        Ctx {
+            host: &counted.host,
+            cts: &counted.cts,
+            target: &self.target,
+            settings: &self.settings,
+            events: &self.events,
+            ct,
+        }
+    }
+
     /// The target.
     pub fn target(&self) -> &Target {
         &self.target
@@ -233,36 +262,18 @@ impl Engine {
     /// Converges one container: host check, config, restart, userspace, CUDA, tools, verify.
     /// A second run on a converged container is one probe exec and changes nothing.
     pub async fn apply(&self, req: &Request) -> std::result::Result<Report, Failure> {
-        let tally = Arc::new(Tally::default());
-        let host = CountingHost::new(self.host.clone(), tally.clone());
-        let cts = CountingExec::new(self.cts.clone(), tally.clone());
-        let ctx = Ctx {
-            host: &host,
-            cts: &cts,
-            target: &self.target,
-            settings: &self.settings,
-            events: &self.events,
-            ct: &req.ct,
-        };
+        let counted = self.counted();
+        let ctx = self.ctx(&counted, &req.ct);
         let mut run = Run::new(&req.ct, &self.events);
         let result = apply_steps(&ctx, req, &mut run).await;
-        run.finish(&tally, result)
+        run.finish(&counted.tally, result)
     }
 
     /// Runs `nvidia-smi` in the container and checks it lists exactly the selected GPUs at the
     /// host's driver version.
     pub async fn verify(&self, req: &Request) -> std::result::Result<Report, Failure> {
-        let tally = Arc::new(Tally::default());
-        let host = CountingHost::new(self.host.clone(), tally.clone());
-        let cts = CountingExec::new(self.cts.clone(), tally.clone());
-        let ctx = Ctx {
-            host: &host,
-            cts: &cts,
-            target: &self.target,
-            settings: &self.settings,
-            events: &self.events,
-            ct: &req.ct,
-        };
+        let counted = self.counted();
+        let ctx = self.ctx(&counted, &req.ct);
         let mut run = Run::new(&req.ct, &self.events);
         let result = async {
             let (inv, gpus) = run.step(StepName::HostCheck, host_check(&ctx, req)).await?;
@@ -270,22 +281,13 @@ impl Engine {
                 .await
         }
         .await;
-        run.finish(&tally, result)
+        run.finish(&counted.tally, result)
     }
 
     /// Takes the tool's passthrough entries out of the container's config.
     pub async fn remove(&self, ct: &CtRef, dry_run: bool) -> std::result::Result<Report, Failure> {
-        let tally = Arc::new(Tally::default());
-        let host = CountingHost::new(self.host.clone(), tally.clone());
-        let cts = CountingExec::new(self.cts.clone(), tally.clone());
-        let ctx = Ctx {
-            host: &host,
-            cts: &cts,
-            target: &self.target,
-            settings: &self.settings,
-            events: &self.events,
-            ct,
-        };
+        let counted = self.counted();
+        let ctx = self.ctx(&counted, ct);
         let mut run = Run::new(ct, &self.events);
         let result = async {
             let diff = run
@@ -295,7 +297,7 @@ impl Engine {
             Ok(())
         }
         .await;
-        run.finish(&tally, result)
+        run.finish(&counted.tally, result)
     }
 }
 
@@ -308,17 +310,8 @@ impl Engine {
         ct: &CtRef,
         expected: Option<&Request>,
     ) -> std::result::Result<CheckReport, Failure> {
-        let tally = Arc::new(Tally::default());
-        let host = CountingHost::new(self.host.clone(), tally.clone());
-        let cts = CountingExec::new(self.cts.clone(), tally.clone());
-        let ctx = Ctx {
-            host: &host,
-            cts: &cts,
-            target: &self.target,
-            settings: &self.settings,
-            events: &self.events,
-            ct,
-        };
+        let counted = self.counted();
+        let ctx = self.ctx(&counted, ct);
         let mut run = Run::new(ct, &self.events);
         let mut out = None;
         let result = async {
@@ -348,7 +341,7 @@ impl Engine {
             Ok(())
         }
         .await;
-        let report = run.finish(&tally, result)?;
+        let report = run.finish(&counted.tally, result)?;
         out.ok_or_else(|| Failure {
             error: Error::Parse {
                 what: "check".into(),
@@ -363,15 +356,9 @@ impl Engine {
     /// config has no NVIDIA entries. Changes nothing. `sync` re-applies it after a host driver
     /// upgrade.
     pub async fn current_assignment(&self, ct: &CtRef) -> Result<Option<CurrentAssignment>> {
-        let ctx = Ctx {
-            host: self.host.as_ref(),
-            cts: self.cts.as_ref(),
-            target: &self.target,
-            settings: &self.settings,
-            events: &self.events,
-            ct,
-        };
-        let inv = Inventory::read(self.host.as_ref()).await?;
+        let counted = self.counted();
+        let ctx = self.ctx(&counted, ct);
+        let inv = Inventory::read(ctx.host).await?;
         assignment::read(&ctx, &inv).await
     }
 
