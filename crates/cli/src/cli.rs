@@ -62,7 +62,7 @@ pub struct Global {
     /// The user for SSH connections to other cluster nodes
     #[arg(long, global = true, value_name = "USER", default_value = "root")]
     pub ssh_user: String,
-    /// Reach cluster node NAME at this address instead of ssh://<ssh-user>@NAME (repeatable)
+    /// Reach cluster node NAME at this address instead of ssh://SSH_USER@NAME (repeatable)
     #[arg(long = "node", global = true, value_name = "NAME=URL")]
     pub nodes: Vec<String>,
     /// Resolve every host path of node NAME under DIR on that node, as --root does locally
