@@ -250,3 +250,82 @@ fn cluster_apply_and_check_over_ssh() {
     let r = run(&["check", "303"]);
     assert_eq!(r.code, 0, "{r:#?}");
 }
+
+/// `--host`: everything runs on that node over SSH. With `--root`, the node's paths map under
+/// that directory on the node (here the node is this machine's sshd on 127.0.0.1).
+#[test]
+fn host_flag_plans_and_applies_over_ssh() {
+    if !sshd_available("host_flag_plans_and_applies_over_ssh") {
+        return;
+    }
+    let node = TestHost::h200x2();
+    let sshd = Sshd::start();
+    let work = tempfile::tempdir().unwrap();
+    let ssh_config = work.path().join("ssh_config");
+    std::fs::write(
+        &ssh_config,
+        format!(
+            "Host 127.0.0.1\n  IdentityFile {}\n  IdentitiesOnly yes\n  UserKnownHostsFile {}\n  BatchMode yes\n",
+            sshd.client_key.display(),
+            sshd.known_hosts.display()
+        ),
+    )
+    .unwrap();
+    let dest = sshd.dest();
+    let over_ssh = |extra: &[&str]| {
+        let mut a = vec![
+            "--host",
+            dest.as_str(),
+            "--ssh-config",
+            ssh_config.to_str().unwrap(),
+            "--target",
+            "pve",
+        ];
+        a.extend_from_slice(extra);
+        node.run(&a)
+    };
+    let conf = "/etc/pve/lxc/101.conf";
+    let before = node.get(conf);
+
+    let inv = over_ssh(&["inventory", "--json"]);
+    assert_eq!(inv.code, 0, "{inv:#?}");
+    assert_eq!(inv.json()["driver_version"], "580.159.04");
+
+    let plan = over_ssh(&["plan", "101", "--gpus", "1", "--json"]);
+    assert_eq!(plan.code, 0, "{plan:#?}");
+    assert!(
+        plan.json()["config_diff"]
+            .as_str()
+            .unwrap()
+            .contains("+lxc.cgroup2.devices.allow: c 195:1 rwm"),
+        "{plan:#?}"
+    );
+    assert_eq!(node.get(conf), before, "plan writes nothing");
+
+    let first = over_ssh(&["apply", "101", "--gpus", "1", "--config-only", "--json"]);
+    assert_eq!(first.code, 0, "{first:#?}");
+    assert_eq!(first.json()["counters"]["config_writes"], 1);
+    let written = node.get(conf);
+    assert!(written
+        .contains("lxc.mount.entry: /dev/nvidia1 dev/nvidia1 none bind,optional,create=file\n"));
+    let main_section = written.split("\n[").next().unwrap();
+    assert!(
+        !main_section.contains("c 508:* rwm"),
+        "the stale uvm major is gone from the main section"
+    );
+    assert!(
+        written.contains("c 508:* rwm"),
+        "the snapshot keeps its own lines"
+    );
+    assert_eq!(
+        node.backups("101").len(),
+        1,
+        "the backup was written on the node"
+    );
+
+    let second = over_ssh(&["apply", "101", "--gpus", "1", "--config-only", "--json"]);
+    assert_eq!(second.code, 0, "{second:#?}");
+    assert_eq!(second.json()["changed"], false);
+    assert_eq!(second.json()["counters"]["config_writes"], 0);
+    assert_eq!(node.get(conf), written);
+}

@@ -58,9 +58,12 @@ pub fn parse_ssh_url(url: &str) -> Result<(Option<String>, String, Option<u16>),
 /// Chooses and connects the backends.
 pub async fn connect(g: &Global) -> Result<Backends, Error> {
     let host: Arc<dyn Host> = match (&g.host, &g.root) {
-        (Some(url), _) => {
+        (Some(url), root) => {
             let (_user, node, _port) = parse_ssh_url(url)?;
-            let ssh = SshHost::connect(url, crate::nodes::ssh_options(g))
+            // With --root too, the node's paths map under that directory on the node.
+            let mut opts = crate::nodes::ssh_options(g);
+            opts.root = root.clone();
+            let ssh = SshHost::connect(url, opts)
                 .await
                 .map_err(|e| Error::exec(format!("cannot connect to {node}"), e))?;
             Arc::new(ssh)

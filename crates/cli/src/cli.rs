@@ -19,8 +19,8 @@ pub struct Cli {
 /// Options every subcommand takes.
 #[derive(Debug, Args)]
 pub struct Global {
-    /// Resolve every host path under DIR (a captured host, tests, offline planning)
-    #[arg(long, global = true, value_name = "DIR", conflicts_with = "host")]
+    /// Resolve every host path under DIR (a captured host, tests, offline planning; with --host, DIR is on that node)
+    #[arg(long, global = true, value_name = "DIR")]
     pub root: Option<PathBuf>,
     /// Where containers live [default: pve when /etc/pve/lxc exists on the host, else lxc]
     #[arg(long, global = true, value_enum)]
