@@ -45,6 +45,18 @@ pub(crate) async fn converge(
             message: "the config changed and a restart is pending: the GPUs appear in the container after its next restart".into(),
         });
     }
+    if gpus.is_empty() {
+        // `--gpus none`: the config step took the passthrough out; no userspace to converge.
+        for s in [
+            StepName::Userspace,
+            StepName::Cuda,
+            StepName::Tools,
+            StepName::Verify,
+        ] {
+            run.skip(s, "no GPU assigned");
+        }
+        return Ok(());
+    }
     if !after.running {
         let why = if req.dry_run && req.restart.start_if_stopped {
             "container is stopped; it would be probed after --start"

@@ -482,6 +482,18 @@ impl World {
         req: &Request,
         changed: bool,
     ) -> (Result<(), Error>, Report) {
+        let gpus = vec![inv().gpus[1].clone()];
+        self.converge_gpus(ct, req, changed, gpus).await
+    }
+
+    /// Runs `converge` for `gpus` the way `apply` does after the config step.
+    async fn converge_gpus(
+        &self,
+        ct: Arc<FakeCt>,
+        req: &Request,
+        changed: bool,
+        gpus: Vec<Gpu>,
+    ) -> (Result<(), Error>, Report) {
         let tally = Arc::new(Tally::default());
         let host = CountingHost::new(self.host.clone(), tally.clone());
         let cts = CountingExec::new(ct, tally.clone());
@@ -496,7 +508,6 @@ impl World {
             ct: &req.ct,
         };
         let inv = inv();
-        let gpus = vec![inv.gpus[1].clone()];
         let cfg = ConfigOutcome {
             changed,
             written: changed && !req.dry_run,
@@ -917,4 +928,32 @@ async fn host_libs_mounts_take_the_module_version_only() {
     let e = super::hostlibs::mounts(&ctx, &other).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::HostPrecondition);
     assert!(e.to_string().contains("libnvidia-ml.so.590.1.2"), "{e}");
+}
+
+#[tokio::test]
+async fn no_gpu_assigned_restarts_for_the_removed_lines_and_installs_nothing() {
+    let w = World::new();
+    let ct = Arc::new(FakeCt::new(CtState::Running));
+    let (r, report) = w
+        .converge_gpus(ct.clone(), &request(), true, Vec::new())
+        .await;
+    r.unwrap();
+    assert_eq!(
+        report.counters.restarts, 1,
+        "the passthrough went away: {report:#?}"
+    );
+    assert_eq!(report.counters.container_execs, 0, "{report:#?}");
+    assert_eq!(report.counters.host_commands, 0, "no download: {report:#?}");
+    for s in [
+        StepName::Userspace,
+        StepName::Cuda,
+        StepName::Tools,
+        StepName::Verify,
+    ] {
+        assert_eq!(
+            status(&report, s),
+            StepStatus::Skipped,
+            "{s:?}: {report:#?}"
+        );
+    }
 }
