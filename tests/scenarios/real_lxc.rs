@@ -45,45 +45,8 @@ const DEVICE_RULES: &[&str] = &[
     "allow = c 10:229 rwm",
 ];
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|euid| euid == "0"))
-        })
-        .unwrap_or(false)
-}
-
-/// Root, the LXC tools and the busybox template; otherwise prints why the test is skipped.
 fn lxc_available(test: &str) -> bool {
-    if !is_root() {
-        eprintln!("skipped: {test} needs root (CI runs as root)");
-        return false;
-    }
-    let dirs = ["/usr/sbin", "/usr/bin", "/sbin", "/bin"];
-    for p in [
-        "lxc-create",
-        "lxc-start",
-        "lxc-stop",
-        "lxc-attach",
-        "lxc-info",
-        "lxc-wait",
-        "lxc-destroy",
-        "busybox",
-        "mknod",
-    ] {
-        if !dirs.iter().any(|d| Path::new(d).join(p).exists()) {
-            eprintln!("skipped: {test} needs {p} (install lxc, lxc-templates, busybox-static)");
-            return false;
-        }
-    }
-    if !Path::new("/usr/share/lxc/templates/lxc-busybox").exists() {
-        eprintln!("skipped: {test} needs the busybox template (install lxc-templates)");
-        return false;
-    }
-    true
+    crate::common::lxc_available(test) && crate::common::have(test, &["mknod"])
 }
 
 fn run_ok(cmd: &mut Command) -> String {
