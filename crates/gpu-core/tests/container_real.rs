@@ -438,3 +438,69 @@ async fn host_libs_are_mounted_read_only_and_linked() {
     assert_eq!(r.counters.container_execs, 1, "{r:#?}");
     assert!(!r.changed);
 }
+
+/// `sync` after a host driver upgrade, as the CLI does it: each container's assignment is read
+/// back from its config and applied again; the new runfile is downloaded once for all of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_after_a_driver_upgrade_downloads_the_new_runfile_once() {
+    if !can_run("sync_after_a_driver_upgrade_downloads_the_new_runfile_once") {
+        return;
+    }
+    const NEW: &str = "580.172.08";
+    let gh = GpuHost::new();
+    let srv = Server::start().await;
+    let old_path = srv.publish_runfile(VER, false);
+    let new_path = srv.publish_runfile(NEW, false);
+    let sels = ["0", "1", "0,1"];
+    let cts: Vec<TestCt> = sels.iter().map(|_| gh.container(&[])).collect();
+    let e = engine(&gh);
+    for (ct, sel) in cts.iter().zip(sels) {
+        ct.start();
+        let mut r = request(ct, sel);
+        r.runfile.url = Some(srv.url(&old_path));
+        apply_ok(&e, &r).await;
+    }
+
+    gh.set_driver_version(NEW);
+    let mut items = Vec::new();
+    for ct in &cts {
+        let current = e
+            .current_assignment(&CtRef::new(&ct.name))
+            .await
+            .unwrap()
+            .expect("the config passes GPUs");
+        assert_eq!(current.strategy, Strategy::Runfile);
+        let mut req = current.request();
+        req.runfile.url = Some(srv.url(&new_path));
+        req.restart.timeout = Duration::from_secs(90);
+        items.push(gpu_core::fleet::FleetItem {
+            node: "local".into(),
+            engine: e.clone(),
+            request: req,
+        });
+    }
+    let wanted: Vec<String> = items.iter().map(|i| i.request.gpus.to_string()).collect();
+    assert_eq!(wanted, sels, "the assignments read back from the configs");
+
+    let rows = gpu_core::fleet::apply_all(items, 3).await;
+    for (row, sel) in rows.iter().zip(sels) {
+        assert_eq!(row.result, "changed", "{row:#?}");
+        assert_eq!(
+            status(&row.report, StepName::Userspace),
+            StepStatus::Changed,
+            "{row:#?}"
+        );
+        let verified = detail(&row.report, StepName::Verify);
+        assert!(verified.contains(NEW), "{row:#?}");
+        for i in sel.split(',') {
+            let i: usize = i.parse().unwrap();
+            assert!(verified.contains(GPUS[i].1), "{row:#?}");
+        }
+    }
+    assert_eq!(
+        srv.gets(&new_path),
+        1,
+        "the new runfile was downloaded more than once"
+    );
+    assert_eq!(srv.gets(&old_path), 1);
+}
