@@ -405,8 +405,13 @@ fn replace(path: &Path, bytes: &[u8], mode: u32) -> Result<(), (&'static str, st
     };
     let written = (|| {
         file.write_all(bytes).map_err(|e| ("write", e))?;
-        file.set_permissions(std::fs::Permissions::from_mode(mode))
-            .map_err(|e| ("set the mode of", e))?;
+        // Only when it differs: Proxmox's cluster filesystem (/etc/pve) fixes each file's mode
+        // and may refuse a chmod, so one that would change nothing is not attempted.
+        let current = file.metadata().map_err(|e| ("stat", e))?.mode() & 0o7777;
+        if current != mode {
+            file.set_permissions(std::fs::Permissions::from_mode(mode))
+                .map_err(|e| ("set the mode of", e))?;
+        }
         file.sync_all().map_err(|e| ("fsync", e))?;
         drop(file);
         std::fs::rename(&tmp, path).map_err(|e| ("rename over", e))
