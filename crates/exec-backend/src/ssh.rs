@@ -287,7 +287,8 @@ if [ -n "$backup" ] && [ -e "$p" ]; then
 fi
 t=$(mktemp -- "$dir/.$base.phoenix-tmp.XXXXXX")
 cat > "$t"
-chmod -- "$mode" "$t"
+# Only when it differs (/etc/pve fixes each file's mode and may refuse a chmod).
+[ "$(stat -c %a -- "$t")" = "$mode" ] || chmod -- "$mode" "$t"
 sync -- "$t"
 mv -f -- "$t" "$p"
 t=
