@@ -387,6 +387,25 @@ pub trait ContainerExec: Send + Sync {
     async fn stop(&self, ct: &CtRef) -> Result<(), ExecError>;
 }
 
+/// Runs `outer`, a wrapper such as `pct exec` or `lxc-attach` around `cmd`, on `host`. A
+/// timeout is reported against `target` (the container) and the inner argv, which is what the
+/// caller asked to run.
+pub(crate) async fn run_wrapped<H: Host + ?Sized>(
+    host: &H,
+    outer: &Cmd,
+    target: String,
+    cmd: &Cmd,
+) -> Result<Output, ExecError> {
+    match host.run(outer).await {
+        Err(ExecError::Timeout { after, .. }) => Err(ExecError::Timeout {
+            target,
+            argv: cmd.display_argv(),
+            after,
+        }),
+        other => other,
+    }
+}
+
 /// Lossy text of an `OsStr`, for messages.
 pub fn lossy(s: &OsStr) -> String {
     s.to_string_lossy().into_owned()

@@ -242,16 +242,7 @@ impl<H: Host> ContainerExec for LxcAttach<H> {
         self.check_name(ct)?;
         cmd.validate(&self.target(ct))?;
         let outer = self.attach_cmd(ct, cmd);
-        let out = match self.host.run(&outer).await {
-            Err(ExecError::Timeout { after, .. }) => {
-                return Err(ExecError::Timeout {
-                    target: self.target(ct),
-                    argv: cmd.display_argv(),
-                    after,
-                })
-            }
-            other => other?,
-        };
+        let out = crate::run_wrapped(&self.host, &outer, self.target(ct), cmd).await?;
         // lxc-attach itself failing (no such container, not running) looks like this; the
         // command's own exit codes pass through untouched.
         let attach_failed = out.status == crate::ExitStatus::Code(1)

@@ -156,16 +156,7 @@ impl<H: Host> ContainerExec for Pct<H> {
         self.check_ctid(ct)?;
         cmd.validate(&self.target(ct))?;
         let outer = self.exec_cmd(ct, cmd);
-        let out = match self.host.run(&outer).await {
-            Err(ExecError::Timeout { after, .. }) => {
-                return Err(ExecError::Timeout {
-                    target: self.target(ct),
-                    argv: cmd.display_argv(),
-                    after,
-                })
-            }
-            other => other?,
-        };
+        let out = crate::run_wrapped(&self.host, &outer, self.target(ct), cmd).await?;
         if Self::is_not_found(ct, &out) {
             return Err(self.not_found(ct));
         }
