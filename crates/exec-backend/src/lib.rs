@@ -411,116 +411,65 @@ pub fn lossy(s: &OsStr) -> String {
     s.to_string_lossy().into_owned()
 }
 
-/// `Arc<dyn Host>` (chosen once by the binary) and decorators compose: a shared host is a host.
-#[async_trait]
-impl<T: Host + ?Sized> Host for std::sync::Arc<T> {
-    fn name(&self) -> String {
-        (**self).name()
-    }
-    fn resolve(&self, path: &Path) -> PathBuf {
-        (**self).resolve(path)
-    }
-    async fn run(&self, cmd: &Cmd) -> Result<Output, ExecError> {
-        (**self).run(cmd).await
-    }
-    async fn read_file(&self, path: &Path) -> Result<Vec<u8>, ExecError> {
-        (**self).read_file(path).await
-    }
-    async fn write_file_atomic(
-        &self,
-        path: &Path,
-        bytes: &[u8],
-        opts: &WriteOptions,
-    ) -> Result<(), ExecError> {
-        (**self).write_file_atomic(path, bytes, opts).await
-    }
-    async fn read_dir(&self, path: &Path) -> Result<Vec<DirEntry>, ExecError> {
-        (**self).read_dir(path).await
-    }
-    async fn stat(&self, path: &Path) -> Result<Option<FileMeta>, ExecError> {
-        (**self).stat(path).await
-    }
+/// Implements [`Host`] and [`ContainerExec`] for a pointer type to either, by forwarding, so
+/// that `Arc<dyn Host>` (chosen once by the binary), borrowed backends and decorators compose.
+macro_rules! forward_backends {
+    ($($ptr:ty),+) => {$(
+        #[async_trait]
+        impl<T: Host + ?Sized> Host for $ptr {
+            fn name(&self) -> String {
+                (**self).name()
+            }
+            fn resolve(&self, path: &Path) -> PathBuf {
+                (**self).resolve(path)
+            }
+            async fn run(&self, cmd: &Cmd) -> Result<Output, ExecError> {
+                (**self).run(cmd).await
+            }
+            async fn read_file(&self, path: &Path) -> Result<Vec<u8>, ExecError> {
+                (**self).read_file(path).await
+            }
+            async fn write_file_atomic(
+                &self,
+                path: &Path,
+                bytes: &[u8],
+                opts: &WriteOptions,
+            ) -> Result<(), ExecError> {
+                (**self).write_file_atomic(path, bytes, opts).await
+            }
+            async fn read_dir(&self, path: &Path) -> Result<Vec<DirEntry>, ExecError> {
+                (**self).read_dir(path).await
+            }
+            async fn stat(&self, path: &Path) -> Result<Option<FileMeta>, ExecError> {
+                (**self).stat(path).await
+            }
+        }
+
+        #[async_trait]
+        impl<T: ContainerExec + ?Sized> ContainerExec for $ptr {
+            async fn exec(&self, ct: &CtRef, cmd: &Cmd) -> Result<Output, ExecError> {
+                (**self).exec(ct, cmd).await
+            }
+            async fn push_file(
+                &self,
+                ct: &CtRef,
+                src: &Path,
+                dest: &Path,
+                mode: u32,
+            ) -> Result<(), ExecError> {
+                (**self).push_file(ct, src, dest, mode).await
+            }
+            async fn state(&self, ct: &CtRef) -> Result<CtState, ExecError> {
+                (**self).state(ct).await
+            }
+            async fn start(&self, ct: &CtRef) -> Result<(), ExecError> {
+                (**self).start(ct).await
+            }
+            async fn stop(&self, ct: &CtRef) -> Result<(), ExecError> {
+                (**self).stop(ct).await
+            }
+        }
+    )+};
 }
 
-/// A borrowed host is a host.
-#[async_trait]
-impl<T: Host + ?Sized> Host for &T {
-    fn name(&self) -> String {
-        (**self).name()
-    }
-    fn resolve(&self, path: &Path) -> PathBuf {
-        (**self).resolve(path)
-    }
-    async fn run(&self, cmd: &Cmd) -> Result<Output, ExecError> {
-        (**self).run(cmd).await
-    }
-    async fn read_file(&self, path: &Path) -> Result<Vec<u8>, ExecError> {
-        (**self).read_file(path).await
-    }
-    async fn write_file_atomic(
-        &self,
-        path: &Path,
-        bytes: &[u8],
-        opts: &WriteOptions,
-    ) -> Result<(), ExecError> {
-        (**self).write_file_atomic(path, bytes, opts).await
-    }
-    async fn read_dir(&self, path: &Path) -> Result<Vec<DirEntry>, ExecError> {
-        (**self).read_dir(path).await
-    }
-    async fn stat(&self, path: &Path) -> Result<Option<FileMeta>, ExecError> {
-        (**self).stat(path).await
-    }
-}
-
-/// `Arc<dyn ContainerExec>` and decorators compose.
-#[async_trait]
-impl<T: ContainerExec + ?Sized> ContainerExec for std::sync::Arc<T> {
-    async fn exec(&self, ct: &CtRef, cmd: &Cmd) -> Result<Output, ExecError> {
-        (**self).exec(ct, cmd).await
-    }
-    async fn push_file(
-        &self,
-        ct: &CtRef,
-        src: &Path,
-        dest: &Path,
-        mode: u32,
-    ) -> Result<(), ExecError> {
-        (**self).push_file(ct, src, dest, mode).await
-    }
-    async fn state(&self, ct: &CtRef) -> Result<CtState, ExecError> {
-        (**self).state(ct).await
-    }
-    async fn start(&self, ct: &CtRef) -> Result<(), ExecError> {
-        (**self).start(ct).await
-    }
-    async fn stop(&self, ct: &CtRef) -> Result<(), ExecError> {
-        (**self).stop(ct).await
-    }
-}
-
-/// A borrowed container backend is a container backend.
-#[async_trait]
-impl<T: ContainerExec + ?Sized> ContainerExec for &T {
-    async fn exec(&self, ct: &CtRef, cmd: &Cmd) -> Result<Output, ExecError> {
-        (**self).exec(ct, cmd).await
-    }
-    async fn push_file(
-        &self,
-        ct: &CtRef,
-        src: &Path,
-        dest: &Path,
-        mode: u32,
-    ) -> Result<(), ExecError> {
-        (**self).push_file(ct, src, dest, mode).await
-    }
-    async fn state(&self, ct: &CtRef) -> Result<CtState, ExecError> {
-        (**self).state(ct).await
-    }
-    async fn start(&self, ct: &CtRef) -> Result<(), ExecError> {
-        (**self).start(ct).await
-    }
-    async fn stop(&self, ct: &CtRef) -> Result<(), ExecError> {
-        (**self).stop(ct).await
-    }
-}
+forward_backends!(std::sync::Arc<T>, &T);
