@@ -18,7 +18,8 @@ use crate::version::DriverVersion;
 /// How long the probe may run (it runs `nvidia-smi`, which can be slow on a busy GPU).
 const PROBE_TIMEOUT: Duration = Duration::from_secs(90);
 
-/// The probe script. Positional arguments (`$@`) are the package names to look for.
+/// The probe's own questions ([`SCRIPT`] is these followed by [`SMI_SCRIPT`]). Positional
+/// arguments (`$@`) are the package names to look for.
 ///
 /// Output keys (one per line, repeated keys allowed where noted):
 /// `probe`, `os_id`, `os_version_id`, `os_codename`, `arch`, `apt_get`, `dpkg`,
@@ -26,7 +27,7 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(90);
 /// target`), `cuda_json`, `cuda_nvcc`, `pkg` (repeated, `status name`), `cmd` (repeated),
 /// `dev` (repeated, `path type [major:minor in hex]`), `smi` (repeated, nvidia-smi query output
 /// with stderr), `smi_rc`.
-pub(crate) const SCRIPT: &str = r#"
+const PROBE_HEAD: &str = r#"
 echo probe=1
 if [ -r /etc/os-release ]; then
   while IFS='=' read -r k v; do
@@ -44,7 +45,6 @@ command -v dpkg >/dev/null 2>&1 && echo dpkg=1
 df -Pk / 2>/dev/null | { read -r _h; read -r _fs _size _used avail _rest; echo "disk_free_kb=$avail"; }
 smi=$(command -v nvidia-smi 2>/dev/null)
 if [ -n "$smi" ]; then
-  echo "smi_path=$smi"
   nvidia-smi --version 2>/dev/null | while IFS= read -r l; do
     case "$l" in "NVIDIA-SMI version"*) echo "smi_version=${l#*:}" ;; esac
   done
@@ -79,26 +79,6 @@ fi
 for t in "$@"; do
   command -v "$t" >/dev/null 2>&1 && echo "cmd=$t"
 done
-for f in /dev/nvidia* /dev/nvidia-caps/*; do
-  if [ -c "$f" ]; then
-    echo "dev=$f c $(stat -c '%t:%T' "$f" 2>/dev/null)"
-  elif [ -d "$f" ]; then
-    echo "dev=$f d"
-  elif [ -e "$f" ]; then
-    echo "dev=$f f"
-  fi
-done
-if [ -n "$smi" ]; then
-  if command -v timeout >/dev/null 2>&1; then
-    out=$(timeout 60 nvidia-smi --query-gpu=index,uuid,driver_version --format=csv,noheader 2>&1)
-  else
-    out=$(nvidia-smi --query-gpu=index,uuid,driver_version --format=csv,noheader 2>&1)
-  fi
-  rc=$?
-  printf '%s\n' "$out" | while IFS= read -r l; do [ -n "$l" ] && echo "smi=$l"; done
-  echo "smi_rc=$rc"
-fi
-exit 0
 "#;
 
 /// The `nvidia-smi --query-gpu=index,uuid,driver_version` part of the probe (also the
@@ -127,6 +107,11 @@ if [ -n "$smi" ]; then
 fi
 exit 0
 "#;
+
+/// The whole probe: the questions above, then [`SMI_SCRIPT`], so that a converged run's
+/// verification comes from the same exec.
+pub(crate) static SCRIPT: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| format!("{PROBE_HEAD}{SMI_SCRIPT}"));
 
 /// What a node under `/dev` inside the container is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -457,7 +442,7 @@ pub(crate) async fn probe(ctx: &Ctx<'_>, tools: &[String]) -> Result<Probe> {
     for t in tools {
         check_package_name(t)?;
     }
-    let out = run_script(ctx, "probing", SCRIPT, tools, PROBE_TIMEOUT).await?;
+    let out = run_script(ctx, "probing", &SCRIPT, tools, PROBE_TIMEOUT).await?;
     if out.status != ExitStatus::Code(0) {
         return Err(Error::Parse {
             what: format!("the probe in container {}", ctx.ct),
@@ -660,7 +645,7 @@ mod shell_tests {
     fn probe_runs_in_dash_and_busybox() {
         let mut ran = 0;
         for shell in [&["/bin/sh"][..], &["busybox", "sh"][..], &["dash"][..]] {
-            let Some(text) = run(shell, SCRIPT, &["dpkg", "no-such-tool"]) else {
+            let Some(text) = run(shell, &SCRIPT, &["dpkg", "no-such-tool"]) else {
                 continue;
             };
             ran += 1;

@@ -351,7 +351,7 @@ impl ContainerExec for FakeCt {
         assert_eq!(&argv[..2], ["sh", "-c"], "{argv:?}");
         let script = argv[2].as_str();
         let args = &argv[4..];
-        if script == SCRIPT {
+        if script == *SCRIPT {
             return Ok(out(0, s.probe(args), ""));
         }
         if script == SMI_SCRIPT {
