@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
-use exec_backend::{Cmd, FileKind};
+use exec_backend::{Cmd, ExecError, FileKind, Output};
 
 use crate::engine::{chain, Ctx};
 use crate::error::{Error, Result};
@@ -174,27 +174,13 @@ fn sum_path(path: &Path) -> PathBuf {
 async fn sidecar_sum(ctx: &Ctx<'_>, f: &Fetch) -> Result<String> {
     let url = format!("{}.sha256sum", f.url);
     let cmd = Cmd::new(["curl", "-fsSL", "--retry", "3", url.as_str()]).timeout(SMALL_TIMEOUT);
-    let out = ctx.host.run(&cmd).await.map_err(|e| {
-        install(
-            ctx,
-            f,
-            format!(
-                "fetching {url} failed: {} (is curl installed on the host?)",
-                chain(&e)
-            ),
-        )
-    })?;
-    if !out.status.success() {
-        return Err(install(
-            ctx,
-            f,
-            format!(
-                "fetching {url} failed ({}): {}; give the checksum with --runfile-sha256",
-                out.status,
-                out.stderr_tail(500)
-            ),
-        ));
-    }
+    let out = curl_ok(
+        ctx,
+        f,
+        &format!("fetching {url}"),
+        "; give the checksum with --runfile-sha256",
+        ctx.host.run(&cmd).await,
+    )?;
     let text = out.stdout_str();
     let token = text.split_whitespace().next().unwrap_or_default();
     normalize_sum(token).map_err(|_| {
@@ -239,29 +225,7 @@ async fn download_verify(
             }
         }
     };
-    let out = out.map_err(|e| {
-        install(
-            ctx,
-            f,
-            format!(
-                "downloading {} failed: {} (is curl installed on the host?)",
-                f.url,
-                chain(&e)
-            ),
-        )
-    })?;
-    if !out.status.success() {
-        return Err(install(
-            ctx,
-            f,
-            format!(
-                "downloading {} failed ({}): {}",
-                f.url,
-                out.status,
-                out.stderr_tail(500)
-            ),
-        ));
-    }
+    curl_ok(ctx, f, &format!("downloading {}", f.url), "", out)?;
     let size = match ctx.host.stat(tmp).await {
         Ok(Some(m)) => m.size,
         _ => {
@@ -385,6 +349,39 @@ fn truncate(s: &str, max: usize) -> String {
 }
 
 /// Errors of a download are install errors (exit 5) of the container it is for.
+/// A curl run on the host that must have succeeded: a failure to run it or a non-zero exit is
+/// an install error saying what was being done (`doing`), with `hint` after curl's stderr.
+fn curl_ok(
+    ctx: &Ctx<'_>,
+    f: &Fetch,
+    doing: &str,
+    hint: &str,
+    out: std::result::Result<Output, ExecError>,
+) -> Result<Output> {
+    let out = out.map_err(|e| {
+        install(
+            ctx,
+            f,
+            format!(
+                "{doing} failed: {} (is curl installed on the host?)",
+                chain(&e)
+            ),
+        )
+    })?;
+    if !out.status.success() {
+        return Err(install(
+            ctx,
+            f,
+            format!(
+                "{doing} failed ({}): {}{hint}",
+                out.status,
+                out.stderr_tail(500)
+            ),
+        ));
+    }
+    Ok(out)
+}
+
 fn install(ctx: &Ctx<'_>, f: &Fetch, detail: String) -> Error {
     Error::Install {
         ct: ctx.ct.to_string(),
