@@ -25,8 +25,7 @@ use std::sync::OnceLock;
 
 use clap::Parser;
 use gpu_core::{
-    chain, Engine, Error, ErrorKind, Event, EventSink, Inventory, Report, Settings, StepName,
-    StepStatus,
+    chain, Engine, Error, ErrorKind, Event, EventSink, Inventory, Report, Settings, StepStatus,
 };
 use serde::Serialize;
 use tracing::{debug, info, warn, Instrument};
@@ -253,7 +252,7 @@ async fn one(
         Err(e) => return fail_err(json, &e),
     };
     let out = match what {
-        "plan" => plan(&engine, &req).await,
+        "plan" => engine.plan_config(&req).await,
         "apply" => engine.apply(&req).await,
         _ => engine.verify(&req).await,
     };
@@ -281,86 +280,6 @@ fn log_event(e: Event) {
         Event::Notice { ct, message } => warn!(ct = %ct, "{message}"),
         _ => {}
     }
-}
-
-/// `plan`: the config diff and the steps apply would take. The container is not touched: the
-/// steps after the config are listed as apply would decide them.
-async fn plan(engine: &Engine, req: &gpu_core::Request) -> Result<Report, gpu_core::Failure> {
-    let mut r = req.clone();
-    let config_only = r.config_only;
-    r.config_only = true;
-    // The engine's own step events would announce the forced --config-only; the steps are
-    // logged below as the plan reports them.
-    let quiet = engine.clone().with_events(EventSink::none());
-    let mut report = quiet.plan(&r).await?;
-    report
-        .steps
-        .retain(|s| s.name == StepName::HostCheck || s.name == StepName::Config);
-    let config_changes = report
-        .step(StepName::Config)
-        .is_some_and(|s| s.status == StepStatus::Planned);
-    let later = |name: StepName, detail: String| gpu_core::StepReport {
-        name,
-        status: StepStatus::Skipped,
-        detail,
-        duration_ms: 0,
-    };
-    let steps: Vec<gpu_core::StepReport> = if config_only {
-        [
-            StepName::Restart,
-            StepName::Userspace,
-            StepName::Cuda,
-            StepName::Tools,
-            StepName::Verify,
-        ]
-        .into_iter()
-        .map(|n| later(n, "--config-only".into()))
-        .collect()
-    } else {
-        let restart = if !config_changes {
-            "not needed: the config does not change".to_owned()
-        } else if req.restart.no_restart {
-            "--no-restart: the new config takes effect at the next start".to_owned()
-        } else {
-            "apply restarts the container if it runs".to_owned()
-        };
-        let userspace = match req.strategy {
-            gpu_core::Strategy::None => "--strategy none".to_owned(),
-            gpu_core::Strategy::HostLibs => {
-                "apply runs ldconfig in the container for the host's libraries".to_owned()
-            }
-            gpu_core::Strategy::Runfile => {
-                "apply installs the runfile if the container's userspace differs".to_owned()
-            }
-        };
-        let cuda = match &req.cuda {
-            Some(v) => format!("apply installs CUDA {v} if missing"),
-            None => "no CUDA asked for".to_owned(),
-        };
-        let tools = if req.tools.is_empty() {
-            "no tools asked for".to_owned()
-        } else {
-            format!("apply installs {} if missing", req.tools.join(", "))
-        };
-        vec![
-            later(StepName::Restart, restart),
-            later(StepName::Userspace, userspace),
-            later(StepName::Cuda, cuda),
-            later(StepName::Tools, tools),
-            later(
-                StepName::Verify,
-                "apply runs nvidia-smi in the container".into(),
-            ),
-        ]
-    };
-    report.steps.extend(steps);
-    for s in &report.steps {
-        log_event(Event::StepFinished {
-            ct: report.ct.clone(),
-            report: s.clone(),
-        });
-    }
-    Ok(report)
 }
 
 #[derive(Serialize)]
