@@ -55,7 +55,11 @@ const FILES: &[(&str, &str)] = &[
     ),
     (
         crate::logging::DEFAULT_LOG_FILE,
-        "the debug log, when writable (see --log-file)",
+        "the log, when writable (see --log-file): info lines, debug lines too with -v",
+    ),
+    (
+        "/etc/logrotate.d/phoenix-gpu",
+        "rotates the log monthly or past 10 MB, keeping twelve",
     ),
 ];
 
