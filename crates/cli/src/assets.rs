@@ -478,6 +478,42 @@ print -r -- "$out" | tr -d '\r' | sed -n 's/^.*MATCH:\(.*\)$/\1/p' | sort -u
         }
     }
 
+    /// The README's test command works in a root shell without sudo (a fresh Debian or Proxmox
+    /// VE node has none), and CI runs the same script.
+    #[test]
+    fn readme_test_command_is_ci_s_and_needs_no_sudo() {
+        let readme = include_str!("../../../README.md");
+        let ci = include_str!("../../../.ci/run");
+        let mut in_block = false;
+        let mut commands = Vec::new();
+        for line in readme.lines() {
+            if line.starts_with("```") {
+                in_block = !in_block;
+            } else if in_block && line.contains("scripts/test.sh") {
+                commands.push(line.trim());
+            }
+        }
+        assert_eq!(commands, ["scripts/test.sh"], "the README's test command");
+        assert!(
+            ci.lines()
+                .any(|l| l == "PHOENIX_SKIP_INSTALL=1 scripts/test.sh"),
+            ".ci/run installs first, then runs the README's command"
+        );
+        for (name, text) in [
+            ("README.md", readme),
+            ("scripts/test.sh", include_str!("../../../scripts/test.sh")),
+            (
+                "scripts/install-test-deps.sh",
+                include_str!("../../../scripts/install-test-deps.sh"),
+            ),
+        ] {
+            let sudo = text
+                .lines()
+                .filter(|l| l.trim_start().starts_with("sudo ") || l.contains("| sudo "));
+            assert_eq!(sudo.count(), 0, "{name} runs sudo");
+        }
+    }
+
     #[test]
     fn roff_escapes() {
         assert_eq!(roff_text(".a-b\\"), "\\&.a\\-b\\e");
