@@ -640,6 +640,102 @@ fn log_file_lines_have_a_timestamp_the_command_and_the_step() {
     assert!(h.log_text().starts_with(&log));
 }
 
+/// The log file takes a run at every container start (the pre-start hookscript runs `check`):
+/// by default it gets info lines only, each run framed by its command line and exit code; -v
+/// adds the debug lines.
+#[test]
+fn log_file_is_info_by_default_and_debug_with_v() {
+    let h = TestHost::h200x2();
+    let r = h.run(&["check", "101"]);
+    assert_eq!(r.code, 10, "{r:#?}");
+    let log = h.log_text();
+    let lines: Vec<&str> = log.lines().collect();
+    assert!(lines.len() >= 4, "{log}");
+    assert!(lines.iter().all(|l| l.contains("Z  INFO ")), "{log}");
+    assert!(lines[0].contains("phoenix-gpu started argv=["), "{log}");
+    assert!(
+        lines[lines.len() - 1].contains("phoenix-gpu finished exit_code=10"),
+        "{log}"
+    );
+    assert!(log.contains("step=\"config\" status=Ok"), "{log}");
+    // Neither frame line reaches stderr.
+    assert!(!r.stderr.contains("phoenix-gpu started"), "{r:#?}");
+
+    let r = h.run(&["check", "101", "-v"]);
+    assert_eq!(r.code, 10, "{r:#?}");
+    let more = h.log_text()[log.len()..].to_owned();
+    assert!(more.contains("Z DEBUG "), "{more}");
+    assert!(more.contains("inventory read"), "{more}");
+    assert!(
+        !r.stderr.contains("DEBUG"),
+        "-v shows info on stderr: {r:#?}"
+    );
+}
+
+/// logrotate, where it is installed (`/usr/sbin` is not on every user's PATH); with `CI` set a
+/// missing logrotate is a broken install, never a skip.
+fn logrotate() -> Option<std::path::PathBuf> {
+    let found = [
+        "/usr/sbin/logrotate",
+        "/sbin/logrotate",
+        "/usr/bin/logrotate",
+    ]
+    .iter()
+    .map(std::path::PathBuf::from)
+    .find(|p| p.exists());
+    if found.is_none() {
+        let why = "logrotate is not installed (scripts/install-test-deps.sh installs it)";
+        assert!(std::env::var_os("CI").is_none(), "CI is set but {why}");
+        eprintln!("skipped: {why}");
+    }
+    found
+}
+
+/// The packaged logrotate file (`/etc/logrotate.d/phoenix-gpu`) really rotates the log (that it
+/// names the binary's default is a unit test of `logging`): with the path pointed at a test
+/// log, two forced rotations leave the newest old log plain, the one before compressed, and
+/// each run writes a fresh file.
+#[test]
+fn the_packaged_logrotate_file_rotates_the_log() {
+    const CONF: &str = include_str!("../../pkg/logrotate");
+    const DEFAULT_LOG: &str = "/var/log/phoenix-gpu.log";
+    assert!(CONF.contains(&format!("\n{DEFAULT_LOG} {{\n")), "{CONF}");
+    let Some(logrotate) = logrotate() else {
+        return;
+    };
+    let h = TestHost::h200x2();
+    let log = h.log.path().join("phoenix-gpu.log");
+    let work = tempfile::tempdir().unwrap();
+    let conf = work.path().join("phoenix-gpu");
+    std::fs::write(&conf, CONF.replace(DEFAULT_LOG, log.to_str().unwrap())).unwrap();
+    let rotate = || {
+        let out = std::process::Command::new(&logrotate)
+            .arg("--force")
+            .arg("--state")
+            .arg(work.path().join("state"))
+            .arg(&conf)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stderr), "", "{out:?}");
+    };
+    let rotated = |n: &str| h.log.path().join(format!("phoenix-gpu.log.{n}"));
+
+    assert_eq!(h.run(&["plan", "101", "--gpus", "1"]).code, 0);
+    let first = h.log_text();
+    rotate();
+    assert!(!log.exists(), "renamed, not copied");
+    assert_eq!(std::fs::read_to_string(rotated("1")).unwrap(), first);
+
+    assert_eq!(h.run(&["check", "101"]).code, 10);
+    let second = h.log_text();
+    assert!(second.contains("run{cmd=\"check\"}") && !second.contains("cmd=\"plan\""));
+    rotate();
+    assert_eq!(std::fs::read_to_string(rotated("1")).unwrap(), second);
+    let gz = std::fs::read(rotated("2.gz")).unwrap();
+    assert_eq!(gz[..2], [0x1f, 0x8b], "compressed");
+}
+
 #[test]
 fn no_progress_drawing_when_not_a_terminal() {
     let h = TestHost::h200x2();

@@ -55,13 +55,22 @@ const FILES: &[(&str, &str)] = &[
     ),
     (
         crate::logging::DEFAULT_LOG_FILE,
-        "the debug log, when writable (see --log-file)",
+        "the log, when writable (see --log-file): info lines, debug lines too with -v",
+    ),
+    (
+        "/etc/logrotate.d/phoenix-gpu",
+        "rotates the log monthly or past 10 MB, keeping twelve",
     ),
 ];
 
+/// The clap command as the assets describe it, not yet built.
+fn cli_command() -> clap::Command {
+    Cli::command().disable_help_subcommand(true)
+}
+
 /// The clap command with its subcommands built (display names such as `phoenix-gpu-apply`).
 pub fn command() -> clap::Command {
-    let mut cmd = Cli::command().disable_help_subcommand(true);
+    let mut cmd = cli_command();
     cmd.build();
     cmd
 }
@@ -127,28 +136,47 @@ pub fn man_pages(cmd: &clap::Command) -> Vec<(String, Vec<u8>)> {
     out
 }
 
+/// The name bash's script is generated under (see [`completion`]).
+const BASH_GENERATED_AS: &str = "phoenix_gpu";
+
 /// The completion script of `shell`.
-pub fn completion(cmd: &clap::Command, shell: Shell) -> Vec<u8> {
+///
+/// Bash: clap_complete spells the script's state two ways when the binary name has a dash
+/// (clap-rs/clap#6421, open): `cmd="phoenix__gpu__subcmd__apply"` against the case label
+/// `phoenix__subcmd__gpu__subcmd__apply`, so nothing after the first word completes. The script
+/// is generated for `phoenix_gpu`, whose labels agree, and its `complete` lines then name the
+/// real binary. The function finds its state from `$1`, whatever the binary is called.
+pub fn completion(shell: Shell) -> Vec<u8> {
+    let mut cmd = cli_command();
     let mut out = Vec::new();
-    let mut cmd = cmd.clone();
+    if shell == Shell::Bash {
+        clap_complete::generate(shell, &mut cmd, BASH_GENERATED_AS, &mut out);
+        let script = String::from_utf8_lossy(&out);
+        let tail = format!(" {BASH_GENERATED_AS}");
+        return script
+            .lines()
+            .map(|l| match l.strip_suffix(&tail) {
+                Some(head) if l.trim_start().starts_with("complete ") => format!("{head} {BIN}\n"),
+                _ => format!("{l}\n"),
+            })
+            .collect::<String>()
+            .into_bytes();
+    }
     clap_complete::generate(shell, &mut cmd, BIN, &mut out);
     out
 }
 
 /// The completions with the file names Debian's paths want.
-pub fn completions(cmd: &clap::Command) -> Vec<(String, Vec<u8>)> {
+pub fn completions() -> Vec<(String, Vec<u8>)> {
     vec![
         (
             "completions/phoenix-gpu.bash".into(),
-            completion(cmd, Shell::Bash),
+            completion(Shell::Bash),
         ),
-        (
-            "completions/_phoenix-gpu".into(),
-            completion(cmd, Shell::Zsh),
-        ),
+        ("completions/_phoenix-gpu".into(), completion(Shell::Zsh)),
         (
             "completions/phoenix-gpu.fish".into(),
-            completion(cmd, Shell::Fish),
+            completion(Shell::Fish),
         ),
     ]
 }
@@ -167,7 +195,7 @@ pub fn write_all(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
         .into_iter()
         .map(|(n, b)| (format!("man/{n}"), b))
         .collect();
-    files.extend(completions(&cmd));
+    files.extend(completions());
     files.push((
         format!("examples/{}", gpu_core::host_prepare::UNIT_NAME),
         example_unit().into_bytes(),
@@ -248,7 +276,7 @@ mod tests {
             .collect();
         assert!(longs.contains(&"gpus") && longs.contains(&"driver-version"));
         assert!(longs.contains(&"root"), "global flags count too");
-        for (name, script) in completions(&cmd) {
+        for (name, script) in completions() {
             let script = text(&script);
             for l in &longs {
                 let needle = if name.ends_with(".fish") {
@@ -259,6 +287,154 @@ mod tests {
                 assert!(script.contains(&needle), "{needle} not in {name}");
             }
             assert!(!script.contains("generate-assets"), "{name}");
+        }
+    }
+
+    /// Whether `shell` can be run; with `CI` set a missing shell is a broken install, not a skip.
+    fn have(shell: &str) -> bool {
+        if std::process::Command::new(shell)
+            .arg("--version")
+            .output()
+            .is_ok()
+        {
+            return true;
+        }
+        let why = format!("{shell} is not installed (scripts/install-test-deps.sh installs it)");
+        assert!(std::env::var_os("CI").is_none(), "CI is set but {why}");
+        eprintln!("skipped: {why}");
+        false
+    }
+
+    /// Runs `shell ARGS` (killed after 60 s), returning stdout's lines sorted; fails the test on
+    /// a non-zero exit.
+    fn shell_lines(shell: &str, args: &[&str]) -> Vec<String> {
+        let out = std::process::Command::new("timeout")
+            .arg("60")
+            .arg(shell)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("{shell}: {e}"));
+        assert!(
+            out.status.success(),
+            "{shell} {args:?}: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        let mut v: Vec<String> = text(&out.stdout).lines().map(str::to_owned).collect();
+        v.sort();
+        v
+    }
+
+    /// What the generated script of `shell` offers for `line` (completing its last word; a line
+    /// ending in a space completes a new, empty word).
+    fn offers(shell: Shell, line: &str) -> Vec<String> {
+        let d = tempfile::tempdir().unwrap();
+        let (name, bin) = match shell {
+            Shell::Bash => ("phoenix-gpu.bash", "bash"),
+            Shell::Zsh => ("_phoenix-gpu", "zsh"),
+            Shell::Fish => ("phoenix-gpu.fish", "fish"),
+            _ => unreachable!(),
+        };
+        let script = d.path().join(name);
+        std::fs::write(&script, completion(shell)).unwrap();
+        let script = script.to_str().unwrap();
+        let dir = d.path().to_str().unwrap();
+        match shell {
+            // As bash-completion calls it: the function `complete -p` names for the binary,
+            // with the command, the current word and the previous word.
+            Shell::Bash => shell_lines(
+                bin,
+                &[
+                    "--norc",
+                    "--noprofile",
+                    "-c",
+                    BASH_HARNESS,
+                    "bash",
+                    script,
+                    line,
+                ],
+            ),
+            Shell::Zsh => shell_lines(bin, &["-f", "-c", ZSH_HARNESS, "zsh", dir, line]),
+            Shell::Fish => shell_lines(
+                bin,
+                &[
+                    "--no-config",
+                    "-c",
+                    "source $argv[1]; complete -C $argv[2] | string replace -r '\\t.*' ''",
+                    script,
+                    line,
+                ],
+            ),
+            _ => unreachable!(),
+        }
+    }
+
+    /// bash -c BASH_HARNESS bash SCRIPT LINE
+    const BASH_HARNESS: &str = r#"
+set -eu
+. "$1"
+read -r -a COMP_WORDS <<<"$2"
+[[ "$2" == *" " ]] && COMP_WORDS+=("")
+COMP_CWORD=$(( ${#COMP_WORDS[@]} - 1 ))
+COMP_LINE="$2"
+COMP_POINT=${#COMP_LINE}
+spec=$(complete -p phoenix-gpu)
+fn=${spec#*-F }
+fn=${fn%% *}
+COMPREPLY=()
+"$fn" phoenix-gpu "${COMP_WORDS[COMP_CWORD]}" "${COMP_WORDS[COMP_CWORD-1]}"
+[ ${#COMPREPLY[@]} -eq 0 ] || printf '%s\n' "${COMPREPLY[@]}"
+"#;
+
+    /// zsh -f -c ZSH_HARNESS zsh DIR LINE: an interactive zsh in a pseudo-terminal with DIR
+    /// first on fpath types LINE and a tab; every match the completion system adds is printed.
+    const ZSH_HARNESS: &str = r#"
+zmodload zsh/zpty || exit 3
+zpty z zsh -f -i || exit 3
+zpty -w z "PS1=''; fpath=(${(q)1} \$fpath); autoload -Uz compinit; compinit -u -D"
+zpty -w z 'zstyle ":completion:*" menu no; LISTMAX=100000'
+# The tags are built at run time, so the echoed input never contains them.
+zpty -w z 'compadd() {
+  if (( ${@[(I)-(O|A|D)*]} )); then builtin compadd "$@"; return; fi
+  local -a got; builtin compadd -O got "$@"
+  print -rl -- "${_t}"${^got}
+  builtin compadd "$@"
+}'
+zpty -w z '_t=MA""TCH:; _e=DO""NE; comppostfuncs=(_done); _done() { print -r -- $_e; }'
+zpty -w z "$2"$'\t'
+zpty -r z out '*DONE*' || exit 4
+zpty -d z
+print -r -- "$out" | tr -d '\r' | sed -n 's/^.*MATCH:\(.*\)$/\1/p' | sort -u
+"#;
+
+    fn strs(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    /// Completion beyond the first word: a subcommand's flag, and a flag's values (not files).
+    /// Bash failed both before the script was generated under a name without the dash
+    /// (clap-rs/clap#6421).
+    #[test]
+    fn completion_of_subcommand_flags_and_values() {
+        for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
+            if !have(&shell.to_string()) {
+                continue;
+            }
+            assert_eq!(offers(shell, "phoenix-gpu ap"), strs(&["apply"]), "{shell}");
+            assert_eq!(
+                offers(shell, "phoenix-gpu apply --str"),
+                strs(&["--strategy"]),
+                "{shell}"
+            );
+            assert_eq!(
+                offers(shell, "phoenix-gpu apply --strategy "),
+                strs(&["host-libs", "none", "runfile"]),
+                "{shell}"
+            );
+            let prepare = offers(shell, "phoenix-gpu host prepare --");
+            for flag in ["--hookscript", "--remove", "--json"] {
+                assert!(prepare.contains(&flag.to_owned()), "{shell}: {prepare:?}");
+            }
         }
     }
 
@@ -299,6 +475,42 @@ mod tests {
                 format!("| {code} | {meaning} |"),
                 "README row of exit code {code}"
             );
+        }
+    }
+
+    /// The README's test command works in a root shell without sudo (a fresh Debian or Proxmox
+    /// VE node has none), and CI runs the same script.
+    #[test]
+    fn readme_test_command_is_ci_s_and_needs_no_sudo() {
+        let readme = include_str!("../../../README.md");
+        let ci = include_str!("../../../.ci/run");
+        let mut in_block = false;
+        let mut commands = Vec::new();
+        for line in readme.lines() {
+            if line.starts_with("```") {
+                in_block = !in_block;
+            } else if in_block && line.contains("scripts/test.sh") {
+                commands.push(line.trim());
+            }
+        }
+        assert_eq!(commands, ["scripts/test.sh"], "the README's test command");
+        assert!(
+            ci.lines()
+                .any(|l| l == "PHOENIX_SKIP_INSTALL=1 scripts/test.sh"),
+            ".ci/run installs first, then runs the README's command"
+        );
+        for (name, text) in [
+            ("README.md", readme),
+            ("scripts/test.sh", include_str!("../../../scripts/test.sh")),
+            (
+                "scripts/install-test-deps.sh",
+                include_str!("../../../scripts/install-test-deps.sh"),
+            ),
+        ] {
+            let sudo = text
+                .lines()
+                .filter(|l| l.trim_start().starts_with("sudo ") || l.contains("| sudo "));
+            assert_eq!(sudo.count(), 0, "{name} runs sudo");
         }
     }
 

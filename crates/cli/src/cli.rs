@@ -47,7 +47,7 @@ pub struct Global {
     /// Print a final JSON report on stdout
     #[arg(long, global = true)]
     pub json: bool,
-    /// Append a debug log here [default: /var/log/phoenix-gpu.log when writable]
+    /// Append the log here (info lines; debug too with -v) [default: /var/log/phoenix-gpu.log when writable]
     #[arg(long, global = true, value_name = "FILE")]
     pub log_file: Option<PathBuf>,
     /// More output on stderr: -v each step as it ends, -vv debug, -vvv trace

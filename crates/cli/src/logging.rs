@@ -1,4 +1,10 @@
-//! The tracing subscriber: human lines on stderr (by -v/-q), a debug log file.
+//! The tracing subscriber: human lines on stderr (by -v/-q), a log file.
+//!
+//! The log file is appended to by every run, and the Proxmox pre-start hookscript runs `check`
+//! at every container start, so it holds info lines by default: each run's command line and
+//! exit code and each step's outcome, a few hundred bytes per container and run. `-v` and more
+//! add the debug lines (every command run and file read) to it. The package rotates it
+//! (`/etc/logrotate.d/phoenix-gpu`).
 //!
 //! Every line of the log file starts with a UTC timestamp and the level, then the span scope:
 //! `run{cmd=apply}` for the whole command and, inside a step of the engine,
@@ -29,7 +35,18 @@ fn ours(level: LevelFilter) -> Targets {
         .with_default(LevelFilter::WARN.min(level))
 }
 
-/// The target of the span the CLI opens around a whole command.
+/// The log file's level for the stderr level that -v/-q chose: info, or with -v and more debug
+/// (trace with -vvv).
+fn file_level(stderr: LevelFilter) -> LevelFilter {
+    if stderr >= LevelFilter::INFO {
+        LevelFilter::DEBUG.max(stderr)
+    } else {
+        LevelFilter::INFO
+    }
+}
+
+/// The target of the span the CLI opens around a whole command, and of the run's first and
+/// last lines in the log file (never on stderr).
 pub const RUN_SPAN_TARGET: &str = "phoenix_gpu::run";
 /// The target of gpu-core's per-step spans.
 const STEP_SPAN_TARGET: &str = "gpu_core::step";
@@ -96,7 +113,7 @@ pub fn init(
             tracing_subscriber::fmt::layer()
                 .with_writer(Mutex::new(f))
                 .with_ansi(false)
-                .with_filter(ours(LevelFilter::DEBUG.max(level))),
+                .with_filter(ours(file_level(level))),
         ),
         Err(e) => {
             if explicit {
@@ -110,4 +127,27 @@ pub fn init(
         .with(file)
         .try_init();
     warning
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_file_gets_info_and_debug_with_v() {
+        assert_eq!(file_level(LevelFilter::ERROR), LevelFilter::INFO);
+        assert_eq!(file_level(LevelFilter::WARN), LevelFilter::INFO);
+        assert_eq!(file_level(LevelFilter::INFO), LevelFilter::DEBUG);
+        assert_eq!(file_level(LevelFilter::DEBUG), LevelFilter::DEBUG);
+        assert_eq!(file_level(LevelFilter::TRACE), LevelFilter::TRACE);
+    }
+
+    #[test]
+    fn the_packaged_logrotate_file_names_the_default_log() {
+        let conf = include_str!("../../../pkg/logrotate");
+        assert!(
+            conf.contains(&format!("\n{DEFAULT_LOG_FILE} {{\n")),
+            "{conf}"
+        );
+    }
 }

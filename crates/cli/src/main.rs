@@ -132,7 +132,7 @@ fn main() -> ExitCode {
     let code = rt.block_on(
         async {
             let code = run(cli).await;
-            debug!(exit_code = code, "phoenix-gpu finished");
+            info!(target: logging::RUN_SPAN_TARGET, exit_code = code, "phoenix-gpu finished");
             code
         }
         .instrument(span),
@@ -144,7 +144,7 @@ fn main() -> ExitCode {
 /// What a command ended with: its exit code (0 on success).
 async fn run(cli: Cli) -> u8 {
     let g = &cli.global;
-    debug!(argv = ?std::env::args().collect::<Vec<_>>(), "phoenix-gpu started");
+    info!(target: logging::RUN_SPAN_TARGET, argv = ?std::env::args().collect::<Vec<_>>(), "phoenix-gpu started");
     let pc = match &g.phoenix_config {
         Some(p) => match PhoenixConfig::read(p) {
             Ok(c) => Some(c),
