@@ -1,10 +1,31 @@
-//! Proxmox's `write_pct_config`, fed by the file's lines read with `parse_pct_config`'s rules.
+//! [`Document::to_pve_canonical`]: Proxmox's `write_pct_config`, fed by the file's lines read
+//! with `parse_pct_config`'s rules.
 
 use std::collections::BTreeMap;
 
-use crate::classify::Kind;
+use crate::document::Document;
+use crate::line::{classify_pve, Kind, Line};
 use crate::rules::{check_type, decode_text, encode_text, parse_index, truthy, Checked};
-use crate::{split_sections, Effective, Line, SectionKind};
+use crate::section::{split_sections, Effective};
+use crate::types::{Dialect, SectionKind};
+
+impl Document {
+    /// What Proxmox's `write_pct_config` writes after reading this file with
+    /// `parse_pct_config`: description as `#` lines first, plain keys sorted bytewise with
+    /// booleans and integers normalised, `lxc.environment.runtime` then the other `lxc.*`
+    /// entries as `key: value`, then `[pve:pending]`, then the snapshots sorted by name.
+    /// Dropped lines are gone, duplicates resolved. A plain-LXC document is read as PVE would.
+    pub fn to_pve_canonical(&self) -> Vec<u8> {
+        write(&self.lines, &self.pve_kinds())
+    }
+
+    fn pve_kinds(&self) -> Vec<Kind> {
+        match self.dialect {
+            Dialect::Pve => self.lines.iter().map(|l| l.kind.clone()).collect(),
+            Dialect::Lxc => self.lines.iter().map(|l| classify_pve(&l.text)).collect(),
+        }
+    }
+}
 
 /// `$conf` of one section as `parse_pct_config` builds it.
 #[derive(Default)]
@@ -212,7 +233,7 @@ fn perl_split(s: &[u8], sep: u8, runs: bool) -> Vec<&[u8]> {
 }
 
 /// The bytes `write_pct_config` writes for a file whose lines have these PVE kinds.
-pub(crate) fn write(lines: &[Line], kinds: &[Kind]) -> Vec<u8> {
+fn write(lines: &[Line], kinds: &[Kind]) -> Vec<u8> {
     let raw = split_sections(lines, kinds);
     let eff = Effective::of(&raw);
     let mut out = Vec::new();
@@ -251,6 +272,25 @@ pub(crate) fn write(lines: &[Line], kinds: &[Kind]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn pve(s: &str) -> Document {
+        Document::parse(s.as_bytes(), Dialect::Pve)
+    }
+
+    #[test]
+    fn canonical_drops_unused_volumes_still_in_use_and_orders_env() {
+        let d = pve("unused1: local:vm-1-disk-1\nunused0: local:vm-1-disk-0\nlxc.idmap: u 0 1 2\n\
+                     lxc.environment.runtime: A=1\nrootfs: local:vm-1-disk-0,size=8G\nsnapstate: prepare\n");
+        assert_eq!(
+            String::from_utf8(d.to_pve_canonical()).unwrap(),
+            "rootfs: local:vm-1-disk-0,size=8G\nunused1: local:vm-1-disk-1\n\
+             lxc.environment.runtime: A=1\nlxc.idmap: u 0 1 2\n"
+        );
+        assert_eq!(
+            pve("[bb]\n[BB]\n[c]\n").to_pve_canonical(),
+            b"\n[BB]\n\n[bb]\n"
+        );
+    }
 
     #[test]
     fn perl_split_semantics() {

@@ -1,9 +1,39 @@
-//! Line classification: the regexes of Proxmox's `parse_pct_config` and LXC's `parse_line`,
-//! written out by hand over bytes.
+//! One physical line: its bytes, its line break, and what it is. The classification follows
+//! the regexes of Proxmox's `parse_pct_config` and LXC's `parse_line`, written out by hand over
+//! bytes.
 
 use std::ops::Range;
 
 use crate::rules::{lxc_validity, LxcValidity};
+
+/// One physical line: the bytes before its LF (a CR stays in `text`).
+#[derive(Clone, Debug)]
+pub(crate) struct Line {
+    pub(crate) id: u64,
+    pub(crate) text: Vec<u8>,
+    pub(crate) newline: bool,
+    pub(crate) kind: Kind,
+}
+
+impl Line {
+    pub(crate) fn display(&self) -> String {
+        let t = self.text.strip_suffix(b"\r").unwrap_or(&self.text);
+        String::from_utf8_lossy(t).into_owned()
+    }
+
+    pub(crate) fn is_utf8(&self) -> bool {
+        std::str::from_utf8(&self.text).is_ok()
+    }
+
+    pub(crate) fn str(&self, span: &Range<usize>) -> Option<&str> {
+        // only lines that are UTF-8 as a whole are offered as text
+        if self.is_utf8() {
+            std::str::from_utf8(&self.text[span.clone()]).ok()
+        } else {
+            None
+        }
+    }
+}
 
 /// A byte range inside one line's text.
 pub(crate) type Span = Range<usize>;
