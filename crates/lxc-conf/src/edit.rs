@@ -421,7 +421,7 @@ fn one_line(s: &str) -> std::borrow::Cow<'_, str> {
 
 #[cfg(test)]
 mod tests {
-    use crate::{Dialect, Document};
+    use crate::{Dialect, Document, EditError};
 
     fn pve(s: &str) -> Document {
         Document::parse(s.as_bytes(), Dialect::Pve)
@@ -450,5 +450,51 @@ mod tests {
         d.push_lxc("lxc.cap.drop", "");
         assert_eq!(text(&d), "memory: 2\nlxc.cap.drop: \n\n[snap]\nmemory: 1\n");
         assert_eq!(d.snapshot("snap").unwrap().get("memory"), Some("1"));
+    }
+
+    #[test]
+    fn try_set_checks_the_key_grammar_and_reserved_keys() {
+        let before = "arch: amd64\nlxc.idmap: u 0 1 2\n";
+        let mut d = pve(before);
+        for key in [
+            "digest",
+            "pending",
+            "snapshots",
+            "snapname",
+            "lxc",
+            "env",
+            "description",
+            "delete",
+            "snapstate",
+            "Memory",
+            "_a",
+            "a1_",
+            "mp0a",
+            "mem-ory",
+            "",
+            "lxc.",
+            "lxc.Cap.drop",
+            "lxc.cap drop",
+            "lxc.rootfs.path",
+        ] {
+            let refused = matches!(d.try_set(key, "1"), Err(EditError::InvalidKey { .. }));
+            assert!(refused, "{key:?} accepted");
+        }
+        assert_eq!(text(&d), before);
+        for key in [
+            "a_b1",
+            "mp10",
+            "net0",
+            "lxc.cgroup2.devices.allow",
+            "lxc.net.0.type",
+            "lxc.hook.pre-start",
+            "lxc.apparmor.allow_nesting",
+        ] {
+            assert!(d.try_set(key, "1").is_ok(), "{key:?} refused");
+        }
+        // the LXC dialect takes any lxc key LXC can parse
+        let mut d = Document::parse(b"lxc.uts.name = a\n", Dialect::Lxc);
+        assert!(d.try_set("lxc.rootfs.path", "/x").is_ok());
+        assert!(d.try_push_lxc("lxc.Rootfs", "/x").is_err());
     }
 }

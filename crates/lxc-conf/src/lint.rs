@@ -363,3 +363,49 @@ fn canonical_line(t: &[u8], sep: &Range<usize>, value: &Range<usize>) -> bool {
     }
     sep_ok && value.end == body_end
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::{Dialect, Document, LintKind};
+
+    fn kinds(text: &str, dialect: Dialect) -> Vec<(usize, LintKind)> {
+        let d = Document::parse(text.as_bytes(), dialect);
+        d.lint().iter().map(|l| (l.line, l.kind)).collect()
+    }
+
+    #[test]
+    fn reserved_keys_and_non_canonical_key_value_lines() {
+        use LintKind::*;
+        let text = "digest: x\nenv: A=1\nmemory:512\nlxc.idmap = u 0 1 2\nlxc.cap.drop:\n\
+                    lxc.cap.keep: \nunknownkey: 1\ndescription:  \ndescription: x\nlxc: 1\n\
+                    swap : 1\nonboot: yes\nlxc.aa_profile = x\n";
+        assert_eq!(
+            kinds(text, Dialect::Pve),
+            vec![
+                (1, ReservedKey),
+                (2, ReservedKey),
+                (3, NonCanonical),
+                (4, NonCanonical),
+                (5, NonCanonical),
+                (7, UnknownKey),
+                (8, ReservedKey),
+                (9, NonCanonical),
+                (10, ReservedKey),
+                (11, Unparseable),
+                (12, NormalizedValue),
+                (13, DeprecatedLxcKey),
+                (13, NonCanonical),
+            ]
+        );
+    }
+
+    #[test]
+    fn lxc_dialect_lints_what_lxc_ignores_and_nothing_about_separators() {
+        use LintKind::*;
+        let text = "foo = bar\nhello\nlxc.uts.name=a\nlxc.cap.drop\n  # c\n";
+        assert_eq!(
+            kinds(text, Dialect::Lxc),
+            vec![(1, IgnoredByLxc), (2, IgnoredByLxc), (4, Unparseable)]
+        );
+    }
+}

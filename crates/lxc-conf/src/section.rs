@@ -386,6 +386,18 @@ mod tests {
     }
 
     #[test]
+    fn a_blank_description_key_counts_only_without_comments() {
+        // `description:` with a blank value is a plain key whose value is its last blank
+        let d = pve("description:  \n");
+        assert_eq!(d.main().description(), " ");
+        assert_eq!(d.to_pve_canonical(), b"# \n");
+        let d = pve("#a\ndescription: \t\n[snap]\ndescription:  \n");
+        assert_eq!(d.main().description(), "a\n");
+        assert_eq!(d.snapshot("snap").unwrap().description(), " ");
+        assert_eq!(d.to_pve_canonical(), b"#a\n\n[snap]\n# \n");
+    }
+
+    #[test]
     fn lxc_dialect_has_no_sections_and_keeps_quotes_out_of_values() {
         let d = Document::parse(b"[snap]\nlxc.uts.name = 'a b'\n", Dialect::Lxc);
         assert!(d.snapshots().is_empty());
