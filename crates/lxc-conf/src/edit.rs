@@ -5,7 +5,7 @@ use std::ops::Range;
 
 use crate::document::Document;
 use crate::line::{classify_lxc, classify_pve, is_ws, Kind, Line};
-use crate::rules::lxc_validity;
+use crate::rules::{is_reserved_key, lxc_validity};
 use crate::types::{Dialect, EntryId, EntryKind};
 
 /// An edit that [`Document::try_set`] or [`Document::try_push_lxc`] refuses.
@@ -227,18 +227,7 @@ impl Document {
             if !ok {
                 return bad_key("a plain key is [a-z][a-z_]*[0-9]*");
             }
-            if matches!(
-                k,
-                b"digest"
-                    | b"pending"
-                    | b"snapshots"
-                    | b"snapname"
-                    | b"lxc"
-                    | b"env"
-                    | b"description"
-                    | b"delete"
-                    | b"snapstate"
-            ) {
+            if is_reserved_key(k) || matches!(k, b"delete" | b"snapstate") {
                 return bad_key("this key is handled specially by Proxmox");
             }
             if value.is_empty() && self.dialect == Dialect::Pve {

@@ -6,7 +6,7 @@ use std::ops::Range;
 
 use crate::document::Document;
 use crate::line::{InvalidReason, Kind};
-use crate::rules::{check_type, Checked, LxcValidity};
+use crate::rules::{check_type, is_reserved_key, Checked, LxcValidity};
 use crate::section::Effective;
 use crate::types::{Dialect, EntryKind, SectionKind};
 
@@ -259,16 +259,7 @@ impl Document {
             Kind::Plain { key, sep, value } => {
                 let (k, v) = (&t[key.clone()], &t[value.clone()]);
                 let ks = String::from_utf8_lossy(k);
-                if matches!(
-                    k,
-                    b"digest"
-                        | b"pending"
-                        | b"snapshots"
-                        | b"snapname"
-                        | b"lxc"
-                        | b"env"
-                        | b"description"
-                ) {
+                if is_reserved_key(k) {
                     self.lint_at(out, i, LintKind::ReservedKey, format!("'{ks}' is handled specially by Proxmox; this line does not set it as written"));
                 } else {
                     match check_type(k, v) {
