@@ -4,7 +4,7 @@
 use std::ops::Range;
 
 use crate::document::Document;
-use crate::line::{classify_lxc, classify_pve, is_ws, Kind, Line};
+use crate::line::{classify_lxc, classify_pve, is_lxc_key, is_plain_key, is_ws, Kind, Line};
 use crate::rules::{is_reserved_key, lxc_validity};
 use crate::types::{Dialect, EntryId, EntryKind};
 
@@ -198,12 +198,8 @@ impl Document {
             })
         };
         let k = key.as_bytes();
-        if let Some(rest) = k.strip_prefix(b"lxc.") {
-            if rest.is_empty()
-                || !rest.iter().all(|&b| {
-                    b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-' | b'.')
-                })
-            {
+        if k.starts_with(b"lxc.") {
+            if !is_lxc_key(k) {
                 return bad_key(
                     "an lxc key is 'lxc.' followed by lowercase letters, digits, '_', '-' or '.'",
                 );
@@ -212,19 +208,7 @@ impl Document {
                 return bad_key("Proxmox does not accept this lxc key (is_valid_lxc_conf_key)");
             }
         } else {
-            let mut it = k.iter().peekable();
-            let ok = it.next().is_some_and(u8::is_ascii_lowercase) && {
-                let rest: Vec<u8> = it.copied().collect();
-                let digits_from = rest
-                    .iter()
-                    .position(u8::is_ascii_digit)
-                    .unwrap_or(rest.len());
-                rest[..digits_from]
-                    .iter()
-                    .all(|&b| b.is_ascii_lowercase() || b == b'_')
-                    && rest[digits_from..].iter().all(u8::is_ascii_digit)
-            };
-            if !ok {
+            if !is_plain_key(k) {
                 return bad_key("a plain key is [a-z][a-z_]*[0-9]*");
             }
             if is_reserved_key(k) || matches!(k, b"delete" | b"snapstate") {
