@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use crate::document::Document;
 use crate::line::{classify_pve, Kind, Line};
-use crate::rules::{check_type, decode_text, encode_text, parse_index, truthy, Checked};
-use crate::section::{split_sections, Effective};
+use crate::rules::{check_type, encode_text, parse_index, truthy, Checked};
+use crate::section::{read_description, split_sections, Effective};
 use crate::types::{Dialect, SectionKind};
 
 impl Document {
@@ -30,9 +30,7 @@ impl Document {
 /// `$conf` of one section as `parse_pct_config` builds it.
 #[derive(Default)]
 struct Model {
-    descr: String,
-    /// `description` set through a `description: <blank>` line (rule 9).
-    descr_key: Option<Vec<u8>>,
+    description: Option<Vec<u8>>,
     keys: BTreeMap<Vec<u8>, Vec<u8>>,
     env: Option<Vec<u8>>,
     lxc: Vec<(Vec<u8>, Vec<u8>)>,
@@ -40,15 +38,15 @@ struct Model {
 
 impl Model {
     fn build(lines: &[Line], kinds: &[Kind], body: std::ops::Range<usize>, pending: bool) -> Self {
-        let mut m = Model::default();
+        let mut m = Model {
+            description: read_description(
+                body.clone().map(|i| (lines[i].text.as_slice(), &kinds[i])),
+            ),
+            ..Model::default()
+        };
         for i in body {
             let t = &lines[i].text;
             match &kinds[i] {
-                Kind::Comment => {
-                    m.descr.push_str(&decode_text(&t[1..]));
-                    m.descr.push('\n');
-                }
-                Kind::Description { value } => m.descr.push_str(&decode_text(&t[value.clone()])),
                 Kind::Lxc {
                     key,
                     value,
@@ -83,7 +81,7 @@ impl Model {
                         Checked::UnknownKey | Checked::Invalid(_) => raw.to_vec(),
                     };
                     match k {
-                        b"description" => m.descr_key = Some(v),
+                        b"description" => {} // read by read_description
                         b"env" => m.env = Some(v),
                         _ => {
                             m.keys.insert(k.to_vec(), v);
@@ -96,26 +94,17 @@ impl Model {
         m
     }
 
-    /// `$conf->{description}` after the section is read.
-    fn description(&self) -> Option<Vec<u8>> {
-        if truthy(self.descr.as_bytes()) {
-            Some(self.descr.clone().into_bytes())
-        } else {
-            self.descr_key.clone()
-        }
-    }
-
     /// Whether the hash has any key (`scalar(keys %$pending)`).
     fn has_keys(&self) -> bool {
-        self.description().is_some()
+        self.description.is_some()
             || !self.keys.is_empty()
             || self.env.is_some()
             || !self.lxc.is_empty()
     }
 
     fn write(&self, out: &mut Vec<u8>) {
-        if let Some(d) = self.description().filter(|d| truthy(d)) {
-            let d = String::from_utf8_lossy(&d);
+        if let Some(d) = self.description.as_deref().filter(|d| truthy(d)) {
+            let d = String::from_utf8_lossy(d);
             for line in perl_split(d.as_bytes(), b'\n', false) {
                 out.push(b'#');
                 encode_text(&String::from_utf8_lossy(line), out);

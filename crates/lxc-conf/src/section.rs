@@ -68,6 +68,35 @@ impl Effective {
     }
 }
 
+/// `$conf->{description}` as `parse_pct_config` reads it from a section's lines (text and PVE
+/// kind): every `#` line percent-decoded and followed by a newline, plus the `description:`
+/// lines decoded, in file order. When that is false in Perl (empty or `"0"`), the value of the
+/// last `description:` line with a blank value (read as a plain key) instead, if any.
+pub(crate) fn read_description<'a>(
+    lines: impl Iterator<Item = (&'a [u8], &'a Kind)>,
+) -> Option<Vec<u8>> {
+    let mut descr = String::new();
+    let mut blank_key = None;
+    for (t, kind) in lines {
+        match kind {
+            Kind::Comment => {
+                descr.push_str(&decode_text(&t[1..]));
+                descr.push('\n');
+            }
+            Kind::Description { value } => descr.push_str(&decode_text(&t[value.clone()])),
+            Kind::Plain { key, value, .. } if &t[key.clone()] == b"description" => {
+                blank_key = Some(t[value.clone()].to_vec());
+            }
+            _ => {}
+        }
+    }
+    if truthy(descr.as_bytes()) {
+        Some(descr.into_bytes())
+    } else {
+        blank_key
+    }
+}
+
 /// An entry of a section before the UTF-8 filter: line index, key, value bytes.
 pub(crate) struct RawEntry<'a> {
     pub(crate) index: usize,
@@ -289,27 +318,14 @@ impl<'a> SectionRef<'a> {
         if self.doc.dialect == Dialect::Lxc {
             return String::new();
         }
-        let mut descr = String::new();
-        let mut quirk: Option<String> = None;
-        for i in self.body.clone() {
-            let t = &self.doc.lines[i].text;
-            match &self.doc.lines[i].kind {
-                Kind::Comment => {
-                    descr.push_str(&decode_text(&t[1..]));
-                    descr.push('\n');
-                }
-                Kind::Description { value } => descr.push_str(&decode_text(&t[value.clone()])),
-                Kind::Plain { key, value, .. } if &t[key.clone()] == b"description" => {
-                    quirk = Some(String::from_utf8_lossy(&t[value.clone()]).into_owned());
-                }
-                _ => {}
-            }
-        }
-        if truthy(descr.as_bytes()) {
-            descr
-        } else {
-            quirk.unwrap_or_default()
-        }
+        let lines = &self.doc.lines;
+        let body = self
+            .body
+            .clone()
+            .map(|i| (lines[i].text.as_slice(), &lines[i].kind));
+        read_description(body)
+            .map(|d| String::from_utf8_lossy(&d).into_owned())
+            .unwrap_or_default()
     }
 
     /// Effective values of the indexed keys `<prefix><n>` (`dev0`, `mp3`, `net1`), sorted by
