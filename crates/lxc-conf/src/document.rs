@@ -13,7 +13,7 @@ use crate::types::{Dialect, EntryId};
 pub struct Document {
     pub(crate) dialect: Dialect,
     pub(crate) lines: Vec<Line>,
-    pub(crate) next_id: u64,
+    next_id: u64,
 }
 
 impl Document {
@@ -62,15 +62,21 @@ impl Document {
     }
 
     fn push_line(&mut self, text: Vec<u8>, newline: bool) {
+        let line = self.new_line(text, newline);
+        self.lines.push(line);
+    }
+
+    /// A line not yet in the document: the next id, classified in the document's dialect.
+    pub(crate) fn new_line(&mut self, text: Vec<u8>, newline: bool) -> Line {
         let kind = self.classify(&text);
         let id = self.next_id;
         self.next_id += 1;
-        self.lines.push(Line {
+        Line {
             id,
             text,
             newline,
             kind,
-        });
+        }
     }
 
     pub(crate) fn index_of(&self, id: EntryId) -> Option<usize> {

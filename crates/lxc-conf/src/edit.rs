@@ -4,7 +4,7 @@
 use std::ops::Range;
 
 use crate::document::Document;
-use crate::line::{classify_lxc, classify_pve, is_lxc_key, is_plain_key, is_ws, Kind, Line};
+use crate::line::{is_lxc_key, is_plain_key, is_ws, Kind};
 use crate::rules::{is_reserved_key, lxc_validity};
 use crate::types::{Dialect, EntryId, EntryKind};
 
@@ -286,37 +286,21 @@ impl Document {
     /// Inserts a line at `at`; gives the previous last line a line break if it had none.
     fn insert_line(&mut self, at: usize, mut text: Vec<u8>) -> EntryId {
         let crlf = self.uses_crlf();
-        if at == self.lines.len() {
-            if let Some(last) = self.lines.last_mut() {
-                if !last.newline {
-                    if crlf && !last.text.ends_with(b"\r") {
-                        last.text.push(b'\r');
-                    }
-                    last.newline = true;
-                    let kind = match self.dialect {
-                        Dialect::Pve => classify_pve(&last.text),
-                        Dialect::Lxc => classify_lxc(&last.text),
-                    };
-                    last.kind = kind;
-                }
+        if at == self.lines.len() && self.lines.last().is_some_and(|l| !l.newline) {
+            let last = at - 1;
+            if crlf && !self.lines[last].text.ends_with(b"\r") {
+                self.lines[last].text.push(b'\r');
             }
+            self.lines[last].newline = true;
+            self.lines[last].kind = self.classify(&self.lines[last].text);
         }
         if crlf {
             text.push(b'\r');
         }
-        let kind = self.classify(&text);
-        let id = self.next_id;
-        self.next_id += 1;
-        self.lines.insert(
-            at,
-            Line {
-                id,
-                text,
-                newline: true,
-                kind,
-            },
-        );
-        EntryId(id)
+        let line = self.new_line(text, true);
+        let id = EntryId(line.id);
+        self.lines.insert(at, line);
+        id
     }
 
     /// Rewrites line `i` as `text`, keeping its CR (if any) and its line break.
