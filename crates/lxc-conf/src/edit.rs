@@ -57,21 +57,14 @@ impl Document {
                     )
             })
             .map(|e| e.index);
+        if is_lxc && found.is_none() {
+            return self.push_lxc(key, value);
+        }
+        let text = self.entry_line(key, &self.separator(is_lxc), value);
         if let Some(i) = found {
-            let sep = if is_lxc {
-                self.lxc_separator()
-            } else {
-                self.plain_separator()
-            };
-            let text = self.entry_line(key, &sep, value);
             self.rewrite_line(i, text);
             return EntryId(self.lines[i].id);
         }
-        if is_lxc {
-            return self.push_lxc(key, value);
-        }
-        let sep = self.plain_separator();
-        let text = self.entry_line(key, &sep, value);
         let at = match self.dialect {
             Dialect::Lxc => self
                 .after_last(body.clone(), |k| {
@@ -167,18 +160,12 @@ impl Document {
         };
         let line = &self.lines[i];
         let (key, is_lxc) = match &line.kind {
-            Kind::Plain { key, .. } => (line.text[key.clone()].to_vec(), false),
-            Kind::Lxc { key, .. } => (line.text[key.clone()].to_vec(), true),
+            Kind::Plain { key, .. } => (key, false),
+            Kind::Lxc { key, .. } => (key, true),
             _ => return false,
         };
-        let sep = if is_lxc {
-            self.lxc_separator()
-        } else {
-            self.plain_separator()
-        };
-        let mut text = key;
-        text.extend_from_slice(&sep);
-        text.extend_from_slice(one_line(value).as_bytes());
+        let sep = self.separator(is_lxc);
+        let text = [&line.text[key.clone()], &sep, one_line(value).as_bytes()].concat();
         self.rewrite_line(i, text);
         true
     }
@@ -276,10 +263,13 @@ impl Document {
         }
     }
 
-    fn plain_separator(&self) -> Vec<u8> {
-        match self.dialect {
-            Dialect::Pve => b": ".to_vec(),
-            Dialect::Lxc => self.lxc_separator(),
+    /// The separator a new or rewritten line gets: the file's lxc style for an `lxc.*` key and
+    /// in the LXC dialect, `: ` for a plain key in PVE.
+    fn separator(&self, lxc_key: bool) -> Vec<u8> {
+        if lxc_key || self.dialect == Dialect::Lxc {
+            self.lxc_separator()
+        } else {
+            b": ".to_vec()
         }
     }
 
