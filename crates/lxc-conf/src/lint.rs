@@ -181,6 +181,24 @@ impl Document {
         });
     }
 
+    /// A `key: value` line that Proxmox writes back in another form.
+    fn lint_rewritten_entry(
+        &self,
+        out: &mut Vec<Lint>,
+        i: usize,
+        sep: &Range<usize>,
+        value: &Range<usize>,
+    ) {
+        if !canonical_line(&self.lines[i].text, sep, value) {
+            self.lint_at(
+                out,
+                i,
+                LintKind::NonCanonical,
+                "Proxmox rewrites this line as 'key: value'".into(),
+            );
+        }
+    }
+
     fn lint_line(&self, out: &mut Vec<Lint>, i: usize, pending: bool, after_entry: bool) {
         let line = &self.lines[i];
         let t = &line.text;
@@ -233,24 +251,12 @@ impl Document {
                         format!("{k}: not an lxc key Proxmox accepts; it drops this line"),
                     ),
                 }
-                if !lxc && validity.is_kept() && !canonical_line(t, sep, value) {
-                    self.lint_at(
-                        out,
-                        i,
-                        LintKind::NonCanonical,
-                        "Proxmox rewrites this line as 'key: value'".into(),
-                    );
+                if !lxc && validity.is_kept() {
+                    self.lint_rewritten_entry(out, i, sep, value);
                 }
             }
-            Kind::Plain { .. } if lxc => {
-                self.lint_at(
-                    out,
-                    i,
-                    LintKind::IgnoredByLxc,
-                    "not an lxc.* key: LXC ignores this line".into(),
-                );
-            }
-            Kind::Ignored => self.lint_at(
+            // `Ignored` comes only from the LXC dialect
+            Kind::Ignored | Kind::Plain { .. } if lxc => self.lint_at(
                 out,
                 i,
                 LintKind::IgnoredByLxc,
@@ -287,14 +293,7 @@ impl Document {
                         Checked::Ok(_) => {}
                     }
                 }
-                if !canonical_line(t, sep, value) {
-                    self.lint_at(
-                        out,
-                        i,
-                        LintKind::NonCanonical,
-                        "Proxmox rewrites this line as 'key: value'".into(),
-                    );
-                }
+                self.lint_rewritten_entry(out, i, sep, value);
             }
             Kind::Delete { .. } if !pending => {
                 self.lint_at(
