@@ -118,23 +118,15 @@ impl Model {
             ) {
                 continue;
             }
-            out.extend_from_slice(k);
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(v);
-            out.push(b'\n');
+            write_entry(out, k, v);
         }
         if let Some(env) = self.env.as_deref().filter(|e| truthy(e)) {
             for v in perl_split(env, 0, true) {
-                out.extend_from_slice(b"lxc.environment.runtime: ");
-                out.extend_from_slice(v);
-                out.push(b'\n');
+                write_entry(out, b"lxc.environment.runtime", v);
             }
         }
         for (k, v) in &self.lxc {
-            out.extend_from_slice(k);
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(v);
-            out.push(b'\n');
+            write_entry(out, k, v);
         }
     }
 
@@ -155,6 +147,14 @@ impl Model {
         self.keys
             .retain(|k, v| !(k.starts_with(b"unused") && used.iter().any(|u| u == v)));
     }
+}
+
+/// One `key: value` line as `write_pct_config` writes it.
+fn write_entry(out: &mut Vec<u8>, key: &[u8], value: &[u8]) {
+    out.extend_from_slice(key);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.push(b'\n');
 }
 
 /// The `volume` of a mount point property string (default key or `volume=`).
