@@ -261,10 +261,7 @@ fn write(lines: &[Line], kinds: &[Kind]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn pve(s: &str) -> Document {
-        Document::parse(s.as_bytes(), Dialect::Pve)
-    }
+    use crate::document::pve;
 
     #[test]
     fn canonical_drops_unused_volumes_still_in_use_and_orders_env() {

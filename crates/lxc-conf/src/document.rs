@@ -83,3 +83,9 @@ impl Document {
         self.lines.iter().position(|l| l.id == id.0)
     }
 }
+
+/// Test shorthand: `text` read as a Proxmox config.
+#[cfg(test)]
+pub(crate) fn pve(text: &str) -> Document {
+    Document::parse(text.as_bytes(), Dialect::Pve)
+}

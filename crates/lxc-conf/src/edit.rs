@@ -368,11 +368,8 @@ fn one_line(s: &str) -> std::borrow::Cow<'_, str> {
 
 #[cfg(test)]
 mod tests {
+    use crate::document::pve;
     use crate::{Dialect, Document, EditError};
-
-    fn pve(s: &str) -> Document {
-        Document::parse(s.as_bytes(), Dialect::Pve)
-    }
 
     fn text(d: &Document) -> String {
         String::from_utf8(d.to_bytes()).unwrap()

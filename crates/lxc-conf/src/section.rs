@@ -362,11 +362,8 @@ impl<'a> SectionRef<'a> {
 
 #[cfg(test)]
 mod tests {
+    use crate::document::pve;
     use crate::{Dialect, Document, LintKind};
-
-    fn pve(s: &str) -> Document {
-        Document::parse(s.as_bytes(), Dialect::Pve)
-    }
 
     #[test]
     fn duplicate_sections_and_keys_resolve_like_pve() {
