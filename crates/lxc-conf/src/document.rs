@@ -54,6 +54,7 @@ impl Document {
         out
     }
 
+    /// What `text` is as a line of this document's dialect.
     pub(crate) fn classify(&self, text: &[u8]) -> Kind {
         match self.dialect {
             Dialect::Pve => classify_pve(text),
@@ -79,6 +80,7 @@ impl Document {
         }
     }
 
+    /// Where the line with this id is now, if it is still in the document.
     pub(crate) fn index_of(&self, id: EntryId) -> Option<usize> {
         self.lines.iter().position(|l| l.id == id.0)
     }

@@ -16,17 +16,19 @@ pub(crate) struct Line {
 }
 
 impl Line {
+    /// The text for messages: lossy UTF-8, without a final CR.
     pub(crate) fn display(&self) -> String {
         let t = self.text.strip_suffix(b"\r").unwrap_or(&self.text);
         String::from_utf8_lossy(t).into_owned()
     }
 
+    /// Whether the whole line is UTF-8.
     pub(crate) fn is_utf8(&self) -> bool {
         std::str::from_utf8(&self.text).is_ok()
     }
 
+    /// The text of `span`, when the whole line is UTF-8.
     pub(crate) fn str(&self, span: &Range<usize>) -> Option<&str> {
-        // only lines that are UTF-8 as a whole are offered as text
         if self.is_utf8() {
             std::str::from_utf8(&self.text[span.clone()]).ok()
         } else {

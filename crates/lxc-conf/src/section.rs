@@ -52,6 +52,7 @@ pub(crate) struct Effective {
 }
 
 impl Effective {
+    /// Resolves the duplicates among the sections of [`split_sections`].
     pub(crate) fn of(raw: &[RawSection]) -> Self {
         let pending = raw.iter().rposition(|s| s.kind == SectionKind::Pending);
         let snapshots = (0..raw.len())
@@ -148,6 +149,7 @@ impl Document {
             .find(|e| e.id == id)
     }
 
+    /// The sections in file order, the main one first (the only one in the LXC dialect).
     pub(crate) fn raw_sections(&self) -> Vec<RawSection> {
         match self.dialect {
             Dialect::Pve => {
@@ -173,6 +175,8 @@ impl Document {
         }
     }
 
+    /// The key/value lines the reader takes from `sec`, before [`SectionRef::entries`]' UTF-8
+    /// filter.
     pub(crate) fn raw_entries(&self, sec: &RawSection) -> Vec<RawEntry<'_>> {
         let mut out = Vec::new();
         for i in sec.body.clone() {
@@ -207,6 +211,7 @@ impl Document {
         out
     }
 
+    /// The indices of the main section's lines.
     pub(crate) fn main_body(&self) -> Range<usize> {
         self.raw_sections()[0].body.clone()
     }
