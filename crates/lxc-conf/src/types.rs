@@ -10,7 +10,8 @@ pub enum Dialect {
     Lxc,
 }
 
-/// Identifies one line of a [`Document`](crate::Document); stays valid while other lines are edited.
+/// Identifies one line of a [`Document`](crate::Document); stays valid while other lines are
+/// edited.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct EntryId(pub(crate) u64);
 
