@@ -1,17 +1,36 @@
-//! Proxmox's `write_pct_config`, fed by the file's lines read with `parse_pct_config`'s rules.
+//! [`Document::to_pve_canonical`]: Proxmox's `write_pct_config`, fed by the file's lines read
+//! with `parse_pct_config`'s rules.
 
 use std::collections::BTreeMap;
 
-use crate::classify::Kind;
-use crate::rules::{check_type, decode_text, encode_text, parse_index, truthy, Checked};
-use crate::{split_sections, Effective, Line, SectionKind};
+use crate::document::Document;
+use crate::line::{classify_pve, Kind, Line};
+use crate::rules::{check_type, encode_text, parse_index, truthy, Checked};
+use crate::section::{read_description, split_sections, Effective};
+use crate::types::{Dialect, SectionKind};
+
+impl Document {
+    /// What Proxmox's `write_pct_config` writes after reading this file with
+    /// `parse_pct_config`: description as `#` lines first, plain keys sorted bytewise with
+    /// booleans and integers normalised, `lxc.environment.runtime` then the other `lxc.*`
+    /// entries as `key: value`, then `[pve:pending]`, then the snapshots sorted by name.
+    /// Dropped lines are gone, duplicates resolved. A plain-LXC document is read as PVE would.
+    pub fn to_pve_canonical(&self) -> Vec<u8> {
+        write(&self.lines, &self.pve_kinds())
+    }
+
+    fn pve_kinds(&self) -> Vec<Kind> {
+        match self.dialect {
+            Dialect::Pve => self.lines.iter().map(|l| l.kind.clone()).collect(),
+            Dialect::Lxc => self.lines.iter().map(|l| classify_pve(&l.text)).collect(),
+        }
+    }
+}
 
 /// `$conf` of one section as `parse_pct_config` builds it.
 #[derive(Default)]
 struct Model {
-    descr: String,
-    /// `description` set through a `description: <blank>` line (rule 9).
-    descr_key: Option<Vec<u8>>,
+    description: Option<Vec<u8>>,
     keys: BTreeMap<Vec<u8>, Vec<u8>>,
     env: Option<Vec<u8>>,
     lxc: Vec<(Vec<u8>, Vec<u8>)>,
@@ -19,15 +38,15 @@ struct Model {
 
 impl Model {
     fn build(lines: &[Line], kinds: &[Kind], body: std::ops::Range<usize>, pending: bool) -> Self {
-        let mut m = Model::default();
+        let mut m = Model {
+            description: read_description(
+                body.clone().map(|i| (lines[i].text.as_slice(), &kinds[i])),
+            ),
+            ..Model::default()
+        };
         for i in body {
             let t = &lines[i].text;
             match &kinds[i] {
-                Kind::Comment => {
-                    m.descr.push_str(&decode_text(&t[1..]));
-                    m.descr.push('\n');
-                }
-                Kind::Description { value } => m.descr.push_str(&decode_text(&t[value.clone()])),
                 Kind::Lxc {
                     key,
                     value,
@@ -62,7 +81,7 @@ impl Model {
                         Checked::UnknownKey | Checked::Invalid(_) => raw.to_vec(),
                     };
                     match k {
-                        b"description" => m.descr_key = Some(v),
+                        b"description" => {} // read by read_description
                         b"env" => m.env = Some(v),
                         _ => {
                             m.keys.insert(k.to_vec(), v);
@@ -75,26 +94,17 @@ impl Model {
         m
     }
 
-    /// `$conf->{description}` after the section is read.
-    fn description(&self) -> Option<Vec<u8>> {
-        if truthy(self.descr.as_bytes()) {
-            Some(self.descr.clone().into_bytes())
-        } else {
-            self.descr_key.clone()
-        }
-    }
-
     /// Whether the hash has any key (`scalar(keys %$pending)`).
     fn has_keys(&self) -> bool {
-        self.description().is_some()
+        self.description.is_some()
             || !self.keys.is_empty()
             || self.env.is_some()
             || !self.lxc.is_empty()
     }
 
     fn write(&self, out: &mut Vec<u8>) {
-        if let Some(d) = self.description().filter(|d| truthy(d)) {
-            let d = String::from_utf8_lossy(&d);
+        if let Some(d) = self.description.as_deref().filter(|d| truthy(d)) {
+            let d = String::from_utf8_lossy(d);
             for line in perl_split(d.as_bytes(), b'\n', false) {
                 out.push(b'#');
                 encode_text(&String::from_utf8_lossy(line), out);
@@ -108,23 +118,15 @@ impl Model {
             ) {
                 continue;
             }
-            out.extend_from_slice(k);
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(v);
-            out.push(b'\n');
+            write_entry(out, k, v);
         }
         if let Some(env) = self.env.as_deref().filter(|e| truthy(e)) {
             for v in perl_split(env, 0, true) {
-                out.extend_from_slice(b"lxc.environment.runtime: ");
-                out.extend_from_slice(v);
-                out.push(b'\n');
+                write_entry(out, b"lxc.environment.runtime", v);
             }
         }
         for (k, v) in &self.lxc {
-            out.extend_from_slice(k);
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(v);
-            out.push(b'\n');
+            write_entry(out, k, v);
         }
     }
 
@@ -145,6 +147,14 @@ impl Model {
         self.keys
             .retain(|k, v| !(k.starts_with(b"unused") && used.iter().any(|u| u == v)));
     }
+}
+
+/// One `key: value` line as `write_pct_config` writes it.
+fn write_entry(out: &mut Vec<u8>, key: &[u8], value: &[u8]) {
+    out.extend_from_slice(key);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.push(b'\n');
 }
 
 /// The `volume` of a mount point property string (default key or `volume=`).
@@ -212,7 +222,7 @@ fn perl_split(s: &[u8], sep: u8, runs: bool) -> Vec<&[u8]> {
 }
 
 /// The bytes `write_pct_config` writes for a file whose lines have these PVE kinds.
-pub(crate) fn write(lines: &[Line], kinds: &[Kind]) -> Vec<u8> {
+fn write(lines: &[Line], kinds: &[Kind]) -> Vec<u8> {
     let raw = split_sections(lines, kinds);
     let eff = Effective::of(&raw);
     let mut out = Vec::new();
@@ -251,6 +261,22 @@ pub(crate) fn write(lines: &[Line], kinds: &[Kind]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::document::pve;
+
+    #[test]
+    fn canonical_drops_unused_volumes_still_in_use_and_orders_env() {
+        let d = pve("unused1: local:vm-1-disk-1\nunused0: local:vm-1-disk-0\nlxc.idmap: u 0 1 2\n\
+                     lxc.environment.runtime: A=1\nrootfs: local:vm-1-disk-0,size=8G\nsnapstate: prepare\n");
+        assert_eq!(
+            String::from_utf8(d.to_pve_canonical()).unwrap(),
+            "rootfs: local:vm-1-disk-0,size=8G\nunused1: local:vm-1-disk-1\n\
+             lxc.environment.runtime: A=1\nlxc.idmap: u 0 1 2\n"
+        );
+        assert_eq!(
+            pve("[bb]\n[BB]\n[c]\n").to_pve_canonical(),
+            b"\n[BB]\n\n[bb]\n"
+        );
+    }
 
     #[test]
     fn perl_split_semantics() {

@@ -146,6 +146,15 @@ pub(crate) fn lxc_validity(key: &[u8]) -> LxcValidity {
     LxcValidity::Unknown
 }
 
+/// Keys that Proxmox handles specially: a `key: value` line with one of them does not set that
+/// key as written.
+pub(crate) fn is_reserved_key(key: &[u8]) -> bool {
+    matches!(
+        key,
+        b"digest" | b"pending" | b"snapshots" | b"snapname" | b"lxc" | b"env" | b"description"
+    )
+}
+
 /// A schema type that `check_type` checks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum ValueType {

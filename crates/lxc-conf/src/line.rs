@@ -1,9 +1,41 @@
-//! Line classification: the regexes of Proxmox's `parse_pct_config` and LXC's `parse_line`,
-//! written out by hand over bytes.
+//! One physical line: its bytes, its line break, and what it is. The classification follows
+//! the regexes of Proxmox's `parse_pct_config` and LXC's `parse_line`, written out by hand over
+//! bytes.
 
 use std::ops::Range;
 
 use crate::rules::{lxc_validity, LxcValidity};
+
+/// One physical line: the bytes before its LF (a CR stays in `text`).
+#[derive(Clone, Debug)]
+pub(crate) struct Line {
+    pub(crate) id: u64,
+    pub(crate) text: Vec<u8>,
+    pub(crate) newline: bool,
+    pub(crate) kind: Kind,
+}
+
+impl Line {
+    /// The text for messages: lossy UTF-8, without a final CR.
+    pub(crate) fn display(&self) -> String {
+        let t = self.text.strip_suffix(b"\r").unwrap_or(&self.text);
+        String::from_utf8_lossy(t).into_owned()
+    }
+
+    /// Whether the whole line is UTF-8.
+    pub(crate) fn is_utf8(&self) -> bool {
+        std::str::from_utf8(&self.text).is_ok()
+    }
+
+    /// The text of `span`, when the whole line is UTF-8.
+    pub(crate) fn str(&self, span: &Range<usize>) -> Option<&str> {
+        if self.is_utf8() {
+            std::str::from_utf8(&self.text[span.clone()]).ok()
+        } else {
+            None
+        }
+    }
+}
 
 /// A byte range inside one line's text.
 pub(crate) type Span = Range<usize>;
@@ -75,15 +107,21 @@ fn trimmed(t: &[u8], from: usize) -> Span {
     s..e
 }
 
+/// A character of a raw lxc key after `lxc.`: `[a-z0-9_.-]`.
 fn is_lxc_key_char(b: u8) -> bool {
     b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-' | b'.')
 }
 
-/// `[a-z][a-z_]*\d*` followed by `:`; returns the index of the colon.
-fn plain_key_end(t: &[u8]) -> Option<usize> {
-    let first = *t.first()?;
-    if !first.is_ascii_lowercase() {
-        return None;
+/// Whether `key` is a whole raw lxc key: `lxc.` and at least one key character.
+pub(crate) fn is_lxc_key(key: &[u8]) -> bool {
+    key.strip_prefix(b"lxc.")
+        .is_some_and(|rest| !rest.is_empty() && rest.iter().all(|&b| is_lxc_key_char(b)))
+}
+
+/// The length of the plain key `[a-z][a-z_]*\d*` that `t` starts with; 0 if none.
+fn plain_key_len(t: &[u8]) -> usize {
+    if !t.first().is_some_and(u8::is_ascii_lowercase) {
+        return 0;
     }
     let mut i = 1;
     while i < t.len() && (t[i].is_ascii_lowercase() || t[i] == b'_') {
@@ -92,7 +130,21 @@ fn plain_key_end(t: &[u8]) -> Option<usize> {
     while i < t.len() && t[i].is_ascii_digit() {
         i += 1;
     }
-    (t.get(i) == Some(&b':')).then_some(i)
+    i
+}
+
+/// Whether `key` is a whole plain key, `[a-z][a-z_]*\d*`.
+pub(crate) fn is_plain_key(key: &[u8]) -> bool {
+    !key.is_empty() && plain_key_len(key) == key.len()
+}
+
+/// The value of a line `prefix\s*(.*\S)\s*`, trimmed; `None` when it is blank.
+fn value_after(t: &[u8], prefix: &[u8]) -> Option<Span> {
+    if !t.starts_with(prefix) {
+        return None;
+    }
+    let value = trimmed(t, prefix.len());
+    (!value.is_empty()).then_some(value)
 }
 
 /// Classifies one line the way `parse_pct_config` does (the checks in its order).
@@ -151,25 +203,20 @@ pub(crate) fn classify_pve(t: &[u8]) -> Kind {
         }
     }
     // 6: description:\s*(.*\S)\s*$
-    if t.starts_with(b"description:") {
-        let value = trimmed(t, 12);
-        if !value.is_empty() {
-            return Kind::Description { value };
-        }
+    if let Some(value) = value_after(t, b"description:") {
+        return Kind::Description { value };
     }
     // 7: snapstate:\s*(prepare|delete)\s*$, not anchored
     if let Some(value) = find_snapstate(t) {
         return Kind::Snapstate { value };
     }
     // 8: ^delete:\s*(.*\S)\s*$
-    if t.starts_with(b"delete:") {
-        let value = trimmed(t, 7);
-        if !value.is_empty() {
-            return Kind::Delete { value };
-        }
+    if let Some(value) = value_after(t, b"delete:") {
+        return Kind::Delete { value };
     }
     // 9: ^([a-z][a-z_]*\d*):\s*(.+?)\s*$
-    if let Some(colon) = plain_key_end(t) {
+    let colon = plain_key_len(t);
+    if colon > 0 && t.get(colon) == Some(&b':') {
         let rest = colon + 1;
         let value = trimmed(t, rest);
         if !value.is_empty() {
