@@ -3,17 +3,14 @@
 
 use serde::Serialize;
 
-use crate::config_step::{self, Loaded};
-use crate::engine::Ctx;
+use exec_backend::CtRef;
+
+use crate::current;
 use crate::error::Result;
-use crate::inventory::{Inventory, NVIDIA_MAJOR};
-use crate::passthrough::{
-    dev_value_path, host_source, is_dev_key, is_nvidia_node_path, is_nvidia_userspace_path,
-    parse_char_rule, ALLOW_KEYS,
-};
+use crate::inventory::Inventory;
 use crate::request::{Mode, Request, Strategy};
 use crate::select::{GpuSelection, Selector};
-use exec_backend::CtRef;
+use crate::step::Ctx;
 
 /// What a container's config gives it now.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -48,66 +45,15 @@ impl CurrentAssignment {
 
 /// Reads the container's config; `None` when it has no NVIDIA entries.
 pub(crate) async fn read(ctx: &Ctx<'_>, inv: &Inventory) -> Result<Option<CurrentAssignment>> {
-    let Loaded { doc, .. } = config_step::load(ctx).await?;
-    let devices = config_step::proc_devices(ctx.host).await?;
-    let root = config_step::host_root(ctx.host);
-    let owned = config_step::owned_flags(&doc, &devices, &inv.majors, root.as_deref());
-    let entries = doc.main().entries();
-    let mut any = false;
-    let mut node_minors: Vec<u32> = Vec::new();
-    let mut rule_minors: Vec<u32> = Vec::new();
-    let mut wildcard = false;
-    let mut dev_entries = false;
-    let mut host_libs = false;
-    let mut mig = false;
-    for (e, _) in entries.iter().zip(&owned).filter(|(_, o)| **o) {
-        any = true;
-        if ALLOW_KEYS.contains(&e.key) {
-            if let Some((NVIDIA_MAJOR, minor)) = parse_char_rule(e.value) {
-                match minor {
-                    None => wildcard = true,
-                    Some(m) if m < 254 => rule_minors.push(m),
-                    Some(_) => {}
-                }
-            }
-            continue;
-        }
-        let path = if is_dev_key(e.key) {
-            dev_entries = true;
-            dev_value_path(e.value).into()
-        } else {
-            host_source(
-                root.as_deref(),
-                e.value.split_whitespace().next().unwrap_or(""),
-            )
-        };
-        let path: &str = &path;
-        if is_nvidia_userspace_path(path) {
-            host_libs = true;
-        }
-        if !is_nvidia_node_path(path) {
-            continue;
-        }
-        if path.starts_with("/dev/nvidia-caps") {
-            mig = true;
-        }
-        if let Some(m) = path
-            .strip_prefix("/dev/nvidia")
-            .and_then(|n| n.parse::<u32>().ok())
-        {
-            node_minors.push(m);
-        }
-    }
-    if !any {
+    let current = current::read(ctx, &inv.majors).await?;
+    if !current.any() {
         return Ok(None);
     }
-    let mut minors = if node_minors.is_empty() {
-        rule_minors
-    } else {
-        node_minors
-    };
-    minors.sort_unstable();
-    minors.dedup();
+    // The nodes say which GPUs are passed; without nodes, the rules do.
+    let mut minors = current.node_minors();
+    if minors.is_empty() {
+        minors = current.rule_minors();
+    }
     let mut indices = Vec::new();
     let mut unknown_minors = Vec::new();
     for m in &minors {
@@ -119,7 +65,7 @@ pub(crate) async fn read(ctx: &Ctx<'_>, inv: &Inventory) -> Result<Option<Curren
     indices.sort_unstable();
     let gpus = if !indices.is_empty() {
         GpuSelection::List(indices.into_iter().map(Selector::Index).collect())
-    } else if minors.is_empty() && wildcard {
+    } else if minors.is_empty() && current.allows_every_gpu() {
         GpuSelection::All
     } else {
         GpuSelection::None
@@ -128,13 +74,17 @@ pub(crate) async fn read(ctx: &Ctx<'_>, inv: &Inventory) -> Result<Option<Curren
         ct: ctx.ct.to_string(),
         gpus,
         unknown_minors,
-        mode: if dev_entries { Mode::Dev } else { Mode::Raw },
-        strategy: if host_libs {
+        mode: if current.dev_entries() {
+            Mode::Dev
+        } else {
+            Mode::Raw
+        },
+        strategy: if current.host_userspace() {
             Strategy::HostLibs
         } else {
             Strategy::Runfile
         },
-        mig,
+        mig: current.mig(),
     }))
 }
 

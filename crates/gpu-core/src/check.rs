@@ -2,15 +2,16 @@
 
 use serde::Serialize;
 
-use crate::config_step::{self, Loaded};
-use crate::container;
-use crate::engine::Ctx;
-use crate::error::Result;
-use crate::inventory::{Inventory, NVIDIA_MAJOR};
-use crate::passthrough::{self, is_dev_key, is_nvidia_node_path, parse_char_rule, ALLOW_KEYS};
-use crate::request::{Request, Strategy, VersionWanted};
-use crate::version::DriverVersion;
 use exec_backend::CtState;
+
+use crate::config_step;
+use crate::container;
+use crate::current::{self, Passes};
+use crate::error::{chain, Result};
+use crate::inventory::{Inventory, NVIDIA_MAJOR};
+use crate::request::{Request, Strategy, VersionWanted};
+use crate::step::Ctx;
+use crate::version::DriverVersion;
 
 /// What kind of drift a finding is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -75,7 +76,7 @@ async fn userspace_version(ctx: &Ctx<'_>) -> UserspaceProbe {
         Err(e) => {
             return UserspaceProbe::Skipped(format!(
                 "cannot read the container's state: {}",
-                crate::engine::chain(&e)
+                chain(&e)
             ))
         }
     }
@@ -84,10 +85,7 @@ async fn userspace_version(ctx: &Ctx<'_>) -> UserspaceProbe {
             p.smi_version
                 .or_else(|| p.libs.first().map(|(_, v)| v.clone())),
         ),
-        Err(e) => UserspaceProbe::Skipped(format!(
-            "the container probe failed: {}",
-            crate::engine::chain(&e)
-        )),
+        Err(e) => UserspaceProbe::Skipped(format!("the container probe failed: {}", chain(&e))),
     }
 }
 
@@ -97,22 +95,15 @@ pub(crate) async fn run(
     inv: &Inventory,
     expected: Option<&Request>,
 ) -> Result<CheckReport> {
-    let Loaded { doc, .. } = config_step::load(ctx).await?;
-    let devices = config_step::proc_devices(ctx.host).await?;
-    let root = config_step::host_root(ctx.host);
-    let owned = config_step::owned_flags(&doc, &devices, &inv.majors, root.as_deref());
-    let entries = doc.main().entries();
+    let current = current::read(ctx, &inv.majors).await?;
     let mut findings = Vec::new();
     let mut not_checked = Vec::new();
-    let current = inv.majors.all();
+    let majors = inv.majors.all();
     let honoured = inv.cgroup.allow_key();
-    let mut passed_minors: Vec<u32> = Vec::new();
-    let mut all_gpus_allowed = false;
-    for (e, _) in entries.iter().zip(&owned).filter(|(_, o)| **o) {
-        let at = format!("line {}: {}", e.line, e.value);
-        if ALLOW_KEYS.contains(&e.key) {
-            if let Some((major, minor)) = parse_char_rule(e.value) {
-                if !current.contains(&major) {
+    for l in &current.lines {
+        match &l.passes {
+            Passes::Rule { major, .. } => {
+                if !majors.contains(major) {
                     let uvm = inv
                         .majors
                         .nvidia_uvm
@@ -120,53 +111,35 @@ pub(crate) async fn run(
                         .unwrap_or_default();
                     findings.push(finding(
                         FindingKind::StaleMajor,
-                        format!("{at} allows major {major}, which no NVIDIA driver holds{uvm}"),
+                        format!(
+                            "{} allows major {major}, which no NVIDIA driver holds{uvm}",
+                            l.at()
+                        ),
                     ));
                 }
-                if major == NVIDIA_MAJOR {
-                    match minor {
-                        None => all_gpus_allowed = true,
-                        Some(m) if m < 254 => passed_minors.push(m),
-                        Some(_) => {}
-                    }
+                if l.key != honoured {
+                    findings.push(finding(
+                        FindingKind::WrongCgroupKey,
+                        format!(
+                            "line {} uses {} but this host's LXC honours {honoured} and ignores it",
+                            l.line, l.key
+                        ),
+                    ));
                 }
             }
-            if e.key != honoured {
-                findings.push(finding(
-                    FindingKind::WrongCgroupKey,
-                    format!(
-                        "line {} uses {} but this host's LXC honours {honoured} and ignores it",
-                        e.line, e.key
-                    ),
-                ));
+            Passes::Node { path, .. } => {
+                if inv.node(path).is_none() {
+                    findings.push(finding(
+                        FindingKind::MissingNode,
+                        format!("{} passes {path}, which the host does not have", l.at()),
+                    ));
+                }
             }
-            continue;
-        }
-        let path = if is_dev_key(e.key) {
-            passthrough::dev_value_path(e.value).into()
-        } else {
-            passthrough::host_source(
-                root.as_deref(),
-                e.value.split_whitespace().next().unwrap_or(""),
-            )
-        };
-        let path: &str = &path;
-        if !is_nvidia_node_path(path) {
-            continue;
-        }
-        if let Some(m) = path
-            .strip_prefix("/dev/nvidia")
-            .and_then(|n| n.parse::<u32>().ok())
-        {
-            passed_minors.push(m);
-        }
-        if inv.node(path).is_none() {
-            findings.push(finding(
-                FindingKind::MissingNode,
-                format!("{at} passes {path}, which the host does not have"),
-            ));
+            Passes::Userspace => {}
         }
     }
+    let mut passed_minors = current.rule_minors();
+    passed_minors.extend(current.node_minors());
     passed_minors.sort_unstable();
     passed_minors.dedup();
     for m in &passed_minors {
@@ -181,7 +154,7 @@ pub(crate) async fn run(
         let gpus: Vec<_> = req.gpus.resolve(inv)?.into_iter().cloned().collect();
         let mut want: Vec<u32> = gpus.iter().map(|g| g.minor).collect();
         want.sort_unstable();
-        if all_gpus_allowed && want.len() < inv.gpus.len() {
+        if current.allows_every_gpu() && want.len() < inv.gpus.len() {
             findings.push(finding(
                 FindingKind::WrongGpus,
                 format!(
@@ -194,20 +167,15 @@ pub(crate) async fn run(
                 format!("the config passes GPU minor(s) {passed_minors:?}, expected {want:?}"),
             ));
         }
-        let unprivileged = config_step::is_unprivileged(&doc);
-        let (wanted, _) = config_step::wanted_lines(ctx, req, inv, &gpus, unprivileged).await?;
-        let mut planned = doc.clone();
-        let (removed, added) = config_step::reconcile(
-            &mut planned,
-            &wanted,
-            &devices,
-            &inv.majors,
-            root.as_deref(),
-        )?;
-        if planned.to_bytes() != doc.to_bytes() {
+        let planned =
+            config_step::planned(ctx, req, inv, &gpus, &current.loaded, &current.devices).await?;
+        if planned.bytes != current.loaded.bytes {
             findings.push(finding(
                 FindingKind::ConfigDiffers,
-                format!("apply would remove {removed} and add {added} line(s); run `phoenix-gpu plan {}` to see them", ctx.ct),
+                format!(
+                    "apply would remove {} and add {} line(s)",
+                    planned.removed, planned.added
+                ),
             ));
         }
         if let VersionWanted::Exact(v) = &req.driver_version {

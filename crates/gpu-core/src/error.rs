@@ -249,3 +249,15 @@ impl Error {
 
 /// The result type of gpu-core.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The whole cause chain of an error, joined by `: `.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}

@@ -8,10 +8,11 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::engine::{Engine, Failure};
+use crate::engine::Engine;
 use crate::error::ErrorKind;
 use crate::report::Report;
 use crate::request::Request;
+use crate::step::Failure;
 
 /// One container of a fleet run: the engine of its node and what to do.
 #[derive(Clone)]
@@ -70,7 +71,7 @@ impl FleetRow {
         let mut report = Report::new(ct);
         report.error = Some(crate::report::ReportedError {
             kind: error.kind(),
-            message: crate::engine::chain(error),
+            message: crate::error::chain(error),
         });
         FleetRow {
             ct: ct.to_owned(),

@@ -61,22 +61,36 @@
 // `Error` keeps backend errors with their context by value; errors are rare and not hot.
 #![allow(clippy::result_large_err)]
 
-mod assignment;
-mod check;
-pub mod cluster;
-mod config_step;
-mod container;
-mod counting;
-mod engine;
+// The modules, from the leaves up (docs/architecture.md has the table of what each owns and
+// may import): values and host facts; the step context; the config as read and its
+// read-back; the steps; the operations of the engine; many containers and the cluster.
 mod error;
-pub mod fleet;
-pub mod host_prepare;
 mod inventory;
 mod passthrough;
 mod report;
 mod request;
 mod select;
+mod settings;
 mod version;
+
+mod counting;
+mod step;
+
+mod ctconfig;
+mod current;
+
+mod assignment;
+mod check;
+mod config_step;
+mod container;
+mod host_check;
+mod host_libs;
+
+mod engine;
+
+pub mod cluster;
+pub mod fleet;
+pub mod host_prepare;
 
 #[cfg(test)]
 mod testutil;
@@ -85,8 +99,8 @@ pub use assignment::CurrentAssignment;
 pub use check::{CheckReport, Finding, FindingKind};
 pub use config_step::{ConfigOutcome, BACKUPS_KEPT};
 pub use counting::{CountingExec, CountingHost, Tally};
-pub use engine::{chain, Engine, Failure, Settings};
-pub use error::{Error, ErrorKind, Result};
+pub use engine::Engine;
+pub use error::{chain, Error, ErrorKind, Result};
 pub use inventory::{
     CgroupLayout, DeviceNode, Gpu, Inventory, Majors, NodeKind, MODESET_MINOR, NVIDIACTL_MINOR,
     NVIDIA_MAJOR,
@@ -97,4 +111,6 @@ pub use report::{
 };
 pub use request::{Mode, Request, RestartPolicy, RunfileSource, Strategy, Target, VersionWanted};
 pub use select::{GpuSelection, Selector};
+pub use settings::Settings;
+pub use step::Failure;
 pub use version::DriverVersion;

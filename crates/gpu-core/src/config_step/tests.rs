@@ -4,11 +4,14 @@ use std::sync::Arc;
 use exec_backend::{CtRef, MockContainerExec};
 
 use super::*;
-use crate::engine::{Engine, Settings};
+use crate::engine::Engine;
 use crate::request::Mode;
+use crate::request::Target;
 use crate::select::GpuSelection;
+use crate::settings::Settings;
 use crate::testutil::FsHost;
 use crate::ErrorKind;
+use lxc_conf::Dialect;
 
 const EXAMPLE_101: &str = include_str!("../../../../examples/h200x2/etc/pve/lxc/101.conf");
 const CONF: &str = "/etc/pve/lxc/101.conf";

@@ -14,10 +14,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::engine::{chain, Ctx};
+use crate::error::chain;
 use crate::error::{Error, Result};
 use crate::report::StepStatus;
 use crate::request::Request;
+use crate::step::Ctx;
 
 use super::download::{self, Fetch};
 use super::probe::{check_package_name, run_script, Probe};

@@ -23,9 +23,10 @@ use std::time::Duration;
 
 use exec_backend::{Cmd, ExecError, FileKind, Output};
 
-use crate::engine::{chain, Ctx};
+use crate::error::chain;
 use crate::error::{Error, Result};
 use crate::report::Event;
+use crate::step::Ctx;
 
 /// How often the temporary file is looked at while curl runs.
 const PROGRESS_EVERY: Duration = Duration::from_millis(300);

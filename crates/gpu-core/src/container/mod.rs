@@ -17,11 +17,11 @@ pub(crate) mod verify;
 mod tests;
 
 use crate::config_step::ConfigOutcome;
-use crate::engine::{Ctx, Run};
 use crate::error::Result;
 use crate::inventory::{Gpu, Inventory};
 use crate::report::{Event, StepName, StepStatus};
 use crate::request::{Request, Strategy};
+use crate::step::{Ctx, Run};
 
 /// For `check` (drift detection): the one probe and what it found.
 #[allow(unused_imports)]

@@ -11,8 +11,8 @@ use std::time::Duration;
 use exec_backend::{tail_text, Cmd, ExitStatus};
 use serde::Serialize;
 
-use crate::engine::Ctx;
 use crate::error::{Error, Result};
+use crate::step::Ctx;
 use crate::version::DriverVersion;
 
 /// How long the probe may run (it runs `nvidia-smi`, which can be slow on a busy GPU).

@@ -6,10 +6,10 @@ use std::time::Duration;
 use exec_backend::CtState;
 
 use crate::config_step::ConfigOutcome;
-use crate::engine::Ctx;
 use crate::error::{Error, Result};
 use crate::report::StepStatus;
 use crate::request::Request;
+use crate::step::Ctx;
 
 /// How often the state is polled while waiting.
 const POLL: Duration = Duration::from_millis(250);
@@ -66,7 +66,7 @@ pub(crate) async fn step(
                 ctx.cts
                     .stop(ctx.ct)
                     .await
-                    .map_err(|e| restart_error(ctx, format!("stop failed: {}", crate::engine::chain(&e))))?;
+                    .map_err(|e| restart_error(ctx, format!("stop failed: {}", crate::error::chain(&e))))?;
                 wait_for(ctx, |s| s == &CtState::Stopped).await?;
                 start_and_wait(ctx).await
             })
@@ -148,7 +148,7 @@ async fn start_and_wait(ctx: &Ctx<'_>) -> Result<()> {
     ctx.cts
         .start(ctx.ct)
         .await
-        .map_err(|e| restart_error(ctx, format!("start failed: {}", crate::engine::chain(&e))))?;
+        .map_err(|e| restart_error(ctx, format!("start failed: {}", crate::error::chain(&e))))?;
     wait_for(ctx, |s| s == &CtState::Running).await
 }
 
@@ -158,7 +158,7 @@ async fn wait_for(ctx: &Ctx<'_>, done: impl Fn(&CtState) -> bool) -> Result<()> 
         let s = ctx.cts.state(ctx.ct).await.map_err(|e| {
             restart_error(
                 ctx,
-                format!("reading its state failed: {}", crate::engine::chain(&e)),
+                format!("reading its state failed: {}", crate::error::chain(&e)),
             )
         })?;
         if done(&s) {

@@ -20,11 +20,12 @@ use std::time::Duration;
 
 use exec_backend::{tail_text, Cmd, ExitStatus};
 
-use crate::engine::{chain, Ctx};
+use crate::error::chain;
 use crate::error::{Error, Result};
 use crate::inventory::Inventory;
 use crate::report::StepStatus;
 use crate::request::{Request, VersionWanted};
+use crate::step::Ctx;
 use crate::version::DriverVersion;
 
 use super::download::{self, Fetch};

@@ -16,12 +16,13 @@ use sha2::{Digest, Sha256};
 use super::probe::{SCRIPT, SMI_SCRIPT};
 use crate::config_step::ConfigOutcome;
 use crate::counting::{CountingExec, CountingHost, Tally};
-use crate::engine::{Ctx, Run, Settings};
 use crate::error::{Error, ErrorKind};
 use crate::inventory::{CgroupLayout, Gpu, Inventory, Majors};
 use crate::report::{Event, EventSink, Report, StepName, StepStatus};
 use crate::request::{Request, Strategy, Target};
 use crate::select::GpuSelection;
+use crate::settings::Settings;
+use crate::step::{Ctx, Run};
 
 const VER: &str = "580.159.04";
 const RUNFILE_URL: &str = "https://us.download.nvidia.com/XFree86/Linux-x86_64/580.159.04/NVIDIA-Linux-x86_64-580.159.04.run";
@@ -911,7 +912,7 @@ async fn host_libs_mounts_take_the_module_version_only() {
         events: &sink,
         ct: &req.ct,
     };
-    let m = super::hostlibs::mounts(&ctx, &inv()).await.unwrap();
+    let m = crate::host_libs::mounts(&ctx, &inv()).await.unwrap();
     let lines: Vec<String> = m.iter().map(|e| e.render()).collect();
     assert_eq!(
         lines,
@@ -925,7 +926,7 @@ async fn host_libs_mounts_take_the_module_version_only() {
     // A host without the module's libraries is a host precondition failure.
     let mut other = inv();
     other.driver_version = "590.1.2".parse().unwrap();
-    let e = super::hostlibs::mounts(&ctx, &other).await.unwrap_err();
+    let e = crate::host_libs::mounts(&ctx, &other).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::HostPrecondition);
     assert!(e.to_string().contains("libnvidia-ml.so.590.1.2"), "{e}");
 }
