@@ -4,14 +4,15 @@ use std::time::Duration;
 
 use exec_backend::CtRef;
 use gpu_core::{
-    DriverVersion, Error, GpuSelection, Mode, Request, RestartPolicy, RunfileSource, Strategy,
-    Target, VersionWanted,
+    DriverVersion, Error, GpuSelection, Input, Mode, Request, RestartPolicy, RunfileSource,
+    Strategy, Target, VersionWanted,
 };
 
 use crate::cli::{ApplyOpts, ModeArg, StrategyArg};
+use crate::error::CliError;
 use crate::phoenix_config::PhoenixConfig;
 
-fn bad(what: &'static str, value: &str, hint: impl Into<String>) -> Error {
+fn bad(what: Input, value: &str, hint: impl Into<String>) -> Error {
     Error::BadInput {
         what,
         value: value.to_owned(),
@@ -31,7 +32,7 @@ pub fn ct(target: &Target, s: &str) -> Result<CtRef, Error> {
                 && s.parse::<u32>().is_ok_and(|n| n >= 100);
             if !ok {
                 return Err(bad(
-                    "CTID",
+                    Input::CtId,
                     s,
                     "a Proxmox VE container id is a number from 100 to 999999999",
                 ));
@@ -46,7 +47,7 @@ pub fn ct(target: &Target, s: &str) -> Result<CtRef, Error> {
                     .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
             if !ok {
                 return Err(bad(
-                    "container name",
+                    Input::ContainerName,
                     s,
                     "an LXC container name has letters, digits, '-', '_' and '.', and does not start with '.' or '-'",
                 ));
@@ -68,7 +69,7 @@ pub fn gpus(
     match flag.or(from_pc) {
         Some(s) => s.parse(),
         None => Err(bad(
-            "GPU selection",
+            Input::GpuSelection,
             "",
             "none given: use --gpus (or GPU_ASSIGNMENT, or --phoenix-config with the container's gpu_assignment)",
         )),
@@ -83,7 +84,7 @@ pub fn driver_version(s: &str) -> Result<VersionWanted, Error> {
     s.parse::<DriverVersion>().map(VersionWanted::Exact)
 }
 
-pub fn url(what: &'static str, s: &str) -> Result<String, Error> {
+pub fn url(what: &'static str, s: &str) -> Result<String, CliError> {
     let rest = s
         .strip_prefix("https://")
         .or_else(|| s.strip_prefix("http://"));
@@ -91,16 +92,20 @@ pub fn url(what: &'static str, s: &str) -> Result<String, Error> {
         Some(r) if !r.is_empty() && !r.starts_with('/') && !s.chars().any(char::is_whitespace) => {
             Ok(s.to_owned())
         }
-        _ => Err(bad(what, s, "expected an http:// or https:// URL")),
+        _ => Err(CliError::flag(
+            what,
+            s,
+            "expected an http:// or https:// URL",
+        )),
     }
 }
 
 /// 64 hex digits, lowercased.
-pub fn sha256(s: &str) -> Result<String, Error> {
+pub fn sha256(s: &str) -> Result<String, CliError> {
     if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
         Ok(s.to_ascii_lowercase())
     } else {
-        Err(bad(
+        Err(CliError::flag(
             "--runfile-sha256",
             s,
             "expected the SHA-256 as 64 hex digits",
@@ -121,7 +126,11 @@ pub fn cuda(s: &str) -> Result<Option<String>, Error> {
     if ok {
         Ok(Some(s.to_owned()))
     } else {
-        Err(bad("CUDA version", s, "expected X.Y such as 12.8, or none"))
+        Err(bad(
+            Input::CudaVersion,
+            s,
+            "expected X.Y such as 12.8, or none",
+        ))
     }
 }
 
@@ -135,13 +144,13 @@ pub fn tools(s: &str) -> Result<Vec<String>, Error> {
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+-.".contains(&b));
         if !ok {
             return Err(bad(
-                "tool list",
+                Input::ToolList,
                 s,
                 format!("{t:?} is not a package name (lowercase letters, digits, + - .)"),
             ));
         }
         if out.iter().any(|o| o == t) {
-            return Err(bad("tool list", s, format!("{t} is listed twice")));
+            return Err(bad(Input::ToolList, s, format!("{t} is listed twice")));
         }
         out.push(t.to_owned());
     }
@@ -149,7 +158,7 @@ pub fn tools(s: &str) -> Result<Vec<String>, Error> {
 }
 
 /// The request of plan, apply and verify.
-pub fn request(a: &ApplyOpts, ct: CtRef, pc: Option<&PhoenixConfig>) -> Result<Request, Error> {
+pub fn request(a: &ApplyOpts, ct: CtRef, pc: Option<&PhoenixConfig>) -> Result<Request, CliError> {
     let gpus = gpus(a.gpus.as_deref(), pc, &ct)?;
     let mut r = Request::new(ct, gpus);
     r.mode = match a.mode {
@@ -191,7 +200,7 @@ pub fn request(a: &ApplyOpts, ct: CtRef, pc: Option<&PhoenixConfig>) -> Result<R
         .or_else(|| pc.and_then(|p| p.nvidia_repo_url.clone()));
     r.repo_url = repo.map(|u| url("--repo-url", &u)).transpose()?;
     if a.restart_timeout == 0 {
-        return Err(bad(
+        return Err(CliError::flag(
             "--restart-timeout",
             "0",
             "give the number of seconds to wait, at least 1",

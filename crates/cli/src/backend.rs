@@ -7,6 +7,7 @@ use exec_backend::{ContainerExec, Host, LocalHost, LxcAttach, Pct, SshHost};
 use gpu_core::{Error, Target};
 
 use crate::cli::{Global, TargetKind};
+use crate::error::CliError;
 
 /// The chosen backends.
 pub struct Backends {
@@ -19,12 +20,8 @@ pub struct Backends {
 }
 
 /// An `ssh://[user@]node[:port]` URL: `(user, node, port)`.
-pub fn parse_ssh_url(url: &str) -> Result<(Option<String>, String, Option<u16>), Error> {
-    let bad = |hint: &str| Error::BadInput {
-        what: "--host",
-        value: url.to_owned(),
-        hint: hint.to_owned(),
-    };
+pub fn parse_ssh_url(url: &str) -> Result<(Option<String>, String, Option<u16>), CliError> {
+    let bad = |hint: &str| CliError::flag("--host", url, hint);
     let rest = url
         .strip_prefix("ssh://")
         .ok_or_else(|| bad("expected ssh://user@node[:port]"))?;
@@ -56,7 +53,7 @@ pub fn parse_ssh_url(url: &str) -> Result<(Option<String>, String, Option<u16>),
 }
 
 /// Chooses and connects the backends.
-pub async fn connect(g: &Global) -> Result<Backends, Error> {
+pub async fn connect(g: &Global) -> Result<Backends, CliError> {
     let host: Arc<dyn Host> = match (&g.host, &g.root) {
         (Some(url), root) => {
             let (_user, node, _port) = parse_ssh_url(url)?;

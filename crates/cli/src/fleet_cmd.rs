@@ -15,6 +15,7 @@ use gpu_core::{chain, CheckReport, Error, ErrorKind, Request, RestartPolicy, Run
 use serde::Serialize;
 
 use crate::cli::{CheckArgs, FleetApplyArgs, StrategyArg, SyncArgs};
+use crate::error::CliError;
 use crate::nodes::Nodes;
 use crate::phoenix_config::PhoenixConfig;
 use crate::{args, clear_progress, exit, fail_err, hints, print_error, print_json};
@@ -158,9 +159,8 @@ async fn run_items(slots: Vec<Result<FleetItem, FleetRow>>, jobs: usize) -> Vec<
                     "?",
                     "?",
                     "?",
-                    &Error::Parse {
-                        what: "fleet apply".into(),
-                        detail: "a row is missing".into(),
+                    &Error::Internal {
+                        what: "a row of the fleet run is missing".into(),
                     },
                 )
             }),
@@ -184,11 +184,11 @@ pub async fn apply(
             None => {
                 return fail_err(
                     json,
-                    &Error::BadInput {
-                        what: "--all",
-                        value: String::new(),
-                        hint: "apply --all works on the containers of the orchestrator config: give --phoenix-config FILE".into(),
-                    },
+                    CliError::flag(
+                        "--all",
+                        "",
+                        "apply --all works on the containers of the orchestrator config: give --phoenix-config FILE",
+                    ),
                 )
             }
         }
@@ -198,11 +198,11 @@ pub async fn apply(
     if a.jobs == 0 {
         return fail_err(
             json,
-            &Error::BadInput {
-                what: "--jobs",
-                value: "0".into(),
-                hint: "give how many containers to work on at once, at least 1".into(),
-            },
+            CliError::flag(
+                "--jobs",
+                "0",
+                "give how many containers to work on at once, at least 1",
+            ),
         );
     }
     // Every input is checked before anything runs: a bad one is exit 2 and nothing changes.
@@ -210,11 +210,11 @@ pub async fn apply(
     for id in &ids {
         let ct = match args::ct(target, id) {
             Ok(c) => c,
-            Err(e) => return fail_err(json, &e),
+            Err(e) => return fail_err(json, e),
         };
         match args::request(&a.opts, ct, pc) {
             Ok(r) => reqs.push(r),
-            Err(e) => return fail_err(json, &e),
+            Err(e) => return fail_err(json, e),
         }
     }
     let mut slots = Vec::new();
@@ -261,9 +261,11 @@ async fn targets(
 }
 
 fn unwrap_arc(e: Arc<Error>) -> Error {
-    Arc::try_unwrap(e).unwrap_or_else(|e| Error::Parse {
-        what: "node connection".into(),
-        detail: chain(e.as_ref()),
+    Arc::try_unwrap(e).unwrap_or_else(|e| Error::Internal {
+        what: format!(
+            "the node connection's error is shared: {}",
+            chain(e.as_ref())
+        ),
     })
 }
 
@@ -310,7 +312,7 @@ pub async fn check(
 ) -> u8 {
     let cts = match targets(c.all, &c.ctids, nodes, target).await {
         Ok(v) => v,
-        Err(e) => return fail_err(json, &e),
+        Err(e) => return fail_err(json, e),
     };
     let version = match c
         .driver_version
@@ -319,13 +321,13 @@ pub async fn check(
         .transpose()
     {
         Ok(v) => v,
-        Err(e) => return fail_err(json, &e),
+        Err(e) => return fail_err(json, e),
     };
     let mut work = Vec::new();
     for ct in cts {
         match expected_for(c, pc, &ct, version.clone()) {
             Ok(e) => work.push((ct, e)),
-            Err(e) => return fail_err(json, &e),
+            Err(e) => return fail_err(json, e),
         }
     }
     let all = c.all;
@@ -527,20 +529,20 @@ pub async fn sync(
 ) -> u8 {
     let cts = match targets(s.all, &s.ctids, nodes, target).await {
         Ok(v) => v,
-        Err(e) => return fail_err(json, &e),
+        Err(e) => return fail_err(json, e),
     };
     if s.jobs == 0 || s.restart_timeout == 0 {
         return fail_err(
             json,
-            &Error::BadInput {
-                what: if s.jobs == 0 {
+            CliError::flag(
+                if s.jobs == 0 {
                     "--jobs"
                 } else {
                     "--restart-timeout"
                 },
-                value: "0".into(),
-                hint: "give a number of at least 1".into(),
-            },
+                "0",
+                "give a number of at least 1",
+            ),
         );
     }
     let runfile_url = match s
@@ -551,11 +553,11 @@ pub async fn sync(
         .transpose()
     {
         Ok(u) => u,
-        Err(e) => return fail_err(json, &e),
+        Err(e) => return fail_err(json, e),
     };
     let sha256 = match s.runfile_sha256.as_deref().map(args::sha256).transpose() {
         Ok(v) => v,
-        Err(e) => return fail_err(json, &e),
+        Err(e) => return fail_err(json, e),
     };
     let mut slots = Vec::new();
     for ct in cts {
@@ -584,12 +586,9 @@ pub async fn sync(
             }
         };
         if !current.unknown_minors.is_empty() {
-            let e = Error::GpuNotPresent {
-                wanted: format!(
-                    "with device minor(s) {:?} (passed by the config of container {ct})",
-                    current.unknown_minors
-                ),
-                available: "see `phoenix-gpu inventory`; give the container its GPUs with `phoenix-gpu apply --gpus`".into(),
+            let e = Error::GpuGone {
+                ct: ct.to_string(),
+                minors: current.unknown_minors.clone(),
             };
             slots.push(Err(FleetRow::failed(
                 ct.as_str(),

@@ -40,7 +40,7 @@ pub async fn prepare(host: &dyn Host, g: &Global, p: &PrepareArgs) -> u8 {
     };
     let report = match out {
         Ok(r) => r,
-        Err(e) => return fail_err(g.json, &e),
+        Err(e) => return fail_err(g.json, e),
     };
     if g.json {
         print_json(&JsonPrepare {

@@ -10,6 +10,7 @@ mod args;
 mod assets;
 mod backend;
 mod cli;
+mod error;
 mod exit;
 mod fleet_cmd;
 mod hints;
@@ -25,12 +26,13 @@ use std::sync::OnceLock;
 
 use clap::Parser;
 use gpu_core::{
-    chain, Engine, Error, ErrorKind, Event, EventSink, Inventory, Report, Settings, StepStatus,
+    chain, Engine, ErrorKind, Event, EventSink, Inventory, Report, Settings, StepStatus,
 };
 use serde::Serialize;
 use tracing::{debug, info, warn, Instrument};
 
 use crate::cli::{Cli, Command, HostCommand};
+use crate::error::CliError;
 use crate::nodes::Nodes;
 use crate::phoenix_config::PhoenixConfig;
 use crate::progress::Progress;
@@ -154,7 +156,7 @@ async fn run(cli: Cli) -> u8 {
     };
     let b = match backend::connect(g).await {
         Ok(b) => b,
-        Err(e) => return fail_err(g.json, &e),
+        Err(e) => return fail_err(g.json, e),
     };
     let events = EventSink::new(|e: Event| {
         if let Some(p) = PROGRESS.get() {
@@ -174,7 +176,7 @@ async fn run(cli: Cli) -> u8 {
     }
     let nodes = match Nodes::new(g, &b, engine.clone(), settings, events).await {
         Ok(n) => std::sync::Arc::new(n),
-        Err(e) => return fail_err(g.json, &e),
+        Err(e) => return fail_err(g.json, e),
     };
     let quiet = g.quiet > 0;
     match &cli.command {
@@ -213,11 +215,11 @@ async fn run(cli: Cli) -> u8 {
         Command::Remove(r) => {
             let ct = match args::ct(&b.target, &r.ctid) {
                 Ok(c) => c,
-                Err(e) => return fail_err(g.json, &e),
+                Err(e) => return fail_err(g.json, e),
             };
             let engine = match nodes.engine_for(&ct).await.1 {
                 Ok(e) => e,
-                Err(e) => return fail_err(g.json, &e),
+                Err(e) => return fail_err(g.json, e),
             };
             finish(g.json, "remove", engine.remove(&ct, r.dry_run).await)
         }
@@ -241,15 +243,15 @@ async fn one(
 ) -> u8 {
     let ct = match args::ct(target, id) {
         Ok(c) => c,
-        Err(e) => return fail_err(json, &e),
+        Err(e) => return fail_err(json, e),
     };
     let req = match args::request(opts, ct, pc) {
         Ok(r) => r,
-        Err(e) => return fail_err(json, &e),
+        Err(e) => return fail_err(json, e),
     };
     let engine = match nodes.engine_for(&req.ct).await.1 {
         Ok(e) => e,
-        Err(e) => return fail_err(json, &e),
+        Err(e) => return fail_err(json, e),
     };
     let out = match what {
         "plan" => engine.plan_config(&req).await,
@@ -399,26 +401,27 @@ fn fail(json: bool, kind: ErrorKind, message: &str) -> u8 {
 }
 
 /// A failure before any operation ran.
-fn fail_err(json: bool, e: &Error) -> u8 {
+fn fail_err(json: bool, e: impl Into<CliError>) -> u8 {
+    let e = e.into();
     let kind = e.kind();
     let code = exit::code(kind);
-    let hint = hints::hint(e);
+    let hint = hints::hint_cli(&e);
     if json {
         print_json(&JsonError {
-            error: &chain(e),
+            error: &chain(&e),
             kind,
             exit_code: code,
             hint: hint.as_deref(),
         });
     }
-    print_error(hints::render(e), hint.as_deref());
+    print_error(hints::render(&e), hint.as_deref());
     code
 }
 
 async fn inventory(engine: &Engine, json: bool) -> u8 {
     let inv = match engine.inventory().await {
         Ok(i) => i,
-        Err(e) => return fail_err(json, &e),
+        Err(e) => return fail_err(json, e),
     };
     if json {
         #[derive(Serialize)]

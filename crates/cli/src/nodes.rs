@@ -14,6 +14,7 @@ use tracing::{debug, info, warn};
 
 use crate::backend::{parse_ssh_url, Backends};
 use crate::cli::Global;
+use crate::error::CliError;
 
 /// How remote nodes are reached.
 #[derive(Clone, Debug, Default)]
@@ -36,16 +37,12 @@ pub struct Nodes {
     remote: Mutex<HashMap<String, Result<Engine, Arc<Error>>>>,
 }
 
-fn bad(what: &'static str, value: &str, hint: &str) -> Error {
-    Error::BadInput {
-        what,
-        value: value.to_owned(),
-        hint: hint.to_owned(),
-    }
+fn bad(what: &'static str, value: &str, hint: &str) -> CliError {
+    CliError::flag(what, value, hint)
 }
 
 /// `NAME=VALUE` pairs of a repeatable flag.
-fn pairs(what: &'static str, items: &[String]) -> Result<BTreeMap<String, String>, Error> {
+fn pairs(what: &'static str, items: &[String]) -> Result<BTreeMap<String, String>, CliError> {
     let mut out = BTreeMap::new();
     for it in items {
         let Some((name, value)) = it.split_once('=') else {
@@ -85,7 +82,7 @@ impl Nodes {
         local: Engine,
         settings: Settings,
         events: EventSink,
-    ) -> Result<Nodes, Error> {
+    ) -> Result<Nodes, CliError> {
         let urls = pairs("--node", &g.nodes)?;
         for (name, url) in &urls {
             parse_ssh_url(url).map_err(|_| {
@@ -190,7 +187,11 @@ impl Nodes {
             .get(node)
             .cloned()
             .unwrap_or_else(|| format!("ssh://{}@{node}", self.reach.ssh_user));
-        parse_ssh_url(&url)?;
+        parse_ssh_url(&url).map_err(|e| Error::BadInput {
+            what: gpu_core::Input::Url,
+            value: url.clone(),
+            hint: e.to_string(),
+        })?;
         let mut opts = SshOptions::default();
         opts.known_hosts_check = KnownHostsCheck::Strict;
         opts.config_file = self.reach.ssh_config.clone();

@@ -15,7 +15,7 @@ use lxc_conf::Document;
 use tracing::{debug, info};
 
 use crate::ctconfig::{host_root, is_unprivileged, load, owned_flags, proc_devices, Loaded};
-use crate::error::{Error, Result};
+use crate::error::{Error, Input, Result};
 use crate::host_libs;
 use crate::inventory::{read_text, Gpu, Inventory, Majors, MigMinors, ProcDevices, MIG_MINORS};
 use crate::passthrough::{self, WantedLine, Wants, Written};
@@ -57,7 +57,7 @@ async fn wanted_lines(
             .await?
             .ok_or_else(|| Error::NodeMissing {
                 path: PathBuf::from(MIG_MINORS),
-                hint: "the driver lists no MIG capabilities; --mig needs MIG-capable GPUs and a driver with nvidia-caps".into(),
+                hint: "the driver lists no MIG capabilities; MIG passthrough needs MIG-capable GPUs and a driver with nvidia-caps".into(),
             })?;
         Some(MigMinors::parse(&text))
     } else {
@@ -132,9 +132,9 @@ fn reconcile(
                     .main()
                     .next_free_index("dev", 255)
                     .ok_or_else(|| Error::BadInput {
-                        what: "container config",
+                        what: Input::ContainerConfig,
                         value: "dev0..dev255".into(),
-                        hint: "every devN index is taken; free some or use --mode raw".into(),
+                        hint: "every devN index is taken; free some or use raw mode".into(),
                     })?;
                 doc.set(&format!("dev{n}"), value);
             }

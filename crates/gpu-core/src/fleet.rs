@@ -152,9 +152,8 @@ pub async fn apply_all(items: Vec<FleetItem>, jobs: usize) -> Vec<FleetRow> {
                     item.request.ct.as_str(),
                     &item.node,
                     &item.request.gpus.to_string(),
-                    &crate::error::Error::Parse {
-                        what: "fleet apply".into(),
-                        detail: "the task applying this container panicked".into(),
+                    &crate::error::Error::Internal {
+                        what: "the task applying this container panicked".into(),
                     },
                 )
             })

@@ -42,7 +42,7 @@ fn check_version(
         ctx.events.emit(Event::Notice {
             ct: ctx.ct.to_string(),
             message: format!(
-                "installing userspace {wanted} although the host's module is {host} (--force-version): NVML will fail with a version mismatch until they agree"
+                "installing userspace {wanted} although the host's module is {host} (the version is forced): NVML will fail with a version mismatch until they agree"
             ),
         });
         return Ok(());

@@ -67,7 +67,7 @@ const DIR_OPTIONS: &str = "ro,bind,optional,create=dir";
 /// Sources are host paths (the config step writes them resolved only with
 /// [`Settings::resolve_mount_sources`](crate::Settings::resolve_mount_sources)), targets are
 /// relative to the container's root. Fails with
-/// [`Error::NodeMissing`] when the host has no `libnvidia-ml.so.<version>`.
+/// [`Error::HostUserspaceMissing`] when the host has no `libnvidia-ml.so.<version>`.
 pub(crate) async fn mounts(ctx: &Ctx<'_>, inv: &Inventory) -> Result<Vec<MountEntry>> {
     let ver = inv.driver_version.as_str();
     let suffix = format!(".so.{ver}");
@@ -95,16 +95,9 @@ pub(crate) async fn mounts(ctx: &Ctx<'_>, inv: &Inventory) -> Result<Vec<MountEn
     }
     let nvml = format!("libnvidia-ml.so.{ver}");
     if !seen.contains(&nvml) {
-        let first = dirs
-            .first()
-            .cloned()
-            .unwrap_or_else(|| PathBuf::from("/usr/lib"));
-        return Err(Error::NodeMissing {
-            path: first.join(&nvml),
-            hint: format!(
-                "the host's userspace of driver {ver} was not found (looked in {}); install it on the host or use --strategy runfile",
-                dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ")
-            ),
+        return Err(Error::HostUserspaceMissing {
+            version: ver.to_owned(),
+            looked_in: dirs,
         });
     }
     let mut bin_dirs: Vec<PathBuf> = dirs

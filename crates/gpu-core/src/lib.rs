@@ -65,6 +65,7 @@
 // may import): values and host facts; the step context; the config as read and its
 // read-back; the steps; the operations of the engine; many containers and the cluster.
 mod error;
+mod finding;
 mod inventory;
 mod passthrough;
 mod report;
@@ -96,11 +97,14 @@ pub mod host_prepare;
 mod testutil;
 
 pub use assignment::CurrentAssignment;
-pub use check::{CheckReport, Finding, FindingKind};
 pub use config_step::{ConfigOutcome, BACKUPS_KEPT};
 pub use counting::{CountingExec, CountingHost, Tally};
 pub use engine::Engine;
-pub use error::{chain, Error, ErrorKind, Result};
+pub use error::{
+    chain, Error, ErrorKind, Input, InstallCause, RestartCause, Result, SmiFailure, VerifyCause,
+    VerifyProblem,
+};
+pub use finding::{CheckReport, Finding, FindingKind};
 pub use inventory::{
     CgroupLayout, DeviceNode, Gpu, Inventory, Majors, NodeKind, MODESET_MINOR, NVIDIACTL_MINOR,
     NVIDIA_MAJOR,

@@ -25,6 +25,9 @@ pub(crate) struct Ctx<'a> {
     pub ct: &'a CtRef,
 }
 
+/// Why the container steps are skipped when a request stops after the config step.
+pub(crate) const CONFIG_ONLY: &str = "config only: stopped after the config step";
+
 /// The span around a step: log lines inside it carry the container and the step's name.
 fn step_span(ct: &str, name: StepName) -> tracing::Span {
     tracing::info_span!(target: "gpu_core::step", "step", ct = %ct, step = name.as_str())

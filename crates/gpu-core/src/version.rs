@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 use serde::{Serialize, Serializer};
 
-use crate::error::Error;
+use crate::error::{Error, Input};
 
 /// A driver version, compared numerically part by part and printed as written
 /// (`580.159.04` keeps its leading zero).
@@ -39,7 +39,7 @@ impl FromStr for DriverVersion {
 
     fn from_str(s: &str) -> Result<DriverVersion, Error> {
         let bad = || Error::BadInput {
-            what: "driver version",
+            what: Input::DriverVersion,
             value: s.to_owned(),
             hint: "expected X.Y or X.Y.Z with digits only, such as 580.159.04, or auto".into(),
         };

@@ -171,9 +171,7 @@ async fn runfile_cuda_and_tools_then_converged_then_a_host_upgrade() {
     let f = e.verify(&req).await.unwrap_err();
     assert_eq!(f.error.kind(), ErrorKind::Verify);
     assert!(
-        f.error
-            .to_string()
-            .contains(&format!("the host's module is {new}")),
+        gpu_core::chain(&f.error).contains(&format!("the host's module is {new}")),
         "{}",
         f.error
     );
@@ -267,7 +265,7 @@ async fn a_checksum_mismatch_runs_nothing_in_the_container() {
     let f = engine(&gh).apply(&req).await.unwrap_err();
     assert_eq!(f.error.kind(), ErrorKind::Install, "{}", f.error);
     assert!(
-        f.error.to_string().contains("checksum mismatch"),
+        gpu_core::chain(&f.error).contains("checksum mismatch"),
         "{}",
         f.error
     );
@@ -299,7 +297,7 @@ async fn a_failing_installer_is_an_install_error_with_its_log() {
     req.runfile.url = Some(srv.url(&run_path));
     let f = engine(&gh).apply(&req).await.unwrap_err();
     assert_eq!(f.error.kind(), ErrorKind::Install, "{}", f.error);
-    let m = f.error.to_string();
+    let m = gpu_core::chain(&f.error);
     assert!(m.contains("exit code 1"), "{m}");
     assert!(
         m.contains("Installation has failed"),
@@ -323,7 +321,7 @@ async fn a_stopped_container_is_started_only_with_start() {
     assert_eq!(r.counters.restarts, 0);
     assert_eq!(r.counters.container_execs, 0);
     assert_eq!(status(&r, StepName::Restart), StepStatus::Skipped);
-    assert!(detail(&r, StepName::Restart).contains("--start"));
+    assert!(detail(&r, StepName::Restart).contains("starting it was not asked for"));
 
     req.restart.start_if_stopped = true;
     let r = apply_ok(&e, &req).await;
@@ -377,7 +375,11 @@ async fn a_start_that_never_comes_up_is_a_restart_error() {
         let _ = std::process::Command::new("kill").arg(pid.trim()).status();
     }
     assert_eq!(f.error.kind(), ErrorKind::Restart, "{}", f.error);
-    assert!(f.error.to_string().contains("within 5s"), "{}", f.error);
+    assert!(
+        gpu_core::chain(&f.error).contains("within 5s"),
+        "{}",
+        f.error
+    );
     assert!(took < Duration::from_secs(30), "took {took:?}");
     assert_eq!(status(&f.report, StepName::Restart), StepStatus::Failed);
 }

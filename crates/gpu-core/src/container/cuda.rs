@@ -14,8 +14,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::error::chain;
-use crate::error::{Error, Result};
+use crate::error::{Error, Input, InstallCause, Result};
 use crate::report::StepStatus;
 use crate::request::Request;
 use crate::step::Ctx;
@@ -40,7 +39,7 @@ pub(crate) struct Apt {
 /// A CUDA version as `major.minor` with digits only.
 pub(crate) fn check_cuda_version(v: &str) -> Result<(u32, u32)> {
     let bad = || Error::BadInput {
-        what: "CUDA version",
+        what: Input::CudaVersion,
         value: v.to_owned(),
         hint: "expected major.minor such as 12.8".into(),
     };
@@ -77,15 +76,10 @@ fn require_apt(ctx: &Ctx<'_>, what: &str, probe: &Probe) -> Result<()> {
     Err(Error::Install {
         ct: ctx.ct.to_string(),
         what: what.to_owned(),
-        detail: format!(
-            "the container runs {}{}; only Debian and Ubuntu containers (apt) are supported",
-            probe.system(),
-            if probe.apt_get {
-                ""
-            } else {
-                " without apt-get"
-            }
-        ),
+        cause: InstallCause::NotApt {
+            system: probe.system(),
+            apt_get: probe.apt_get,
+        },
     })
 }
 
@@ -112,10 +106,9 @@ pub(crate) async fn step(
             return Err(Error::Install {
                 ct: ctx.ct.to_string(),
                 what,
-                detail: format!(
-                    "no CUDA repository is known for {}; give one with --repo-url",
-                    probe.system()
-                ),
+                cause: InstallCause::NoCudaRepository {
+                    system: probe.system(),
+                },
             })
         }
     };
@@ -146,13 +139,13 @@ pub(crate) async fn step(
     ctx.cts
         .push_file(ctx.ct, &cached.path, &dest, 0o644)
         .await
-        .map_err(|e| Error::Install {
+        .map_err(|source| Error::Install {
             ct: ctx.ct.to_string(),
             what: what.clone(),
-            detail: format!(
-                "pushing {KEYRING_DEB} into the container failed: {}",
-                chain(&e)
-            ),
+            cause: InstallCause::Push {
+                file: KEYRING_DEB.to_owned(),
+                source,
+            },
         })?;
     // $1 keyring deb, $2 source line or empty, $3 package.
     let script = format!(
@@ -177,11 +170,11 @@ apt-get install -y -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force
         return Err(Error::Install {
             ct: ctx.ct.to_string(),
             what,
-            detail: format!(
-                "keyring, apt-get update or apt-get install {pkg} failed ({}): {}",
-                out.status,
-                output_tail(&out)
-            ),
+            cause: InstallCause::Command {
+                doing: format!("keyring, apt-get update or apt-get install {pkg}"),
+                status: out.status,
+                output: output_tail(&out),
+            },
         });
     }
     Ok((
@@ -240,7 +233,11 @@ apt-get install -y -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force
         return Err(Error::Install {
             ct: ctx.ct.to_string(),
             what,
-            detail: format!("apt-get failed ({}): {}", out.status, output_tail(&out)),
+            cause: InstallCause::Command {
+                doing: "apt-get".to_owned(),
+                status: out.status,
+                output: output_tail(&out),
+            },
         });
     }
     Ok((

@@ -23,8 +23,7 @@ use std::time::Duration;
 
 use exec_backend::{Cmd, ExecError, FileKind, Output};
 
-use crate::error::chain;
-use crate::error::{Error, Result};
+use crate::error::{Error, Input, InstallCause, Result};
 use crate::report::Event;
 use crate::step::Ctx;
 
@@ -76,7 +75,7 @@ pub(crate) fn check_file_name(name: &str, url: &str) -> Result<()> {
         Ok(())
     } else {
         Err(Error::BadInput {
-            what: "download URL",
+            what: Input::DownloadUrl,
             value: url.to_owned(),
             hint: "the URL must end in a plain file name (letters, digits, . _ + -)".into(),
         })
@@ -131,20 +130,12 @@ pub(crate) async fn fetch(ctx: &Ctx<'_>, f: &Fetch) -> Result<Cached> {
         .with_arg(ctx.host.resolve(&sum_path(&path)))
         .stdin(format!("{sum} {size}\n"))
         .timeout(SMALL_TIMEOUT);
-    let out = ctx.host.run(&record).await.map_err(|e| {
-        install(
-            ctx,
-            f,
-            format!("recording its checksum failed: {}", chain(&e)),
-        )
-    })?;
-    if !out.status.success() {
-        return Err(install(
-            ctx,
-            f,
-            format!("recording its checksum failed: {}", out.stderr_tail(500)),
-        ));
-    }
+    ran(
+        ctx,
+        f,
+        "recording its checksum",
+        ctx.host.run(&record).await,
+    )?;
     Ok(Cached {
         path,
         size,
@@ -175,24 +166,40 @@ fn sum_path(path: &Path) -> PathBuf {
 async fn sidecar_sum(ctx: &Ctx<'_>, f: &Fetch) -> Result<String> {
     let url = format!("{}.sha256sum", f.url);
     let cmd = Cmd::new(["curl", "-fsSL", "--retry", "3", url.as_str()]).timeout(SMALL_TIMEOUT);
-    let out = curl_ok(
-        ctx,
-        f,
-        &format!("fetching {url}"),
-        "; give the checksum with --runfile-sha256",
-        ctx.host.run(&cmd).await,
-    )?;
-    let text = out.stdout_str();
-    let token = text.split_whitespace().next().unwrap_or_default();
-    normalize_sum(token).map_err(|_| {
+    let unusable = |why: String| {
         install(
             ctx,
             f,
-            format!(
-                "{url} does not start with a SHA-256 checksum: {:?}",
-                truncate(&text, 120)
-            ),
+            InstallCause::NoPublishedChecksum {
+                url: url.clone(),
+                why,
+            },
         )
+    };
+    let out = ctx.host.run(&cmd).await.map_err(|source| {
+        install(
+            ctx,
+            f,
+            InstallCause::Run {
+                doing: format!("fetching {url}"),
+                source,
+            },
+        )
+    })?;
+    if !out.status.success() {
+        return Err(unusable(format!(
+            "curl failed ({}): {}",
+            out.status,
+            out.stderr_tail(500)
+        )));
+    }
+    let text = out.stdout_str();
+    let token = text.split_whitespace().next().unwrap_or_default();
+    normalize_sum(token).map_err(|_| {
+        unusable(format!(
+            "it does not start with a SHA-256 checksum: {:?}",
+            truncate(&text, 120)
+        ))
     })
 }
 
@@ -226,14 +233,17 @@ async fn download_verify(
             }
         }
     };
-    curl_ok(ctx, f, &format!("downloading {}", f.url), "", out)?;
+    ran(ctx, f, &format!("downloading {}", f.url), out)?;
     let size = match ctx.host.stat(tmp).await {
         Ok(Some(m)) => m.size,
         _ => {
             return Err(install(
                 ctx,
                 f,
-                format!("curl left no file at {}", tmp.display()),
+                InstallCause::Unexpected {
+                    tool: "curl",
+                    what: format!("left no file at {}", tmp.display()),
+                },
             ))
         }
     };
@@ -246,35 +256,28 @@ async fn download_verify(
     let sum_cmd = Cmd::new(["sha256sum"])
         .with_arg(ctx.host.resolve(tmp))
         .timeout(SMALL_TIMEOUT);
-    let out = ctx
-        .host
-        .run(&sum_cmd)
-        .await
-        .map_err(|e| install(ctx, f, format!("sha256sum failed: {}", chain(&e))))?;
+    let out = ran(ctx, f, "sha256sum", ctx.host.run(&sum_cmd).await)?;
     let text = out.stdout_str();
-    let sum = match (out.status.success(), text.split_whitespace().next()) {
-        (true, Some(tok)) => normalize_sum(tok).map_err(|_| {
-            install(
-                ctx,
-                f,
-                format!("sha256sum printed {:?}", truncate(&text, 120)),
-            )
-        })?,
-        _ => {
+    let sum = normalize_sum(text.split_whitespace().next().unwrap_or_default()).map_err(|_| {
+        install(
+            ctx,
+            f,
+            InstallCause::Unexpected {
+                tool: "sha256sum",
+                what: format!("printed {:?}", truncate(&text, 120)),
+            },
+        )
+    })?;
+    if let Some(e) = expected {
+        if e != sum {
             return Err(install(
                 ctx,
                 f,
-                format!("sha256sum failed: {}", out.stderr_tail(500)),
-            ))
-        }
-    };
-    if let Some(e) = expected {
-        if e != sum {
-            return Err(install(ctx, f,
-                format!(
-                    "checksum mismatch for {}: expected {e}, got {sum}; the download was removed and nothing was installed",
-                    f.url
-                ),
+                InstallCause::ChecksumMismatch {
+                    url: f.url.clone(),
+                    expected: e.to_owned(),
+                    got: sum,
+                },
             ));
         }
     }
@@ -315,20 +318,7 @@ async fn host<const N: usize>(
     for p in paths {
         cmd = cmd.with_arg(ctx.host.resolve(p));
     }
-    let out = ctx
-        .host
-        .run(&cmd)
-        .await
-        .map_err(|e| install(ctx, f, format!("{doing} failed: {}", chain(&e))))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(install(
-            ctx,
-            f,
-            format!("{doing} failed ({}): {}", out.status, out.stderr_tail(500)),
-        ))
-    }
+    ran(ctx, f, doing, ctx.host.run(&cmd).await).map(|_| ())
 }
 
 /// Lowercase 64-digit hex, or an error.
@@ -338,7 +328,7 @@ pub(crate) fn normalize_sum(s: &str) -> Result<String> {
         Ok(s)
     } else {
         Err(Error::BadInput {
-            what: "SHA-256 checksum",
+            what: Input::Sha256,
             value: s,
             hint: "expected 64 hexadecimal digits".into(),
         })
@@ -349,45 +339,44 @@ fn truncate(s: &str, max: usize) -> String {
     s.chars().take(max).collect()
 }
 
-/// Errors of a download are install errors (exit 5) of the container it is for.
-/// A curl run on the host that must have succeeded: a failure to run it or a non-zero exit is
-/// an install error saying what was being done (`doing`), with `hint` after curl's stderr.
-fn curl_ok(
+/// A command run on the host for a download that must have succeeded: a failure to run it
+/// or a non-zero exit is an install error saying what was being done.
+fn ran(
     ctx: &Ctx<'_>,
     f: &Fetch,
     doing: &str,
-    hint: &str,
     out: std::result::Result<Output, ExecError>,
 ) -> Result<Output> {
-    let out = out.map_err(|e| {
+    let out = out.map_err(|source| {
         install(
             ctx,
             f,
-            format!(
-                "{doing} failed: {} (is curl installed on the host?)",
-                chain(&e)
-            ),
+            InstallCause::Run {
+                doing: doing.to_owned(),
+                source,
+            },
         )
     })?;
     if !out.status.success() {
         return Err(install(
             ctx,
             f,
-            format!(
-                "{doing} failed ({}): {}{hint}",
-                out.status,
-                out.stderr_tail(500)
-            ),
+            InstallCause::Command {
+                doing: doing.to_owned(),
+                status: out.status,
+                output: out.stderr_tail(500),
+            },
         ));
     }
     Ok(out)
 }
 
-fn install(ctx: &Ctx<'_>, f: &Fetch, detail: String) -> Error {
+/// Errors of a download are install errors (exit 5) of the container it is for.
+fn install(ctx: &Ctx<'_>, f: &Fetch, cause: InstallCause) -> Error {
     Error::Install {
         ct: ctx.ct.to_string(),
         what: format!("downloading {} on the host", f.file_name),
-        detail,
+        cause,
     }
 }
 

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, InstallCause, Result};
 use crate::inventory::Inventory;
 use crate::report::StepStatus;
 use crate::step::Ctx;
@@ -36,18 +36,21 @@ pub(crate) async fn step(
         .iter()
         .any(|(path, v)| v == ver && path.contains("libnvidia-ml.so."));
     if !mounted {
-        let why = if pending {
-            "the host's libraries appear after the pending restart"
-        } else {
-            "the host's libraries are not mounted in the container (is the config step's mount list in place and the container restarted?)"
-        };
-        if pending || dry_run {
-            return Ok((false, StepStatus::Skipped, why.into()));
+        if pending {
+            return Ok((
+                false,
+                StepStatus::Skipped,
+                "the host's libraries appear after the pending restart".into(),
+            ));
+        }
+        let cause = InstallCause::HostLibsNotMounted;
+        if dry_run {
+            return Ok((false, StepStatus::Skipped, cause.to_string()));
         }
         return Err(Error::Install {
             ct: ctx.ct.to_string(),
             what: format!("host userspace {ver}"),
-            detail: why.into(),
+            cause,
         });
     }
     if dry_run {
@@ -76,11 +79,11 @@ ldconfig
         return Err(Error::Install {
             ct: ctx.ct.to_string(),
             what: format!("host userspace {ver}"),
-            detail: format!(
-                "linking and ldconfig failed ({}): {}",
-                out.status,
-                out.stderr_tail(800)
-            ),
+            cause: InstallCause::Command {
+                doing: "linking and ldconfig".to_owned(),
+                status: out.status,
+                output: out.stderr_tail(800),
+            },
         });
     }
     Ok((

@@ -11,7 +11,7 @@ use std::time::Duration;
 use exec_backend::{tail_text, Cmd, ExitStatus};
 use serde::Serialize;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Input, Result};
 use crate::step::Ctx;
 use crate::version::DriverVersion;
 
@@ -406,7 +406,7 @@ pub(crate) fn check_package_name(name: &str) -> Result<()> {
         Ok(())
     } else {
         Err(Error::BadInput {
-            what: "tool package name",
+            what: Input::PackageName,
             value: name.to_owned(),
             hint: "expected a Debian package name such as nvtop (lowercase letters, digits, + - .)"
                 .into(),

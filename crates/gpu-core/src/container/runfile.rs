@@ -20,8 +20,7 @@ use std::time::Duration;
 
 use exec_backend::{tail_text, Cmd, ExitStatus};
 
-use crate::error::chain;
-use crate::error::{Error, Result};
+use crate::error::{chain, Error, InstallCause, Result};
 use crate::inventory::Inventory;
 use crate::report::StepStatus;
 use crate::request::{Request, VersionWanted};
@@ -111,16 +110,16 @@ pub(crate) async fn step(
         ));
     }
     let what = format!("NVIDIA userspace {want}");
-    let fail = |detail: String| Error::Install {
+    let fail = |cause: InstallCause| Error::Install {
         ct: ctx.ct.to_string(),
         what: what.clone(),
-        detail,
+        cause,
     };
     if let Some(arch) = probe.arch.as_deref() {
         if arch != "x86_64" {
-            return Err(fail(format!(
-                "the container is {arch}; the runfile is for x86_64 (use --strategy host-libs)"
-            )));
+            return Err(fail(InstallCause::WrongArch {
+                arch: arch.to_owned(),
+            }));
         }
     }
     let cached = download::fetch(
@@ -136,23 +135,21 @@ pub(crate) async fn step(
     let need_kb = cached.size / 1024 * 3 + SPARE_KB;
     if let Some(free) = probe.disk_free_kb {
         if free < need_kb {
-            return Err(fail(format!(
-                "only {} MiB free on / in the container, the install needs about {} MiB; grow its root disk",
-                free / 1024,
-                need_kb / 1024
-            )));
+            return Err(fail(InstallCause::DiskSpace {
+                free_mib: free / 1024,
+                need_mib: need_kb / 1024,
+            }));
         }
     }
     let dest = PathBuf::from(CT_DIR).join(&name);
     ctx.cts
         .push_file(ctx.ct, &cached.path, &dest, 0o755)
         .await
-        .map_err(|e| {
-            fail(format!(
-                "pushing {} into the container failed: {}",
-                name,
-                chain(&e)
-            ))
+        .map_err(|source| {
+            fail(InstallCause::Push {
+                file: name.clone(),
+                source,
+            })
         })?;
     let mut argv: Vec<String> = vec![
         "sh".into(),
@@ -163,11 +160,12 @@ pub(crate) async fn step(
     ];
     argv.extend(INSTALLER_FLAGS.iter().map(|s| (*s).to_owned()));
     let cmd = Cmd::new(argv).timeout(INSTALL_TIMEOUT);
-    let out = ctx
-        .cts
-        .exec(ctx.ct, &cmd)
-        .await
-        .map_err(|e| fail(format!("running the installer failed: {}", chain(&e))))?;
+    let out = ctx.cts.exec(ctx.ct, &cmd).await.map_err(|source| {
+        fail(InstallCause::Run {
+            doing: "running the installer".to_owned(),
+            source,
+        })
+    })?;
     if out.status != ExitStatus::Code(0) {
         let mut said = tail_text(&out.stdout, 600);
         let err = out.stderr_tail(600);
@@ -178,15 +176,12 @@ pub(crate) async fn step(
             said.push_str(&err);
         }
         let log = log_tail(ctx).await;
-        return Err(fail(format!(
-            "the installer ended with {}{}; {INSTALLER_LOG} ends with: {log}",
-            out.status,
-            if said.is_empty() {
-                String::new()
-            } else {
-                format!(" ({said})")
-            }
-        )));
+        return Err(fail(InstallCause::Installer {
+            status: out.status,
+            output: (!said.is_empty()).then_some(said),
+            log_path: INSTALLER_LOG,
+            log,
+        }));
     }
     Ok((
         true,

@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use super::probe::{SCRIPT, SMI_SCRIPT};
 use crate::config_step::ConfigOutcome;
 use crate::counting::{CountingExec, CountingHost, Tally};
-use crate::error::{Error, ErrorKind};
+use crate::error::{chain, Error, ErrorKind, InstallCause, RestartCause};
 use crate::inventory::{CgroupLayout, Gpu, Inventory, Majors};
 use crate::report::{Event, EventSink, Report, StepName, StepStatus};
 use crate::request::{Request, Strategy, Target};
@@ -657,7 +657,16 @@ async fn a_checksum_mismatch_installs_nothing_and_leaves_no_file() {
     let (r, report) = w.converge(ct.clone(), &req, false).await;
     let e = r.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Install);
-    assert!(e.to_string().contains("checksum mismatch"), "{e}");
+    assert!(
+        matches!(
+            &e,
+            Error::Install {
+                cause: InstallCause::ChecksumMismatch { .. },
+                ..
+            }
+        ),
+        "{e:?}"
+    );
     assert_eq!(status(&report, StepName::Userspace), StepStatus::Failed);
     assert_eq!(
         report.counters.container_execs, 1,
@@ -680,7 +689,7 @@ async fn a_cut_download_leaves_no_partial_file() {
     let (r, _) = w.converge(ct.clone(), &request(), false).await;
     let e = r.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Install);
-    assert!(e.to_string().contains("curl: (18)"), "{e}");
+    assert!(chain(&e).contains("curl: (18)"), "{e}");
     assert!(
         w.host.paths().iter().all(|p| !p.starts_with("/var/cache")),
         "{:?}",
@@ -727,7 +736,7 @@ async fn an_installer_failure_carries_its_log() {
     let (r, _) = w.converge(ct.clone(), &request(), false).await;
     let e = r.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Install);
-    let m = e.to_string();
+    let m = chain(&e);
     assert!(
         m.contains("exit code 1") && m.contains("Installation has failed"),
         "{m}"
@@ -805,8 +814,14 @@ async fn a_start_that_hangs_times_out() {
     let e = r.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Restart);
     assert!(
-        e.to_string().contains("within 0s") || e.to_string().contains("RUNNING"),
-        "{e}"
+        matches!(
+            &e,
+            Error::Restart {
+                cause: RestartCause::Timeout { .. },
+                ..
+            }
+        ),
+        "{e:?}"
     );
     assert!(t0.elapsed() < Duration::from_secs(5));
     assert_eq!(status(&report, StepName::Restart), StepStatus::Failed);
@@ -846,7 +861,10 @@ async fn cuda_on_another_distribution_names_it() {
     let (r, _) = w.converge(ct, &request(), false).await;
     let e = r.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Install);
-    assert!(e.to_string().contains("alpine"), "{e}");
+    assert!(
+        matches!(&e, Error::Install { cause: InstallCause::NotApt { system, .. }, .. } if system.contains("alpine")),
+        "{e:?}"
+    );
 }
 
 #[tokio::test]
@@ -857,7 +875,7 @@ async fn a_wrong_gpu_fails_verification() {
     let (r, _) = w.converge(ct, &request(), false).await;
     let e = r.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Verify);
-    assert!(e.to_string().contains("not assigned [GPU-00000000]"), "{e}");
+    assert!(chain(&e).contains("not assigned [GPU-00000000]"), "{e}");
 }
 
 #[tokio::test]
@@ -873,7 +891,7 @@ async fn strategy_none_checks_nodes_only() {
     // The fake has no nvidiactl/uvm nodes: verification names them.
     let e = r.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Verify);
-    assert!(e.to_string().contains("/dev/nvidiactl is missing"), "{e}");
+    assert!(chain(&e).contains("/dev/nvidiactl is missing"), "{e}");
 }
 
 #[tokio::test]

@@ -6,7 +6,7 @@ use crate::error::Result;
 use crate::host_check;
 use crate::report::{Report, StepName};
 use crate::request::Request;
-use crate::step::{Ctx, Failure, Run};
+use crate::step::{Ctx, Failure, Run, CONFIG_ONLY};
 
 use super::Engine;
 
@@ -39,7 +39,7 @@ async fn steps(ctx: &Ctx<'_>, req: &Request, run: &mut Run<'_>) -> Result<()> {
             StepName::Tools,
             StepName::Verify,
         ] {
-            run.skip(s, "--config-only");
+            run.skip(s, CONFIG_ONLY);
         }
         return Ok(());
     }

@@ -2,7 +2,8 @@
 
 use exec_backend::CtRef;
 
-use crate::check::{self, CheckReport};
+use crate::check;
+use crate::finding::CheckReport;
 use crate::inventory::Inventory;
 use crate::report::{StepName, StepStatus};
 use crate::request::Request;

@@ -2,7 +2,7 @@
 
 use crate::report::{Event, EventSink, Report, StepName, StepReport, StepStatus};
 use crate::request::{Request, Strategy};
-use crate::step::Failure;
+use crate::step::{Failure, CONFIG_ONLY};
 
 use super::Engine;
 
@@ -46,18 +46,18 @@ impl Engine {
                 StepName::Verify,
             ]
             .into_iter()
-            .map(|n| later(n, "--config-only".into()))
+            .map(|n| later(n, CONFIG_ONLY.into()))
             .collect()
         } else {
             let restart = if !config_changes {
                 "not needed: the config does not change".to_owned()
             } else if req.restart.no_restart {
-                "--no-restart: the new config takes effect at the next start".to_owned()
+                "restarts are off: the new config takes effect at the next start".to_owned()
             } else {
                 "apply restarts the container if it runs".to_owned()
             };
             let userspace = match req.strategy {
-                Strategy::None => "--strategy none".to_owned(),
+                Strategy::None => "strategy none: devices only".to_owned(),
                 Strategy::HostLibs => {
                     "apply runs ldconfig in the container for the host's libraries".to_owned()
                 }
