@@ -236,6 +236,16 @@ pub fn hint(e: &Error) -> Option<String> {
             what: Input::Mode | Input::ContainerConfig,
             ..
         } => Some("use --mode raw (or --mode auto)".to_owned()),
+        Error::BadInput {
+            what: Input::OrchestratorConfig,
+            ..
+        } => Some(
+            "give the orchestrator's phoenix_lxc_configs.json with --phoenix-config FILE"
+                .to_owned(),
+        ),
+        Error::OrchestratorValue { field, .. } => Some(format!(
+            "fix {field} in the orchestrator config, or give the value with its flag, which wins"
+        )),
         Error::Locked { ct, .. } => Some(format!(
             "a Proxmox task (backup, snapshot, migration) set the lock; when no such task \
              runs any more (see the node's task list), `pct unlock {ct}` clears it"

@@ -3,20 +3,19 @@
 
 use serde::Serialize;
 
-use exec_backend::CtRef;
-
 use crate::current;
 use crate::error::Result;
 use crate::inventory::Inventory;
 use crate::request::{Mode, Request, Strategy};
 use crate::select::{GpuSelection, Selector};
 use crate::step::Ctx;
+use crate::values::CtId;
 
 /// What a container's config gives it now.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct CurrentAssignment {
     /// The container.
-    pub ct: String,
+    pub ct: CtId,
     /// The GPUs passed, by nvidia-smi index (from the `/dev/nvidia<minor>` nodes, else the
     /// `c 195:<minor>` rules; `all` for a `c 195:*` rule without nodes; `none` when only the
     /// control nodes are passed).
@@ -35,7 +34,7 @@ impl CurrentAssignment {
     /// A request that re-applies this assignment as it is (same GPUs, mode, strategy and MIG
     /// nodes), with the defaults of [`Request::new`] otherwise.
     pub fn request(&self) -> Request {
-        let mut r = Request::new(CtRef::new(self.ct.as_str()), self.gpus.clone());
+        let mut r = Request::new(self.ct.clone(), self.gpus.clone());
         r.mode = self.mode;
         r.strategy = self.strategy;
         r.mig = self.mig;
@@ -44,7 +43,11 @@ impl CurrentAssignment {
 }
 
 /// Reads the container's config; `None` when it has no NVIDIA entries.
-pub(crate) async fn read(ctx: &Ctx<'_>, inv: &Inventory) -> Result<Option<CurrentAssignment>> {
+pub(crate) async fn read(
+    ctx: &Ctx<'_>,
+    ct: &CtId,
+    inv: &Inventory,
+) -> Result<Option<CurrentAssignment>> {
     let current = current::read(ctx, &inv.majors).await?;
     if !current.any() {
         return Ok(None);
@@ -71,7 +74,7 @@ pub(crate) async fn read(ctx: &Ctx<'_>, inv: &Inventory) -> Result<Option<Curren
         GpuSelection::None
     };
     Ok(Some(CurrentAssignment {
-        ct: ctx.ct.to_string(),
+        ct: ct.clone(),
         gpus,
         unknown_minors,
         mode: if current.dev_entries() {
@@ -92,11 +95,14 @@ pub(crate) async fn read(ctx: &Ctx<'_>, inv: &Inventory) -> Result<Option<Curren
 mod tests {
     use std::sync::Arc;
 
-    use exec_backend::{CtRef, CtState, MockContainerExec};
+    use exec_backend::{CtState, MockContainerExec};
+
+    use crate::values::CtId;
 
     use crate::engine::Engine;
-    use crate::request::{Mode, Request, Strategy, Target};
+    use crate::request::{Mode, Request, Strategy};
     use crate::select::GpuSelection;
+    use crate::target::Target;
     use crate::testutil::FsHost;
 
     const EXAMPLE_101: &str = include_str!("../../../examples/h200x2/etc/pve/lxc/101.conf");
@@ -116,7 +122,7 @@ mod tests {
     }
 
     fn req(gpus: &str, mode: Mode) -> Request {
-        let mut r = Request::new(CtRef::new("101"), gpus.parse().unwrap());
+        let mut r = Request::new("101".parse::<CtId>().unwrap(), gpus.parse().unwrap());
         r.mode = mode;
         r.strategy = Strategy::None;
         r.config_only = true;
@@ -127,7 +133,9 @@ mod tests {
     async fn no_nvidia_entries_is_none() {
         let (_d, e, _h) = engine();
         assert_eq!(
-            e.current_assignment(&CtRef::new("102")).await.unwrap(),
+            e.current_assignment(&"102".parse::<CtId>().unwrap())
+                .await
+                .unwrap(),
             None
         );
     }
@@ -137,7 +145,7 @@ mod tests {
         let (_d, e, _h) = engine();
         // The example passes /dev/nvidia0 and a c 195:* wildcard: the nodes decide.
         let a = e
-            .current_assignment(&CtRef::new("101"))
+            .current_assignment(&"101".parse::<CtId>().unwrap())
             .await
             .unwrap()
             .unwrap();
@@ -146,7 +154,7 @@ mod tests {
         assert_eq!(a.strategy, Strategy::Runfile);
         e.apply(&req("1", Mode::Raw)).await.unwrap();
         let a = e
-            .current_assignment(&CtRef::new("101"))
+            .current_assignment(&"101".parse::<CtId>().unwrap())
             .await
             .unwrap()
             .unwrap();
@@ -155,7 +163,7 @@ mod tests {
         assert!(!a.mig);
         e.apply(&req("0,1", Mode::Raw)).await.unwrap();
         let a = e
-            .current_assignment(&CtRef::new("101"))
+            .current_assignment(&"101".parse::<CtId>().unwrap())
             .await
             .unwrap()
             .unwrap();
@@ -171,7 +179,7 @@ mod tests {
         );
         e.apply(&req("1", Mode::Dev)).await.unwrap();
         let a = e
-            .current_assignment(&CtRef::new("101"))
+            .current_assignment(&"101".parse::<CtId>().unwrap())
             .await
             .unwrap()
             .unwrap();
@@ -183,7 +191,7 @@ mod tests {
             conf.replace("dev0: /dev/nvidia1", "dev0: /dev/nvidia7"),
         );
         let a = e
-            .current_assignment(&CtRef::new("101"))
+            .current_assignment(&"101".parse::<CtId>().unwrap())
             .await
             .unwrap()
             .unwrap();

@@ -8,9 +8,10 @@ use crate::current::{self, Passes};
 use crate::error::{chain, Result};
 use crate::finding::{CheckReport, Finding, FindingKind};
 use crate::inventory::{Inventory, NVIDIA_MAJOR};
-use crate::request::{Request, Strategy, VersionWanted};
+use crate::request::{Request, Strategy};
 use crate::step::Ctx;
 use crate::version::DriverVersion;
+use crate::version::VersionWanted;
 
 fn finding(kind: FindingKind, detail: String) -> Finding {
     Finding { kind, detail }
@@ -175,12 +176,14 @@ pub(crate) async fn run(
 mod tests {
     use std::sync::Arc;
 
-    use exec_backend::{CtRef, MockContainerExec};
+    use exec_backend::MockContainerExec;
 
     use super::*;
     use crate::engine::Engine;
-    use crate::request::{Mode, Target};
+    use crate::request::Mode;
+    use crate::target::Target;
     use crate::testutil::FsHost;
+    use crate::values::CtId;
 
     const EXAMPLE_101: &str = include_str!("../../../examples/h200x2/etc/pve/lxc/101.conf");
 
@@ -195,7 +198,7 @@ mod tests {
     }
 
     fn req(gpus: &str) -> Request {
-        let mut r = Request::new(CtRef::new("101"), gpus.parse().unwrap());
+        let mut r = Request::new("101".parse::<CtId>().unwrap(), gpus.parse().unwrap());
         r.mode = Mode::Auto;
         r.strategy = Strategy::None;
         r.config_only = true;
@@ -209,7 +212,10 @@ mod tests {
     #[tokio::test]
     async fn finds_the_stale_uvm_major() {
         let (_d, e, _h) = setup();
-        let r = e.check(&CtRef::new("101"), None).await.unwrap();
+        let r = e
+            .check(&"101".parse::<CtId>().unwrap(), None)
+            .await
+            .unwrap();
         assert!(r.drift);
         assert_eq!(kinds(&r), vec![FindingKind::StaleMajor]);
         assert!(
@@ -224,12 +230,18 @@ mod tests {
     #[tokio::test]
     async fn with_expected_gpus_finds_the_wrong_assignment_and_then_nothing() {
         let (_d, e, _h) = setup();
-        let r = e.check(&CtRef::new("101"), Some(&req("1"))).await.unwrap();
+        let r = e
+            .check(&"101".parse::<CtId>().unwrap(), Some(&req("1")))
+            .await
+            .unwrap();
         let k = kinds(&r);
         assert!(k.contains(&FindingKind::WrongGpus), "{k:?}");
         assert!(k.contains(&FindingKind::ConfigDiffers), "{k:?}");
         e.apply(&req("1")).await.unwrap();
-        let r = e.check(&CtRef::new("101"), Some(&req("1"))).await.unwrap();
+        let r = e
+            .check(&"101".parse::<CtId>().unwrap(), Some(&req("1")))
+            .await
+            .unwrap();
         assert!(!r.drift, "{:?}", r.findings);
     }
 
@@ -242,7 +254,10 @@ mod tests {
             "cgroup /sys/fs/cgroup/devices cgroup rw,devices 0 0\n",
         );
         std::fs::remove_file(host.path("/dev/nvidia-uvm")).unwrap();
-        let r = e.check(&CtRef::new("101"), None).await.unwrap();
+        let r = e
+            .check(&"101".parse::<CtId>().unwrap(), None)
+            .await
+            .unwrap();
         let k = kinds(&r);
         assert!(k.contains(&FindingKind::WrongCgroupKey), "{k:?}");
         assert!(k.contains(&FindingKind::MissingNode), "{k:?}");
@@ -255,7 +270,10 @@ mod tests {
         let mut r = req("1");
         r.strategy = Strategy::Runfile;
         r.driver_version = VersionWanted::Exact("580.76.05".parse().unwrap());
-        let c = e.check(&CtRef::new("101"), Some(&r)).await.unwrap();
+        let c = e
+            .check(&"101".parse::<CtId>().unwrap(), Some(&r))
+            .await
+            .unwrap();
         assert_eq!(kinds(&c), vec![FindingKind::DriverMismatch]);
     }
 
@@ -269,7 +287,7 @@ mod tests {
             .await
             .unwrap()
             .into_iter()
-            .map(|c| c.0)
+            .map(|c| c.to_string())
             .collect();
         assert_eq!(ids, ["101", "1000"]);
     }
@@ -279,12 +297,13 @@ mod tests {
 mod probe_tests {
     use std::sync::Arc;
 
-    use exec_backend::{CtRef, CtState, MockContainerExec, Output};
+    use exec_backend::{CtState, MockContainerExec, Output};
 
     use super::*;
     use crate::engine::Engine;
-    use crate::request::Target;
+    use crate::target::Target;
     use crate::testutil::FsHost;
+    use crate::values::CtId;
 
     #[tokio::test]
     async fn a_running_container_with_an_old_userspace_is_drift() {
@@ -301,7 +320,10 @@ mod probe_tests {
             ))
         });
         let e = Engine::new(Arc::new(host), Arc::new(cts), Target::Pve);
-        let r = e.check(&CtRef::new("101"), None).await.unwrap();
+        let r = e
+            .check(&"101".parse::<CtId>().unwrap(), None)
+            .await
+            .unwrap();
         let f: Vec<_> = r
             .findings
             .iter()

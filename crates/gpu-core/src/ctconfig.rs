@@ -12,8 +12,8 @@ use lxc_conf::{Dialect, Document};
 use crate::error::{Error, Result};
 use crate::inventory::{read_text, Majors, ProcDevices};
 use crate::passthrough::{LineRef, Ownership};
-use crate::request::Target;
 use crate::step::Ctx;
+use crate::target::Target;
 
 /// A config as read: its path, bytes and parsed document.
 pub(crate) struct Loaded {

@@ -19,7 +19,7 @@ use crate::finding::Finding;
 /// |---|---|---|
 /// | (success) | 0 | |
 /// | [`Internal`](ErrorKind::Internal) | 1 | `Internal`, `Parse`, `Exec` with another backend error |
-/// | [`BadInput`](ErrorKind::BadInput) | 2 | `BadInput` (and every command-line parse error) |
+/// | [`BadInput`](ErrorKind::BadInput) | 2 | `BadInput`, `OrchestratorConfig`, `OrchestratorValue` (and every command-line parse error) |
 /// | [`CtNotFound`](ErrorKind::CtNotFound) | 3 | `CtNotFound`, `Exec` with `ExecError::CtNotFound` |
 /// | [`ConfigMissing`](ErrorKind::ConfigMissing) | 4 | `ConfigUnreadable` |
 /// | [`Install`](ErrorKind::Install) | 5 | `Install` |
@@ -36,6 +36,10 @@ use crate::finding::Finding;
 /// assert_eq!(e.kind(), ErrorKind::HostPrecondition);
 /// assert!(matches!(e, Error::GpuNotPresent { .. }));
 /// ```
+///
+/// Kinds are ordered from the least to the worst outcome in the order of those exit codes
+/// (`Internal` < `BadInput` < ... < `Drift`), so the worst of several outcomes is the
+/// greatest kind, and its exit code the highest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
@@ -233,6 +237,30 @@ pub enum Error {
         /// What was wrong.
         detail: String,
     },
+    /// The orchestrator's config is not its JSON.
+    #[error("the orchestrator config is not valid phoenix_lxc_configs JSON")]
+    OrchestratorConfig {
+        /// The parser's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A value of the orchestrator's config is not valid.
+    #[error("the orchestrator config's {field}{} is not valid", ct.as_deref().map(|c| format!(" of container {c}")).unwrap_or_default())]
+    OrchestratorValue {
+        /// The field: `gpu_assignment`, `nvidia_driver_version`, ...
+        field: &'static str,
+        /// The container whose block it is in, for a per-container field.
+        ct: Option<String>,
+        /// What is wrong with it.
+        #[source]
+        source: Box<Error>,
+    },
+    /// A container lives on another cluster node and there is no way to reach it.
+    #[error("cluster node {node} cannot be reached: no connection to other nodes was set up")]
+    NodeUnreachable {
+        /// The node.
+        node: String,
+    },
     /// A bug: something that cannot happen did (a task panicked).
     #[error("internal error: {what}; this is a bug")]
     Internal {
@@ -241,11 +269,43 @@ pub enum Error {
     },
 }
 
+impl ErrorKind {
+    /// The place of a kind in the order of the orchestrator's exit codes.
+    fn rank(self) -> u8 {
+        match self {
+            ErrorKind::Internal => 1,
+            ErrorKind::BadInput => 2,
+            ErrorKind::CtNotFound => 3,
+            ErrorKind::ConfigMissing => 4,
+            ErrorKind::Install => 5,
+            ErrorKind::Restart => 6,
+            ErrorKind::Verify => 7,
+            ErrorKind::HostPrecondition => 8,
+            ErrorKind::Locked => 9,
+            ErrorKind::Drift => 10,
+        }
+    }
+}
+
+impl Ord for ErrorKind {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.rank().cmp(&other.rank())
+    }
+}
+
+impl PartialOrd for ErrorKind {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
 impl Error {
     /// The kind of this error (one exit code per kind in the CLI).
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::BadInput { .. } => ErrorKind::BadInput,
+            Error::BadInput { .. }
+            | Error::OrchestratorConfig { .. }
+            | Error::OrchestratorValue { .. } => ErrorKind::BadInput,
             Error::NoDriver { .. }
             | Error::GpuNotPresent { .. }
             | Error::NodeMissing { .. }
@@ -264,9 +324,9 @@ impl Error {
                 ExecError::Ssh { .. } => ErrorKind::HostPrecondition,
                 _ => ErrorKind::Internal,
             },
-            Error::GpuGone { .. } | Error::HostUserspaceMissing { .. } => {
-                ErrorKind::HostPrecondition
-            }
+            Error::GpuGone { .. }
+            | Error::HostUserspaceMissing { .. }
+            | Error::NodeUnreachable { .. } => ErrorKind::HostPrecondition,
             Error::Parse { .. } | Error::Internal { .. } => ErrorKind::Internal,
         }
     }

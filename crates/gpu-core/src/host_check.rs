@@ -3,9 +3,10 @@
 use crate::error::{Error, Result};
 use crate::inventory::{Gpu, Inventory};
 use crate::report::{Event, StepStatus};
-use crate::request::{Request, Strategy, VersionWanted};
+use crate::request::{Request, Strategy};
 use crate::step::Ctx;
 use crate::version::DriverVersion;
+use crate::version::VersionWanted;
 
 /// Inventory, selection and version preconditions.
 pub(crate) async fn run(

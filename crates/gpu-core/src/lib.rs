@@ -14,8 +14,9 @@
 //!    (`Pct` on Proxmox VE, `LxcAttach` on plain LXC), and build an [`Engine`] for the
 //!    [`Target`].
 //! 2. [`Engine::inventory`] says what the host has: GPUs, majors, nodes, driver, cgroup layout.
-//! 3. A [`Request`] names the container, the GPUs ([`GpuSelection`]), the [`Mode`], the
-//!    [`Strategy`] and the versions. [`Engine::plan`] runs it with `dry_run` set: the
+//! 3. A [`Request`] names the container ([`CtId`], by [`Target::ct_id`]), the GPUs
+//!    ([`GpuSelection`]), the [`Mode`], the [`Strategy`] and the versions; every value is a
+//!    validated type parsed with `FromStr`, so a request cannot hold an invalid one. [`Engine::plan`] runs it with `dry_run` set: the
 //!    [`Report`] carries the config diff ([`Report::config_diff`]) and the steps it would
 //!    take, and nothing changes.
 //! 4. [`Engine::apply`] converges the container. Progress arrives on the [`EventSink`] given
@@ -30,7 +31,7 @@
 //! use std::path::Path;
 //! use std::sync::Arc;
 //!
-//! use exec_backend::{CtRef, LocalHost, Pct};
+//! use exec_backend::{LocalHost, Pct};
 //! use gpu_core::{Engine, Request, StepName, StepStatus, Strategy, Target};
 //!
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -44,7 +45,7 @@
 //! assert_eq!(inv.gpus.len(), 2);
 //!
 //! // Plan GPU 1 for CT 101, devices only, stopping after the config step.
-//! let mut req = Request::new(CtRef::new("101"), "1".parse()?);
+//! let mut req = Request::new(Target::Pve.ct_id("101")?, "1".parse()?);
 //! req.strategy = Strategy::None;
 //! req.config_only = true;
 //! let plan = engine.plan(&req).await.map_err(|f| f.error)?;
@@ -72,6 +73,8 @@ mod report;
 mod request;
 mod select;
 mod settings;
+mod target;
+mod values;
 mod version;
 
 mod counting;
@@ -92,6 +95,7 @@ mod engine;
 pub mod cluster;
 pub mod fleet;
 pub mod host_prepare;
+pub mod orchestrator;
 
 #[cfg(test)]
 mod testutil;
@@ -113,8 +117,10 @@ pub use passthrough::MountEntry;
 pub use report::{
     Counters, Event, EventSink, Report, ReportedError, StepName, StepReport, StepStatus,
 };
-pub use request::{Mode, Request, RestartPolicy, RunfileSource, Strategy, Target, VersionWanted};
+pub use request::{Mode, Request, RequestTemplate, RestartPolicy, RunfileSource, Strategy};
 pub use select::{GpuSelection, Selector};
 pub use settings::Settings;
 pub use step::Failure;
-pub use version::DriverVersion;
+pub use target::Target;
+pub use values::{CtId, CudaVersion, HttpUrl, PackageName, Sha256};
+pub use version::{DriverVersion, VersionWanted};

@@ -10,7 +10,8 @@ use crate::error::{Error, Input, Result};
 use crate::inventory::{
     CgroupLayout, Gpu, Inventory, Majors, MigMinors, ProcDevices, MODESET_MINOR, NVIDIACTL_MINOR,
 };
-use crate::request::{Mode, Target};
+use crate::request::Mode;
+use crate::target::Target;
 
 /// One `lxc.mount.entry` bind mount: `source target none options`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

@@ -12,8 +12,8 @@ use exec_backend::{ContainerExec, CtRef, Host};
 use crate::counting::Tally;
 use crate::error::{chain, Error, Result};
 use crate::report::{Event, EventSink, Report, ReportedError, StepName, StepReport, StepStatus};
-use crate::request::Target;
 use crate::settings::Settings;
+use crate::target::Target;
 
 /// What a step function sees: the host and the container (both counted), and where things go.
 pub(crate) struct Ctx<'a> {

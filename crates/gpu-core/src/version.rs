@@ -85,6 +85,28 @@ impl Serialize for DriverVersion {
     }
 }
 
+/// Which userspace version is wanted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VersionWanted {
+    /// The host module's version.
+    Auto,
+    /// This exact version (must equal the host's unless forced).
+    Exact(DriverVersion),
+}
+
+impl FromStr for VersionWanted {
+    type Err = Error;
+
+    /// `auto`, or a version `X.Y[.Z]`.
+    fn from_str(s: &str) -> Result<VersionWanted, Error> {
+        if s == "auto" {
+            return Ok(VersionWanted::Auto);
+        }
+        s.parse().map(VersionWanted::Exact)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use exec_backend::{CtRef, LocalHost, LxcAttach};
+use exec_backend::{LocalHost, LxcAttach};
 use gpu_core::{
     Engine, ErrorKind, Event, EventSink, FindingKind, GpuSelection, Report, Request, Settings,
     StepName, StepStatus, Strategy, Target,
@@ -41,7 +41,7 @@ fn engine(gh: &GpuHost) -> Engine {
 
 fn request(ct: &TestCt, gpus: &str) -> Request {
     let sel: GpuSelection = gpus.parse().unwrap();
-    let mut r = Request::new(CtRef::new(&ct.name), sel);
+    let mut r = Request::new(ct.name.parse().unwrap(), sel);
     r.restart.timeout = Duration::from_secs(90);
     r
 }
@@ -92,10 +92,10 @@ async fn runfile_cuda_and_tools_then_converged_then_a_host_upgrade() {
     let ev = events.clone();
     let e = engine(&gh).with_events(EventSink::new(move |x| ev.lock().unwrap().push(x)));
     let mut req = request(&ct, "1");
-    req.runfile.url = Some(srv.url(&run_path));
-    req.cuda = Some("12.8".into());
-    req.repo_url = Some(repo);
-    req.tools = vec!["nvtop".into()];
+    req.runfile.url = Some(srv.url(&run_path).parse().unwrap());
+    req.cuda = Some("12.8".parse().unwrap());
+    req.repo_url = Some(repo.parse().unwrap());
+    req.tools = vec!["nvtop".parse().unwrap()];
 
     // First apply: config, restart, install everything, verify.
     let r = apply_ok(&e, &req).await;
@@ -154,7 +154,7 @@ async fn runfile_cuda_and_tools_then_converged_then_a_host_upgrade() {
     let new = "580.160.01";
     gh.set_driver_version(new);
     let new_path = srv.publish_runfile(new, false);
-    req.runfile.url = Some(srv.url(&new_path));
+    req.runfile.url = Some(srv.url(&new_path).parse().unwrap());
     let c = e
         .check(&req.ct, Some(&req))
         .await
@@ -209,7 +209,7 @@ async fn four_containers_download_the_runfile_once() {
         .enumerate()
         .map(|(i, ct)| {
             let mut r = request(ct, if i % 2 == 0 { "0" } else { "1" });
-            r.runfile.url = Some(srv.url(&run_path));
+            r.runfile.url = Some(srv.url(&run_path).parse().unwrap());
             r
         })
         .collect();
@@ -240,7 +240,7 @@ async fn four_containers_download_the_runfile_once() {
     let ct = gh.container(&[]);
     ct.start();
     let mut req = request(&ct, "1");
-    req.runfile.url = Some(srv.url(&run_path));
+    req.runfile.url = Some(srv.url(&run_path).parse().unwrap());
     let r = apply_ok(&engine(&gh), &req).await;
     assert!(
         detail(&r, StepName::Userspace).contains("from the cache"),
@@ -260,8 +260,8 @@ async fn a_checksum_mismatch_runs_nothing_in_the_container() {
     let ct = gh.container(&[]);
     ct.start();
     let mut req = request(&ct, "1");
-    req.runfile.url = Some(srv.url(&run_path));
-    req.runfile.sha256 = Some("0".repeat(64));
+    req.runfile.url = Some(srv.url(&run_path).parse().unwrap());
+    req.runfile.sha256 = Some("0".repeat(64).parse().unwrap());
     let f = engine(&gh).apply(&req).await.unwrap_err();
     assert_eq!(f.error.kind(), ErrorKind::Install, "{}", f.error);
     assert!(
@@ -294,7 +294,7 @@ async fn a_failing_installer_is_an_install_error_with_its_log() {
     let ct = gh.container(&[]);
     ct.start();
     let mut req = request(&ct, "1");
-    req.runfile.url = Some(srv.url(&run_path));
+    req.runfile.url = Some(srv.url(&run_path).parse().unwrap());
     let f = engine(&gh).apply(&req).await.unwrap_err();
     assert_eq!(f.error.kind(), ErrorKind::Install, "{}", f.error);
     let m = gpu_core::chain(&f.error);
@@ -459,7 +459,7 @@ async fn sync_after_a_driver_upgrade_downloads_the_new_runfile_once() {
     for (ct, sel) in cts.iter().zip(sels) {
         ct.start();
         let mut r = request(ct, sel);
-        r.runfile.url = Some(srv.url(&old_path));
+        r.runfile.url = Some(srv.url(&old_path).parse().unwrap());
         apply_ok(&e, &r).await;
     }
 
@@ -467,13 +467,13 @@ async fn sync_after_a_driver_upgrade_downloads_the_new_runfile_once() {
     let mut items = Vec::new();
     for ct in &cts {
         let current = e
-            .current_assignment(&CtRef::new(&ct.name))
+            .current_assignment(&ct.name.parse().unwrap())
             .await
             .unwrap()
             .expect("the config passes GPUs");
         assert_eq!(current.strategy, Strategy::Runfile);
         let mut req = current.request();
-        req.runfile.url = Some(srv.url(&new_path));
+        req.runfile.url = Some(srv.url(&new_path).parse().unwrap());
         req.restart.timeout = Duration::from_secs(90);
         items.push(gpu_core::fleet::FleetItem {
             node: "local".into(),
@@ -486,7 +486,7 @@ async fn sync_after_a_driver_upgrade_downloads_the_new_runfile_once() {
 
     let rows = gpu_core::fleet::apply_all(items, 3).await;
     for (row, sel) in rows.iter().zip(sels) {
-        assert_eq!(row.result, "changed", "{row:#?}");
+        assert_eq!(row.result, gpu_core::fleet::RowResult::Changed, "{row:#?}");
         assert_eq!(
             status(&row.report, StepName::Userspace),
             StepStatus::Changed,

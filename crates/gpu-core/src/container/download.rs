@@ -9,9 +9,10 @@
 //! - Beside the final file, `<name>.sha256` records `<hex> <size>`. A later run trusts a
 //!   cached file whose size matches that record (and whose record matches the expected sum,
 //!   when one is given) without reading it again.
-//! - Within one process, downloads of the same cache file are serialised by a mutex keyed by
-//!   its path, so concurrent `apply` calls for several containers download it once: the
-//!   first downloads, the others find it cached. Separate processes may both download, but each
+//! - Within one process, downloads of the same cache file on the same node are serialised by a
+//!   mutex keyed by the node's name and the file's path, so concurrent `apply` calls for
+//!   several containers of a node download it once: the first downloads, the others find it
+//!   cached. Different nodes (each with its own cache) download at the same time. Separate processes may both download, but each
 //!   writes its own temporary file and the rename is atomic, so the cache stays whole.
 
 use std::collections::HashMap;
@@ -26,6 +27,7 @@ use exec_backend::{Cmd, ExecError, FileKind, Output};
 use crate::error::{Error, Input, InstallCause, Result};
 use crate::report::Event;
 use crate::step::Ctx;
+use crate::values::Sha256;
 
 /// How often the temporary file is looked at while curl runs.
 const PROGRESS_EVERY: Duration = Duration::from_millis(300);
@@ -34,7 +36,11 @@ const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(3600);
 /// The limit for the small requests (HEAD, checksum file, sha256sum, mv).
 const SMALL_TIMEOUT: Duration = Duration::from_secs(120);
 
-static LOCKS: LazyLock<Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>> =
+/// The download locks of this process, by node (the host's name) and cache path: nodes of a
+/// cluster each have their own cache, so their downloads run at the same time.
+type LockKey = (String, PathBuf);
+
+static LOCKS: LazyLock<Mutex<HashMap<LockKey, Arc<tokio::sync::Mutex<()>>>>> =
     LazyLock::new(|| Mutex::new(HashMap::new()));
 static SEQ: AtomicU64 = AtomicU64::new(0);
 
@@ -45,8 +51,8 @@ pub(crate) struct Fetch {
     pub url: String,
     /// The file name in the cache.
     pub file_name: String,
-    /// The expected SHA-256 (hex).
-    pub sha256: Option<String>,
+    /// The expected SHA-256.
+    pub sha256: Option<Sha256>,
     /// Without `sha256`: read it from `<url>.sha256sum` (NVIDIA publishes one beside each
     /// runfile). When false and `sha256` is `None`, the first download is trusted and its sum
     /// recorded.
@@ -85,12 +91,14 @@ pub(crate) fn check_file_name(name: &str, url: &str) -> Result<()> {
 /// Makes sure the file is in the cache and verified; downloads it when it is not.
 pub(crate) async fn fetch(ctx: &Ctx<'_>, f: &Fetch) -> Result<Cached> {
     check_file_name(&f.file_name, &f.url)?;
-    let expected = f.sha256.as_deref().map(normalize_sum).transpose()?;
+    let expected = f.sha256.as_ref().map(|s| s.as_str().to_owned());
     let dir = ctx.settings.cache_dir.clone();
     let path = dir.join(&f.file_name);
     let lock = {
         let mut map = LOCKS.lock().unwrap_or_else(|p| p.into_inner());
-        map.entry(path.clone()).or_default().clone()
+        map.entry((ctx.host.name(), path.clone()))
+            .or_default()
+            .clone()
     };
     let _guard = lock.lock().await;
 
@@ -194,8 +202,7 @@ async fn sidecar_sum(ctx: &Ctx<'_>, f: &Fetch) -> Result<String> {
         )));
     }
     let text = out.stdout_str();
-    let token = text.split_whitespace().next().unwrap_or_default();
-    normalize_sum(token).map_err(|_| {
+    sum_in(&text).ok_or_else(|| {
         unusable(format!(
             "it does not start with a SHA-256 checksum: {:?}",
             truncate(&text, 120)
@@ -258,7 +265,7 @@ async fn download_verify(
         .timeout(SMALL_TIMEOUT);
     let out = ran(ctx, f, "sha256sum", ctx.host.run(&sum_cmd).await)?;
     let text = out.stdout_str();
-    let sum = normalize_sum(text.split_whitespace().next().unwrap_or_default()).map_err(|_| {
+    let sum = sum_in(&text).ok_or_else(|| {
         install(
             ctx,
             f,
@@ -321,18 +328,10 @@ async fn host<const N: usize>(
     ran(ctx, f, doing, ctx.host.run(&cmd).await).map(|_| ())
 }
 
-/// Lowercase 64-digit hex, or an error.
-pub(crate) fn normalize_sum(s: &str) -> Result<String> {
-    let s = s.trim().to_ascii_lowercase();
-    if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
-        Ok(s)
-    } else {
-        Err(Error::BadInput {
-            what: Input::Sha256,
-            value: s,
-            hint: "expected 64 hexadecimal digits".into(),
-        })
-    }
+/// The SHA-256 a tool printed first, lowercase, or `None`.
+fn sum_in(text: &str) -> Option<String> {
+    let token = text.split_whitespace().next()?;
+    token.parse::<Sha256>().ok().map(|s| s.as_str().to_owned())
 }
 
 fn truncate(s: &str, max: usize) -> String {

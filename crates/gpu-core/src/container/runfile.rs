@@ -23,9 +23,10 @@ use exec_backend::{tail_text, Cmd, ExitStatus};
 use crate::error::{chain, Error, InstallCause, Result};
 use crate::inventory::Inventory;
 use crate::report::StepStatus;
-use crate::request::{Request, VersionWanted};
+use crate::request::Request;
 use crate::step::Ctx;
 use crate::version::DriverVersion;
+use crate::version::VersionWanted;
 
 use super::download::{self, Fetch};
 use super::probe::Probe;
@@ -71,14 +72,15 @@ pub(crate) fn source(req: &Request, version: &DriverVersion) -> (String, String)
     match &req.runfile.url {
         Some(url) => {
             let name = url
+                .as_str()
                 .split(['?', '#'])
                 .next()
-                .unwrap_or(url)
+                .unwrap_or(url.as_str())
                 .rsplit('/')
                 .next()
                 .unwrap_or_default()
                 .to_owned();
-            (url.clone(), name)
+            (url.to_string(), name)
         }
         None => (
             default_url(version),
@@ -218,18 +220,22 @@ async fn log_tail(ctx: &Ctx<'_>) -> String {
 mod tests {
     use super::*;
     use crate::select::GpuSelection;
-    use exec_backend::CtRef;
+    use crate::values::CtId;
 
     #[test]
     fn urls() {
         let v: DriverVersion = "580.159.04".parse().unwrap();
-        let mut req = Request::new(CtRef::new("101"), GpuSelection::All);
+        let mut req = Request::new("101".parse::<CtId>().unwrap(), GpuSelection::All);
         let (url, name) = source(&req, &v);
         assert_eq!(url, "https://us.download.nvidia.com/XFree86/Linux-x86_64/580.159.04/NVIDIA-Linux-x86_64-580.159.04.run");
         assert_eq!(name, "NVIDIA-Linux-x86_64-580.159.04.run");
-        req.runfile.url = Some("http://127.0.0.1:8080/d/NVIDIA-Linux-x86_64-1.2.run?x=1".into());
+        req.runfile.url = Some(
+            "http://127.0.0.1:8080/d/NVIDIA-Linux-x86_64-1.2.run?x=1"
+                .parse()
+                .unwrap(),
+        );
         assert_eq!(source(&req, &v).1, "NVIDIA-Linux-x86_64-1.2.run");
-        req.runfile.url = Some("http://127.0.0.1:8080/".into());
+        req.runfile.url = Some("http://127.0.0.1:8080/".parse().unwrap());
         assert!(download::check_file_name(&source(&req, &v).1, "u").is_err());
     }
 

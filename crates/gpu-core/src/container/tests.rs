@@ -19,10 +19,12 @@ use crate::counting::{CountingExec, CountingHost, Tally};
 use crate::error::{chain, Error, ErrorKind, InstallCause, RestartCause};
 use crate::inventory::{CgroupLayout, Gpu, Inventory, Majors};
 use crate::report::{Event, EventSink, Report, StepName, StepStatus};
-use crate::request::{Request, Strategy, Target};
+use crate::request::{Request, Strategy};
 use crate::select::GpuSelection;
 use crate::settings::Settings;
 use crate::step::{Ctx, Run};
+use crate::target::Target;
+use crate::values::CtId;
 
 const VER: &str = "580.159.04";
 const RUNFILE_URL: &str = "https://us.download.nvidia.com/XFree86/Linux-x86_64/580.159.04/NVIDIA-Linux-x86_64-580.159.04.run";
@@ -352,7 +354,7 @@ impl ContainerExec for FakeCt {
         assert_eq!(&argv[..2], ["sh", "-c"], "{argv:?}");
         let script = argv[2].as_str();
         let args = &argv[4..];
-        if script == *SCRIPT {
+        if script == SCRIPT {
             return Ok(out(0, s.probe(args), ""));
         }
         if script == SMI_SCRIPT {
@@ -441,9 +443,9 @@ fn inv() -> Inventory {
 }
 
 fn request() -> Request {
-    let mut r = Request::new(CtRef::new("101"), GpuSelection::All);
-    r.cuda = Some("12.8".into());
-    r.tools = vec!["nvtop".into()];
+    let mut r = Request::new("101".parse::<CtId>().unwrap(), GpuSelection::All);
+    r.cuda = Some("12.8".parse().unwrap());
+    r.tools = vec!["nvtop".parse().unwrap()];
     r
 }
 
@@ -506,7 +508,7 @@ impl World {
             target: &self.target,
             settings: &self.settings,
             events: &sink,
-            ct: &req.ct,
+            ct: req.ct.as_ct_ref(),
         };
         let inv = inv();
         let cfg = ConfigOutcome {
@@ -514,7 +516,7 @@ impl World {
             written: changed && !req.dry_run,
             ..ConfigOutcome::default()
         };
-        let mut run = Run::new(&req.ct, &sink);
+        let mut run = Run::new(req.ct.as_ct_ref(), &sink);
         let r = super::converge(&ctx, req, &inv, &gpus, &cfg, &mut run).await;
         let mut report = run.report;
         report.counters = tally.counters();
@@ -653,7 +655,7 @@ async fn a_checksum_mismatch_installs_nothing_and_leaves_no_file() {
     let ct = Arc::new(FakeCt::converged());
     ct.with(|s| s.userspace = None);
     let mut req = request();
-    req.runfile.sha256 = Some("00".repeat(32));
+    req.runfile.sha256 = Some("00".repeat(32).parse().unwrap());
     let (r, report) = w.converge(ct.clone(), &req, false).await;
     let e = r.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Install);
@@ -928,7 +930,7 @@ async fn host_libs_mounts_take_the_module_version_only() {
         target: &w.target,
         settings: &w.settings,
         events: &sink,
-        ct: &req.ct,
+        ct: req.ct.as_ct_ref(),
     };
     let m = crate::host_libs::mounts(&ctx, &inv()).await.unwrap();
     let lines: Vec<String> = m.iter().map(|e| e.render()).collect();

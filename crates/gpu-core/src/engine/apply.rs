@@ -15,9 +15,13 @@ impl Engine {
     /// A second run on a converged container is one probe exec and changes nothing.
     pub async fn apply(&self, req: &Request) -> std::result::Result<Report, Failure> {
         let counted = self.counted();
-        let ctx = self.ctx(&counted, &req.ct);
-        let mut run = self.run(&req.ct);
-        let result = steps(&ctx, req, &mut run).await;
+        let ct = req.ct.as_ct_ref();
+        let ctx = self.ctx(&counted, ct);
+        let mut run = self.run(ct);
+        let result = match self.admit(&req.ct) {
+            Ok(()) => steps(&ctx, req, &mut run).await,
+            Err(e) => Err(e),
+        };
         run.finish(&counted.tally, result)
     }
 }

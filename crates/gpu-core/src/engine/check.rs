@@ -1,13 +1,12 @@
 //! `check`: the live host against a container's config, changing nothing.
 
-use exec_backend::CtRef;
-
 use crate::check;
 use crate::finding::CheckReport;
 use crate::inventory::Inventory;
 use crate::report::{StepName, StepStatus};
 use crate::request::Request;
 use crate::step::Failure;
+use crate::values::CtId;
 
 use super::Engine;
 
@@ -17,13 +16,14 @@ impl Engine {
     /// whole planned config and the requested driver version. Changes nothing.
     pub async fn check(
         &self,
-        ct: &CtRef,
+        ct: &CtId,
         expected: Option<&Request>,
     ) -> std::result::Result<CheckReport, Failure> {
         let counted = self.counted();
-        let ctx = self.ctx(&counted, ct);
-        let mut run = self.run(ct);
+        let ctx = self.ctx(&counted, ct.as_ct_ref());
+        let mut run = self.run(ct.as_ct_ref());
         let result = async {
+            self.admit(ct)?;
             let inv = run
                 .step(StepName::HostCheck, async {
                     let inv = Inventory::read(ctx.host).await?;

@@ -18,9 +18,10 @@ use crate::counting::{CountingExec, CountingHost, Tally};
 use crate::error::Result;
 use crate::inventory::Inventory;
 use crate::report::EventSink;
-use crate::request::Target;
 use crate::settings::Settings;
 use crate::step::{Ctx, Run};
+use crate::target::Target;
+use crate::values::CtId;
 
 /// Runs operations on the containers of one host.
 #[derive(Clone)]
@@ -78,6 +79,18 @@ impl Engine {
         &self.host
     }
 
+    /// An engine like this one (same target, settings and events) for another node's
+    /// backends.
+    pub fn on_node(&self, host: Arc<dyn Host>, cts: Arc<dyn ContainerExec>) -> Engine {
+        Engine {
+            host,
+            cts,
+            target: self.target.clone(),
+            settings: self.settings.clone(),
+            events: self.events.clone(),
+        }
+    }
+
     /// Reads the host's inventory.
     pub async fn inventory(&self) -> Result<Inventory> {
         Inventory::read(self.host.as_ref()).await
@@ -108,5 +121,10 @@ impl Engine {
     /// A run that reports to this engine's events.
     fn run<'a>(&'a self, ct: &CtRef) -> Run<'a> {
         Run::new(ct, &self.events)
+    }
+
+    /// Refuses a container id that is not one of this engine's target (a name on Proxmox VE).
+    fn admit(&self, ct: &CtId) -> Result<()> {
+        self.target.admit(ct)
     }
 }

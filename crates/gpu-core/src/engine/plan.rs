@@ -72,7 +72,10 @@ impl Engine {
             let tools = if req.tools.is_empty() {
                 "no tools asked for".to_owned()
             } else {
-                format!("apply installs {} if missing", req.tools.join(", "))
+                {
+                    let tools: Vec<&str> = req.tools.iter().map(|t| t.as_str()).collect();
+                    format!("apply installs {} if missing", tools.join(", "))
+                }
             };
             vec![
                 later(StepName::Restart, restart),

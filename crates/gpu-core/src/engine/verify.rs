@@ -13,9 +13,11 @@ impl Engine {
     /// host's driver version.
     pub async fn verify(&self, req: &Request) -> std::result::Result<Report, Failure> {
         let counted = self.counted();
-        let ctx = self.ctx(&counted, &req.ct);
-        let mut run = self.run(&req.ct);
+        let ct = req.ct.as_ct_ref();
+        let ctx = self.ctx(&counted, ct);
+        let mut run = self.run(ct);
         let result = async {
+            self.admit(&req.ct)?;
             let (inv, gpus) = run
                 .step(StepName::HostCheck, host_check::run(&ctx, req))
                 .await?;
