@@ -2,7 +2,7 @@
 # Installs what the test suite needs on a Debian/Ubuntu machine (run as root).
 # Real LXC containers, a real sshd on 127.0.0.1, debootstrap for a Debian container, and the
 # tools that build the stand-in apt repository (dpkg-deb, gpg to sign it, gcc for stub
-# ELF libraries with real sonames).
+# ELF libraries with real sonames), and shellcheck for the probe script (.ci/run).
 set -euo pipefail
 if [ "$(id -u)" -ne 0 ]; then
   echo "install-test-deps: needs root (apt-get); skipping. Root-only tests will say they are skipped." >&2
@@ -14,6 +14,6 @@ apt-get install -y -qq --no-install-recommends \
   lxc lxc-templates debootstrap busybox-static uidmap \
   openssh-server openssh-client util-linux coreutils procps \
   curl ca-certificates dpkg-dev xz-utils python3 tar \
-  gnupg gcc libc6-dev \
+  gnupg gcc libc6-dev shellcheck \
   >/dev/null
 mkdir -p /run/sshd
