@@ -289,4 +289,94 @@ mod tests {
     fn rejects_garbage() {
         assert!(VmList::parse(b"{not json").is_err());
     }
+
+    /// A stand-in for the CLI's SSH connector: counts connections per node, "reaches" a node
+    /// by giving another host tree, and fails for `down`.
+    struct FakeConnector {
+        calls: Mutex<Vec<String>>,
+        hosts: HashMap<String, Arc<crate::testutil::FsHost>>,
+    }
+
+    #[async_trait]
+    impl NodeConnector for FakeConnector {
+        async fn connect(&self, node: &str) -> Result<NodeBackends> {
+            self.calls.lock().unwrap().push(node.to_owned());
+            // Slow enough that concurrent callers overlap.
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            let host = self.hosts.get(node).ok_or_else(|| Error::NodeUnreachable {
+                node: node.to_owned(),
+            })?;
+            Ok(NodeBackends {
+                host: host.clone(),
+                cts: Arc::new(exec_backend::MockContainerExec::new()),
+            })
+        }
+    }
+
+    fn local_engine(host: Arc<crate::testutil::FsHost>) -> Engine {
+        Engine::new(
+            host,
+            Arc::new(exec_backend::MockContainerExec::new()),
+            Target::Pve,
+        )
+    }
+
+    #[tokio::test]
+    async fn routes_by_the_guest_list_and_connects_each_node_once() {
+        let (_d1, pve1) = crate::testutil::FsHost::h200x2();
+        pve1.put(VMLIST_PATH, SAMPLE);
+        pve1.put("/etc/hostname", "pve1.example.org\n");
+        let (_d2, pve2) = crate::testutil::FsHost::h200x2();
+        let connector = Arc::new(FakeConnector {
+            calls: Mutex::new(Vec::new()),
+            hosts: HashMap::from([("pve2".to_owned(), Arc::new(pve2))]),
+        });
+        let cluster = Cluster::discover(local_engine(Arc::new(pve1)), Some(connector.clone()))
+            .await
+            .unwrap();
+        assert_eq!(cluster.local_name(), "pve1");
+        let ct = |s: &str| CtId::pve(s).unwrap();
+        assert_eq!(cluster.node_of(&ct("101")), "pve1");
+        assert_eq!(cluster.node_of(&ct("102")), "pve2");
+        assert_eq!(cluster.node_of(&ct("555")), "pve1", "unknown: this node");
+        let listed: Vec<(String, String)> = cluster
+            .containers()
+            .unwrap()
+            .into_iter()
+            .map(|(c, n)| (c.to_string(), n))
+            .collect();
+        assert_eq!(
+            listed,
+            [("101".into(), "pve1".into()), ("102".into(), "pve2".into())]
+        );
+        assert!(cluster.engine_for(&ct("101")).await.1.is_ok());
+        assert!(
+            connector.calls.lock().unwrap().is_empty(),
+            "local: no connection"
+        );
+        // Two containers of pve2 at once: one connection.
+        let (a, b) = tokio::join!(cluster.engine_of("pve2"), cluster.engine_of("pve2"));
+        assert!(a.is_ok() && b.is_ok());
+        assert_eq!(*connector.calls.lock().unwrap(), ["pve2"]);
+        // A node that cannot be reached fails its own containers, once.
+        let e = cluster.engine_of("pve3").await.unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::HostPrecondition);
+        assert!(cluster.engine_of("pve3").await.is_err());
+        assert_eq!(*connector.calls.lock().unwrap(), ["pve2", "pve3"]);
+        assert!(cluster.engine_of("pve2").await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn outside_a_cluster_everything_is_local() {
+        let (_d, host) = crate::testutil::FsHost::h200x2();
+        let cluster = Cluster::discover(local_engine(Arc::new(host)), None)
+            .await
+            .unwrap();
+        assert_eq!(cluster.local_name(), "localhost");
+        assert!(cluster.containers().is_none());
+        assert_eq!(cluster.node_of(&CtId::pve("102").unwrap()), "localhost");
+        // Without a connector, a container routed elsewhere cannot be reached.
+        let e = cluster.engine_of("pve9").await.unwrap_err();
+        assert!(matches!(*e, Error::NodeUnreachable { .. }), "{e:?}");
+    }
 }

@@ -663,4 +663,163 @@ mod tests {
         .await;
         assert_eq!(out, vec![Some(1), None, Some(3)]);
     }
+
+    fn engine(host: Arc<crate::testutil::FsHost>) -> Engine {
+        Engine::new(
+            host,
+            Arc::new(exec_backend::MockContainerExec::new()),
+            crate::Target::Pve,
+        )
+    }
+
+    fn ids(v: &[CtId]) -> Vec<&str> {
+        v.iter().map(CtId::as_str).collect()
+    }
+
+    const EXAMPLE_101: &str = include_str!("../../../examples/h200x2/etc/pve/lxc/101.conf");
+
+    #[tokio::test]
+    async fn selections_resolve_each_container_once() {
+        let (_d, host) = crate::testutil::FsHost::h200x2();
+        host.put("/etc/pve/lxc/101.conf", EXAMPLE_101);
+        host.put("/etc/pve/lxc/1000.conf", "arch: amd64\n");
+        let cluster = Cluster::single(engine(Arc::new(host)));
+        let ct = |s: &str| CtId::pve(s).unwrap();
+        let named = Selection::Named(vec![ct("1000"), ct("101"), ct("1000")]);
+        assert_eq!(
+            ids(&named.resolve(&cluster, None).await.unwrap()),
+            ["1000", "101"]
+        );
+        assert_eq!(
+            ids(&Selection::All.resolve(&cluster, None).await.unwrap()),
+            ["101", "1000"]
+        );
+        // A name is not a Proxmox VE container.
+        let bad = Selection::Named(vec!["gpu1".parse().unwrap()]);
+        assert_eq!(
+            bad.resolve(&cluster, None).await.unwrap_err().kind(),
+            ErrorKind::BadInput
+        );
+        let e = Selection::Orchestrator
+            .resolve(&cluster, None)
+            .await
+            .unwrap_err();
+        assert!(matches!(
+            e,
+            Error::BadInput {
+                what: Input::OrchestratorConfig,
+                ..
+            }
+        ));
+        let orch = OrchestratorConfig::parse(
+            br#"{"lxc_configs": {"902": {"gpu_assignment": "0"}, "901": {"gpu_assignment": "1"},
+                 "903": {"gpu_assignment": "none"}, "904": {}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            ids(&Selection::Orchestrator
+                .resolve(&cluster, Some(&orch))
+                .await
+                .unwrap()),
+            ["901", "902"]
+        );
+    }
+
+    #[test]
+    fn what_check_expects() {
+        let orch =
+            OrchestratorConfig::parse(br#"{"lxc_configs": {"901": {"gpu_assignment": "1"}}}"#)
+                .unwrap();
+        let ct = CtId::pve("901").unwrap();
+        let none = Expectation::default();
+        assert_eq!(none.request(&ct, None).unwrap(), None);
+        let r = none.request(&ct, Some(&orch)).unwrap().unwrap();
+        assert_eq!(
+            (r.gpus.to_string(), r.strategy),
+            ("1".into(), Strategy::None)
+        );
+        let versioned = Expectation {
+            gpus: Some("0".parse().unwrap()),
+            driver_version: Some("580.159.04".parse().unwrap()),
+        };
+        let r = versioned.request(&ct, Some(&orch)).unwrap().unwrap();
+        assert_eq!(r.gpus.to_string(), "0", "the caller's GPUs win");
+        assert_eq!(r.strategy, Strategy::Runfile);
+    }
+
+    #[test]
+    fn the_worst_outcome() {
+        let row = |kind: Option<ErrorKind>| {
+            let mut r = FleetRow::skipped("101", "pve1", "0");
+            if let Some(k) = kind {
+                r.result = RowResult::Failed;
+                r.error_kind = Some(k);
+            }
+            r
+        };
+        let run = FleetRun {
+            rows: vec![
+                row(None),
+                row(Some(ErrorKind::Install)),
+                row(Some(ErrorKind::HostPrecondition)),
+                row(Some(ErrorKind::Internal)),
+            ],
+        };
+        assert_eq!(run.worst(), Some(ErrorKind::HostPrecondition));
+        let s = run.summary();
+        assert_eq!((s.total, s.skipped, s.failed), (4, 1, 3));
+        assert_eq!(
+            FleetRun {
+                rows: vec![row(None)]
+            }
+            .worst(),
+            None
+        );
+        let drifted = CheckRun {
+            containers: vec![CheckRow {
+                node: "pve1".into(),
+                report: CheckReport {
+                    ct: "101".into(),
+                    drift: true,
+                    findings: Vec::new(),
+                    not_checked: Vec::new(),
+                },
+            }],
+            errors: Vec::new(),
+            without_gpu: 0,
+        };
+        assert_eq!(drifted.worst(), Some(ErrorKind::Drift));
+    }
+
+    #[tokio::test]
+    async fn a_bad_input_stops_the_run_before_anything_changes() {
+        let (_d, host) = crate::testutil::FsHost::h200x2();
+        host.put("/etc/pve/lxc/101.conf", EXAMPLE_101);
+        host.put("/etc/pve/lxc/102.conf", EXAMPLE_101);
+        let host = Arc::new(host);
+        let cluster = Cluster::single(engine(host.clone()));
+        let orch =
+            OrchestratorConfig::parse(br#"{"lxc_configs": {"101": {"gpu_assignment": "1"}}}"#)
+                .unwrap();
+        let template = RequestTemplate {
+            config_only: true,
+            strategy: Strategy::None,
+            ..RequestTemplate::default()
+        };
+        let cts = [CtId::pve("101").unwrap(), CtId::pve("102").unwrap()];
+        let jobs = NonZeroUsize::new(2).unwrap();
+        // 102 has no GPUs anywhere: nothing runs, 101 included.
+        let e = apply_many(&cluster, &cts, &template, Some(&orch), jobs)
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::BadInput);
+        assert_eq!(host.get("/etc/pve/lxc/101.conf"), EXAMPLE_101);
+        // With 101 alone, its orchestrator GPUs apply.
+        let run = apply_many(&cluster, &cts[..1], &template, Some(&orch), jobs)
+            .await
+            .unwrap();
+        assert_eq!(run.rows[0].result, RowResult::Changed, "{:?}", run.rows[0]);
+        assert_eq!(run.rows[0].gpus, "1");
+        assert_eq!(run.worst(), None);
+    }
 }

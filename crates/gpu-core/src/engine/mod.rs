@@ -33,6 +33,16 @@ pub struct Engine {
     events: EventSink,
 }
 
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("host", &self.host.name())
+            .field("target", &self.target)
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The host and container backends of one operation, wrapped so that they count into `tally`.
 struct Counted {
     tally: Arc<Tally>,
