@@ -236,11 +236,13 @@ pub fn hint(e: &Error) -> Option<String> {
             what: Input::Mode | Input::ContainerConfig,
             ..
         } => Some("use --mode raw (or --mode auto)".to_owned()),
-        Error::BadInput {
-            what: Input::OrchestratorConfig,
-            ..
-        } => Some(
-            "give the orchestrator's phoenix_lxc_configs.json with --phoenix-config FILE"
+        Error::NoOrchestratorConfig => Some(
+            "apply --all works on the containers of the orchestrator config: give its \
+             phoenix_lxc_configs.json with --phoenix-config FILE"
+                .to_owned(),
+        ),
+        Error::OrchestratorConfig { .. } => Some(
+            "--phoenix-config takes the orchestrator's phoenix_lxc_configs.json (v1 or v2)"
                 .to_owned(),
         ),
         Error::OrchestratorValue { field, .. } => Some(format!(

@@ -19,7 +19,7 @@ use crate::finding::Finding;
 /// |---|---|---|
 /// | (success) | 0 | |
 /// | [`Internal`](ErrorKind::Internal) | 1 | `Internal`, `Parse`, `Exec` with another backend error |
-/// | [`BadInput`](ErrorKind::BadInput) | 2 | `BadInput`, `OrchestratorConfig`, `OrchestratorValue` (and every command-line parse error) |
+/// | [`BadInput`](ErrorKind::BadInput) | 2 | `BadInput`, `OrchestratorConfig`, `NoOrchestratorConfig`, `OrchestratorValue` (and every command-line parse error) |
 /// | [`CtNotFound`](ErrorKind::CtNotFound) | 3 | `CtNotFound`, `Exec` with `ExecError::CtNotFound` |
 /// | [`ConfigMissing`](ErrorKind::ConfigMissing) | 4 | `ConfigUnreadable` |
 /// | [`Install`](ErrorKind::Install) | 5 | `Install` |
@@ -244,6 +244,9 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+    /// The containers of the orchestrator config are asked for, and no config was given.
+    #[error("the containers of the orchestrator config are asked for, and no orchestrator config was given")]
+    NoOrchestratorConfig,
     /// A value of the orchestrator's config is not valid.
     #[error("the orchestrator config's {field}{} is not valid", ct.as_deref().map(|c| format!(" of container {c}")).unwrap_or_default())]
     OrchestratorValue {
@@ -305,6 +308,7 @@ impl Error {
         match self {
             Error::BadInput { .. }
             | Error::OrchestratorConfig { .. }
+            | Error::NoOrchestratorConfig
             | Error::OrchestratorValue { .. } => ErrorKind::BadInput,
             Error::NoDriver { .. }
             | Error::GpuNotPresent { .. }
@@ -383,8 +387,6 @@ pub enum Input {
     Mode,
     /// A container's config the tool cannot edit as asked.
     ContainerConfig,
-    /// The orchestrator's config (`phoenix_lxc_configs.json`).
-    OrchestratorConfig,
 }
 
 impl fmt::Display for Input {
@@ -402,7 +404,6 @@ impl fmt::Display for Input {
             Input::DownloadUrl => "download URL",
             Input::Mode => "mode",
             Input::ContainerConfig => "container config",
-            Input::OrchestratorConfig => "orchestrator config",
         })
     }
 }

@@ -24,7 +24,7 @@ use tokio::task::JoinSet;
 
 use crate::cluster::Cluster;
 use crate::engine::Engine;
-use crate::error::{chain, Error, ErrorKind, Input, Result};
+use crate::error::{chain, Error, ErrorKind, Result};
 use crate::finding::CheckReport;
 use crate::orchestrator::OrchestratorConfig;
 use crate::report::{Report, ReportedError};
@@ -60,13 +60,7 @@ impl Selection {
             },
             Selection::Orchestrator => match orch {
                 Some(o) => o.gpu_containers(cluster.target())?,
-                None => {
-                    return Err(Error::BadInput {
-                        what: Input::OrchestratorConfig,
-                        value: String::new(),
-                        hint: "the containers of the orchestrator config are asked for, and none was given".into(),
-                    })
-                }
+                None => return Err(Error::NoOrchestratorConfig),
             },
         };
         let mut out: Vec<CtId> = Vec::with_capacity(cts.len());
@@ -704,13 +698,7 @@ mod tests {
             .resolve(&cluster, None)
             .await
             .unwrap_err();
-        assert!(matches!(
-            e,
-            Error::BadInput {
-                what: Input::OrchestratorConfig,
-                ..
-            }
-        ));
+        assert!(matches!(e, Error::NoOrchestratorConfig), "{e:?}");
         let orch = OrchestratorConfig::parse(
             br#"{"lxc_configs": {"902": {"gpu_assignment": "0"}, "901": {"gpu_assignment": "1"},
                  "903": {"gpu_assignment": "none"}, "904": {}}}"#,
