@@ -2,8 +2,8 @@
 # Installs what the test suite needs on a Debian/Ubuntu machine (run as root).
 # Real LXC containers, a real sshd on 127.0.0.1, debootstrap for a Debian container, the
 # tools that build the stand-in apt repository (dpkg-deb, gpg to sign it, gcc for stub
-# ELF libraries with real sonames), zsh and fish for the generated completions, and
-# logrotate for the packaged rotation file.
+# ELF libraries with real sonames), zsh and fish for the generated completions, logrotate
+# for the packaged rotation file, and shellcheck for the probe scripts (.ci/run).
 set -euo pipefail
 if [ "$(id -u)" -ne 0 ]; then
   echo "install-test-deps: needs root (apt-get); skipping. Root-only tests will say they are skipped." >&2
@@ -15,7 +15,7 @@ apt-get install -y -qq --no-install-recommends \
   lxc lxc-templates debootstrap busybox-static uidmap \
   openssh-server openssh-client util-linux coreutils procps \
   curl ca-certificates dpkg-dev xz-utils python3 tar \
-  gnupg gcc libc6-dev \
+  gnupg gcc libc6-dev shellcheck \
   zsh fish logrotate \
   >/dev/null
 mkdir -p /run/sshd

@@ -8,6 +8,7 @@ mod cluster;
 #[path = "../../crates/exec-backend/tests/common/mod.rs"]
 mod common;
 mod fleet;
+mod pipe;
 
 use std::os::unix::fs::MetadataExt;
 

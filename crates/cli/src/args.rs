@@ -1,261 +1,247 @@
-//! Turns validated flags into gpu-core values. Every bad value is an `Error::BadInput`.
+//! Flags into gpu-core's validated values. The rules are gpu-core's (`FromStr` of its types);
+//! a value that breaks one is a [`CliError::Value`] naming the flag it came from. Only the
+//! flags' own syntax (`NAME=VALUE`, `--jobs` at least 1) is checked here.
 
+use std::collections::BTreeMap;
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::time::Duration;
 
-use exec_backend::CtRef;
-use gpu_core::{
-    DriverVersion, Error, GpuSelection, Mode, Request, RestartPolicy, RunfileSource, Strategy,
-    Target, VersionWanted,
-};
+use gpu_core::fleet::{Expectation, Selection, SyncOptions};
+use gpu_core::orchestrator::OrchestratorConfig;
+use gpu_core::{Error, Mode, PackageName, RequestTemplate, RestartPolicy, Strategy, Target};
 
-use crate::cli::{ApplyOpts, ModeArg, StrategyArg};
-use crate::phoenix_config::PhoenixConfig;
+use crate::cli::{ApplyOpts, CheckArgs, ModeArg, StrategyArg, SyncArgs};
+use crate::error::CliError;
 
-fn bad(what: &'static str, value: &str, hint: impl Into<String>) -> Error {
-    Error::BadInput {
-        what,
-        value: value.to_owned(),
-        hint: hint.into(),
-    }
+/// The value of `flag` as a gpu-core value.
+fn value<T: FromStr<Err = Error>>(flag: &'static str, s: &str) -> Result<T, CliError> {
+    s.parse().map_err(|error| CliError::Value { flag, error })
 }
 
-/// A container reference valid for the target: a CTID of 100..=999999999 on Proxmox VE, a
-/// container name on plain LXC.
-pub fn ct(target: &Target, s: &str) -> Result<CtRef, Error> {
-    match target {
-        Target::Pve => {
-            let ok = !s.is_empty()
-                && s.len() <= 9
-                && s.bytes().all(|b| b.is_ascii_digit())
-                && !s.starts_with('0')
-                && s.parse::<u32>().is_ok_and(|n| n >= 100);
-            if !ok {
-                return Err(bad(
-                    "CTID",
-                    s,
-                    "a Proxmox VE container id is a number from 100 to 999999999",
-                ));
-            }
-        }
-        Target::Lxc { .. } => {
-            let ok = !s.is_empty()
-                && s.len() <= 64
-                && !s.starts_with('.')
-                && !s.starts_with('-')
-                && s.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
-            if !ok {
-                return Err(bad(
-                    "container name",
-                    s,
-                    "an LXC container name has letters, digits, '-', '_' and '.', and does not start with '.' or '-'",
-                ));
-            }
-        }
-    }
-    Ok(CtRef::new(s))
+fn opt<T: FromStr<Err = Error>>(
+    flag: &'static str,
+    s: Option<&str>,
+) -> Result<Option<T>, CliError> {
+    s.map(|s| value(flag, s)).transpose()
 }
 
-/// `--gpus`, `GPU_ASSIGNMENT` or the orchestrator's `gpu_assignment`.
-pub fn gpus(
-    flag: Option<&str>,
-    pc: Option<&PhoenixConfig>,
-    ct: &CtRef,
-) -> Result<GpuSelection, Error> {
-    let from_pc = pc
-        .and_then(|p| p.ct(ct.as_str()))
-        .and_then(|c| c.gpu_assignment.as_deref());
-    match flag.or(from_pc) {
-        Some(s) => s.parse(),
-        None => Err(bad(
-            "GPU selection",
-            "",
-            "none given: use --gpus (or GPU_ASSIGNMENT, or --phoenix-config with the container's gpu_assignment)",
-        )),
-    }
+/// `--jobs`: at least 1.
+pub fn jobs(n: usize) -> Result<NonZeroUsize, CliError> {
+    NonZeroUsize::new(n).ok_or_else(|| {
+        CliError::flag(
+            "--jobs",
+            "0",
+            "give how many containers to work on at once, at least 1",
+        )
+    })
 }
 
-/// `auto` or `X.Y[.Z]`.
-pub fn driver_version(s: &str) -> Result<VersionWanted, Error> {
-    if s == "auto" {
-        return Ok(VersionWanted::Auto);
-    }
-    s.parse::<DriverVersion>().map(VersionWanted::Exact)
-}
-
-pub fn url(what: &'static str, s: &str) -> Result<String, Error> {
-    let rest = s
-        .strip_prefix("https://")
-        .or_else(|| s.strip_prefix("http://"));
-    match rest {
-        Some(r) if !r.is_empty() && !r.starts_with('/') && !s.chars().any(char::is_whitespace) => {
-            Ok(s.to_owned())
-        }
-        _ => Err(bad(what, s, "expected an http:// or https:// URL")),
-    }
-}
-
-/// 64 hex digits, lowercased.
-pub fn sha256(s: &str) -> Result<String, Error> {
-    if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
-        Ok(s.to_ascii_lowercase())
-    } else {
-        Err(bad(
-            "--runfile-sha256",
-            s,
-            "expected the SHA-256 as 64 hex digits",
-        ))
-    }
-}
-
-/// `X.Y` or `none`.
-pub fn cuda(s: &str) -> Result<Option<String>, Error> {
-    if s == "none" {
-        return Ok(None);
-    }
-    let parts: Vec<&str> = s.split('.').collect();
-    let ok = parts.len() == 2
-        && parts
-            .iter()
-            .all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()));
-    if ok {
-        Ok(Some(s.to_owned()))
-    } else {
-        Err(bad("CUDA version", s, "expected X.Y such as 12.8, or none"))
-    }
-}
-
-/// Comma-separated Debian package names.
-pub fn tools(s: &str) -> Result<Vec<String>, Error> {
-    let mut out: Vec<String> = Vec::new();
-    for t in s.split(',').map(str::trim) {
-        let ok = t.len() >= 2
-            && t.as_bytes()[0].is_ascii_lowercase() | t.as_bytes()[0].is_ascii_digit()
-            && t.bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+-.".contains(&b));
-        if !ok {
-            return Err(bad(
-                "tool list",
-                s,
-                format!("{t:?} is not a package name (lowercase letters, digits, + - .)"),
-            ));
-        }
-        if out.iter().any(|o| o == t) {
-            return Err(bad("tool list", s, format!("{t} is listed twice")));
-        }
-        out.push(t.to_owned());
-    }
-    Ok(out)
-}
-
-/// The request of plan, apply and verify.
-pub fn request(a: &ApplyOpts, ct: CtRef, pc: Option<&PhoenixConfig>) -> Result<Request, Error> {
-    let gpus = gpus(a.gpus.as_deref(), pc, &ct)?;
-    let mut r = Request::new(ct, gpus);
-    r.mode = match a.mode {
-        ModeArg::Auto => Mode::Auto,
-        ModeArg::Raw => Mode::Raw,
-        ModeArg::Dev => Mode::Dev,
-    };
-    r.strategy = match a.strategy {
-        StrategyArg::Runfile => Strategy::Runfile,
-        StrategyArg::HostLibs => Strategy::HostLibs,
-        StrategyArg::None => Strategy::None,
-    };
-    let version = a
-        .driver_version
-        .clone()
-        .or_else(|| pc.and_then(|p| p.nvidia_driver_version.clone()));
-    if let Some(v) = version {
-        r.driver_version = driver_version(&v)?;
-    }
-    r.force_version = a.force_version;
-    r.mig = a.mig;
-    if let Some(c) = &a.cuda {
-        r.cuda = cuda(c)?;
-    }
-    if let Some(t) = &a.tools {
-        r.tools = tools(t)?;
-    }
-    let runfile_url = a
-        .runfile_url
-        .clone()
-        .or_else(|| pc.and_then(|p| p.nvidia_runfile_url.clone()));
-    r.runfile = RunfileSource {
-        url: runfile_url.map(|u| url("--runfile-url", &u)).transpose()?,
-        sha256: a.runfile_sha256.as_deref().map(sha256).transpose()?,
-    };
-    let repo = a
-        .repo_url
-        .clone()
-        .or_else(|| pc.and_then(|p| p.nvidia_repo_url.clone()));
-    r.repo_url = repo.map(|u| url("--repo-url", &u)).transpose()?;
-    if a.restart_timeout == 0 {
-        return Err(bad(
+/// A restart policy; `--restart-timeout` is at least 1 second.
+fn restart(no_restart: bool, start: bool, timeout: u64) -> Result<RestartPolicy, CliError> {
+    if timeout == 0 {
+        return Err(CliError::flag(
             "--restart-timeout",
             "0",
             "give the number of seconds to wait, at least 1",
         ));
     }
-    r.config_only = a.config_only;
-    r.dry_run = a.dry_run;
-    r.restart = RestartPolicy {
-        no_restart: a.no_restart,
-        start_if_stopped: a.start,
-        timeout: Duration::from_secs(a.restart_timeout),
+    Ok(RestartPolicy {
+        no_restart,
+        start_if_stopped: start,
+        timeout: Duration::from_secs(timeout),
+    })
+}
+
+fn strategy(s: StrategyArg) -> Strategy {
+    match s {
+        StrategyArg::Runfile => Strategy::Runfile,
+        StrategyArg::HostLibs => Strategy::HostLibs,
+        StrategyArg::None => Strategy::None,
+    }
+}
+
+/// What plan, apply and verify ask of each container.
+pub fn template(a: &ApplyOpts) -> Result<RequestTemplate, CliError> {
+    Ok(RequestTemplate {
+        gpus: opt("--gpus", a.gpus.as_deref())?,
+        mode: match a.mode {
+            ModeArg::Auto => Mode::Auto,
+            ModeArg::Raw => Mode::Raw,
+            ModeArg::Dev => Mode::Dev,
+        },
+        strategy: strategy(a.strategy),
+        driver_version: opt("--driver-version", a.driver_version.as_deref())?,
+        force_version: a.force_version,
+        mig: a.mig,
+        cuda: match a.cuda.as_deref() {
+            None | Some("none") => None,
+            Some(v) => Some(value("--cuda", v)?),
+        },
+        tools: match a.tools.as_deref() {
+            None => Vec::new(),
+            Some(t) => PackageName::parse_list(t).map_err(|error| CliError::Value {
+                flag: "--tools",
+                error,
+            })?,
+        },
+        runfile_url: opt("--runfile-url", a.runfile_url.as_deref())?,
+        runfile_sha256: opt("--runfile-sha256", a.runfile_sha256.as_deref())?,
+        repo_url: opt("--repo-url", a.repo_url.as_deref())?,
+        config_only: a.config_only,
+        dry_run: a.dry_run,
+        restart: restart(a.no_restart, a.start, a.restart_timeout)?,
+    })
+}
+
+/// What check compares each container against.
+pub fn expectation(c: &CheckArgs) -> Result<Expectation, CliError> {
+    Ok(Expectation {
+        gpus: opt("--gpus", c.gpus.as_deref())?,
+        driver_version: opt("--driver-version", c.driver_version.as_deref())?,
+    })
+}
+
+/// What sync does besides re-applying each container's assignment.
+pub fn sync_options(s: &SyncArgs) -> Result<SyncOptions, CliError> {
+    Ok(SyncOptions {
+        strategy: s.strategy.map(strategy),
+        runfile_url: opt("--runfile-url", s.runfile_url.as_deref())?,
+        runfile_sha256: opt("--runfile-sha256", s.runfile_sha256.as_deref())?,
+        dry_run: s.dry_run,
+        restart: restart(s.no_restart, s.start, s.restart_timeout)?,
+    })
+}
+
+/// The containers named on the command line (ids of `target`), or `all`.
+pub fn selection(
+    target: &Target,
+    ids: &[String],
+    all: bool,
+    all_means: Selection,
+) -> Result<Selection, CliError> {
+    if all {
+        return Ok(all_means);
+    }
+    let cts = ids
+        .iter()
+        .map(|s| target.ct_id(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Selection::Named(cts))
+}
+
+/// The orchestrator config given with `--phoenix-config`, read from this machine.
+pub fn orchestrator(path: Option<&Path>) -> Result<Option<OrchestratorConfig>, CliError> {
+    let Some(path) = path else {
+        return Ok(None);
     };
-    Ok(r)
+    let bytes = std::fs::read(path).map_err(|source| CliError::ReadConfig {
+        path: path.to_owned(),
+        source,
+    })?;
+    OrchestratorConfig::parse(&bytes)
+        .map(Some)
+        .map_err(|source| CliError::BadConfig {
+            path: path.to_owned(),
+            source,
+        })
+}
+
+/// `NAME=VALUE` pairs of a repeatable flag (`--node`, `--node-root`), by node name.
+pub fn pairs(flag: &'static str, items: &[String]) -> Result<BTreeMap<String, String>, CliError> {
+    let mut out = BTreeMap::new();
+    for it in items {
+        let Some((name, value)) = it.split_once('=') else {
+            return Err(CliError::flag(flag, it, "expected NAME=VALUE"));
+        };
+        let ok = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b));
+        if !ok || value.is_empty() {
+            return Err(CliError::flag(
+                flag,
+                it,
+                "expected NAME=VALUE with a node name of letters, digits, '-', '_' and '.'",
+            ));
+        }
+        if out.insert(name.to_owned(), value.to_owned()).is_some() {
+            return Err(CliError::flag(flag, it, "this node is given twice"));
+        }
+    }
+    Ok(out)
+}
+
+/// `--node-root` pairs as paths.
+pub fn node_roots(items: &[String]) -> Result<BTreeMap<String, PathBuf>, CliError> {
+    Ok(pairs("--node-root", items)?
+        .into_iter()
+        .map(|(k, v)| (k, PathBuf::from(v)))
+        .collect())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::Cli;
+    use clap::Parser;
 
-    #[test]
-    fn ctids() {
-        let pve = Target::Pve;
-        assert!(ct(&pve, "100").is_ok());
-        assert!(ct(&pve, "999999999").is_ok());
-        for bad in [
-            "99",
-            "0",
-            "abc",
-            "",
-            "0101",
-            "1e3",
-            "-101",
-            "1000000000",
-            "101 ",
-        ] {
-            assert!(ct(&pve, bad).is_err(), "{bad}");
-        }
-        let lxc = Target::Lxc {
-            lxcpath: "/var/lib/lxc".into(),
-        };
-        assert!(ct(&lxc, "gpu-1.test_a").is_ok());
-        for bad in ["", "../x", "a/b", ".hidden", "-x", "a b"] {
-            assert!(ct(&lxc, bad).is_err(), "{bad}");
+    fn apply_opts(args: &[&str]) -> ApplyOpts {
+        let mut argv = vec!["phoenix-gpu", "plan", "101"];
+        argv.extend(args);
+        match Cli::try_parse_from(argv).unwrap().command {
+            crate::cli::Command::Plan(a) => a.opts,
+            _ => unreachable!(),
         }
     }
 
     #[test]
-    fn values() {
-        assert_eq!(driver_version("auto").unwrap(), VersionWanted::Auto);
-        assert!(driver_version("580.159.04").is_ok());
-        assert!(driver_version("580").is_err());
-        assert!(sha256(&"a".repeat(64)).is_ok());
-        assert!(sha256(&"g".repeat(64)).is_err());
-        assert!(sha256("abc").is_err());
-        assert_eq!(cuda("12.8").unwrap().as_deref(), Some("12.8"));
-        assert_eq!(cuda("none").unwrap(), None);
-        assert!(cuda("12").is_err());
-        assert!(cuda("12.8.1").is_err());
-        assert_eq!(tools("nvtop, htop").unwrap(), ["nvtop", "htop"]);
-        assert!(tools("nvtop,nvtop").is_err());
-        assert!(tools("").is_err());
-        assert!(tools("rm -rf").is_err());
-        assert!(url("u", "https://x/y").is_ok());
-        assert!(url("u", "ftp://x").is_err());
-        assert!(url("u", "https://").is_err());
+    fn flags_become_typed_values() {
+        let t = template(&apply_opts(&[
+            "--gpus",
+            "0, 1",
+            "--cuda",
+            "12.8",
+            "--tools",
+            "nvtop,htop",
+            "--runfile-sha256",
+            &"AB".repeat(32),
+        ]))
+        .unwrap();
+        assert_eq!(t.gpus.unwrap().to_string(), "0,1");
+        assert_eq!(t.cuda.unwrap().package(), "cuda-toolkit-12-8");
+        assert_eq!(t.tools.len(), 2);
+        assert_eq!(t.runfile_sha256.unwrap().as_str(), "ab".repeat(32));
+        assert_eq!(
+            template(&apply_opts(&["--cuda", "none"])).unwrap().cuda,
+            None
+        );
+    }
+
+    #[test]
+    fn a_bad_value_names_its_flag() {
+        for (args, flag) in [
+            (&["--runfile-sha256", "xyz"][..], "--runfile-sha256"),
+            (&["--runfile-url", "ftp://x/y.run"][..], "--runfile-url"),
+            (&["--cuda", "12"][..], "--cuda"),
+            (&["--tools", "nvtop,,htop"][..], "--tools"),
+            (&["--restart-timeout", "0"][..], "--restart-timeout"),
+        ] {
+            let e = template(&apply_opts(args)).unwrap_err();
+            assert!(e.to_string().contains(flag), "{args:?}: {e}");
+            assert_eq!(e.kind(), gpu_core::ErrorKind::BadInput);
+        }
+    }
+
+    #[test]
+    fn node_pairs() {
+        let p = pairs("--node", &["pve2=ssh://root@10.0.0.2".into()]).unwrap();
+        assert_eq!(p["pve2"], "ssh://root@10.0.0.2");
+        for bad in ["pve2", "=x", "a b=x", "pve2="] {
+            assert!(pairs("--node", &[bad.into()]).is_err(), "{bad}");
+        }
+        assert!(pairs("--node", &["a=x".into(), "a=y".into()]).is_err());
+        assert!(jobs(0).is_err());
     }
 }

@@ -1,12 +1,22 @@
-//! Builds the host and container backends from the global flags, once.
+//! Builds the backends from the global flags, once: the host (local, under `--root`, or over
+//! SSH with `--host`), the way into its containers, the target, and the connector that opens
+//! other cluster nodes over SSH for gpu-core's [`Cluster`](gpu_core::cluster::Cluster).
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use exec_backend::{ContainerExec, Host, LocalHost, LxcAttach, Pct, SshHost};
-use gpu_core::{Error, Target};
+use async_trait::async_trait;
+use exec_backend::{
+    ContainerExec, Host, KnownHostsCheck, LocalHost, LxcAttach, Pct, SshHost, SshOptions,
+};
+use gpu_core::cluster::{NodeBackends, NodeConnector};
+use gpu_core::{Error, Input, Target};
+use tracing::info;
 
+use crate::args;
 use crate::cli::{Global, TargetKind};
+use crate::error::CliError;
 
 /// The chosen backends.
 pub struct Backends {
@@ -18,19 +28,18 @@ pub struct Backends {
     pub target: Target,
 }
 
+/// Why an `ssh://` URL is not one.
+#[derive(Debug, PartialEq, Eq)]
+pub struct BadUrl(&'static str);
+
 /// An `ssh://[user@]node[:port]` URL: `(user, node, port)`.
-pub fn parse_ssh_url(url: &str) -> Result<(Option<String>, String, Option<u16>), Error> {
-    let bad = |hint: &str| Error::BadInput {
-        what: "--host",
-        value: url.to_owned(),
-        hint: hint.to_owned(),
-    };
+pub fn parse_ssh_url(url: &str) -> Result<(Option<String>, String, Option<u16>), BadUrl> {
     let rest = url
         .strip_prefix("ssh://")
-        .ok_or_else(|| bad("expected ssh://user@node[:port]"))?;
+        .ok_or(BadUrl("expected ssh://user@node[:port]"))?;
     let (user, hostport) = match rest.split_once('@') {
         Some((u, h)) if !u.is_empty() => (Some(u.to_owned()), h),
-        Some(_) => return Err(bad("the user before @ is empty")),
+        Some(_) => return Err(BadUrl("the user before @ is empty")),
         None => (None, rest),
     };
     let (node, port) = match hostport.rsplit_once(':') {
@@ -38,7 +47,7 @@ pub fn parse_ssh_url(url: &str) -> Result<(Option<String>, String, Option<u16>),
             n,
             Some(
                 p.parse::<u16>()
-                    .map_err(|_| bad("the port is not a number"))?,
+                    .map_err(|_| BadUrl("the port is not a number"))?,
             ),
         ),
         None => (hostport, None),
@@ -48,21 +57,38 @@ pub fn parse_ssh_url(url: &str) -> Result<(Option<String>, String, Option<u16>),
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b));
     if !ok {
-        return Err(bad(
+        return Err(BadUrl(
             "the node name is empty or has characters a host name cannot have",
         ));
     }
     Ok((user, node.to_owned(), port))
 }
 
+/// SSH options from the global flags: strict host-key checking, the ssh_config file.
+fn ssh_options(ssh_config: Option<PathBuf>, root: Option<PathBuf>) -> SshOptions {
+    let mut o = SshOptions::default();
+    o.known_hosts_check = KnownHostsCheck::Strict;
+    o.config_file = ssh_config;
+    o.root = root;
+    o
+}
+
+/// `pct` on `host` (the stand-in of `--pct-program` in tests).
+fn pct(host: Arc<dyn Host>, program: Option<&PathBuf>) -> Arc<dyn ContainerExec> {
+    match program {
+        Some(p) => Arc::new(Pct::with_program(host, p.as_os_str())),
+        None => Arc::new(Pct::new(host)),
+    }
+}
+
 /// Chooses and connects the backends.
-pub async fn connect(g: &Global) -> Result<Backends, Error> {
+pub async fn connect(g: &Global) -> Result<Backends, CliError> {
     let host: Arc<dyn Host> = match (&g.host, &g.root) {
         (Some(url), root) => {
-            let (_user, node, _port) = parse_ssh_url(url)?;
+            let (_user, node, _port) =
+                parse_ssh_url(url).map_err(|BadUrl(hint)| CliError::flag("--host", url, hint))?;
             // With --root too, the node's paths map under that directory on the node.
-            let mut opts = crate::nodes::ssh_options(g);
-            opts.root = root.clone();
+            let opts = ssh_options(g.ssh_config.clone(), root.clone());
             let ssh = SshHost::connect(url, opts)
                 .await
                 .map_err(|e| Error::exec(format!("cannot connect to {node}"), e))?;
@@ -71,39 +97,76 @@ pub async fn connect(g: &Global) -> Result<Backends, Error> {
         (None, Some(root)) => Arc::new(LocalHost::with_root(root).with_search_path(search_path())),
         (None, None) => Arc::new(LocalHost::new().with_search_path(search_path())),
     };
-    let kind = match g.target {
-        Some(k) => k,
-        None => detect_target(host.as_ref()).await?,
+    let target = match g.target {
+        Some(TargetKind::Pve) => Target::Pve,
+        Some(TargetKind::Lxc) => Target::Lxc {
+            lxcpath: g.lxcpath.clone(),
+        },
+        None => Target::detect(host.as_ref(), g.lxcpath.clone()).await?,
     };
-    let (target, cts): (Target, Arc<dyn ContainerExec>) = match kind {
-        TargetKind::Pve => (
-            Target::Pve,
-            match &g.pct_program {
-                Some(p) => Arc::new(Pct::with_program(host.clone(), p.as_os_str())),
-                None => Arc::new(Pct::new(host.clone())),
-            },
-        ),
-        TargetKind::Lxc => (
-            Target::Lxc {
-                lxcpath: g.lxcpath.clone(),
-            },
-            Arc::new(LxcAttach::with_lxcpath(host.clone(), g.lxcpath.clone())),
-        ),
+    let cts: Arc<dyn ContainerExec> = match &target {
+        Target::Pve => pct(host.clone(), g.pct_program.as_ref()),
+        Target::Lxc { lxcpath } => Arc::new(LxcAttach::with_lxcpath(host.clone(), lxcpath.clone())),
     };
     Ok(Backends { host, cts, target })
 }
 
-/// `/etc/pve/lxc` on the host means Proxmox VE; anything else is plain LXC.
-pub async fn detect_target(host: &dyn Host) -> Result<TargetKind, Error> {
-    let meta = host
-        .stat(Path::new("/etc/pve/lxc"))
-        .await
-        .map_err(|e| Error::exec("cannot tell whether the host runs Proxmox VE", e))?;
-    Ok(if meta.is_some() {
-        TargetKind::Pve
-    } else {
-        TargetKind::Lxc
-    })
+/// Opens another node of a Proxmox cluster: `SshHost` + `Pct<SshHost>` over one multiplexed
+/// SSH connection, at `ssh://SSH_USER@NODE` or the address `--node NAME=URL` gives.
+pub struct SshConnector {
+    ssh_user: String,
+    urls: BTreeMap<String, String>,
+    roots: BTreeMap<String, PathBuf>,
+    ssh_config: Option<PathBuf>,
+    pct_program: Option<PathBuf>,
+}
+
+impl SshConnector {
+    /// The connector of `--ssh-user`, `--node`, `--node-root`, `--ssh-config`; every
+    /// `--node` address is checked now.
+    pub fn new(g: &Global) -> Result<SshConnector, CliError> {
+        let urls = args::pairs("--node", &g.nodes)?;
+        for (name, url) in &urls {
+            parse_ssh_url(url).map_err(|_| {
+                CliError::flag(
+                    "--node",
+                    &format!("{name}={url}"),
+                    "expected NAME=ssh://[user@]host[:port]",
+                )
+            })?;
+        }
+        Ok(SshConnector {
+            ssh_user: g.ssh_user.clone(),
+            urls,
+            roots: args::node_roots(&g.node_roots)?,
+            ssh_config: g.ssh_config.clone(),
+            pct_program: g.pct_program.clone(),
+        })
+    }
+}
+
+#[async_trait]
+impl NodeConnector for SshConnector {
+    async fn connect(&self, node: &str) -> gpu_core::Result<NodeBackends> {
+        let url = self
+            .urls
+            .get(node)
+            .cloned()
+            .unwrap_or_else(|| format!("ssh://{}@{node}", self.ssh_user));
+        parse_ssh_url(&url).map_err(|BadUrl(hint)| Error::BadInput {
+            what: Input::Url,
+            value: url.clone(),
+            hint: hint.to_owned(),
+        })?;
+        info!(node, url = %url, "connecting to cluster node");
+        let opts = ssh_options(self.ssh_config.clone(), self.roots.get(node).cloned());
+        let ssh = SshHost::connect(&url, opts)
+            .await
+            .map_err(|e| Error::exec(format!("cannot reach cluster node {node} at {url}"), e))?;
+        let host: Arc<dyn Host> = Arc::new(ssh);
+        let cts = pct(host.clone(), self.pct_program.as_ref());
+        Ok(NodeBackends { host, cts })
+    }
 }
 
 /// The `PATH` host commands use: the caller's own, then the fixed base (so `/usr/sbin` is

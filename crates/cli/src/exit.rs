@@ -20,6 +20,11 @@ pub fn code(kind: ErrorKind) -> u8 {
     }
 }
 
+/// The exit code of a run whose worst outcome is `worst` (`None`: success, 0).
+pub fn code_of(worst: Option<ErrorKind>) -> u8 {
+    worst.map_or(0, code)
+}
+
 /// Every exit code and what it means (the man page's EXIT STATUS, the README's table).
 pub const CODES: &[(u8, &str)] = &[
     (0, "done, or nothing to do"),
@@ -57,6 +62,27 @@ mod tests {
         assert_eq!(code(ErrorKind::Locked), 9);
         assert_eq!(code(ErrorKind::Drift), 10);
         assert_eq!(code(ErrorKind::Internal), 1);
+    }
+
+    #[test]
+    fn the_worst_kind_has_the_highest_code() {
+        // gpu-core orders kinds by how bad they are; fleet runs exit with the worst one.
+        let mut kinds = vec![
+            ErrorKind::Drift,
+            ErrorKind::BadInput,
+            ErrorKind::Internal,
+            ErrorKind::Locked,
+            ErrorKind::CtNotFound,
+            ErrorKind::Verify,
+            ErrorKind::ConfigMissing,
+            ErrorKind::HostPrecondition,
+            ErrorKind::Install,
+            ErrorKind::Restart,
+        ];
+        kinds.sort();
+        let codes: Vec<u8> = kinds.iter().map(|k| code(*k)).collect();
+        assert_eq!(codes, (1..=10).collect::<Vec<u8>>());
+        assert_eq!(code_of(None), 0);
     }
 
     #[test]

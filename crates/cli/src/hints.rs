@@ -1,11 +1,16 @@
 //! What a person sees when something fails: the error and its causes on one screen, and for
 //! the known failures a hint that says what to do. All hint selection lives here, keyed on the
-//! `gpu_core::Error` variant, its `ErrorKind`, and the message text where only that tells.
+//! `gpu_core::Error` variant, its typed cause and its `ErrorKind`, never on message text; the
+//! flags and commands a hint names are the CLI's, which gpu-core's messages never name.
 
 use std::error::Error as StdError;
 
 use exec_backend::ExecError;
-use gpu_core::{Error, ErrorKind};
+
+use crate::error::CliError;
+use gpu_core::{
+    Error, ErrorKind, Input, InstallCause, RestartCause, SmiFailure, VerifyCause, VerifyProblem,
+};
 
 /// Lines kept of one multi-line message (the first, a marker, and the last ones).
 const MAX_LINES_PER_MESSAGE: usize = 8;
@@ -78,11 +83,6 @@ pub fn render_text(msg: &str) -> Vec<String> {
     render(&Text(msg))
 }
 
-/// The whole chain, for matching.
-fn chain_text(e: &dyn StdError) -> String {
-    gpu_core::chain(e)
-}
-
 /// The first `io::Error` in the cause chain, if any.
 fn io_kind(e: &(dyn StdError + 'static)) -> Option<std::io::ErrorKind> {
     let mut cur: Option<&(dyn StdError + 'static)> = Some(e);
@@ -125,6 +125,7 @@ fn ct_of(e: &Error) -> Option<&str> {
         | Error::Restart { ct, .. }
         | Error::Verify { ct, .. }
         | Error::Drift { ct, .. }
+        | Error::GpuGone { ct, .. }
         | Error::CtNotFound { ct, .. }
         | Error::ConfigUnreadable { ct, .. } => Some(ct),
         _ => None,
@@ -147,96 +148,153 @@ fn mismatch_hint(ct: &str) -> String {
     )
 }
 
-/// What to do about `e`, when there is something specific to say.
-pub fn hint(e: &Error) -> Option<String> {
-    let text = chain_text(e);
-    let ct = ct_of(e).unwrap_or("CTID");
-    // NVML's own words, wherever they surface (verify, install, check).
-    if text.contains("Driver/library version mismatch") || text.contains("API mismatch") {
-        return Some(mismatch_hint(ct));
-    }
-    match e {
-        Error::VersionMismatch { host, .. } => {
-            return Some(format!(
-                "the host's kernel module is {host}: drop --driver-version (or \
-                 NVIDIA_DRIVER_VERSION, or the orchestrator config's nvidia_driver_version), or \
-                 set it to auto or {host}. If the host was just upgraded to the version you \
-                 asked for, reboot it so the new module is loaded"
-            ))
+fn permission_hint(ct: &str) -> String {
+    format!(
+        "the container cannot open the GPU device nodes: on the host they are usually 0660 \
+         root:video, which an unprivileged container's users cannot open. On Proxmox VE 8.1+ \
+         use --mode dev (it writes gid=<the node's group>,mode=0666 for unprivileged \
+         containers); otherwise make the host's nodes 0666 (chmod 0666 /dev/nvidia*, kept \
+         across reboots by a udev rule), then `phoenix-gpu apply {ct}`"
+    )
+}
+
+/// What to do about a failed verification.
+fn verify_hint(cause: &VerifyCause, ct: &str) -> Option<String> {
+    match cause {
+        VerifyCause::SmiFailed { failure, .. } => match failure {
+            SmiFailure::VersionMismatch => Some(mismatch_hint(ct)),
+            SmiFailure::NoPermission => Some(permission_hint(ct)),
+            _ => None,
+        },
+        VerifyCause::Mismatch { problems } => {
+            let version = problems.iter().any(|p| {
+                matches!(
+                    p,
+                    VerifyProblem::DriverVersion { .. } | VerifyProblem::UserspaceVersion { .. }
+                )
+            });
+            let uvm = problems.iter().any(|p| {
+                matches!(p, VerifyProblem::NodeMissing { path } if path.starts_with("/dev/nvidia-uvm"))
+            });
+            if version {
+                Some(mismatch_hint(ct))
+            } else if uvm {
+                Some(uvm_hint())
+            } else {
+                None
+            }
         }
+        _ => None,
+    }
+}
+
+/// What to do about `e`, when there is something specific to say. Chosen by the error's
+/// variant and its cause, never by its wording; the flags and commands to use are named here.
+pub fn hint(e: &Error) -> Option<String> {
+    let ct = ct_of(e).unwrap_or("CTID");
+    let specific = match e {
+        Error::VersionMismatch { host, .. } => Some(format!(
+            "the host's kernel module is {host}: drop --driver-version (or \
+             NVIDIA_DRIVER_VERSION, or the orchestrator config's nvidia_driver_version), or \
+             set it to auto or {host} (--force-version installs it anyway). If the host was \
+             just upgraded to the version you asked for, reboot it so the new module is loaded"
+        )),
         Error::NodeMissing { path, .. } => {
             let p = path.to_string_lossy();
             if p.starts_with("/dev/nvidia-uvm") {
-                return Some(uvm_hint());
-            }
-            if p == "/dev/nvidia-modeset" {
-                return Some(
+                Some(uvm_hint())
+            } else if p == "/dev/nvidia-modeset" {
+                Some(
                     "create it with `nvidia-modprobe -m`; `phoenix-gpu host prepare` can create it \
                      at every boot"
                         .to_owned(),
-                );
+                )
+            } else if p.contains("nvidia-caps") {
+                Some(
+                    "--mig needs MIG-capable GPUs and a driver with MIG support; leave --mig out \
+                     otherwise"
+                        .to_owned(),
+                )
+            } else if p.starts_with("/dev/nvidia") {
+                Some(
+                    "create the nodes at every boot with `phoenix-gpu host prepare`, or use --mode \
+                     raw"
+                    .to_owned(),
+                )
+            } else {
+                None
             }
-            return None;
         }
-        Error::Locked { ct, .. } => {
-            return Some(format!(
-                "a Proxmox task (backup, snapshot, migration) set the lock; when no such task \
-                 runs any more (see the node's task list), `pct unlock {ct}` clears it"
-            ))
+        Error::HostUserspaceMissing { .. } => {
+            Some("install the driver's userspace on the host, or use --strategy runfile".to_owned())
         }
-        Error::LockBusy { source, .. } => {
-            return Some(match source {
-                ExecError::LockTimeout { path, .. } => format!(
-                    "another task holds {} (a running pct command, a Proxmox task or another \
-                     phoenix-gpu): wait for it and run again; `lslocks | grep {}` shows the holder",
-                    path.display(),
-                    path.file_name()
-                        .map(|f| f.to_string_lossy().into_owned())
-                        .unwrap_or_default()
-                ),
-                ExecError::Conflict { .. } => {
-                    "the config changed while it was being edited (pct set, the web UI, an \
-                     editor); nothing was written: run again"
-                        .to_owned()
-                }
-                _ => "run again once the other task has finished".to_owned(),
-            })
-        }
-        _ => {}
-    }
-    let in_ct = matches!(
-        e,
-        Error::Verify { .. } | Error::Install { .. } | Error::Restart { .. }
-    );
-    if in_ct
-        && (text.contains("Insufficient Permissions")
-            || (text.contains("Permission denied") && text.contains("/dev/nvidia")))
-    {
-        return Some(format!(
-            "the container cannot open the GPU device nodes: on the host they are usually 0660 \
-             root:video, which an unprivileged container's users cannot open. On Proxmox VE 8.1+ \
-             use --mode dev (it writes gid=<the node's group>,mode=0666 for unprivileged \
-             containers); otherwise make the host's nodes 0666 (chmod 0666 /dev/nvidia*, kept \
-             across reboots by a udev rule), then `phoenix-gpu apply {ct}`"
-        ));
-    }
-    if in_ct
-        && (text.contains("Could not get mode or device ID")
-            || text.contains("Failed to mount /dev/nvidia"))
-    {
-        return Some(format!(
-            "the container's config passes a device node the host does not have right now. \
-             {}; `phoenix-gpu check {ct}` lists what is missing",
-            uvm_hint()
-        ));
-    }
-    if in_ct && text.contains("nvidia-uvm") && text.contains("missing") {
-        return Some(uvm_hint());
-    }
-    if let Error::Verify { detail, .. } = e {
-        if detail.contains("the host's module is") {
-            return Some(mismatch_hint(ct));
-        }
+        Error::GpuGone { ct, .. } => Some(format!(
+            "`phoenix-gpu inventory` lists the host's GPUs; give the container its GPUs with \
+             `phoenix-gpu apply {ct} --gpus LIST`"
+        )),
+        Error::BadInput {
+            what: Input::Mode | Input::ContainerConfig,
+            ..
+        } => Some("use --mode raw (or --mode auto)".to_owned()),
+        Error::NoOrchestratorConfig => Some(
+            "apply --all works on the containers of the orchestrator config: give its \
+             phoenix_lxc_configs.json with --phoenix-config FILE"
+                .to_owned(),
+        ),
+        Error::OrchestratorConfig { .. } => Some(
+            "--phoenix-config takes the orchestrator's phoenix_lxc_configs.json (v1 or v2)"
+                .to_owned(),
+        ),
+        Error::OrchestratorValue { field, .. } => Some(format!(
+            "fix {field} in the orchestrator config, or give the value with its flag, which wins"
+        )),
+        Error::Locked { ct, .. } => Some(format!(
+            "a Proxmox task (backup, snapshot, migration) set the lock; when no such task \
+             runs any more (see the node's task list), `pct unlock {ct}` clears it"
+        )),
+        Error::LockBusy { source, .. } => Some(match source {
+            ExecError::LockTimeout { path, .. } => format!(
+                "another task holds {} (a running pct command, a Proxmox task or another \
+                 phoenix-gpu): wait for it and run again; `lslocks | grep {}` shows the holder",
+                path.display(),
+                path.file_name()
+                    .map(|f| f.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            ),
+            ExecError::Conflict { .. } => "the config changed while it was being edited (pct \
+                 set, the web UI, an editor); nothing was written: run again"
+                .to_owned(),
+            _ => "run again once the other task has finished".to_owned(),
+        }),
+        Error::Verify { cause, ct } => verify_hint(cause, ct),
+        Error::Restart { cause, ct } => match cause {
+            RestartCause::DeviceNodeMissing { .. } => Some(format!(
+                "the container's config passes a device node the host does not have right now. \
+                 {}; `phoenix-gpu check {ct}` lists what is missing",
+                uvm_hint()
+            )),
+            RestartCause::Timeout { .. } => Some(format!(
+                "look at the container's log (lxc-start -l DEBUG, or journalctl -u \
+                 pve-container@{ct}) and raise --restart-timeout if it is only slow"
+            )),
+            _ => None,
+        },
+        Error::Install { cause, .. } => match cause {
+            InstallCause::WrongArch { .. } => {
+                Some("use --strategy host-libs, which mounts the host's own userspace".to_owned())
+            }
+            InstallCause::NoCudaRepository { .. } => {
+                Some("give the CUDA repository with --repo-url".to_owned())
+            }
+            InstallCause::NoPublishedChecksum { .. } => {
+                Some("give the checksum with --runfile-sha256".to_owned())
+            }
+            _ => None,
+        },
+        _ => None,
+    };
+    if specific.is_some() {
+        return specific;
     }
     if let Some((program, target)) = missing_program(e) {
         let what = match program.as_str() {
@@ -258,6 +316,14 @@ pub fn hint(e: &Error) -> Option<String> {
         );
     }
     kind_hint(e.kind(), ct).map(str::to_owned)
+}
+
+/// What to do about a CLI error.
+pub fn hint_cli(e: &CliError) -> Option<String> {
+    match e.core() {
+        Some(core) => hint(core),
+        None => kind_hint(e.kind(), "CTID").map(str::to_owned),
+    }
 }
 
 /// The general hint of a kind, when nothing more specific applies.
@@ -282,11 +348,20 @@ mod tests {
 
     use super::*;
 
-    fn verify(detail: &str) -> Error {
+    fn verify(cause: VerifyCause) -> Error {
         Error::Verify {
             ct: "101".into(),
-            detail: detail.into(),
+            cause,
         }
+    }
+
+    fn smi_failed(output: &str) -> Error {
+        verify(VerifyCause::SmiFailed {
+            failure: SmiFailure::classify(output),
+            output: output.into(),
+            expected: vec!["GPU-x".into()],
+            driver: "580.159.04".into(),
+        })
     }
 
     #[test]
@@ -297,15 +372,19 @@ mod tests {
         };
         let h = hint(&e).unwrap();
         assert!(h.contains("auto or 580.159.04"), "{h}");
-        let h = hint(&verify(
-            "Failed to initialize NVML: Driver/library version mismatch; expected GPUs [x]",
+        assert!(h.contains("--force-version"), "{h}");
+        let h = hint(&smi_failed(
+            "Failed to initialize NVML: Driver/library version mismatch",
         ))
         .unwrap();
         assert!(h.contains("`phoenix-gpu apply 101`"), "{h}");
         assert!(h.contains("reboot the host"), "{h}");
-        let h = hint(&verify(
-            "nvidia-smi reports driver 570.1.2, the host's module is 580.159.04",
-        ))
+        let h = hint(&verify(VerifyCause::Mismatch {
+            problems: vec![VerifyProblem::DriverVersion {
+                reported: "570.1.2".into(),
+                host: "580.159.04".into(),
+            }],
+        }))
         .unwrap();
         assert!(h.contains("reinstalls"), "{h}");
     }
@@ -319,11 +398,22 @@ mod tests {
         let h = hint(&e).unwrap();
         assert!(h.contains("nvidia-modprobe -u -c0"), "{h}");
         assert!(h.contains("phoenix-gpu host prepare"), "{h}");
-        let h = hint(&verify("/dev/nvidia-uvm is missing")).unwrap();
+        let h = hint(&verify(VerifyCause::Mismatch {
+            problems: vec![VerifyProblem::NodeMissing {
+                path: "/dev/nvidia-uvm".into(),
+            }],
+        }))
+        .unwrap();
         assert!(h.contains("nvidia-modprobe -u -c0"), "{h}");
+        let start = ExecError::Failed {
+            target: "localhost".into(),
+            argv: vec!["pct".into(), "start".into(), "101".into()],
+            status: exec_backend::ExitStatus::Code(255),
+            stderr_tail: "startup for container '101' failed: Could not get mode or device ID of /dev/nvidia-uvm".into(),
+        };
         let e = Error::Restart {
             ct: "101".into(),
-            detail: "startup for container '101' failed: Could not get mode or device ID of /dev/nvidia-uvm".into(),
+            cause: RestartCause::start(start),
         };
         let h = hint(&e).unwrap();
         assert!(h.contains("phoenix-gpu check 101"), "{h}");
@@ -336,13 +426,13 @@ mod tests {
 
     #[test]
     fn permission_denied_in_unprivileged_ct() {
-        let h = hint(&verify(
+        let h = hint(&smi_failed(
             "Failed to initialize NVML: Insufficient Permissions",
         ))
         .unwrap();
         assert!(h.contains("--mode dev"), "{h}");
         assert!(h.contains("0666"), "{h}");
-        let h = hint(&verify("open /dev/nvidiactl: Permission denied")).unwrap();
+        let h = hint(&smi_failed("open /dev/nvidiactl: Permission denied")).unwrap();
         assert!(h.contains("--mode dev"), "{h}");
     }
 
@@ -393,10 +483,48 @@ mod tests {
     }
 
     #[test]
+    fn flags_are_named_here_for_typed_causes() {
+        let e = Error::Install {
+            ct: "101".into(),
+            what: "NVIDIA userspace 580.159.04".into(),
+            cause: InstallCause::WrongArch {
+                arch: "aarch64".into(),
+            },
+        };
+        assert!(hint(&e).unwrap().contains("--strategy host-libs"));
+        let e = Error::Install {
+            ct: "101".into(),
+            what: "CUDA 12.8".into(),
+            cause: InstallCause::NoCudaRepository {
+                system: "fedora 40 (x86_64)".into(),
+            },
+        };
+        assert!(hint(&e).unwrap().contains("--repo-url"));
+        let e = Error::Restart {
+            ct: "101".into(),
+            cause: RestartCause::Timeout {
+                action: "start",
+                after: Duration::from_secs(5),
+            },
+        };
+        let h = hint(&e).unwrap();
+        assert!(h.contains("--restart-timeout"), "{h}");
+        assert!(h.contains("pve-container@101"), "{h}");
+        let e = Error::GpuGone {
+            ct: "101".into(),
+            minors: vec![7],
+        };
+        assert!(hint(&e).unwrap().contains("phoenix-gpu apply 101 --gpus"));
+    }
+
+    #[test]
     fn missing_program() {
         let e = Error::Restart {
             ct: "101".into(),
-            detail: "x".into(),
+            cause: RestartCause::Unsettled {
+                state: "FROZEN".into(),
+                after: Duration::from_secs(1),
+            },
         };
         assert!(!hint(&e).unwrap_or_default().contains("not installed"));
         let e = Error::exec(

@@ -13,7 +13,6 @@ mod world;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use exec_backend::CtRef;
 use gpu_core::{Engine, Event, EventSink, Report, Request, Strategy, Target};
 
 fn show(what: &str, r: &Report) {
@@ -53,11 +52,18 @@ async fn run() -> Result<(), gpu_core::Failure> {
         }
     });
 
-    let gpus = "1".parse().map_err(|error| gpu_core::Failure {
-        report: Report::new(world::CT),
-        error,
-    })?;
-    let mut req = Request::new(CtRef::new(world::CT), gpus);
+    // The values of a request are validated types: a bad one is an error here, never a
+    // request.
+    let (ct, gpus) = match (engine.target().ct_id(world::CT), "1".parse()) {
+        (Ok(ct), Ok(gpus)) => (ct, gpus),
+        (Err(error), _) | (_, Err(error)) => {
+            return Err(gpu_core::Failure {
+                report: Report::new(world::CT),
+                error,
+            })
+        }
+    };
+    let mut req = Request::new(ct, gpus);
     req.strategy = Strategy::None;
 
     let plan = engine.plan(&req).await?;

@@ -3,23 +3,19 @@
 
 use serde::Serialize;
 
-use crate::config_step::{self, Loaded};
-use crate::engine::Ctx;
+use crate::current;
 use crate::error::Result;
-use crate::inventory::{Inventory, NVIDIA_MAJOR};
-use crate::passthrough::{
-    dev_value_path, host_source, is_dev_key, is_nvidia_node_path, is_nvidia_userspace_path,
-    parse_char_rule, ALLOW_KEYS,
-};
+use crate::inventory::Inventory;
 use crate::request::{Mode, Request, Strategy};
 use crate::select::{GpuSelection, Selector};
-use exec_backend::CtRef;
+use crate::step::Ctx;
+use crate::values::CtId;
 
 /// What a container's config gives it now.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct CurrentAssignment {
     /// The container.
-    pub ct: String,
+    pub ct: CtId,
     /// The GPUs passed, by nvidia-smi index (from the `/dev/nvidia<minor>` nodes, else the
     /// `c 195:<minor>` rules; `all` for a `c 195:*` rule without nodes; `none` when only the
     /// control nodes are passed).
@@ -38,7 +34,7 @@ impl CurrentAssignment {
     /// A request that re-applies this assignment as it is (same GPUs, mode, strategy and MIG
     /// nodes), with the defaults of [`Request::new`] otherwise.
     pub fn request(&self) -> Request {
-        let mut r = Request::new(CtRef::new(self.ct.as_str()), self.gpus.clone());
+        let mut r = Request::new(self.ct.clone(), self.gpus.clone());
         r.mode = self.mode;
         r.strategy = self.strategy;
         r.mig = self.mig;
@@ -47,67 +43,20 @@ impl CurrentAssignment {
 }
 
 /// Reads the container's config; `None` when it has no NVIDIA entries.
-pub(crate) async fn read(ctx: &Ctx<'_>, inv: &Inventory) -> Result<Option<CurrentAssignment>> {
-    let Loaded { doc, .. } = config_step::load(ctx).await?;
-    let devices = config_step::proc_devices(ctx.host).await?;
-    let root = config_step::host_root(ctx.host);
-    let owned = config_step::owned_flags(&doc, &devices, &inv.majors, root.as_deref());
-    let entries = doc.main().entries();
-    let mut any = false;
-    let mut node_minors: Vec<u32> = Vec::new();
-    let mut rule_minors: Vec<u32> = Vec::new();
-    let mut wildcard = false;
-    let mut dev_entries = false;
-    let mut host_libs = false;
-    let mut mig = false;
-    for (e, _) in entries.iter().zip(&owned).filter(|(_, o)| **o) {
-        any = true;
-        if ALLOW_KEYS.contains(&e.key) {
-            if let Some((NVIDIA_MAJOR, minor)) = parse_char_rule(e.value) {
-                match minor {
-                    None => wildcard = true,
-                    Some(m) if m < 254 => rule_minors.push(m),
-                    Some(_) => {}
-                }
-            }
-            continue;
-        }
-        let path = if is_dev_key(e.key) {
-            dev_entries = true;
-            dev_value_path(e.value).into()
-        } else {
-            host_source(
-                root.as_deref(),
-                e.value.split_whitespace().next().unwrap_or(""),
-            )
-        };
-        let path: &str = &path;
-        if is_nvidia_userspace_path(path) {
-            host_libs = true;
-        }
-        if !is_nvidia_node_path(path) {
-            continue;
-        }
-        if path.starts_with("/dev/nvidia-caps") {
-            mig = true;
-        }
-        if let Some(m) = path
-            .strip_prefix("/dev/nvidia")
-            .and_then(|n| n.parse::<u32>().ok())
-        {
-            node_minors.push(m);
-        }
-    }
-    if !any {
+pub(crate) async fn read(
+    ctx: &Ctx<'_>,
+    ct: &CtId,
+    inv: &Inventory,
+) -> Result<Option<CurrentAssignment>> {
+    let current = current::read(ctx, &inv.majors).await?;
+    if !current.any() {
         return Ok(None);
     }
-    let mut minors = if node_minors.is_empty() {
-        rule_minors
-    } else {
-        node_minors
-    };
-    minors.sort_unstable();
-    minors.dedup();
+    // The nodes say which GPUs are passed; without nodes, the rules do.
+    let mut minors = current.node_minors();
+    if minors.is_empty() {
+        minors = current.rule_minors();
+    }
     let mut indices = Vec::new();
     let mut unknown_minors = Vec::new();
     for m in &minors {
@@ -119,22 +68,26 @@ pub(crate) async fn read(ctx: &Ctx<'_>, inv: &Inventory) -> Result<Option<Curren
     indices.sort_unstable();
     let gpus = if !indices.is_empty() {
         GpuSelection::List(indices.into_iter().map(Selector::Index).collect())
-    } else if minors.is_empty() && wildcard {
+    } else if minors.is_empty() && current.allows_every_gpu() {
         GpuSelection::All
     } else {
         GpuSelection::None
     };
     Ok(Some(CurrentAssignment {
-        ct: ctx.ct.to_string(),
+        ct: ct.clone(),
         gpus,
         unknown_minors,
-        mode: if dev_entries { Mode::Dev } else { Mode::Raw },
-        strategy: if host_libs {
+        mode: if current.dev_entries() {
+            Mode::Dev
+        } else {
+            Mode::Raw
+        },
+        strategy: if current.host_userspace() {
             Strategy::HostLibs
         } else {
             Strategy::Runfile
         },
-        mig,
+        mig: current.mig(),
     }))
 }
 
@@ -142,11 +95,14 @@ pub(crate) async fn read(ctx: &Ctx<'_>, inv: &Inventory) -> Result<Option<Curren
 mod tests {
     use std::sync::Arc;
 
-    use exec_backend::{CtRef, CtState, MockContainerExec};
+    use exec_backend::{CtState, MockContainerExec};
+
+    use crate::values::CtId;
 
     use crate::engine::Engine;
-    use crate::request::{Mode, Request, Strategy, Target};
+    use crate::request::{Mode, Request, Strategy};
     use crate::select::GpuSelection;
+    use crate::target::Target;
     use crate::testutil::FsHost;
 
     const EXAMPLE_101: &str = include_str!("../../../examples/h200x2/etc/pve/lxc/101.conf");
@@ -166,7 +122,7 @@ mod tests {
     }
 
     fn req(gpus: &str, mode: Mode) -> Request {
-        let mut r = Request::new(CtRef::new("101"), gpus.parse().unwrap());
+        let mut r = Request::new("101".parse::<CtId>().unwrap(), gpus.parse().unwrap());
         r.mode = mode;
         r.strategy = Strategy::None;
         r.config_only = true;
@@ -177,7 +133,9 @@ mod tests {
     async fn no_nvidia_entries_is_none() {
         let (_d, e, _h) = engine();
         assert_eq!(
-            e.current_assignment(&CtRef::new("102")).await.unwrap(),
+            e.current_assignment(&"102".parse::<CtId>().unwrap())
+                .await
+                .unwrap(),
             None
         );
     }
@@ -187,7 +145,7 @@ mod tests {
         let (_d, e, _h) = engine();
         // The example passes /dev/nvidia0 and a c 195:* wildcard: the nodes decide.
         let a = e
-            .current_assignment(&CtRef::new("101"))
+            .current_assignment(&"101".parse::<CtId>().unwrap())
             .await
             .unwrap()
             .unwrap();
@@ -196,7 +154,7 @@ mod tests {
         assert_eq!(a.strategy, Strategy::Runfile);
         e.apply(&req("1", Mode::Raw)).await.unwrap();
         let a = e
-            .current_assignment(&CtRef::new("101"))
+            .current_assignment(&"101".parse::<CtId>().unwrap())
             .await
             .unwrap()
             .unwrap();
@@ -205,7 +163,7 @@ mod tests {
         assert!(!a.mig);
         e.apply(&req("0,1", Mode::Raw)).await.unwrap();
         let a = e
-            .current_assignment(&CtRef::new("101"))
+            .current_assignment(&"101".parse::<CtId>().unwrap())
             .await
             .unwrap()
             .unwrap();
@@ -221,7 +179,7 @@ mod tests {
         );
         e.apply(&req("1", Mode::Dev)).await.unwrap();
         let a = e
-            .current_assignment(&CtRef::new("101"))
+            .current_assignment(&"101".parse::<CtId>().unwrap())
             .await
             .unwrap()
             .unwrap();
@@ -233,7 +191,7 @@ mod tests {
             conf.replace("dev0: /dev/nvidia1", "dev0: /dev/nvidia7"),
         );
         let a = e
-            .current_assignment(&CtRef::new("101"))
+            .current_assignment(&"101".parse::<CtId>().unwrap())
             .await
             .unwrap()
             .unwrap();

@@ -1,57 +1,17 @@
 //! `check`: the live host against a container's config, without changing anything.
 
-use serde::Serialize;
-
-use crate::config_step::{self, Loaded};
-use crate::container;
-use crate::engine::Ctx;
-use crate::error::Result;
-use crate::inventory::{Inventory, NVIDIA_MAJOR};
-use crate::passthrough::{self, is_dev_key, is_nvidia_node_path, parse_char_rule, ALLOW_KEYS};
-use crate::request::{Request, Strategy, VersionWanted};
-use crate::version::DriverVersion;
 use exec_backend::CtState;
 
-/// What kind of drift a finding is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum FindingKind {
-    /// An allow rule for a major no NVIDIA driver holds now (moved uvm/caps major).
-    StaleMajor,
-    /// Allow rules under the cgroup key the host's LXC ignores.
-    WrongCgroupKey,
-    /// The config passes a node the host does not have.
-    MissingNode,
-    /// The config passes other GPUs than expected, or GPUs the host lacks.
-    WrongGpus,
-    /// The config differs from what `apply` would write.
-    ConfigDiffers,
-    /// The driver version asked for, or found in the container, differs from the host's module.
-    DriverMismatch,
-}
-
-/// One piece of drift.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Finding {
-    /// Its kind.
-    pub kind: FindingKind,
-    /// What was found, for a person (with the config line where there is one).
-    pub detail: String,
-}
-
-/// What `check` found for one container.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct CheckReport {
-    /// The container.
-    pub ct: String,
-    /// Whether anything drifted (the CLI exits 10).
-    pub drift: bool,
-    /// The drift found.
-    pub findings: Vec<Finding>,
-    /// Checks that did not run, and why.
-    pub not_checked: Vec<String>,
-}
+use crate::config_step;
+use crate::container;
+use crate::current::{self, Passes};
+use crate::error::{chain, Result};
+use crate::finding::{CheckReport, Finding, FindingKind};
+use crate::inventory::{Inventory, NVIDIA_MAJOR};
+use crate::request::{Request, Strategy};
+use crate::step::Ctx;
+use crate::version::DriverVersion;
+use crate::version::VersionWanted;
 
 fn finding(kind: FindingKind, detail: String) -> Finding {
     Finding { kind, detail }
@@ -75,7 +35,7 @@ async fn userspace_version(ctx: &Ctx<'_>) -> UserspaceProbe {
         Err(e) => {
             return UserspaceProbe::Skipped(format!(
                 "cannot read the container's state: {}",
-                crate::engine::chain(&e)
+                chain(&e)
             ))
         }
     }
@@ -84,10 +44,7 @@ async fn userspace_version(ctx: &Ctx<'_>) -> UserspaceProbe {
             p.smi_version
                 .or_else(|| p.libs.first().map(|(_, v)| v.clone())),
         ),
-        Err(e) => UserspaceProbe::Skipped(format!(
-            "the container probe failed: {}",
-            crate::engine::chain(&e)
-        )),
+        Err(e) => UserspaceProbe::Skipped(format!("the container probe failed: {}", chain(&e))),
     }
 }
 
@@ -97,22 +54,15 @@ pub(crate) async fn run(
     inv: &Inventory,
     expected: Option<&Request>,
 ) -> Result<CheckReport> {
-    let Loaded { doc, .. } = config_step::load(ctx).await?;
-    let devices = config_step::proc_devices(ctx.host).await?;
-    let root = config_step::host_root(ctx.host);
-    let owned = config_step::owned_flags(&doc, &devices, &inv.majors, root.as_deref());
-    let entries = doc.main().entries();
+    let current = current::read(ctx, &inv.majors).await?;
     let mut findings = Vec::new();
     let mut not_checked = Vec::new();
-    let current = inv.majors.all();
+    let majors = inv.majors.all();
     let honoured = inv.cgroup.allow_key();
-    let mut passed_minors: Vec<u32> = Vec::new();
-    let mut all_gpus_allowed = false;
-    for (e, _) in entries.iter().zip(&owned).filter(|(_, o)| **o) {
-        let at = format!("line {}: {}", e.line, e.value);
-        if ALLOW_KEYS.contains(&e.key) {
-            if let Some((major, minor)) = parse_char_rule(e.value) {
-                if !current.contains(&major) {
+    for l in &current.lines {
+        match &l.passes {
+            Passes::Rule { major, .. } => {
+                if !majors.contains(major) {
                     let uvm = inv
                         .majors
                         .nvidia_uvm
@@ -120,53 +70,35 @@ pub(crate) async fn run(
                         .unwrap_or_default();
                     findings.push(finding(
                         FindingKind::StaleMajor,
-                        format!("{at} allows major {major}, which no NVIDIA driver holds{uvm}"),
+                        format!(
+                            "{} allows major {major}, which no NVIDIA driver holds{uvm}",
+                            l.at()
+                        ),
                     ));
                 }
-                if major == NVIDIA_MAJOR {
-                    match minor {
-                        None => all_gpus_allowed = true,
-                        Some(m) if m < 254 => passed_minors.push(m),
-                        Some(_) => {}
-                    }
+                if l.key != honoured {
+                    findings.push(finding(
+                        FindingKind::WrongCgroupKey,
+                        format!(
+                            "line {} uses {} but this host's LXC honours {honoured} and ignores it",
+                            l.line, l.key
+                        ),
+                    ));
                 }
             }
-            if e.key != honoured {
-                findings.push(finding(
-                    FindingKind::WrongCgroupKey,
-                    format!(
-                        "line {} uses {} but this host's LXC honours {honoured} and ignores it",
-                        e.line, e.key
-                    ),
-                ));
+            Passes::Node { path, .. } => {
+                if inv.node(path).is_none() {
+                    findings.push(finding(
+                        FindingKind::MissingNode,
+                        format!("{} passes {path}, which the host does not have", l.at()),
+                    ));
+                }
             }
-            continue;
-        }
-        let path = if is_dev_key(e.key) {
-            passthrough::dev_value_path(e.value).into()
-        } else {
-            passthrough::host_source(
-                root.as_deref(),
-                e.value.split_whitespace().next().unwrap_or(""),
-            )
-        };
-        let path: &str = &path;
-        if !is_nvidia_node_path(path) {
-            continue;
-        }
-        if let Some(m) = path
-            .strip_prefix("/dev/nvidia")
-            .and_then(|n| n.parse::<u32>().ok())
-        {
-            passed_minors.push(m);
-        }
-        if inv.node(path).is_none() {
-            findings.push(finding(
-                FindingKind::MissingNode,
-                format!("{at} passes {path}, which the host does not have"),
-            ));
+            Passes::Userspace => {}
         }
     }
+    let mut passed_minors = current.rule_minors();
+    passed_minors.extend(current.node_minors());
     passed_minors.sort_unstable();
     passed_minors.dedup();
     for m in &passed_minors {
@@ -181,7 +113,7 @@ pub(crate) async fn run(
         let gpus: Vec<_> = req.gpus.resolve(inv)?.into_iter().cloned().collect();
         let mut want: Vec<u32> = gpus.iter().map(|g| g.minor).collect();
         want.sort_unstable();
-        if all_gpus_allowed && want.len() < inv.gpus.len() {
+        if current.allows_every_gpu() && want.len() < inv.gpus.len() {
             findings.push(finding(
                 FindingKind::WrongGpus,
                 format!(
@@ -194,20 +126,15 @@ pub(crate) async fn run(
                 format!("the config passes GPU minor(s) {passed_minors:?}, expected {want:?}"),
             ));
         }
-        let unprivileged = config_step::is_unprivileged(&doc);
-        let (wanted, _) = config_step::wanted_lines(ctx, req, inv, &gpus, unprivileged).await?;
-        let mut planned = doc.clone();
-        let (removed, added) = config_step::reconcile(
-            &mut planned,
-            &wanted,
-            &devices,
-            &inv.majors,
-            root.as_deref(),
-        )?;
-        if planned.to_bytes() != doc.to_bytes() {
+        let planned =
+            config_step::planned(ctx, req, inv, &gpus, &current.loaded, &current.devices).await?;
+        if planned.bytes != current.loaded.bytes {
             findings.push(finding(
                 FindingKind::ConfigDiffers,
-                format!("apply would remove {removed} and add {added} line(s); run `phoenix-gpu plan {}` to see them", ctx.ct),
+                format!(
+                    "apply would remove {} and add {} line(s)",
+                    planned.removed, planned.added
+                ),
             ));
         }
         if let VersionWanted::Exact(v) = &req.driver_version {
@@ -249,12 +176,14 @@ pub(crate) async fn run(
 mod tests {
     use std::sync::Arc;
 
-    use exec_backend::{CtRef, MockContainerExec};
+    use exec_backend::MockContainerExec;
 
     use super::*;
     use crate::engine::Engine;
-    use crate::request::{Mode, Target};
+    use crate::request::Mode;
+    use crate::target::Target;
     use crate::testutil::FsHost;
+    use crate::values::CtId;
 
     const EXAMPLE_101: &str = include_str!("../../../examples/h200x2/etc/pve/lxc/101.conf");
 
@@ -269,7 +198,7 @@ mod tests {
     }
 
     fn req(gpus: &str) -> Request {
-        let mut r = Request::new(CtRef::new("101"), gpus.parse().unwrap());
+        let mut r = Request::new("101".parse::<CtId>().unwrap(), gpus.parse().unwrap());
         r.mode = Mode::Auto;
         r.strategy = Strategy::None;
         r.config_only = true;
@@ -283,7 +212,10 @@ mod tests {
     #[tokio::test]
     async fn finds_the_stale_uvm_major() {
         let (_d, e, _h) = setup();
-        let r = e.check(&CtRef::new("101"), None).await.unwrap();
+        let r = e
+            .check(&"101".parse::<CtId>().unwrap(), None)
+            .await
+            .unwrap();
         assert!(r.drift);
         assert_eq!(kinds(&r), vec![FindingKind::StaleMajor]);
         assert!(
@@ -298,12 +230,18 @@ mod tests {
     #[tokio::test]
     async fn with_expected_gpus_finds_the_wrong_assignment_and_then_nothing() {
         let (_d, e, _h) = setup();
-        let r = e.check(&CtRef::new("101"), Some(&req("1"))).await.unwrap();
+        let r = e
+            .check(&"101".parse::<CtId>().unwrap(), Some(&req("1")))
+            .await
+            .unwrap();
         let k = kinds(&r);
         assert!(k.contains(&FindingKind::WrongGpus), "{k:?}");
         assert!(k.contains(&FindingKind::ConfigDiffers), "{k:?}");
         e.apply(&req("1")).await.unwrap();
-        let r = e.check(&CtRef::new("101"), Some(&req("1"))).await.unwrap();
+        let r = e
+            .check(&"101".parse::<CtId>().unwrap(), Some(&req("1")))
+            .await
+            .unwrap();
         assert!(!r.drift, "{:?}", r.findings);
     }
 
@@ -316,7 +254,10 @@ mod tests {
             "cgroup /sys/fs/cgroup/devices cgroup rw,devices 0 0\n",
         );
         std::fs::remove_file(host.path("/dev/nvidia-uvm")).unwrap();
-        let r = e.check(&CtRef::new("101"), None).await.unwrap();
+        let r = e
+            .check(&"101".parse::<CtId>().unwrap(), None)
+            .await
+            .unwrap();
         let k = kinds(&r);
         assert!(k.contains(&FindingKind::WrongCgroupKey), "{k:?}");
         assert!(k.contains(&FindingKind::MissingNode), "{k:?}");
@@ -329,7 +270,10 @@ mod tests {
         let mut r = req("1");
         r.strategy = Strategy::Runfile;
         r.driver_version = VersionWanted::Exact("580.76.05".parse().unwrap());
-        let c = e.check(&CtRef::new("101"), Some(&r)).await.unwrap();
+        let c = e
+            .check(&"101".parse::<CtId>().unwrap(), Some(&r))
+            .await
+            .unwrap();
         assert_eq!(kinds(&c), vec![FindingKind::DriverMismatch]);
     }
 
@@ -343,7 +287,7 @@ mod tests {
             .await
             .unwrap()
             .into_iter()
-            .map(|c| c.0)
+            .map(|c| c.to_string())
             .collect();
         assert_eq!(ids, ["101", "1000"]);
     }
@@ -353,12 +297,13 @@ mod tests {
 mod probe_tests {
     use std::sync::Arc;
 
-    use exec_backend::{CtRef, CtState, MockContainerExec, Output};
+    use exec_backend::{CtState, MockContainerExec, Output};
 
     use super::*;
     use crate::engine::Engine;
-    use crate::request::Target;
+    use crate::target::Target;
     use crate::testutil::FsHost;
+    use crate::values::CtId;
 
     #[tokio::test]
     async fn a_running_container_with_an_old_userspace_is_drift() {
@@ -375,7 +320,10 @@ mod probe_tests {
             ))
         });
         let e = Engine::new(Arc::new(host), Arc::new(cts), Target::Pve);
-        let r = e.check(&CtRef::new("101"), None).await.unwrap();
+        let r = e
+            .check(&"101".parse::<CtId>().unwrap(), None)
+            .await
+            .unwrap();
         let f: Vec<_> = r
             .findings
             .iter()

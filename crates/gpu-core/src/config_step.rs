@@ -11,16 +11,17 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use exec_backend::{Cmd, ExecError, Host, WriteOptions};
-use lxc_conf::{Dialect, Document};
+use lxc_conf::Document;
 use tracing::{debug, info};
 
-use crate::container;
-use crate::engine::Ctx;
-use crate::error::{Error, Result};
+use crate::ctconfig::{host_root, is_unprivileged, load, owned_flags, proc_devices, Loaded};
+use crate::error::{Error, Input, Result};
+use crate::host_libs;
 use crate::inventory::{read_text, Gpu, Inventory, Majors, MigMinors, ProcDevices, MIG_MINORS};
-use crate::passthrough::{self, LineRef, Ownership, WantedLine, Wants, Written};
+use crate::passthrough::{self, WantedLine, Wants, Written};
 use crate::report::StepStatus;
-use crate::request::{Request, Strategy, Target};
+use crate::request::{Request, Strategy};
+use crate::step::Ctx;
 
 /// How many previous versions of a config are kept under the backup root.
 pub const BACKUPS_KEPT: usize = 10;
@@ -38,97 +39,8 @@ pub struct ConfigOutcome {
     pub unprivileged: bool,
 }
 
-/// A config as read: its path, bytes and parsed document.
-pub(crate) struct Loaded {
-    pub path: PathBuf,
-    pub bytes: Vec<u8>,
-    pub doc: Document,
-}
-
-/// Reads and parses the container's config; refuses a locked one.
-pub(crate) async fn load(ctx: &Ctx<'_>) -> Result<Loaded> {
-    let path = ctx.target.config_path(ctx.ct);
-    let bytes = match ctx.host.read_file(&path).await {
-        Ok(b) => b,
-        Err(e @ ExecError::NotFound { .. }) => {
-            if ct_known_absent(ctx).await {
-                return Err(Error::CtNotFound {
-                    ct: ctx.ct.to_string(),
-                    path,
-                });
-            }
-            return Err(Error::ConfigUnreadable {
-                ct: ctx.ct.to_string(),
-                path,
-                source: e,
-            });
-        }
-        Err(e) => {
-            return Err(Error::ConfigUnreadable {
-                ct: ctx.ct.to_string(),
-                path,
-                source: e,
-            })
-        }
-    };
-    let doc = Document::parse(&bytes, ctx.target.dialect());
-    if ctx.target.dialect() == Dialect::Pve {
-        if let Some(lock) = doc.main().get("lock") {
-            return Err(Error::Locked {
-                ct: ctx.ct.to_string(),
-                lock: lock.to_owned(),
-            });
-        }
-    }
-    Ok(Loaded { path, bytes, doc })
-}
-
-/// On Proxmox, whether the cluster's `/etc/pve/.vmlist` says no container has this id.
-async fn ct_known_absent(ctx: &Ctx<'_>) -> bool {
-    if *ctx.target != Target::Pve {
-        return false;
-    }
-    let Ok(Some(text)) = read_text(ctx.host, "/etc/pve/.vmlist").await else {
-        return false;
-    };
-    let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
-        return false;
-    };
-    match v.get("ids").and_then(|ids| ids.as_object()) {
-        Some(ids) => !ids
-            .get(ctx.ct.as_str())
-            .is_some_and(|e| e.get("type").and_then(|t| t.as_str()) == Some("lxc")),
-        None => false,
-    }
-}
-
-/// Whether the container is unprivileged: `unprivileged: 1` (PVE), `lxc.idmap` lines (LXC).
-pub(crate) fn is_unprivileged(doc: &Document) -> bool {
-    let main = doc.main();
-    match doc.dialect() {
-        Dialect::Pve => main.get("unprivileged").is_some_and(|v| {
-            matches!(
-                v.trim().to_ascii_lowercase().as_str(),
-                "1" | "on" | "yes" | "true"
-            )
-        }),
-        Dialect::Lxc => main
-            .entries()
-            .iter()
-            .any(|e| e.key == "lxc.idmap" && !e.value.trim().is_empty()),
-    }
-}
-
-/// The character-device table of the host (empty when unreadable: no driver loaded).
-pub(crate) async fn proc_devices(host: &dyn Host) -> Result<ProcDevices> {
-    Ok(read_text(host, "/proc/devices")
-        .await?
-        .map(|t| ProcDevices::parse(&t))
-        .unwrap_or_default())
-}
-
 /// The lines the request wants in this config.
-pub(crate) async fn wanted_lines(
+async fn wanted_lines(
     ctx: &Ctx<'_>,
     req: &Request,
     inv: &Inventory,
@@ -145,14 +57,14 @@ pub(crate) async fn wanted_lines(
             .await?
             .ok_or_else(|| Error::NodeMissing {
                 path: PathBuf::from(MIG_MINORS),
-                hint: "the driver lists no MIG capabilities; --mig needs MIG-capable GPUs and a driver with nvidia-caps".into(),
+                hint: "the driver lists no MIG capabilities; MIG passthrough needs MIG-capable GPUs and a driver with nvidia-caps".into(),
             })?;
         Some(MigMinors::parse(&text))
     } else {
         None
     };
     let extra = if req.strategy == Strategy::HostLibs {
-        container::hostlibs::mounts(ctx, inv).await?
+        host_libs::mounts(ctx, inv).await?
     } else {
         Vec::new()
     };
@@ -174,40 +86,9 @@ pub(crate) async fn wanted_lines(
     Ok((lines, written))
 }
 
-/// The directory a host under a root maps `/` to (`None` for a host without one): mount
-/// sources under it are recognised as the host paths they stand for.
-pub(crate) fn host_root(host: &dyn Host) -> Option<PathBuf> {
-    let root = host.resolve(Path::new("/"));
-    (root != Path::new("/")).then_some(root)
-}
-
-/// The tool's lines of the main section, as flags parallel to `main().entries()`. `root`: see
-/// [`host_root`].
-pub(crate) fn owned_flags(
-    doc: &Document,
-    devices: &ProcDevices,
-    majors: &Majors,
-    root: Option<&Path>,
-) -> Vec<bool> {
-    let entries = doc.main().entries();
-    let lines: Vec<LineRef<'_>> = entries
-        .iter()
-        .map(|e| LineRef {
-            key: e.key,
-            value: e.value,
-        })
-        .collect();
-    Ownership {
-        devices,
-        majors,
-        root,
-    }
-    .classify(&lines)
-}
-
 /// Brings the document's owned lines to `wanted`. Returns how many lines were removed and
 /// added.
-pub(crate) fn reconcile(
+fn reconcile(
     doc: &mut Document,
     wanted: &[WantedLine],
     devices: &ProcDevices,
@@ -251,9 +132,9 @@ pub(crate) fn reconcile(
                     .main()
                     .next_free_index("dev", 255)
                     .ok_or_else(|| Error::BadInput {
-                        what: "container config",
+                        what: Input::ContainerConfig,
                         value: "dev0..dev255".into(),
-                        hint: "every devN index is taken; free some or use --mode raw".into(),
+                        hint: "every devN index is taken; free some or use raw mode".into(),
                     })?;
                 doc.set(&format!("dev{n}"), value);
             }
@@ -277,6 +158,45 @@ pub(crate) fn unified_diff(path: &Path, old: &[u8], new: &[u8]) -> String {
         .to_string()
 }
 
+/// The config as a request wants it, computed from the config as read.
+pub(crate) struct Planned {
+    /// The new bytes (equal to the old ones when nothing changes).
+    pub bytes: Vec<u8>,
+    /// How many of the tool's lines go.
+    pub removed: usize,
+    /// How many lines come.
+    pub added: usize,
+    /// How the passthrough is written.
+    pub written: Written,
+    /// Whether the container is unprivileged.
+    pub unprivileged: bool,
+}
+
+/// What `req` makes of the config `loaded` (read with `devices`, the host's device table):
+/// the tool's lines brought to what the request wants, every other byte kept. Changes
+/// nothing; `check` compares it with the config, the config step writes it.
+pub(crate) async fn planned(
+    ctx: &Ctx<'_>,
+    req: &Request,
+    inv: &Inventory,
+    gpus: &[Gpu],
+    loaded: &Loaded,
+    devices: &ProcDevices,
+) -> Result<Planned> {
+    let unprivileged = is_unprivileged(&loaded.doc);
+    let (wanted, written) = wanted_lines(ctx, req, inv, gpus, unprivileged).await?;
+    let root = host_root(ctx.host);
+    let mut doc = loaded.doc.clone();
+    let (removed, added) = reconcile(&mut doc, &wanted, devices, &inv.majors, root.as_deref())?;
+    Ok(Planned {
+        bytes: doc.to_bytes(),
+        removed,
+        added,
+        written,
+        unprivileged,
+    })
+}
+
 /// Brings the config's passthrough entries to what `req` asks for.
 pub(crate) async fn apply(
     ctx: &Ctx<'_>,
@@ -284,20 +204,14 @@ pub(crate) async fn apply(
     inv: &Inventory,
     gpus: &[Gpu],
 ) -> Result<(ConfigOutcome, StepStatus, String)> {
-    let Loaded {
-        path,
-        bytes,
-        mut doc,
-    } = load(ctx).await?;
-    let unprivileged = is_unprivileged(&doc);
-    let (wanted, written) = wanted_lines(ctx, req, inv, gpus, unprivileged).await?;
+    let loaded = load(ctx).await?;
     let devices = proc_devices(ctx.host).await?;
-    let root = host_root(ctx.host);
-    let (removed, added) = reconcile(&mut doc, &wanted, &devices, &inv.majors, root.as_deref())?;
-    let new = doc.to_bytes();
+    let plan = planned(ctx, req, inv, gpus, &loaded, &devices).await?;
+    let Loaded { path, bytes, .. } = loaded;
+    let new = plan.bytes;
     let changed = new != bytes;
     let diff = unified_diff(&path, &bytes, &new);
-    let how = match written {
+    let how = match plan.written {
         Written::Raw(layout) => format!("raw mode, {}", layout.allow_key()),
         Written::Dev => "dev mode".to_owned(),
     };
@@ -305,7 +219,7 @@ pub(crate) async fn apply(
         diff,
         changed,
         written: false,
-        unprivileged,
+        unprivileged: plan.unprivileged,
     };
     if !changed {
         return Ok((
@@ -314,7 +228,12 @@ pub(crate) async fn apply(
             format!("{} up to date ({how})", path.display()),
         ));
     }
-    let detail = format!("{}: -{removed} +{added} line(s) ({how})", path.display());
+    let detail = format!(
+        "{}: -{} +{} line(s) ({how})",
+        path.display(),
+        plan.removed,
+        plan.added
+    );
     if req.dry_run {
         return Ok((outcome, StepStatus::Planned, detail));
     }

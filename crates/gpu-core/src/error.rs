@@ -1,9 +1,13 @@
 //! Typed errors of the domain, and the kind each one is (the CLI maps kinds to exit codes).
 
+use std::fmt;
 use std::path::PathBuf;
+use std::time::Duration;
 
-use exec_backend::ExecError;
+use exec_backend::{ExecError, ExitStatus};
 use serde::Serialize;
+
+use crate::finding::Finding;
 
 /// What kind of failure an [`Error`] is; an embedding tool matches on it instead of parsing
 /// messages (or matches on the [`Error`] variant for the finer cause).
@@ -14,14 +18,14 @@ use serde::Serialize;
 /// | kind | exit code | [`Error`] variants |
 /// |---|---|---|
 /// | (success) | 0 | |
-/// | [`Internal`](ErrorKind::Internal) | 1 | `Parse`, `Exec` with another backend error |
-/// | [`BadInput`](ErrorKind::BadInput) | 2 | `BadInput` (and every command-line parse error) |
+/// | [`Internal`](ErrorKind::Internal) | 1 | `Internal`, `Parse`, `Exec` with another backend error |
+/// | [`BadInput`](ErrorKind::BadInput) | 2 | `BadInput`, `OrchestratorConfig`, `NoOrchestratorConfig`, `OrchestratorValue` (and every command-line parse error) |
 /// | [`CtNotFound`](ErrorKind::CtNotFound) | 3 | `CtNotFound`, `Exec` with `ExecError::CtNotFound` |
 /// | [`ConfigMissing`](ErrorKind::ConfigMissing) | 4 | `ConfigUnreadable` |
 /// | [`Install`](ErrorKind::Install) | 5 | `Install` |
 /// | [`Restart`](ErrorKind::Restart) | 6 | `Restart` |
 /// | [`Verify`](ErrorKind::Verify) | 7 | `Verify` |
-/// | [`HostPrecondition`](ErrorKind::HostPrecondition) | 8 | `NoDriver`, `GpuNotPresent`, `NodeMissing`, `VersionMismatch` |
+/// | [`HostPrecondition`](ErrorKind::HostPrecondition) | 8 | `NoDriver`, `GpuNotPresent`, `GpuGone`, `NodeMissing`, `HostUserspaceMissing`, `VersionMismatch`, `Exec` with an SSH error |
 /// | [`Locked`](ErrorKind::Locked) | 9 | `Locked`, `LockBusy`, `Exec` with a lock timeout or conflict |
 /// | [`Drift`](ErrorKind::Drift) | 10 | `Drift` (and `check` finding drift) |
 ///
@@ -32,6 +36,10 @@ use serde::Serialize;
 /// assert_eq!(e.kind(), ErrorKind::HostPrecondition);
 /// assert!(matches!(e, Error::GpuNotPresent { .. }));
 /// ```
+///
+/// Kinds are ordered from the least to the worst outcome in the order of those exit codes
+/// (`Internal` < `BadInput` < ... < `Drift`), so the worst of several outcomes is the
+/// greatest kind, and its exit code the highest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
@@ -85,8 +93,8 @@ pub enum Error {
     /// An input value is malformed.
     #[error("invalid {what} {value:?}: {hint}")]
     BadInput {
-        /// Which input: `GPU selection`, `driver version`, `CTID`, ...
-        what: &'static str,
+        /// Which input.
+        what: Input,
         /// The value as given.
         value: String,
         /// What is wrong and what is accepted.
@@ -115,7 +123,7 @@ pub enum Error {
         hint: String,
     },
     /// The requested driver version differs from the host's kernel module.
-    #[error("requested driver version {wanted} differs from the host's kernel module {host}; the container's userspace must match the module (use --driver-version auto, or --force-version to override)")]
+    #[error("requested driver version {wanted} differs from the host's kernel module {host}; the container's userspace must match the module")]
     VersionMismatch {
         /// What was asked for.
         wanted: String,
@@ -159,38 +167,41 @@ pub enum Error {
         source: ExecError,
     },
     /// Installing something in the container failed.
-    #[error("{what} failed in container {ct}: {detail}")]
+    #[error("{what} failed in container {ct}")]
     Install {
         /// The container.
         ct: String,
-        /// What was installed: `NVIDIA userspace 580.159.04`, `CUDA 12.8`, `tools`.
+        /// What was installed: `NVIDIA userspace 580.159.04`, `CUDA 12.8`, `tools (nvtop)`.
         what: String,
-        /// What went wrong, with the tail of the log where there is one.
-        detail: String,
+        /// Why.
+        #[source]
+        cause: InstallCause,
     },
     /// The container could not be restarted or started.
-    #[error("restarting container {ct} failed: {detail}")]
+    #[error("restarting container {ct} failed")]
     Restart {
         /// The container.
         ct: String,
-        /// What went wrong.
-        detail: String,
+        /// Why.
+        #[source]
+        cause: RestartCause,
     },
     /// Verification inside the container failed.
-    #[error("verification failed in container {ct}: {detail}")]
+    #[error("verification failed in container {ct}")]
     Verify {
         /// The container.
         ct: String,
         /// What was seen against what was expected.
-        detail: String,
+        #[source]
+        cause: VerifyCause,
     },
-    /// `check` found drift (carried by fleet and monitoring callers that want an error).
-    #[error("container {ct} has drifted: {detail}")]
+    /// `check` found drift (for fleet and monitoring callers that want an error).
+    #[error("container {ct} has drifted: {}", summary(findings))]
     Drift {
         /// The container.
         ct: String,
         /// What drifted.
-        detail: String,
+        findings: Vec<Finding>,
     },
     /// A host or container operation failed where no more specific error applies.
     #[error("{context}")]
@@ -201,6 +212,23 @@ pub enum Error {
         #[source]
         source: ExecError,
     },
+    /// A container's config passes GPUs (by device minor) that the host does not have: a GPU
+    /// was removed or moved, so its assignment cannot be re-applied as it is.
+    #[error("the config of container {ct} passes GPU minor(s) {minors:?}, which this host does not have")]
+    GpuGone {
+        /// The container.
+        ct: String,
+        /// The minors no GPU of the host has.
+        minors: Vec<u32>,
+    },
+    /// The host's own driver userspace (for the `host-libs` strategy) is not there.
+    #[error("the host's userspace of driver {version} was not found (looked for libnvidia-ml.so.{version} in {}); install it on the host or use the runfile strategy", looked_in.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", "))]
+    HostUserspaceMissing {
+        /// The module's version.
+        version: String,
+        /// The directories looked in.
+        looked_in: Vec<PathBuf>,
+    },
     /// Something the host reported could not be understood.
     #[error("cannot understand {what}: {detail}")]
     Parse {
@@ -209,13 +237,79 @@ pub enum Error {
         /// What was wrong.
         detail: String,
     },
+    /// The orchestrator's config is not its JSON.
+    #[error("the orchestrator config is not valid phoenix_lxc_configs JSON")]
+    OrchestratorConfig {
+        /// The parser's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The containers of the orchestrator config are asked for, and no config was given.
+    #[error("the containers of the orchestrator config are asked for, and no orchestrator config was given")]
+    NoOrchestratorConfig,
+    /// A value of the orchestrator's config is not valid.
+    #[error("the orchestrator config's {field}{} is not valid", ct.as_deref().map(|c| format!(" of container {c}")).unwrap_or_default())]
+    OrchestratorValue {
+        /// The field: `gpu_assignment`, `nvidia_driver_version`, ...
+        field: &'static str,
+        /// The container whose block it is in, for a per-container field.
+        ct: Option<String>,
+        /// What is wrong with it.
+        #[source]
+        source: Box<Error>,
+    },
+    /// A container lives on another cluster node and there is no way to reach it.
+    #[error("cluster node {node} cannot be reached: no connection to other nodes was set up")]
+    NodeUnreachable {
+        /// The node.
+        node: String,
+    },
+    /// A bug: something that cannot happen did (a task panicked).
+    #[error("internal error: {what}; this is a bug")]
+    Internal {
+        /// What happened.
+        what: String,
+    },
+}
+
+impl ErrorKind {
+    /// The place of a kind in the order of the orchestrator's exit codes.
+    fn rank(self) -> u8 {
+        match self {
+            ErrorKind::Internal => 1,
+            ErrorKind::BadInput => 2,
+            ErrorKind::CtNotFound => 3,
+            ErrorKind::ConfigMissing => 4,
+            ErrorKind::Install => 5,
+            ErrorKind::Restart => 6,
+            ErrorKind::Verify => 7,
+            ErrorKind::HostPrecondition => 8,
+            ErrorKind::Locked => 9,
+            ErrorKind::Drift => 10,
+        }
+    }
+}
+
+impl Ord for ErrorKind {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.rank().cmp(&other.rank())
+    }
+}
+
+impl PartialOrd for ErrorKind {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
 }
 
 impl Error {
     /// The kind of this error (one exit code per kind in the CLI).
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::BadInput { .. } => ErrorKind::BadInput,
+            Error::BadInput { .. }
+            | Error::OrchestratorConfig { .. }
+            | Error::NoOrchestratorConfig
+            | Error::OrchestratorValue { .. } => ErrorKind::BadInput,
             Error::NoDriver { .. }
             | Error::GpuNotPresent { .. }
             | Error::NodeMissing { .. }
@@ -234,7 +328,10 @@ impl Error {
                 ExecError::Ssh { .. } => ErrorKind::HostPrecondition,
                 _ => ErrorKind::Internal,
             },
-            Error::Parse { .. } => ErrorKind::Internal,
+            Error::GpuGone { .. }
+            | Error::HostUserspaceMissing { .. }
+            | Error::NodeUnreachable { .. } => ErrorKind::HostPrecondition,
+            Error::Parse { .. } | Error::Internal { .. } => ErrorKind::Internal,
         }
     }
 
@@ -249,3 +346,360 @@ impl Error {
 
 /// The result type of gpu-core.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The whole cause chain of an error, joined by `: `.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// Which input a [`Error::BadInput`] is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Input {
+    /// A Proxmox VE container id.
+    CtId,
+    /// A plain-LXC container name.
+    ContainerName,
+    /// A GPU selection (`none`, `all`, indices, UUIDs, PCI bus ids).
+    GpuSelection,
+    /// A driver version (`580.159.04`, or `auto` where a wanted version is asked for).
+    DriverVersion,
+    /// A CUDA toolkit version (`12.8`).
+    CudaVersion,
+    /// A Debian package name (a tool).
+    PackageName,
+    /// A list of package names.
+    ToolList,
+    /// A SHA-256 checksum.
+    Sha256,
+    /// An `http://` or `https://` URL.
+    Url,
+    /// A URL whose last part must name the downloaded file.
+    DownloadUrl,
+    /// How passthrough is written (`dev` where it cannot be).
+    Mode,
+    /// A container's config the tool cannot edit as asked.
+    ContainerConfig,
+}
+
+impl fmt::Display for Input {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Input::CtId => "CTID",
+            Input::ContainerName => "container name",
+            Input::GpuSelection => "GPU selection",
+            Input::DriverVersion => "driver version",
+            Input::CudaVersion => "CUDA version",
+            Input::PackageName => "package name",
+            Input::ToolList => "tool list",
+            Input::Sha256 => "SHA-256 checksum",
+            Input::Url => "URL",
+            Input::DownloadUrl => "download URL",
+            Input::Mode => "mode",
+            Input::ContainerConfig => "container config",
+        })
+    }
+}
+
+/// Why an install in a container (or the download for it on the host) failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum InstallCause {
+    /// The container is not Debian or Ubuntu with apt.
+    #[error("the container runs {system}{}; only Debian and Ubuntu containers (apt) are supported", if *apt_get { "" } else { " without apt-get" })]
+    NotApt {
+        /// The container's system: `alpine 3.20 (x86_64)`.
+        system: String,
+        /// Whether it has apt-get at all.
+        apt_get: bool,
+    },
+    /// No CUDA repository is known for the container's distribution, and none was given.
+    #[error("no CUDA repository is known for {system}")]
+    NoCudaRepository {
+        /// The container's system.
+        system: String,
+    },
+    /// The container is not x86_64, and the runfile is.
+    #[error("the container is {arch}; the runfile is for x86_64")]
+    WrongArch {
+        /// `uname -m` in the container.
+        arch: String,
+    },
+    /// Too little room on the container's root disk.
+    #[error("only {free_mib} MiB free on / in the container, the install needs about {need_mib} MiB; grow its root disk")]
+    DiskSpace {
+        /// Free space in MiB.
+        free_mib: u64,
+        /// What the install needs in MiB.
+        need_mib: u64,
+    },
+    /// Copying a file into the container failed.
+    #[error("pushing {file} into the container failed")]
+    Push {
+        /// The file's name.
+        file: String,
+        /// The backend error.
+        #[source]
+        source: ExecError,
+    },
+    /// A command could not be run (in the container or on the host).
+    #[error("{doing} failed")]
+    Run {
+        /// What was being done: `running the installer`, `fetching ...`.
+        doing: String,
+        /// The backend error.
+        #[source]
+        source: ExecError,
+    },
+    /// A command ran and failed.
+    #[error("{doing} failed ({status}): {output}")]
+    Command {
+        /// What was being done: `apt-get install nvtop`, `downloading URL`.
+        doing: String,
+        /// Its exit status.
+        status: ExitStatus,
+        /// The tail of what it printed.
+        output: String,
+    },
+    /// NVIDIA's installer failed.
+    #[error("the installer ended with {status}{}; {log_path} ends with: {log}", output.as_deref().map(|o| format!(" ({o})")).unwrap_or_default())]
+    Installer {
+        /// Its exit status.
+        status: ExitStatus,
+        /// The tail of what it printed, if anything.
+        output: Option<String>,
+        /// The installer's log in the container.
+        log_path: &'static str,
+        /// The tail of that log, or why it cannot be read.
+        log: String,
+    },
+    /// The host's libraries are not mounted in the container (`host-libs`).
+    #[error("the host's libraries are not mounted in the container (is the config step's mount list in place and the container restarted?)")]
+    HostLibsNotMounted,
+    /// The checksum published beside a download could not be had.
+    #[error("the checksum file {url} is not usable: {why}")]
+    NoPublishedChecksum {
+        /// The checksum file's URL.
+        url: String,
+        /// Why: curl's error, or what the file holds instead of a checksum.
+        why: String,
+    },
+    /// A download's SHA-256 is not the expected one.
+    #[error("checksum mismatch for {url}: expected {expected}, got {got}; the download was removed and nothing was installed")]
+    ChecksumMismatch {
+        /// The URL.
+        url: String,
+        /// The expected SHA-256.
+        expected: String,
+        /// The SHA-256 of what was downloaded.
+        got: String,
+    },
+    /// A host tool did not do what it should have.
+    #[error("{tool} {what}")]
+    Unexpected {
+        /// The tool: `sha256sum`, `curl`.
+        tool: &'static str,
+        /// What it did instead: `printed "..."`, `left no file at ...`.
+        what: String,
+    },
+}
+
+/// Why a restart (or start) failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RestartCause {
+    /// Stopping the container failed.
+    #[error("stop failed")]
+    Stop {
+        /// The backend error.
+        #[source]
+        source: ExecError,
+    },
+    /// Starting the container failed.
+    #[error("start failed")]
+    Start {
+        /// The backend error.
+        #[source]
+        source: ExecError,
+    },
+    /// Starting failed because a device node the config passes is missing on the host (LXC's
+    /// `Could not get mode or device ID`, `Failed to mount /dev/nvidia...`).
+    #[error("start failed: a device node its config passes is missing on the host")]
+    DeviceNodeMissing {
+        /// The backend error.
+        #[source]
+        source: ExecError,
+    },
+    /// Reading the state while waiting failed.
+    #[error("reading its state failed")]
+    State {
+        /// The backend error.
+        #[source]
+        source: ExecError,
+    },
+    /// It did not reach RUNNING in time.
+    #[error("the {action} did not bring it to RUNNING within {}s", after.as_secs())]
+    Timeout {
+        /// `restart`, `start` or `wait`.
+        action: &'static str,
+        /// The limit.
+        after: Duration,
+    },
+    /// It was in another state (STARTING, FROZEN, ...) and did not settle as running.
+    #[error("it is {state} and did not reach RUNNING within {}s; resolve its state by hand", after.as_secs())]
+    Unsettled {
+        /// The state it was in.
+        state: String,
+        /// The limit.
+        after: Duration,
+    },
+}
+
+impl RestartCause {
+    /// A failed start, as [`RestartCause::DeviceNodeMissing`] when LXC's error says a device
+    /// node to bind is missing on the host.
+    pub fn start(source: ExecError) -> RestartCause {
+        let text = chain(&source);
+        if text.contains("Could not get mode or device ID")
+            || text.contains("Failed to mount /dev/nvidia")
+        {
+            RestartCause::DeviceNodeMissing { source }
+        } else {
+            RestartCause::Start { source }
+        }
+    }
+}
+
+/// How `nvidia-smi` failed, as far as its output tells.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SmiFailure {
+    /// NVML: `Driver/library version mismatch` (or an API mismatch): the userspace differs from
+    /// the loaded module.
+    VersionMismatch,
+    /// NVML: `Insufficient Permissions`, or a device node that cannot be opened.
+    NoPermission,
+    /// Anything else (`Unknown Error`, no devices, ...).
+    Other,
+}
+
+impl SmiFailure {
+    /// Classifies nvidia-smi's output.
+    pub fn classify(output: &str) -> SmiFailure {
+        if output.contains("Driver/library version mismatch") || output.contains("API mismatch") {
+            SmiFailure::VersionMismatch
+        } else if output.contains("Insufficient Permissions")
+            || (output.contains("Permission denied") && output.contains("/dev/nvidia"))
+        {
+            SmiFailure::NoPermission
+        } else {
+            SmiFailure::Other
+        }
+    }
+}
+
+/// Why verification failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum VerifyCause {
+    /// There is no `nvidia-smi` in the container.
+    #[error("nvidia-smi is not in the container's PATH; the driver userspace is missing")]
+    SmiMissing,
+    /// `nvidia-smi` failed.
+    #[error("{output}; expected GPUs [{}] at driver {driver}", expected.join(", "))]
+    SmiFailed {
+        /// What the failure is, as far as its output tells.
+        failure: SmiFailure,
+        /// Its output on one line, with its exit status.
+        output: String,
+        /// The UUIDs of the GPUs expected.
+        expected: Vec<String>,
+        /// The host's driver version.
+        driver: String,
+    },
+    /// What the container sees differs from what it was given.
+    #[error("{}", problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Mismatch {
+        /// Each difference.
+        problems: Vec<VerifyProblem>,
+    },
+}
+
+/// One difference between what the container sees and what it was given.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum VerifyProblem {
+    /// nvidia-smi lists other GPUs.
+    #[error("nvidia-smi lists [{}], expected [{}] (missing [{}], not assigned [{}])", seen.join(", "), expected.join(", "), missing.join(", "), extra.join(", "))]
+    WrongGpus {
+        /// The UUIDs listed.
+        seen: Vec<String>,
+        /// The UUIDs expected.
+        expected: Vec<String>,
+        /// Expected, not listed.
+        missing: Vec<String>,
+        /// Listed, not assigned.
+        extra: Vec<String>,
+    },
+    /// nvidia-smi reports another driver version than the host's module.
+    #[error("nvidia-smi reports driver {reported}, the host's module is {host}")]
+    DriverVersion {
+        /// What nvidia-smi reports.
+        reported: String,
+        /// The host's module.
+        host: String,
+    },
+    /// The container's userspace is another version than the host's module.
+    #[error("the container's userspace is {found}, the host's module is {host}")]
+    UserspaceVersion {
+        /// The container's userspace version.
+        found: String,
+        /// The host's module.
+        host: String,
+    },
+    /// A device node is missing in the container.
+    #[error("{path} is missing")]
+    NodeMissing {
+        /// The node.
+        path: String,
+    },
+    /// A device node is not a character device (the bind mount failed).
+    #[error("{path} is not a character device (the bind mount failed)")]
+    NotCharDevice {
+        /// The node.
+        path: String,
+    },
+    /// A device node has other numbers than the host's.
+    #[error("{path} is {}, expected {}:{}", found.map_or_else(|| "of unknown numbers".to_owned(), |(a, b)| format!("{a}:{b}")), expected.0, expected.1)]
+    WrongNumbers {
+        /// The node.
+        path: String,
+        /// Its `(major, minor)`, when known.
+        found: Option<(u32, u32)>,
+        /// The host's.
+        expected: (u32, u32),
+    },
+    /// The node of a GPU that is not assigned is there.
+    #[error("{path} is present but GPU minor {minor} is not assigned")]
+    Unassigned {
+        /// The node.
+        path: String,
+        /// Its GPU minor.
+        minor: u32,
+    },
+}
+
+fn summary(findings: &[Finding]) -> String {
+    match findings {
+        [] => "no findings".to_owned(),
+        [one] => one.detail.clone(),
+        [first, rest @ ..] => format!("{} (and {} more)", first.detail, rest.len()),
+    }
+}

@@ -14,8 +14,9 @@
 //!    (`Pct` on Proxmox VE, `LxcAttach` on plain LXC), and build an [`Engine`] for the
 //!    [`Target`].
 //! 2. [`Engine::inventory`] says what the host has: GPUs, majors, nodes, driver, cgroup layout.
-//! 3. A [`Request`] names the container, the GPUs ([`GpuSelection`]), the [`Mode`], the
-//!    [`Strategy`] and the versions. [`Engine::plan`] runs it with `dry_run` set: the
+//! 3. A [`Request`] names the container ([`CtId`], by [`Target::ct_id`]), the GPUs
+//!    ([`GpuSelection`]), the [`Mode`], the [`Strategy`] and the versions; every value is a
+//!    validated type parsed with `FromStr`, so a request cannot hold an invalid one. [`Engine::plan`] runs it with `dry_run` set: the
 //!    [`Report`] carries the config diff ([`Report::config_diff`]) and the steps it would
 //!    take, and nothing changes.
 //! 4. [`Engine::apply`] converges the container. Progress arrives on the [`EventSink`] given
@@ -30,7 +31,7 @@
 //! use std::path::Path;
 //! use std::sync::Arc;
 //!
-//! use exec_backend::{CtRef, LocalHost, Pct};
+//! use exec_backend::{LocalHost, Pct};
 //! use gpu_core::{Engine, Request, StepName, StepStatus, Strategy, Target};
 //!
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -44,7 +45,7 @@
 //! assert_eq!(inv.gpus.len(), 2);
 //!
 //! // Plan GPU 1 for CT 101, devices only, stopping after the config step.
-//! let mut req = Request::new(CtRef::new("101"), "1".parse()?);
+//! let mut req = Request::new(Target::Pve.ct_id("101")?, "1".parse()?);
 //! req.strategy = Strategy::None;
 //! req.config_only = true;
 //! let plan = engine.plan(&req).await.map_err(|f| f.error)?;
@@ -61,32 +62,53 @@
 // `Error` keeps backend errors with their context by value; errors are rare and not hot.
 #![allow(clippy::result_large_err)]
 
-mod assignment;
-mod check;
-pub mod cluster;
-mod config_step;
-mod container;
-mod counting;
-mod engine;
+// The modules, from the leaves up (docs/architecture.md has the table of what each owns and
+// may import): values and host facts; the step context; the config as read and its
+// read-back; the steps; the operations of the engine; many containers and the cluster.
 mod error;
-pub mod fleet;
-pub mod host_prepare;
+mod finding;
 mod inventory;
 mod passthrough;
 mod report;
 mod request;
 mod select;
+mod settings;
+mod target;
+mod values;
 mod version;
+
+mod counting;
+mod step;
+
+mod ctconfig;
+mod current;
+
+mod assignment;
+mod check;
+mod config_step;
+mod container;
+mod host_check;
+mod host_libs;
+
+mod engine;
+
+pub mod cluster;
+pub mod fleet;
+pub mod host_prepare;
+pub mod orchestrator;
 
 #[cfg(test)]
 mod testutil;
 
 pub use assignment::CurrentAssignment;
-pub use check::{CheckReport, Finding, FindingKind};
 pub use config_step::{ConfigOutcome, BACKUPS_KEPT};
 pub use counting::{CountingExec, CountingHost, Tally};
-pub use engine::{chain, Engine, Failure, Settings};
-pub use error::{Error, ErrorKind, Result};
+pub use engine::Engine;
+pub use error::{
+    chain, Error, ErrorKind, Input, InstallCause, RestartCause, Result, SmiFailure, VerifyCause,
+    VerifyProblem,
+};
+pub use finding::{CheckReport, Finding, FindingKind};
 pub use inventory::{
     CgroupLayout, DeviceNode, Gpu, Inventory, Majors, NodeKind, MODESET_MINOR, NVIDIACTL_MINOR,
     NVIDIA_MAJOR,
@@ -95,6 +117,10 @@ pub use passthrough::MountEntry;
 pub use report::{
     Counters, Event, EventSink, Report, ReportedError, StepName, StepReport, StepStatus,
 };
-pub use request::{Mode, Request, RestartPolicy, RunfileSource, Strategy, Target, VersionWanted};
+pub use request::{Mode, Request, RequestTemplate, RestartPolicy, RunfileSource, Strategy};
 pub use select::{GpuSelection, Selector};
-pub use version::DriverVersion;
+pub use settings::Settings;
+pub use step::Failure;
+pub use target::Target;
+pub use values::{CtId, CudaVersion, HttpUrl, PackageName, Sha256};
+pub use version::{DriverVersion, VersionWanted};

@@ -6,11 +6,12 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Input, Result};
 use crate::inventory::{
     CgroupLayout, Gpu, Inventory, Majors, MigMinors, ProcDevices, MODESET_MINOR, NVIDIACTL_MINOR,
 };
-use crate::request::{Mode, Target};
+use crate::request::Mode;
+use crate::target::Target;
 
 /// One `lxc.mount.entry` bind mount: `source target none options`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -70,17 +71,17 @@ pub(crate) fn resolve_mode(mode: Mode, target: &Target, inv: &Inventory) -> Resu
         Mode::Auto => Ok(if dev_ok { Written::Dev } else { raw }),
         Mode::Dev if dev_ok => Ok(Written::Dev),
         Mode::Dev => Err(Error::BadInput {
-            what: "mode",
+            what: Input::Mode,
             value: "dev".into(),
             hint: match (target, &inv.pve_version) {
                 (Target::Lxc { .. }, _) => {
-                    "devN entries exist only on Proxmox VE; plain LXC needs --mode raw (or auto)".into()
+                    "devN entries exist only on Proxmox VE; plain LXC needs raw mode".into()
                 }
                 (Target::Pve, None) => {
-                    "devN entries need Proxmox VE 8.1 or newer and this host is not a Proxmox VE node (no pve-manager package); use --mode raw".into()
+                    "devN entries need Proxmox VE 8.1 or newer and this host is not a Proxmox VE node (no pve-manager package); use raw mode".into()
                 }
                 (Target::Pve, Some(v)) => format!(
-                    "devN entries need Proxmox VE 8.1 or newer and this host runs {v}; use --mode raw"
+                    "devN entries need Proxmox VE 8.1 or newer and this host runs {v}; use raw mode"
                 ),
             },
         }),
@@ -201,7 +202,7 @@ pub(crate) fn wanted(inv: &Inventory, w: &Wants<'_>) -> Result<Vec<WantedLine>> 
             for p in paths.into_iter().chain(cap_paths) {
                 let node = inv.node(&p).ok_or_else(|| Error::NodeMissing {
                     path: PathBuf::from(&p),
-                    hint: "Proxmox refuses to start a container whose devN node is missing; create the nodes at boot (nvidia-modprobe -u -c0 -m) or use --mode raw".into(),
+                    hint: "Proxmox refuses to start a container whose devN node is missing; create the nodes at boot (nvidia-modprobe -u -c0 -m) or use raw mode".into(),
                 })?;
                 let value = if w.unprivileged {
                     format!("{p},gid={},mode=0666", node.gid)

@@ -1,52 +1,14 @@
 //! What a caller asks for: which container, which GPUs, how.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use exec_backend::CtRef;
 use serde::Serialize;
 
+use crate::error::{Error, Input, Result};
+use crate::orchestrator::OrchestratorConfig;
 use crate::select::GpuSelection;
-use crate::version::DriverVersion;
-
-/// Where containers live and how their configs are written.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case", tag = "kind")]
-pub enum Target {
-    /// Proxmox VE: `/etc/pve/lxc/<CTID>.conf`, `pct`.
-    Pve,
-    /// Plain LXC: `<lxcpath>/<name>/config`, `lxc-*`.
-    Lxc {
-        /// The LXC path (`/var/lib/lxc`).
-        lxcpath: PathBuf,
-    },
-}
-
-impl Target {
-    /// The config file of `ct`.
-    pub fn config_path(&self, ct: &CtRef) -> PathBuf {
-        match self {
-            Target::Pve => PathBuf::from(format!("/etc/pve/lxc/{ct}.conf")),
-            Target::Lxc { lxcpath } => lxcpath.join(ct.as_str()).join("config"),
-        }
-    }
-
-    /// The lock held while the config is edited (Proxmox's own for PVE).
-    pub fn lock_path(&self, ct: &CtRef) -> PathBuf {
-        match self {
-            Target::Pve => PathBuf::from(format!("/run/lock/lxc/pve-config-{ct}.lock")),
-            Target::Lxc { .. } => PathBuf::from(format!("/run/lock/phoenix-gpu/lxc-{ct}.lock")),
-        }
-    }
-
-    /// The config dialect.
-    pub fn dialect(&self) -> lxc_conf::Dialect {
-        match self {
-            Target::Pve => lxc_conf::Dialect::Pve,
-            Target::Lxc { .. } => lxc_conf::Dialect::Lxc,
-        }
-    }
-}
+use crate::values::{CtId, CudaVersion, HttpUrl, PackageName, Sha256};
+use crate::version::VersionWanted;
 
 /// How device passthrough is written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -72,23 +34,13 @@ pub enum Strategy {
     None,
 }
 
-/// Which userspace version is wanted.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum VersionWanted {
-    /// The host module's version.
-    Auto,
-    /// This exact version (must equal the host's unless forced).
-    Exact(DriverVersion),
-}
-
 /// Where the runfile comes from.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct RunfileSource {
     /// URL of the `.run` file; `None`: NVIDIA's usual pattern for the version.
-    pub url: Option<String>,
-    /// Expected SHA-256 (hex); `None`: the `.sha256sum` published beside the file.
-    pub sha256: Option<String>,
+    pub url: Option<HttpUrl>,
+    /// Expected SHA-256; `None`: the `.sha256sum` published beside the file.
+    pub sha256: Option<Sha256>,
 }
 
 /// When the container is restarted.
@@ -112,12 +64,12 @@ impl Default for RestartPolicy {
     }
 }
 
-/// Everything `plan` and `apply` need to know about one container.
+/// Everything `plan` and `apply` need to know about one container. Every field is a
+/// validated value, so a request cannot hold an invalid one.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Request {
     /// The container.
-    #[serde(serialize_with = "ser_ct")]
-    pub ct: CtRef,
+    pub ct: CtId,
     /// The GPUs to give it.
     pub gpus: GpuSelection,
     /// How passthrough is written.
@@ -130,15 +82,15 @@ pub struct Request {
     pub force_version: bool,
     /// Also pass the MIG capability nodes.
     pub mig: bool,
-    /// CUDA toolkit version (`12.8`), `None` for none.
-    pub cuda: Option<String>,
+    /// CUDA toolkit version, `None` for none.
+    pub cuda: Option<CudaVersion>,
     /// Extra apt packages such as `nvtop`.
-    pub tools: Vec<String>,
+    pub tools: Vec<PackageName>,
     /// Where the runfile comes from.
     pub runfile: RunfileSource,
     /// The CUDA apt repository URL (`.../repos/ubuntu2404/x86_64/`), `None`: derived from the
     /// container's distribution.
-    pub repo_url: Option<String>,
+    pub repo_url: Option<HttpUrl>,
     /// Stop after the config step.
     pub config_only: bool,
     /// Restart behaviour.
@@ -148,9 +100,9 @@ pub struct Request {
 }
 
 impl Request {
-    /// A request with the defaults of the CLI: `--mode auto --strategy runfile
-    /// --driver-version auto`, no CUDA, no tools.
-    pub fn new(ct: CtRef, gpus: GpuSelection) -> Request {
+    /// A request with the defaults: passthrough mode `auto`, strategy `runfile`, the host
+    /// module's driver version, no CUDA, no tools.
+    pub fn new(ct: CtId, gpus: GpuSelection) -> Request {
         Request {
             ct,
             gpus,
@@ -170,6 +122,108 @@ impl Request {
     }
 }
 
-fn ser_ct<S: serde::Serializer>(ct: &CtRef, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(ct.as_str())
+/// What a caller asks of each container of a `plan`, `apply` or `verify`, before the
+/// orchestrator's config fills in what it leaves open: the GPUs (its `gpu_assignment`), the
+/// driver version (`nvidia_driver_version`), the runfile URL (`nvidia_runfile_url`) and the
+/// CUDA repository (`nvidia_repo_url`). What the template gives wins.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestTemplate {
+    /// The GPUs; `None`: the container's `gpu_assignment`.
+    pub gpus: Option<GpuSelection>,
+    /// How passthrough is written.
+    pub mode: Mode,
+    /// How the userspace is provided.
+    pub strategy: Strategy,
+    /// The userspace version; `None`: the orchestrator's, else the host module's.
+    pub driver_version: Option<VersionWanted>,
+    /// Accept a version that differs from the host's.
+    pub force_version: bool,
+    /// Also pass the MIG capability nodes.
+    pub mig: bool,
+    /// CUDA toolkit version.
+    pub cuda: Option<CudaVersion>,
+    /// Extra apt packages.
+    pub tools: Vec<PackageName>,
+    /// The runfile's URL; `None`: the orchestrator's, else NVIDIA's.
+    pub runfile_url: Option<HttpUrl>,
+    /// The runfile's SHA-256.
+    pub runfile_sha256: Option<Sha256>,
+    /// The CUDA repository; `None`: the orchestrator's, else the distribution's.
+    pub repo_url: Option<HttpUrl>,
+    /// Stop after the config step.
+    pub config_only: bool,
+    /// Restart behaviour.
+    pub restart: RestartPolicy,
+    /// Compute and report, change nothing.
+    pub dry_run: bool,
+}
+
+impl Default for RequestTemplate {
+    fn default() -> RequestTemplate {
+        RequestTemplate {
+            gpus: None,
+            mode: Mode::Auto,
+            strategy: Strategy::Runfile,
+            driver_version: None,
+            force_version: false,
+            mig: false,
+            cuda: None,
+            tools: Vec::new(),
+            runfile_url: None,
+            runfile_sha256: None,
+            repo_url: None,
+            config_only: false,
+            restart: RestartPolicy::default(),
+            dry_run: false,
+        }
+    }
+}
+
+impl RequestTemplate {
+    /// The request for `ct`, with the orchestrator config's values where the template has
+    /// none. No GPUs from either is [`Error::BadInput`]; so is an invalid value in the
+    /// orchestrator config ([`Error::OrchestratorValue`]).
+    pub fn request(&self, ct: CtId, orch: Option<&OrchestratorConfig>) -> Result<Request> {
+        let gpus = match (&self.gpus, orch) {
+            (Some(g), _) => Some(g.clone()),
+            (None, Some(o)) => o.gpus(&ct)?,
+            (None, None) => None,
+        };
+        let gpus = gpus.ok_or_else(|| Error::BadInput {
+            what: Input::GpuSelection,
+            value: String::new(),
+            hint: format!(
+                "none given: name the GPUs for container {ct}, or give an orchestrator config with its gpu_assignment"
+            ),
+        })?;
+        let mut r = Request::new(ct, gpus);
+        r.mode = self.mode;
+        r.strategy = self.strategy;
+        r.driver_version = match (&self.driver_version, orch) {
+            (Some(v), _) => v.clone(),
+            (None, Some(o)) => o.driver_version()?.unwrap_or(VersionWanted::Auto),
+            (None, None) => VersionWanted::Auto,
+        };
+        r.force_version = self.force_version;
+        r.mig = self.mig;
+        r.cuda = self.cuda.clone();
+        r.tools = self.tools.clone();
+        r.runfile = RunfileSource {
+            url: match (&self.runfile_url, orch) {
+                (Some(u), _) => Some(u.clone()),
+                (None, Some(o)) => o.runfile_url()?,
+                (None, None) => None,
+            },
+            sha256: self.runfile_sha256.clone(),
+        };
+        r.repo_url = match (&self.repo_url, orch) {
+            (Some(u), _) => Some(u.clone()),
+            (None, Some(o)) => o.repo_url()?,
+            (None, None) => None,
+        };
+        r.config_only = self.config_only;
+        r.restart = self.restart.clone();
+        r.dry_run = self.dry_run;
+        Ok(r)
+    }
 }

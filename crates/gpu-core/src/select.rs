@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 use serde::Serialize;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Input, Result};
 use crate::inventory::{pci_key, Gpu, Inventory};
 
 /// One element of a selection list.
@@ -39,7 +39,7 @@ impl FromStr for GpuSelection {
     /// and malformed elements are errors.
     fn from_str(s: &str) -> Result<GpuSelection> {
         let bad = |hint: String| Error::BadInput {
-            what: "GPU selection",
+            what: Input::GpuSelection,
             value: s.to_owned(),
             hint,
         };
@@ -150,7 +150,7 @@ impl GpuSelection {
                     })?;
             if out.iter().any(|g| g.index == gpu.index) {
                 return Err(Error::BadInput {
-                    what: "GPU selection",
+                    what: Input::GpuSelection,
                     value: self.to_string(),
                     hint: format!("GPU {} is selected twice", gpu.index),
                 });

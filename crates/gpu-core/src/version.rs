@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 use serde::{Serialize, Serializer};
 
-use crate::error::Error;
+use crate::error::{Error, Input};
 
 /// A driver version, compared numerically part by part and printed as written
 /// (`580.159.04` keeps its leading zero).
@@ -39,7 +39,7 @@ impl FromStr for DriverVersion {
 
     fn from_str(s: &str) -> Result<DriverVersion, Error> {
         let bad = || Error::BadInput {
-            what: "driver version",
+            what: Input::DriverVersion,
             value: s.to_owned(),
             hint: "expected X.Y or X.Y.Z with digits only, such as 580.159.04, or auto".into(),
         };
@@ -82,6 +82,28 @@ impl fmt::Display for DriverVersion {
 impl Serialize for DriverVersion {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&self.text)
+    }
+}
+
+/// Which userspace version is wanted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VersionWanted {
+    /// The host module's version.
+    Auto,
+    /// This exact version (must equal the host's unless forced).
+    Exact(DriverVersion),
+}
+
+impl FromStr for VersionWanted {
+    type Err = Error;
+
+    /// `auto`, or a version `X.Y[.Z]`.
+    fn from_str(s: &str) -> Result<VersionWanted, Error> {
+        if s == "auto" {
+            return Ok(VersionWanted::Auto);
+        }
+        s.parse().map(VersionWanted::Exact)
     }
 }
 

@@ -7,7 +7,6 @@ mod world;
 
 use std::sync::{Arc, Mutex};
 
-use exec_backend::CtRef;
 use gpu_core::{Engine, Event, EventSink, Request, StepName, StepStatus, Strategy, Target};
 use world::World;
 
@@ -23,7 +22,7 @@ fn engine(w: &World, events: EventSink) -> Engine {
 }
 
 fn request() -> Request {
-    let mut r = Request::new(CtRef::new(world::CT), "1".parse().unwrap());
+    let mut r = Request::new(world::CT.parse().unwrap(), "1".parse().unwrap());
     r.strategy = Strategy::None;
     r
 }
@@ -206,7 +205,10 @@ async fn errors_are_typed() {
     );
 
     let f = engine
-        .apply(&Request::new(CtRef::new("other"), "1".parse().unwrap()))
+        .apply(&Request::new(
+            "other".parse().unwrap(),
+            "1".parse().unwrap(),
+        ))
         .await
         .unwrap_err();
     assert_eq!(

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use exec_backend::{CtRef, LocalHost, LxcAttach};
+use exec_backend::{LocalHost, LxcAttach};
 use gpu_core::{
     Engine, ErrorKind, Event, EventSink, FindingKind, GpuSelection, Report, Request, Settings,
     StepName, StepStatus, Strategy, Target,
@@ -41,7 +41,7 @@ fn engine(gh: &GpuHost) -> Engine {
 
 fn request(ct: &TestCt, gpus: &str) -> Request {
     let sel: GpuSelection = gpus.parse().unwrap();
-    let mut r = Request::new(CtRef::new(&ct.name), sel);
+    let mut r = Request::new(ct.name.parse().unwrap(), sel);
     r.restart.timeout = Duration::from_secs(90);
     r
 }
@@ -92,10 +92,10 @@ async fn runfile_cuda_and_tools_then_converged_then_a_host_upgrade() {
     let ev = events.clone();
     let e = engine(&gh).with_events(EventSink::new(move |x| ev.lock().unwrap().push(x)));
     let mut req = request(&ct, "1");
-    req.runfile.url = Some(srv.url(&run_path));
-    req.cuda = Some("12.8".into());
-    req.repo_url = Some(repo);
-    req.tools = vec!["nvtop".into()];
+    req.runfile.url = Some(srv.url(&run_path).parse().unwrap());
+    req.cuda = Some("12.8".parse().unwrap());
+    req.repo_url = Some(repo.parse().unwrap());
+    req.tools = vec!["nvtop".parse().unwrap()];
 
     // First apply: config, restart, install everything, verify.
     let r = apply_ok(&e, &req).await;
@@ -154,7 +154,7 @@ async fn runfile_cuda_and_tools_then_converged_then_a_host_upgrade() {
     let new = "580.160.01";
     gh.set_driver_version(new);
     let new_path = srv.publish_runfile(new, false);
-    req.runfile.url = Some(srv.url(&new_path));
+    req.runfile.url = Some(srv.url(&new_path).parse().unwrap());
     let c = e
         .check(&req.ct, Some(&req))
         .await
@@ -171,9 +171,7 @@ async fn runfile_cuda_and_tools_then_converged_then_a_host_upgrade() {
     let f = e.verify(&req).await.unwrap_err();
     assert_eq!(f.error.kind(), ErrorKind::Verify);
     assert!(
-        f.error
-            .to_string()
-            .contains(&format!("the host's module is {new}")),
+        gpu_core::chain(&f.error).contains(&format!("the host's module is {new}")),
         "{}",
         f.error
     );
@@ -211,7 +209,7 @@ async fn four_containers_download_the_runfile_once() {
         .enumerate()
         .map(|(i, ct)| {
             let mut r = request(ct, if i % 2 == 0 { "0" } else { "1" });
-            r.runfile.url = Some(srv.url(&run_path));
+            r.runfile.url = Some(srv.url(&run_path).parse().unwrap());
             r
         })
         .collect();
@@ -242,7 +240,7 @@ async fn four_containers_download_the_runfile_once() {
     let ct = gh.container(&[]);
     ct.start();
     let mut req = request(&ct, "1");
-    req.runfile.url = Some(srv.url(&run_path));
+    req.runfile.url = Some(srv.url(&run_path).parse().unwrap());
     let r = apply_ok(&engine(&gh), &req).await;
     assert!(
         detail(&r, StepName::Userspace).contains("from the cache"),
@@ -262,12 +260,12 @@ async fn a_checksum_mismatch_runs_nothing_in_the_container() {
     let ct = gh.container(&[]);
     ct.start();
     let mut req = request(&ct, "1");
-    req.runfile.url = Some(srv.url(&run_path));
-    req.runfile.sha256 = Some("0".repeat(64));
+    req.runfile.url = Some(srv.url(&run_path).parse().unwrap());
+    req.runfile.sha256 = Some("0".repeat(64).parse().unwrap());
     let f = engine(&gh).apply(&req).await.unwrap_err();
     assert_eq!(f.error.kind(), ErrorKind::Install, "{}", f.error);
     assert!(
-        f.error.to_string().contains("checksum mismatch"),
+        gpu_core::chain(&f.error).contains("checksum mismatch"),
         "{}",
         f.error
     );
@@ -296,10 +294,10 @@ async fn a_failing_installer_is_an_install_error_with_its_log() {
     let ct = gh.container(&[]);
     ct.start();
     let mut req = request(&ct, "1");
-    req.runfile.url = Some(srv.url(&run_path));
+    req.runfile.url = Some(srv.url(&run_path).parse().unwrap());
     let f = engine(&gh).apply(&req).await.unwrap_err();
     assert_eq!(f.error.kind(), ErrorKind::Install, "{}", f.error);
-    let m = f.error.to_string();
+    let m = gpu_core::chain(&f.error);
     assert!(m.contains("exit code 1"), "{m}");
     assert!(
         m.contains("Installation has failed"),
@@ -323,7 +321,7 @@ async fn a_stopped_container_is_started_only_with_start() {
     assert_eq!(r.counters.restarts, 0);
     assert_eq!(r.counters.container_execs, 0);
     assert_eq!(status(&r, StepName::Restart), StepStatus::Skipped);
-    assert!(detail(&r, StepName::Restart).contains("--start"));
+    assert!(detail(&r, StepName::Restart).contains("starting it was not asked for"));
 
     req.restart.start_if_stopped = true;
     let r = apply_ok(&e, &req).await;
@@ -377,7 +375,11 @@ async fn a_start_that_never_comes_up_is_a_restart_error() {
         let _ = std::process::Command::new("kill").arg(pid.trim()).status();
     }
     assert_eq!(f.error.kind(), ErrorKind::Restart, "{}", f.error);
-    assert!(f.error.to_string().contains("within 5s"), "{}", f.error);
+    assert!(
+        gpu_core::chain(&f.error).contains("within 5s"),
+        "{}",
+        f.error
+    );
     assert!(took < Duration::from_secs(30), "took {took:?}");
     assert_eq!(status(&f.report, StepName::Restart), StepStatus::Failed);
 }
@@ -457,7 +459,7 @@ async fn sync_after_a_driver_upgrade_downloads_the_new_runfile_once() {
     for (ct, sel) in cts.iter().zip(sels) {
         ct.start();
         let mut r = request(ct, sel);
-        r.runfile.url = Some(srv.url(&old_path));
+        r.runfile.url = Some(srv.url(&old_path).parse().unwrap());
         apply_ok(&e, &r).await;
     }
 
@@ -465,13 +467,13 @@ async fn sync_after_a_driver_upgrade_downloads_the_new_runfile_once() {
     let mut items = Vec::new();
     for ct in &cts {
         let current = e
-            .current_assignment(&CtRef::new(&ct.name))
+            .current_assignment(&ct.name.parse().unwrap())
             .await
             .unwrap()
             .expect("the config passes GPUs");
         assert_eq!(current.strategy, Strategy::Runfile);
         let mut req = current.request();
-        req.runfile.url = Some(srv.url(&new_path));
+        req.runfile.url = Some(srv.url(&new_path).parse().unwrap());
         req.restart.timeout = Duration::from_secs(90);
         items.push(gpu_core::fleet::FleetItem {
             node: "local".into(),
@@ -484,7 +486,7 @@ async fn sync_after_a_driver_upgrade_downloads_the_new_runfile_once() {
 
     let rows = gpu_core::fleet::apply_all(items, 3).await;
     for (row, sel) in rows.iter().zip(sels) {
-        assert_eq!(row.result, "changed", "{row:#?}");
+        assert_eq!(row.result, gpu_core::fleet::RowResult::Changed, "{row:#?}");
         assert_eq!(
             status(&row.report, StepName::Userspace),
             StepStatus::Changed,

@@ -1,14 +1,18 @@
 use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
 
-use exec_backend::{CtRef, MockContainerExec};
+use exec_backend::MockContainerExec;
 
 use super::*;
-use crate::engine::{Engine, Settings};
+use crate::engine::Engine;
 use crate::request::Mode;
 use crate::select::GpuSelection;
+use crate::settings::Settings;
+use crate::target::Target;
 use crate::testutil::FsHost;
+use crate::values::CtId;
 use crate::ErrorKind;
+use lxc_conf::Dialect;
 
 const EXAMPLE_101: &str = include_str!("../../../../examples/h200x2/etc/pve/lxc/101.conf");
 const CONF: &str = "/etc/pve/lxc/101.conf";
@@ -49,7 +53,10 @@ fn engine(host: &Arc<FsHost>, target: Target) -> Engine {
 }
 
 fn request(gpus: &str, mode: Mode) -> Request {
-    let mut r = Request::new(CtRef::new("101"), gpus.parse::<GpuSelection>().unwrap());
+    let mut r = Request::new(
+        "101".parse::<CtId>().unwrap(),
+        gpus.parse::<GpuSelection>().unwrap(),
+    );
     r.mode = mode;
     r.strategy = Strategy::None;
     r.config_only = true;
@@ -230,7 +237,10 @@ async fn resolved_mount_sources_are_written_recognised_and_removed() {
     );
     // And `remove` takes resolved lines out too.
     e.apply(&request("1", Mode::Raw)).await.unwrap();
-    plain.remove(&CtRef::new("101"), false).await.unwrap();
+    plain
+        .remove(&"101".parse::<CtId>().unwrap(), false)
+        .await
+        .unwrap();
     let conf = host.get(CONF);
     assert!(!main(&conf).contains("nvidia"), "{conf}");
     assert!(conf.ends_with(snapshot_section()));
@@ -316,7 +326,7 @@ async fn missing_config_and_unknown_ct() {
 async fn remove_takes_out_only_the_tools_lines() {
     let (_d, host) = host_with_101();
     let r = engine(&host, Target::Pve)
-        .remove(&CtRef::new("101"), false)
+        .remove(&"101".parse::<CtId>().unwrap(), false)
         .await
         .unwrap();
     assert!(r.changed);
@@ -329,7 +339,7 @@ lxc.mount.entry: /dev/net/tun dev/net/tun none bind,create=file
     );
     assert_eq!(host.get(CONF), want);
     let r = engine(&host, Target::Pve)
-        .remove(&CtRef::new("101"), false)
+        .remove(&"101".parse::<CtId>().unwrap(), false)
         .await
         .unwrap();
     assert!(!r.changed);
@@ -391,7 +401,7 @@ lxc.mount.entry = /dev/nvidia0 dev/nvidia0 none bind,optional,create=file
         lxcpath: "/var/lib/lxc".into(),
     };
     let mut req = request("1", Mode::Auto);
-    req.ct = CtRef::new("gpu1");
+    req.ct = "gpu1".parse::<CtId>().unwrap();
     engine(&host, target.clone()).apply(&req).await.unwrap();
     assert_eq!(
         host.get("/var/lib/lxc/gpu1/config"),
@@ -417,7 +427,7 @@ lxc.mount.entry = /dev/nvidia-uvm-tools dev/nvidia-uvm-tools none bind,optional,
     let e = engine(&host, target)
         .apply(&{
             let mut r = request("1", Mode::Dev);
-            r.ct = CtRef::new("gpu1");
+            r.ct = "gpu1".parse::<CtId>().unwrap();
             r
         })
         .await

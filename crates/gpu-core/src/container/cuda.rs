@@ -14,13 +14,13 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::engine::{chain, Ctx};
-use crate::error::{Error, Result};
+use crate::error::{Error, InstallCause, Result};
 use crate::report::StepStatus;
 use crate::request::Request;
+use crate::step::Ctx;
 
 use super::download::{self, Fetch};
-use super::probe::{check_package_name, run_script, Probe};
+use super::probe::{run_script, Probe};
 
 /// The keyring package in NVIDIA's CUDA repositories.
 pub const KEYRING_DEB: &str = "cuda-keyring_1.1-1_all.deb";
@@ -34,22 +34,6 @@ const APT_TIMEOUT: Duration = Duration::from_secs(60 * 60);
 #[derive(Debug, Default)]
 pub(crate) struct Apt {
     updated: bool,
-}
-
-/// A CUDA version as `major.minor` with digits only.
-pub(crate) fn check_cuda_version(v: &str) -> Result<(u32, u32)> {
-    let bad = || Error::BadInput {
-        what: "CUDA version",
-        value: v.to_owned(),
-        hint: "expected major.minor such as 12.8".into(),
-    };
-    let (a, b) = v.split_once('.').ok_or_else(bad)?;
-    let num = |s: &str| {
-        (!s.is_empty() && s.len() <= 4 && s.bytes().all(|c| c.is_ascii_digit()))
-            .then(|| s.parse().ok())
-            .flatten()
-    };
-    Ok((num(a).ok_or_else(bad)?, num(b).ok_or_else(bad)?))
 }
 
 /// NVIDIA's CUDA repository for the container's distribution.
@@ -76,15 +60,10 @@ fn require_apt(ctx: &Ctx<'_>, what: &str, probe: &Probe) -> Result<()> {
     Err(Error::Install {
         ct: ctx.ct.to_string(),
         what: what.to_owned(),
-        detail: format!(
-            "the container runs {}{}; only Debian and Ubuntu containers (apt) are supported",
-            probe.system(),
-            if probe.apt_get {
-                ""
-            } else {
-                " without apt-get"
-            }
-        ),
+        cause: InstallCause::NotApt {
+            system: probe.system(),
+            apt_get: probe.apt_get,
+        },
     })
 }
 
@@ -95,26 +74,25 @@ pub(crate) async fn step(
     probe: &Probe,
     apt: &mut Apt,
 ) -> Result<(bool, StepStatus, String)> {
-    let Some(version) = req.cuda.as_deref() else {
+    let Some(version) = &req.cuda else {
         return Ok((false, StepStatus::Skipped, "not requested".into()));
     };
-    let (major, minor) = check_cuda_version(version)?;
-    let pkg = format!("cuda-toolkit-{major}-{minor}");
-    if probe.cuda_present(version) {
+    let pkg = version.package();
+    if probe.cuda_present(&version.to_string()) {
         return Ok((false, StepStatus::Ok, format!("CUDA {version} installed")));
     }
     let what = format!("CUDA {version}");
     require_apt(ctx, &what, probe)?;
-    let repo = match req.repo_url.clone().or_else(|| default_repo(probe)) {
+    let given = req.repo_url.as_ref().map(|u| u.as_str().to_owned());
+    let repo = match given.or_else(|| default_repo(probe)) {
         Some(r) => r,
         None => {
             return Err(Error::Install {
                 ct: ctx.ct.to_string(),
                 what,
-                detail: format!(
-                    "no CUDA repository is known for {}; give one with --repo-url",
-                    probe.system()
-                ),
+                cause: InstallCause::NoCudaRepository {
+                    system: probe.system(),
+                },
             })
         }
     };
@@ -145,13 +123,13 @@ pub(crate) async fn step(
     ctx.cts
         .push_file(ctx.ct, &cached.path, &dest, 0o644)
         .await
-        .map_err(|e| Error::Install {
+        .map_err(|source| Error::Install {
             ct: ctx.ct.to_string(),
             what: what.clone(),
-            detail: format!(
-                "pushing {KEYRING_DEB} into the container failed: {}",
-                chain(&e)
-            ),
+            cause: InstallCause::Push {
+                file: KEYRING_DEB.to_owned(),
+                source,
+            },
         })?;
     // $1 keyring deb, $2 source line or empty, $3 package.
     let script = format!(
@@ -176,11 +154,11 @@ apt-get install -y -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force
         return Err(Error::Install {
             ct: ctx.ct.to_string(),
             what,
-            detail: format!(
-                "keyring, apt-get update or apt-get install {pkg} failed ({}): {}",
-                out.status,
-                output_tail(&out)
-            ),
+            cause: InstallCause::Command {
+                doing: format!("keyring, apt-get update or apt-get install {pkg}"),
+                status: out.status,
+                output: output_tail(&out),
+            },
         });
     }
     Ok((
@@ -200,20 +178,18 @@ pub(crate) async fn tools(
     if req.tools.is_empty() {
         return Ok((false, StepStatus::Skipped, "none requested".into()));
     }
-    for t in &req.tools {
-        check_package_name(t)?;
-    }
     let missing: Vec<String> = req
         .tools
         .iter()
-        .filter(|t| !probe.tool_present(t))
-        .cloned()
+        .filter(|t| !probe.tool_present(t.as_str()))
+        .map(ToString::to_string)
         .collect();
     if missing.is_empty() {
+        let all: Vec<&str> = req.tools.iter().map(|t| t.as_str()).collect();
         return Ok((
             false,
             StepStatus::Ok,
-            format!("{} installed", req.tools.join(", ")),
+            format!("{} installed", all.join(", ")),
         ));
     }
     let what = format!("tools ({})", missing.join(", "));
@@ -239,7 +215,11 @@ apt-get install -y -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force
         return Err(Error::Install {
             ct: ctx.ct.to_string(),
             what,
-            detail: format!("apt-get failed ({}): {}", out.status, output_tail(&out)),
+            cause: InstallCause::Command {
+                doing: "apt-get".to_owned(),
+                status: out.status,
+                output: output_tail(&out),
+            },
         });
     }
     Ok((
@@ -299,14 +279,6 @@ mod tests {
             None
         );
         assert_eq!(default_repo(&probe("os_id=debian\n")), None);
-    }
-
-    #[test]
-    fn cuda_versions() {
-        assert_eq!(check_cuda_version("12.8").unwrap(), (12, 8));
-        for bad in ["12", "12.", ".8", "12.8.1", "a.b", "12-8", ""] {
-            assert!(check_cuda_version(bad).is_err(), "{bad}");
-        }
     }
 
     #[test]

@@ -9,9 +9,10 @@
 //! - Beside the final file, `<name>.sha256` records `<hex> <size>`. A later run trusts a
 //!   cached file whose size matches that record (and whose record matches the expected sum,
 //!   when one is given) without reading it again.
-//! - Within one process, downloads of the same cache file are serialised by a mutex keyed by
-//!   its path, so concurrent `apply` calls for several containers download it once: the
-//!   first downloads, the others find it cached. Separate processes may both download, but each
+//! - Within one process, downloads of the same cache file on the same node are serialised by a
+//!   mutex keyed by the node's name and the file's path, so concurrent `apply` calls for
+//!   several containers of a node download it once: the first downloads, the others find it
+//!   cached. Different nodes (each with its own cache) download at the same time. Separate processes may both download, but each
 //!   writes its own temporary file and the rename is atomic, so the cache stays whole.
 
 use std::collections::HashMap;
@@ -23,9 +24,10 @@ use std::time::Duration;
 
 use exec_backend::{Cmd, ExecError, FileKind, Output};
 
-use crate::engine::{chain, Ctx};
-use crate::error::{Error, Result};
+use crate::error::{Error, Input, InstallCause, Result};
 use crate::report::Event;
+use crate::step::Ctx;
+use crate::values::Sha256;
 
 /// How often the temporary file is looked at while curl runs.
 const PROGRESS_EVERY: Duration = Duration::from_millis(300);
@@ -34,7 +36,11 @@ const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(3600);
 /// The limit for the small requests (HEAD, checksum file, sha256sum, mv).
 const SMALL_TIMEOUT: Duration = Duration::from_secs(120);
 
-static LOCKS: LazyLock<Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>> =
+/// The download locks of this process, by node (the host's name) and cache path: nodes of a
+/// cluster each have their own cache, so their downloads run at the same time.
+type LockKey = (String, PathBuf);
+
+static LOCKS: LazyLock<Mutex<HashMap<LockKey, Arc<tokio::sync::Mutex<()>>>>> =
     LazyLock::new(|| Mutex::new(HashMap::new()));
 static SEQ: AtomicU64 = AtomicU64::new(0);
 
@@ -45,8 +51,8 @@ pub(crate) struct Fetch {
     pub url: String,
     /// The file name in the cache.
     pub file_name: String,
-    /// The expected SHA-256 (hex).
-    pub sha256: Option<String>,
+    /// The expected SHA-256.
+    pub sha256: Option<Sha256>,
     /// Without `sha256`: read it from `<url>.sha256sum` (NVIDIA publishes one beside each
     /// runfile). When false and `sha256` is `None`, the first download is trusted and its sum
     /// recorded.
@@ -75,7 +81,7 @@ pub(crate) fn check_file_name(name: &str, url: &str) -> Result<()> {
         Ok(())
     } else {
         Err(Error::BadInput {
-            what: "download URL",
+            what: Input::DownloadUrl,
             value: url.to_owned(),
             hint: "the URL must end in a plain file name (letters, digits, . _ + -)".into(),
         })
@@ -85,12 +91,14 @@ pub(crate) fn check_file_name(name: &str, url: &str) -> Result<()> {
 /// Makes sure the file is in the cache and verified; downloads it when it is not.
 pub(crate) async fn fetch(ctx: &Ctx<'_>, f: &Fetch) -> Result<Cached> {
     check_file_name(&f.file_name, &f.url)?;
-    let expected = f.sha256.as_deref().map(normalize_sum).transpose()?;
+    let expected = f.sha256.as_ref().map(|s| s.as_str().to_owned());
     let dir = ctx.settings.cache_dir.clone();
     let path = dir.join(&f.file_name);
     let lock = {
         let mut map = LOCKS.lock().unwrap_or_else(|p| p.into_inner());
-        map.entry(path.clone()).or_default().clone()
+        map.entry((ctx.host.name(), path.clone()))
+            .or_default()
+            .clone()
     };
     let _guard = lock.lock().await;
 
@@ -130,20 +138,12 @@ pub(crate) async fn fetch(ctx: &Ctx<'_>, f: &Fetch) -> Result<Cached> {
         .with_arg(ctx.host.resolve(&sum_path(&path)))
         .stdin(format!("{sum} {size}\n"))
         .timeout(SMALL_TIMEOUT);
-    let out = ctx.host.run(&record).await.map_err(|e| {
-        install(
-            ctx,
-            f,
-            format!("recording its checksum failed: {}", chain(&e)),
-        )
-    })?;
-    if !out.status.success() {
-        return Err(install(
-            ctx,
-            f,
-            format!("recording its checksum failed: {}", out.stderr_tail(500)),
-        ));
-    }
+    ran(
+        ctx,
+        f,
+        "recording its checksum",
+        ctx.host.run(&record).await,
+    )?;
     Ok(Cached {
         path,
         size,
@@ -174,24 +174,39 @@ fn sum_path(path: &Path) -> PathBuf {
 async fn sidecar_sum(ctx: &Ctx<'_>, f: &Fetch) -> Result<String> {
     let url = format!("{}.sha256sum", f.url);
     let cmd = Cmd::new(["curl", "-fsSL", "--retry", "3", url.as_str()]).timeout(SMALL_TIMEOUT);
-    let out = curl_ok(
-        ctx,
-        f,
-        &format!("fetching {url}"),
-        "; give the checksum with --runfile-sha256",
-        ctx.host.run(&cmd).await,
-    )?;
-    let text = out.stdout_str();
-    let token = text.split_whitespace().next().unwrap_or_default();
-    normalize_sum(token).map_err(|_| {
+    let unusable = |why: String| {
         install(
             ctx,
             f,
-            format!(
-                "{url} does not start with a SHA-256 checksum: {:?}",
-                truncate(&text, 120)
-            ),
+            InstallCause::NoPublishedChecksum {
+                url: url.clone(),
+                why,
+            },
         )
+    };
+    let out = ctx.host.run(&cmd).await.map_err(|source| {
+        install(
+            ctx,
+            f,
+            InstallCause::Run {
+                doing: format!("fetching {url}"),
+                source,
+            },
+        )
+    })?;
+    if !out.status.success() {
+        return Err(unusable(format!(
+            "curl failed ({}): {}",
+            out.status,
+            out.stderr_tail(500)
+        )));
+    }
+    let text = out.stdout_str();
+    sum_in(&text).ok_or_else(|| {
+        unusable(format!(
+            "it does not start with a SHA-256 checksum: {:?}",
+            truncate(&text, 120)
+        ))
     })
 }
 
@@ -225,14 +240,17 @@ async fn download_verify(
             }
         }
     };
-    curl_ok(ctx, f, &format!("downloading {}", f.url), "", out)?;
+    ran(ctx, f, &format!("downloading {}", f.url), out)?;
     let size = match ctx.host.stat(tmp).await {
         Ok(Some(m)) => m.size,
         _ => {
             return Err(install(
                 ctx,
                 f,
-                format!("curl left no file at {}", tmp.display()),
+                InstallCause::Unexpected {
+                    tool: "curl",
+                    what: format!("left no file at {}", tmp.display()),
+                },
             ))
         }
     };
@@ -245,35 +263,28 @@ async fn download_verify(
     let sum_cmd = Cmd::new(["sha256sum"])
         .with_arg(ctx.host.resolve(tmp))
         .timeout(SMALL_TIMEOUT);
-    let out = ctx
-        .host
-        .run(&sum_cmd)
-        .await
-        .map_err(|e| install(ctx, f, format!("sha256sum failed: {}", chain(&e))))?;
+    let out = ran(ctx, f, "sha256sum", ctx.host.run(&sum_cmd).await)?;
     let text = out.stdout_str();
-    let sum = match (out.status.success(), text.split_whitespace().next()) {
-        (true, Some(tok)) => normalize_sum(tok).map_err(|_| {
-            install(
-                ctx,
-                f,
-                format!("sha256sum printed {:?}", truncate(&text, 120)),
-            )
-        })?,
-        _ => {
+    let sum = sum_in(&text).ok_or_else(|| {
+        install(
+            ctx,
+            f,
+            InstallCause::Unexpected {
+                tool: "sha256sum",
+                what: format!("printed {:?}", truncate(&text, 120)),
+            },
+        )
+    })?;
+    if let Some(e) = expected {
+        if e != sum {
             return Err(install(
                 ctx,
                 f,
-                format!("sha256sum failed: {}", out.stderr_tail(500)),
-            ))
-        }
-    };
-    if let Some(e) = expected {
-        if e != sum {
-            return Err(install(ctx, f,
-                format!(
-                    "checksum mismatch for {}: expected {e}, got {sum}; the download was removed and nothing was installed",
-                    f.url
-                ),
+                InstallCause::ChecksumMismatch {
+                    url: f.url.clone(),
+                    expected: e.to_owned(),
+                    got: sum,
+                },
             ));
         }
     }
@@ -314,79 +325,57 @@ async fn host<const N: usize>(
     for p in paths {
         cmd = cmd.with_arg(ctx.host.resolve(p));
     }
-    let out = ctx
-        .host
-        .run(&cmd)
-        .await
-        .map_err(|e| install(ctx, f, format!("{doing} failed: {}", chain(&e))))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(install(
-            ctx,
-            f,
-            format!("{doing} failed ({}): {}", out.status, out.stderr_tail(500)),
-        ))
-    }
+    ran(ctx, f, doing, ctx.host.run(&cmd).await).map(|_| ())
 }
 
-/// Lowercase 64-digit hex, or an error.
-pub(crate) fn normalize_sum(s: &str) -> Result<String> {
-    let s = s.trim().to_ascii_lowercase();
-    if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
-        Ok(s)
-    } else {
-        Err(Error::BadInput {
-            what: "SHA-256 checksum",
-            value: s,
-            hint: "expected 64 hexadecimal digits".into(),
-        })
-    }
+/// The SHA-256 a tool printed first, lowercase, or `None`.
+fn sum_in(text: &str) -> Option<String> {
+    let token = text.split_whitespace().next()?;
+    token.parse::<Sha256>().ok().map(|s| s.as_str().to_owned())
 }
 
 fn truncate(s: &str, max: usize) -> String {
     s.chars().take(max).collect()
 }
 
-/// Errors of a download are install errors (exit 5) of the container it is for.
-/// A curl run on the host that must have succeeded: a failure to run it or a non-zero exit is
-/// an install error saying what was being done (`doing`), with `hint` after curl's stderr.
-fn curl_ok(
+/// A command run on the host for a download that must have succeeded: a failure to run it
+/// or a non-zero exit is an install error saying what was being done.
+fn ran(
     ctx: &Ctx<'_>,
     f: &Fetch,
     doing: &str,
-    hint: &str,
     out: std::result::Result<Output, ExecError>,
 ) -> Result<Output> {
-    let out = out.map_err(|e| {
+    let out = out.map_err(|source| {
         install(
             ctx,
             f,
-            format!(
-                "{doing} failed: {} (is curl installed on the host?)",
-                chain(&e)
-            ),
+            InstallCause::Run {
+                doing: doing.to_owned(),
+                source,
+            },
         )
     })?;
     if !out.status.success() {
         return Err(install(
             ctx,
             f,
-            format!(
-                "{doing} failed ({}): {}{hint}",
-                out.status,
-                out.stderr_tail(500)
-            ),
+            InstallCause::Command {
+                doing: doing.to_owned(),
+                status: out.status,
+                output: out.stderr_tail(500),
+            },
         ));
     }
     Ok(out)
 }
 
-fn install(ctx: &Ctx<'_>, f: &Fetch, detail: String) -> Error {
+/// Errors of a download are install errors (exit 5) of the container it is for.
+fn install(ctx: &Ctx<'_>, f: &Fetch, cause: InstallCause) -> Error {
     Error::Install {
         ct: ctx.ct.to_string(),
         what: format!("downloading {} on the host", f.file_name),
-        detail,
+        cause,
     }
 }
 

@@ -17,11 +17,11 @@ pub(crate) mod verify;
 mod tests;
 
 use crate::config_step::ConfigOutcome;
-use crate::engine::{Ctx, Run};
 use crate::error::Result;
 use crate::inventory::{Gpu, Inventory};
 use crate::report::{Event, StepName, StepStatus};
 use crate::request::{Request, Strategy};
+use crate::step::{Ctx, Run};
 
 /// For `check` (drift detection): the one probe and what it found.
 #[allow(unused_imports)]
@@ -59,9 +59,9 @@ pub(crate) async fn converge(
     }
     if !after.running {
         let why = if req.dry_run && req.restart.start_if_stopped {
-            "container is stopped; it would be probed after --start"
+            "container is stopped; it would be probed once started"
         } else {
-            "container is not running; pass --start to start it"
+            "container is not running and starting it was not asked for"
         };
         for s in [
             StepName::Userspace,

@@ -6,10 +6,10 @@ use std::time::Duration;
 use exec_backend::CtState;
 
 use crate::config_step::ConfigOutcome;
-use crate::engine::Ctx;
-use crate::error::{Error, Result};
+use crate::error::{Error, RestartCause, Result};
 use crate::report::StepStatus;
 use crate::request::Request;
+use crate::step::Ctx;
 
 /// How often the state is polled while waiting.
 const POLL: Duration = Duration::from_millis(250);
@@ -51,7 +51,7 @@ pub(crate) async fn step(
                 pending: true,
             },
             StepStatus::Skipped,
-            "restart pending: the config changed but --no-restart was given; the devices appear after the next restart".into(),
+            "restart pending: the config changed but restarts are off; the devices appear after the next restart".into(),
         )),
         CtState::Running if req.dry_run => Ok((
             After {
@@ -66,7 +66,7 @@ pub(crate) async fn step(
                 ctx.cts
                     .stop(ctx.ct)
                     .await
-                    .map_err(|e| restart_error(ctx, format!("stop failed: {}", crate::engine::chain(&e))))?;
+                    .map_err(|source| restart_error(ctx, RestartCause::Stop { source }))?;
                 wait_for(ctx, |s| s == &CtState::Stopped).await?;
                 start_and_wait(ctx).await
             })
@@ -86,7 +86,7 @@ pub(crate) async fn step(
                 pending: false,
             },
             StepStatus::Skipped,
-            "container is stopped; pass --start to start it (the config applies at its next start)".into(),
+            "container is stopped and starting it was not asked for; the config applies at its next start".into(),
         )),
         CtState::Stopped if req.dry_run => Ok((
             After {
@@ -94,7 +94,7 @@ pub(crate) async fn step(
                 pending: false,
             },
             StepStatus::Planned,
-            "would start the stopped container (--start)".into(),
+            "would start the stopped container (as asked)".into(),
         )),
         CtState::Stopped => {
             bounded(ctx, policy.timeout, "start", start_and_wait(ctx)).await?;
@@ -104,7 +104,7 @@ pub(crate) async fn step(
                     pending: false,
                 },
                 StepStatus::Changed,
-                "started (--start)".into(),
+                "started (as asked)".into(),
             ))
         }
         CtState::Other(s) => {
@@ -124,7 +124,10 @@ pub(crate) async fn step(
                 .map_err(|_| {
                     restart_error(
                         ctx,
-                        format!("it is {s} and did not reach RUNNING within {:?}; resolve its state by hand", policy.timeout),
+                        RestartCause::Unsettled {
+                            state: s.clone(),
+                            after: policy.timeout,
+                        },
                     )
                 })?;
             let pending = cfg.changed;
@@ -148,19 +151,18 @@ async fn start_and_wait(ctx: &Ctx<'_>) -> Result<()> {
     ctx.cts
         .start(ctx.ct)
         .await
-        .map_err(|e| restart_error(ctx, format!("start failed: {}", crate::engine::chain(&e))))?;
+        .map_err(|source| restart_error(ctx, RestartCause::start(source)))?;
     wait_for(ctx, |s| s == &CtState::Running).await
 }
 
 /// Polls the state until `done` says so (unbounded: callers wrap it in [`bounded`]).
 async fn wait_for(ctx: &Ctx<'_>, done: impl Fn(&CtState) -> bool) -> Result<()> {
     loop {
-        let s = ctx.cts.state(ctx.ct).await.map_err(|e| {
-            restart_error(
-                ctx,
-                format!("reading its state failed: {}", crate::engine::chain(&e)),
-            )
-        })?;
+        let s = ctx
+            .cts
+            .state(ctx.ct)
+            .await
+            .map_err(|source| restart_error(ctx, RestartCause::State { source }))?;
         if done(&s) {
             return Ok(());
         }
@@ -172,25 +174,24 @@ async fn wait_for(ctx: &Ctx<'_>, done: impl Fn(&CtState) -> bool) -> Result<()> 
 async fn bounded(
     ctx: &Ctx<'_>,
     timeout: Duration,
-    what: &str,
+    what: &'static str,
     fut: impl std::future::Future<Output = Result<()>>,
 ) -> Result<()> {
     match tokio::time::timeout(timeout, fut).await {
         Ok(r) => r,
         Err(_) => Err(restart_error(
             ctx,
-            format!(
-                "the {what} did not bring it to RUNNING within {}s; look at the container's log (lxc-start -l DEBUG, or journalctl for pve-container@{}) and raise --restart-timeout if it is only slow",
-                timeout.as_secs(),
-                ctx.ct
-            ),
+            RestartCause::Timeout {
+                action: what,
+                after: timeout,
+            },
         )),
     }
 }
 
-fn restart_error(ctx: &Ctx<'_>, detail: String) -> Error {
+fn restart_error(ctx: &Ctx<'_>, cause: RestartCause) -> Error {
     Error::Restart {
         ct: ctx.ct.to_string(),
-        detail,
+        cause,
     }
 }

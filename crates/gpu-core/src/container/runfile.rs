@@ -20,12 +20,13 @@ use std::time::Duration;
 
 use exec_backend::{tail_text, Cmd, ExitStatus};
 
-use crate::engine::{chain, Ctx};
-use crate::error::{Error, Result};
+use crate::error::{chain, Error, InstallCause, Result};
 use crate::inventory::Inventory;
 use crate::report::StepStatus;
-use crate::request::{Request, VersionWanted};
+use crate::request::Request;
+use crate::step::Ctx;
 use crate::version::DriverVersion;
+use crate::version::VersionWanted;
 
 use super::download::{self, Fetch};
 use super::probe::Probe;
@@ -71,14 +72,15 @@ pub(crate) fn source(req: &Request, version: &DriverVersion) -> (String, String)
     match &req.runfile.url {
         Some(url) => {
             let name = url
+                .as_str()
                 .split(['?', '#'])
                 .next()
-                .unwrap_or(url)
+                .unwrap_or(url.as_str())
                 .rsplit('/')
                 .next()
                 .unwrap_or_default()
                 .to_owned();
-            (url.clone(), name)
+            (url.to_string(), name)
         }
         None => (
             default_url(version),
@@ -110,16 +112,16 @@ pub(crate) async fn step(
         ));
     }
     let what = format!("NVIDIA userspace {want}");
-    let fail = |detail: String| Error::Install {
+    let fail = |cause: InstallCause| Error::Install {
         ct: ctx.ct.to_string(),
         what: what.clone(),
-        detail,
+        cause,
     };
     if let Some(arch) = probe.arch.as_deref() {
         if arch != "x86_64" {
-            return Err(fail(format!(
-                "the container is {arch}; the runfile is for x86_64 (use --strategy host-libs)"
-            )));
+            return Err(fail(InstallCause::WrongArch {
+                arch: arch.to_owned(),
+            }));
         }
     }
     let cached = download::fetch(
@@ -135,23 +137,21 @@ pub(crate) async fn step(
     let need_kb = cached.size / 1024 * 3 + SPARE_KB;
     if let Some(free) = probe.disk_free_kb {
         if free < need_kb {
-            return Err(fail(format!(
-                "only {} MiB free on / in the container, the install needs about {} MiB; grow its root disk",
-                free / 1024,
-                need_kb / 1024
-            )));
+            return Err(fail(InstallCause::DiskSpace {
+                free_mib: free / 1024,
+                need_mib: need_kb / 1024,
+            }));
         }
     }
     let dest = PathBuf::from(CT_DIR).join(&name);
     ctx.cts
         .push_file(ctx.ct, &cached.path, &dest, 0o755)
         .await
-        .map_err(|e| {
-            fail(format!(
-                "pushing {} into the container failed: {}",
-                name,
-                chain(&e)
-            ))
+        .map_err(|source| {
+            fail(InstallCause::Push {
+                file: name.clone(),
+                source,
+            })
         })?;
     let mut argv: Vec<String> = vec![
         "sh".into(),
@@ -162,11 +162,12 @@ pub(crate) async fn step(
     ];
     argv.extend(INSTALLER_FLAGS.iter().map(|s| (*s).to_owned()));
     let cmd = Cmd::new(argv).timeout(INSTALL_TIMEOUT);
-    let out = ctx
-        .cts
-        .exec(ctx.ct, &cmd)
-        .await
-        .map_err(|e| fail(format!("running the installer failed: {}", chain(&e))))?;
+    let out = ctx.cts.exec(ctx.ct, &cmd).await.map_err(|source| {
+        fail(InstallCause::Run {
+            doing: "running the installer".to_owned(),
+            source,
+        })
+    })?;
     if out.status != ExitStatus::Code(0) {
         let mut said = tail_text(&out.stdout, 600);
         let err = out.stderr_tail(600);
@@ -177,15 +178,12 @@ pub(crate) async fn step(
             said.push_str(&err);
         }
         let log = log_tail(ctx).await;
-        return Err(fail(format!(
-            "the installer ended with {}{}; {INSTALLER_LOG} ends with: {log}",
-            out.status,
-            if said.is_empty() {
-                String::new()
-            } else {
-                format!(" ({said})")
-            }
-        )));
+        return Err(fail(InstallCause::Installer {
+            status: out.status,
+            output: (!said.is_empty()).then_some(said),
+            log_path: INSTALLER_LOG,
+            log,
+        }));
     }
     Ok((
         true,
@@ -222,18 +220,22 @@ async fn log_tail(ctx: &Ctx<'_>) -> String {
 mod tests {
     use super::*;
     use crate::select::GpuSelection;
-    use exec_backend::CtRef;
+    use crate::values::CtId;
 
     #[test]
     fn urls() {
         let v: DriverVersion = "580.159.04".parse().unwrap();
-        let mut req = Request::new(CtRef::new("101"), GpuSelection::All);
+        let mut req = Request::new("101".parse::<CtId>().unwrap(), GpuSelection::All);
         let (url, name) = source(&req, &v);
         assert_eq!(url, "https://us.download.nvidia.com/XFree86/Linux-x86_64/580.159.04/NVIDIA-Linux-x86_64-580.159.04.run");
         assert_eq!(name, "NVIDIA-Linux-x86_64-580.159.04.run");
-        req.runfile.url = Some("http://127.0.0.1:8080/d/NVIDIA-Linux-x86_64-1.2.run?x=1".into());
+        req.runfile.url = Some(
+            "http://127.0.0.1:8080/d/NVIDIA-Linux-x86_64-1.2.run?x=1"
+                .parse()
+                .unwrap(),
+        );
         assert_eq!(source(&req, &v).1, "NVIDIA-Linux-x86_64-1.2.run");
-        req.runfile.url = Some("http://127.0.0.1:8080/".into());
+        req.runfile.url = Some("http://127.0.0.1:8080/".parse().unwrap());
         assert!(download::check_file_name(&source(&req, &v).1, "u").is_err());
     }
 

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, SmiFailure, VerifyCause, VerifyProblem};
 use crate::inventory::{Gpu, Inventory, NVIDIACTL_MINOR, NVIDIA_MAJOR};
 use crate::request::Strategy;
 
@@ -23,17 +23,16 @@ pub(crate) fn check(
     inv: &Inventory,
     gpus: &[Gpu],
 ) -> Result<String> {
-    let fail = |detail: String| Error::Verify {
+    let fail = |cause: VerifyCause| Error::Verify {
         ct: ct.to_owned(),
-        detail,
+        cause,
     };
+    let mismatch = |problems: Vec<VerifyProblem>| fail(VerifyCause::Mismatch { problems });
     if strategy == Strategy::None {
-        return check_nodes(probe, inv, gpus).map_err(fail);
+        return check_nodes(probe, inv, gpus).map_err(mismatch);
     }
     let Some(smi) = &probe.smi else {
-        return Err(fail(
-            "nvidia-smi is not in the container's PATH; the driver userspace is missing".into(),
-        ));
+        return Err(fail(VerifyCause::SmiMissing));
     };
     let wanted: BTreeSet<&str> = gpus.iter().map(|g| g.uuid.as_str()).collect();
     let seen = match smi.gpus() {
@@ -48,39 +47,45 @@ pub(crate) fn check(
             Vec::new()
         }
         None => {
-            return Err(fail(format!(
-                "{}; expected GPUs [{}] at driver {}",
-                smi.one_line(),
-                wanted.iter().copied().collect::<Vec<_>>().join(", "),
-                inv.driver_version
-            )))
+            let output = smi.one_line();
+            return Err(fail(VerifyCause::SmiFailed {
+                failure: SmiFailure::classify(&output),
+                output,
+                expected: owned(&wanted),
+                driver: inv.driver_version.to_string(),
+            }));
         }
     };
     let seen_uuids: BTreeSet<&str> = seen.iter().map(|g| g.uuid.as_str()).collect();
     let mut problems = Vec::new();
     if seen_uuids != wanted {
-        let missing: Vec<&str> = wanted.difference(&seen_uuids).copied().collect();
-        let extra: Vec<&str> = seen_uuids.difference(&wanted).copied().collect();
-        problems.push(format!(
-            "nvidia-smi lists [{}], expected [{}] (missing [{}], not assigned [{}])",
-            seen_uuids.iter().copied().collect::<Vec<_>>().join(", "),
-            wanted.iter().copied().collect::<Vec<_>>().join(", "),
-            missing.join(", "),
-            extra.join(", ")
-        ));
+        problems.push(VerifyProblem::WrongGpus {
+            seen: owned(&seen_uuids),
+            expected: owned(&wanted),
+            missing: wanted
+                .difference(&seen_uuids)
+                .map(|s| (*s).to_owned())
+                .collect(),
+            extra: seen_uuids
+                .difference(&wanted)
+                .map(|s| (*s).to_owned())
+                .collect(),
+        });
     }
     let host = inv.driver_version.as_str();
     let versions: BTreeSet<&str> = seen.iter().map(|g| g.driver_version.as_str()).collect();
     if let Some(v) = versions.iter().find(|v| **v != host) {
-        problems.push(format!(
-            "nvidia-smi reports driver {v}, the host's module is {host}"
-        ));
+        problems.push(VerifyProblem::DriverVersion {
+            reported: (*v).to_owned(),
+            host: host.to_owned(),
+        });
     }
     if let Some(us) = probe.userspace_version() {
         if us.as_str() != host {
-            problems.push(format!(
-                "the container's userspace is {us}, the host's module is {host}"
-            ));
+            problems.push(VerifyProblem::UserspaceVersion {
+                found: us.to_string(),
+                host: host.to_owned(),
+            });
         }
     }
     if problems.is_empty() {
@@ -93,8 +98,12 @@ pub(crate) fn check(
                 .join(", ")
         ))
     } else {
-        Err(fail(problems.join("; ")))
+        Err(mismatch(problems))
     }
+}
+
+fn owned(set: &BTreeSet<&str>) -> Vec<String> {
+    set.iter().map(|s| (*s).to_owned()).collect()
 }
 
 /// The node check of strategy `none`.
@@ -102,7 +111,7 @@ fn check_nodes(
     probe: &Probe,
     inv: &Inventory,
     gpus: &[Gpu],
-) -> std::result::Result<String, String> {
+) -> std::result::Result<String, Vec<VerifyProblem>> {
     let mut want: Vec<(String, (u32, u32))> = gpus
         .iter()
         .map(|g| (format!("/dev/nvidia{}", g.minor), (NVIDIA_MAJOR, g.minor)))
@@ -115,20 +124,17 @@ fn check_nodes(
     }
     let mut problems = Vec::new();
     for (path, rdev) in &want {
-        match probe.node(path) {
-            None => problems.push(format!("{path} is missing")),
-            Some(n) if n.kind != CtNodeKind::Char => problems.push(format!(
-                "{path} is not a character device (the bind mount failed)"
-            )),
-            Some(n) if n.rdev != Some(*rdev) => problems.push(format!(
-                "{path} is {}, expected {}:{}",
-                n.rdev.map_or_else(
-                    || "of unknown numbers".to_owned(),
-                    |(a, b)| format!("{a}:{b}")
-                ),
-                rdev.0,
-                rdev.1
-            )),
+        let path = path.clone();
+        match probe.node(&path) {
+            None => problems.push(VerifyProblem::NodeMissing { path }),
+            Some(n) if n.kind != CtNodeKind::Char => {
+                problems.push(VerifyProblem::NotCharDevice { path })
+            }
+            Some(n) if n.rdev != Some(*rdev) => problems.push(VerifyProblem::WrongNumbers {
+                path,
+                found: n.rdev,
+                expected: *rdev,
+            }),
             Some(_) => {}
         }
     }
@@ -140,10 +146,10 @@ fn check_nodes(
             .and_then(|m| m.parse::<u32>().ok());
         if let Some(m) = minor {
             if !assigned.contains(&m) && n.kind == CtNodeKind::Char {
-                problems.push(format!(
-                    "{} is present but GPU minor {m} is not assigned",
-                    n.path
-                ));
+                problems.push(VerifyProblem::Unassigned {
+                    path: n.path.clone(),
+                    minor: m,
+                });
             }
         }
     }
@@ -153,7 +159,7 @@ fn check_nodes(
             want.len()
         ))
     } else {
-        Err(problems.join("; "))
+        Err(problems)
     }
 }
 
@@ -206,7 +212,10 @@ mod tests {
         let p = probe("smi=0, GPU-aaa, 580.159.04\nsmi=1, GPU-bbb, 580.159.04\nsmi_rc=0\n");
         let e = check("101", Strategy::Runfile, &p, &inv, &inv.gpus[1..]).unwrap_err();
         assert_eq!(e.kind(), crate::ErrorKind::Verify);
-        assert!(e.to_string().contains("not assigned [GPU-aaa]"), "{e}");
+        assert!(
+            crate::error::chain(&e).contains("not assigned [GPU-aaa]"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -214,7 +223,10 @@ mod tests {
         let inv = inv();
         let p = probe("smi=0, GPU-aaa, 550.54.14\nsmi=1, GPU-bbb, 550.54.14\nsmi_rc=0\n");
         let e = check("101", Strategy::HostLibs, &p, &inv, &inv.gpus).unwrap_err();
-        assert!(e.to_string().contains("reports driver 550.54.14"), "{e}");
+        assert!(
+            crate::error::chain(&e).contains("reports driver 550.54.14"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -223,12 +235,14 @@ mod tests {
         let p = probe("smi=Failed to initialize NVML: Unknown Error\nsmi_rc=255\n");
         let e = check("101", Strategy::Runfile, &p, &inv, &inv.gpus).unwrap_err();
         assert!(
-            e.to_string()
-                .contains("Failed to initialize NVML: Unknown Error"),
+            crate::error::chain(&e).contains("Failed to initialize NVML: Unknown Error"),
             "{e}"
         );
         let e = check("101", Strategy::Runfile, &probe(""), &inv, &inv.gpus).unwrap_err();
-        assert!(e.to_string().contains("not in the container's PATH"), "{e}");
+        assert!(
+            crate::error::chain(&e).contains("not in the container's PATH"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -247,9 +261,9 @@ mod tests {
         check("101", Strategy::None, &good, &inv, &inv.gpus[1..]).unwrap();
         let bad =
             probe("dev=/dev/nvidia1 f\ndev=/dev/nvidia0 c c3:0\ndev=/dev/nvidia-uvm c ef:0\n");
-        let e = check("101", Strategy::None, &bad, &inv, &inv.gpus[1..])
-            .unwrap_err()
-            .to_string();
+        let e = crate::error::chain(
+            &check("101", Strategy::None, &bad, &inv, &inv.gpus[1..]).unwrap_err(),
+        );
         assert!(e.contains("/dev/nvidia1 is not a character device"), "{e}");
         assert!(e.contains("/dev/nvidiactl is missing"), "{e}");
         assert!(

@@ -1,0 +1,140 @@
+//! The engine: the entry point of every operation on the containers of one host. Each
+//! operation has its own file (`apply`, `plan`, `verify`, `check`, `remove`, and `containers`
+//! for the read-only questions about a host's containers); they build a [`Run`] over the
+//! step context ([`Ctx`]) and the steps below them.
+
+mod apply;
+mod check;
+mod containers;
+mod plan;
+mod remove;
+mod verify;
+
+use std::sync::Arc;
+
+use exec_backend::{ContainerExec, CtRef, Host};
+
+use crate::counting::{CountingExec, CountingHost, Tally};
+use crate::error::Result;
+use crate::inventory::Inventory;
+use crate::report::EventSink;
+use crate::settings::Settings;
+use crate::step::{Ctx, Run};
+use crate::target::Target;
+use crate::values::CtId;
+
+/// Runs operations on the containers of one host.
+#[derive(Clone)]
+pub struct Engine {
+    host: Arc<dyn Host>,
+    cts: Arc<dyn ContainerExec>,
+    target: Target,
+    settings: Settings,
+    events: EventSink,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("host", &self.host.name())
+            .field("target", &self.target)
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The host and container backends of one operation, wrapped so that they count into `tally`.
+struct Counted {
+    tally: Arc<Tally>,
+    host: CountingHost,
+    cts: CountingExec,
+}
+
+impl Engine {
+    /// An engine for containers of `target` on `host`, entered through `cts`.
+    pub fn new(host: Arc<dyn Host>, cts: Arc<dyn ContainerExec>, target: Target) -> Engine {
+        Engine {
+            host,
+            cts,
+            target,
+            settings: Settings::default(),
+            events: EventSink::none(),
+        }
+    }
+
+    /// Replaces the settings.
+    pub fn with_settings(mut self, settings: Settings) -> Engine {
+        self.settings = settings;
+        self
+    }
+
+    /// Delivers progress events to `events`.
+    pub fn with_events(mut self, events: EventSink) -> Engine {
+        self.events = events;
+        self
+    }
+
+    /// The target.
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The host.
+    pub fn host(&self) -> &Arc<dyn Host> {
+        &self.host
+    }
+
+    /// An engine like this one (same target, settings and events) for another node's
+    /// backends.
+    pub fn on_node(&self, host: Arc<dyn Host>, cts: Arc<dyn ContainerExec>) -> Engine {
+        Engine {
+            host,
+            cts,
+            target: self.target.clone(),
+            settings: self.settings.clone(),
+            events: self.events.clone(),
+        }
+    }
+
+    /// Reads the host's inventory.
+    pub async fn inventory(&self) -> Result<Inventory> {
+        Inventory::read(self.host.as_ref()).await
+    }
+
+    /// Fresh counting wrappers of the backends, for one operation.
+    fn counted(&self) -> Counted {
+        let tally = Arc::new(Tally::default());
+        Counted {
+            host: CountingHost::new(self.host.clone(), tally.clone()),
+            cts: CountingExec::new(self.cts.clone(), tally.clone()),
+            tally,
+        }
+    }
+
+    /// The step context of one operation on `ct`.
+    fn ctx<'a>(&'a self, counted: &'a Counted, ct: &'a CtRef) -> Ctx<'a> {
+        Ctx {
+            host: &counted.host,
+            cts: &counted.cts,
+            target: &self.target,
+            settings: &self.settings,
+            events: &self.events,
+            ct,
+        }
+    }
+
+    /// A run that reports to this engine's events.
+    fn run<'a>(&'a self, ct: &CtRef) -> Run<'a> {
+        Run::new(ct, &self.events)
+    }
+
+    /// Refuses a container id that is not one of this engine's target (a name on Proxmox VE).
+    fn admit(&self, ct: &CtId) -> Result<()> {
+        self.target.admit(ct)
+    }
+}

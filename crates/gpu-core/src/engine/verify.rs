@@ -1,0 +1,30 @@
+//! `verify`: `nvidia-smi` inside the container against its assignment.
+
+use crate::container;
+use crate::host_check;
+use crate::report::{Report, StepName};
+use crate::request::Request;
+use crate::step::Failure;
+
+use super::Engine;
+
+impl Engine {
+    /// Runs `nvidia-smi` in the container and checks it lists exactly the selected GPUs at the
+    /// host's driver version.
+    pub async fn verify(&self, req: &Request) -> std::result::Result<Report, Failure> {
+        let counted = self.counted();
+        let ct = req.ct.as_ct_ref();
+        let ctx = self.ctx(&counted, ct);
+        let mut run = self.run(ct);
+        let result = async {
+            self.admit(&req.ct)?;
+            let (inv, gpus) = run
+                .step(StepName::HostCheck, host_check::run(&ctx, req))
+                .await?;
+            run.step(StepName::Verify, container::verify(&ctx, req, &inv, &gpus))
+                .await
+        }
+        .await;
+        run.finish(&counted.tally, result)
+    }
+}
