@@ -119,13 +119,7 @@ mod tests {
     use super::*;
 
     fn fixture(name: &str) -> PhoenixConfig {
-        let here = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let p = ["../../../shared", "../../../../shared"]
-            .iter()
-            .map(|up| here.join(up).join("fixtures/phoenix").join(name))
-            .find(|p| p.exists())
-            .unwrap();
-        PhoenixConfig::read(&p).unwrap()
+        PhoenixConfig::read(&test_support::testdata::phoenix(name)).unwrap()
     }
 
     #[test]

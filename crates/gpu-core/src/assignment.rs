@@ -147,7 +147,7 @@ mod tests {
     use crate::engine::Engine;
     use crate::request::{Mode, Request, Strategy, Target};
     use crate::select::GpuSelection;
-    use crate::testutil::FsHost;
+    use test_support::FsHost;
 
     const EXAMPLE_101: &str = include_str!("../../../examples/h200x2/etc/pve/lxc/101.conf");
 

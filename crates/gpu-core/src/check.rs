@@ -254,7 +254,7 @@ mod tests {
     use super::*;
     use crate::engine::Engine;
     use crate::request::{Mode, Target};
-    use crate::testutil::FsHost;
+    use test_support::FsHost;
 
     const EXAMPLE_101: &str = include_str!("../../../examples/h200x2/etc/pve/lxc/101.conf");
 
@@ -358,7 +358,7 @@ mod probe_tests {
     use super::*;
     use crate::engine::Engine;
     use crate::request::Target;
-    use crate::testutil::FsHost;
+    use test_support::FsHost;
 
     #[tokio::test]
     async fn a_running_container_with_an_old_userspace_is_drift() {

@@ -78,9 +78,6 @@ mod request;
 mod select;
 mod version;
 
-#[cfg(test)]
-mod testutil;
-
 pub use assignment::CurrentAssignment;
 pub use check::{CheckReport, Finding, FindingKind};
 pub use config_step::{ConfigOutcome, BACKUPS_KEPT};

@@ -2,12 +2,12 @@ use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
 
 use exec_backend::{CtRef, MockContainerExec};
+use test_support::FsHost;
 
 use super::*;
 use crate::engine::{Engine, Settings};
 use crate::request::Mode;
 use crate::select::GpuSelection;
-use crate::testutil::FsHost;
 use crate::ErrorKind;
 
 const EXAMPLE_101: &str = include_str!("../../../../examples/h200x2/etc/pve/lxc/101.conf");
