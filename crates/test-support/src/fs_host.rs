@@ -1,13 +1,12 @@
 //! The one fake [`Host`]: a host whose `/` is a directory of this machine.
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use exec_backend::{
-    Cmd, DirEntry, ExecError, ExitStatus, FileKind, FileMeta, Host, Output, WriteOptions,
+    Cmd, DirEntry, ExecError, ExitStatus, FileKind, FileMeta, Host, LocalHost, Output, WriteOptions,
 };
 
 use crate::calls::{argv_line, CallLog};
@@ -21,16 +20,15 @@ const FILE_UTILITIES: [&str; 5] = ["rm", "mkdir", "mv", "sha256sum", "tee"];
 /// A stand-in for a host reached through [`Host`], whose `/` is a directory of this machine.
 ///
 /// What it keeps of a real host's contract, and what stands in:
-/// - Files: [`Host::read_file`], [`Host::read_dir`] (sorted by name), [`Host::stat`] (no
-///   symlink followed) and [`Host::write_file_atomic`] (the lock file is created, a changed
-///   previous content is a `Conflict`, the old bytes go to `backup_to` first) act on the files
-///   under the root; [`Host::resolve`] maps a host path under it. Device nodes a test cannot
-///   make without root can be declared ([`FsHost::with_char_devices`]): their paths then report
-///   as character devices with the given numbers.
-/// - Commands: an exact argv answered by [`FsHost::answer`] gets that answer; `curl` is
-///   answered by the [`Web`] stand-in when one is attached; the file utilities `rm`, `mkdir`,
-///   `mv`, `sha256sum` and `tee` run for real (with the command's stdin), and only on paths
-///   under the root (any other absolute path panics: callers pass host paths through
+/// - Files are the real thing: [`Host::read_file`], [`Host::write_file_atomic`],
+///   [`Host::read_dir`], [`Host::stat`] and [`Host::resolve`] are those of
+///   [`LocalHost::with_root`] on the directory (errors name `localhost`). Device nodes a test
+///   cannot make without root can be declared ([`FsHost::with_char_devices`]): their paths then
+///   report as character devices with the given numbers and mode.
+/// - Commands are scripted: an exact argv answered by [`FsHost::answer`] gets that answer;
+///   `curl` is answered by the [`Web`] stand-in when one is attached; the file utilities `rm`,
+///   `mkdir`, `mv`, `sha256sum` and `tee` run for real (with the command's stdin), and only on
+///   paths under the root (any other absolute path panics: callers pass host paths through
 ///   [`Host::resolve`]); any other program exits 127, `not found`, as on a host without it.
 /// - Every call is recorded in a [`CallLog`] (`host read_file /proc/devices`), every command's
 ///   argv in [`FsHost::commands`] and every written path in [`FsHost::writes`].
@@ -41,6 +39,7 @@ pub struct FsHost {
     pub commands: Mutex<Vec<Vec<String>>>,
     /// Every path written with `write_file_atomic`, as the host names it.
     pub writes: Mutex<Vec<PathBuf>>,
+    local: LocalHost,
     name: String,
     calls: CallLog,
     devices: BTreeMap<PathBuf, DevNode>,
@@ -51,8 +50,10 @@ pub struct FsHost {
 impl FsHost {
     /// A host named `fs` whose `/` is `root`.
     pub fn new(root: impl Into<PathBuf>) -> FsHost {
+        let root = root.into();
         FsHost {
-            root: root.into(),
+            local: LocalHost::with_root(&root),
+            root,
             commands: Mutex::default(),
             writes: Mutex::default(),
             name: "fs".into(),
@@ -158,61 +159,17 @@ impl FsHost {
         out
     }
 
-    fn io(&self, op: &'static str, path: &Path, e: std::io::Error) -> ExecError {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            ExecError::NotFound {
-                target: self.name.clone(),
-                path: path.to_owned(),
-            }
-        } else {
-            ExecError::Io {
-                target: self.name.clone(),
-                op,
-                path: path.to_owned(),
-                source: e,
-            }
-        }
-    }
-
-    fn meta(&self, path: &Path, m: &std::fs::Metadata) -> FileMeta {
-        if let Some(n) = self.devices.get(path) {
-            return FileMeta {
+    /// `meta`, or the declared device at `path`.
+    fn overlay(&self, path: &Path, meta: FileMeta) -> FileMeta {
+        match self.devices.get(path) {
+            Some(n) => FileMeta {
                 kind: FileKind::CharDevice,
                 rdev: n.rdev,
                 mode: n.mode,
-                uid: 0,
-                gid: 0,
                 size: 0,
-            };
-        }
-        let ft = m.file_type();
-        let kind = if ft.is_dir() {
-            FileKind::Dir
-        } else if ft.is_symlink() {
-            FileKind::Symlink
-        } else if ft.is_char_device() {
-            FileKind::CharDevice
-        } else if ft.is_block_device() {
-            FileKind::BlockDevice
-        } else if ft.is_file() {
-            FileKind::File
-        } else {
-            FileKind::Other
-        };
-        let rdev = matches!(kind, FileKind::CharDevice | FileKind::BlockDevice).then(|| {
-            let r = m.rdev();
-            (
-                ((r >> 8) & 0xfff) as u32,
-                ((r & 0xff) | ((r >> 12) & !0xff)) as u32,
-            )
-        });
-        FileMeta {
-            kind,
-            rdev,
-            mode: m.mode() & 0o7777,
-            uid: m.uid(),
-            gid: m.gid(),
-            size: m.len(),
+                ..meta
+            },
+            None => meta,
         }
     }
 
@@ -235,7 +192,7 @@ impl Host for FsHost {
     }
 
     fn resolve(&self, path: &Path) -> PathBuf {
-        self.root.join(path.strip_prefix("/").unwrap_or(path))
+        self.local.resolve(path)
     }
 
     async fn run(&self, cmd: &Cmd) -> Result<Output, ExecError> {
@@ -286,7 +243,7 @@ impl Host for FsHost {
     async fn read_file(&self, path: &Path) -> Result<Vec<u8>, ExecError> {
         self.calls
             .push(format!("host read_file {}", path.display()));
-        std::fs::read(self.resolve(path)).map_err(|e| self.io("read", path, e))
+        self.local.read_file(path).await
     }
 
     async fn write_file_atomic(
@@ -297,52 +254,24 @@ impl Host for FsHost {
     ) -> Result<(), ExecError> {
         self.calls
             .push(format!("host write_file_atomic {}", path.display()));
-        let p = self.resolve(path);
-        if let Some(lock) = &opts.lock {
-            let l = self.resolve(lock);
-            std::fs::create_dir_all(l.parent().unwrap()).unwrap();
-            std::fs::write(l, b"").unwrap();
-        }
-        let prev = std::fs::read(&p).ok();
-        if let Some(expect) = &opts.expect_previous {
-            if &prev != expect {
-                return Err(ExecError::Conflict {
-                    target: self.name.clone(),
-                    path: path.to_owned(),
-                });
-            }
-        }
-        if let (Some(b), Some(prev)) = (&opts.backup_to, &prev) {
-            let b = self.resolve(b);
-            std::fs::create_dir_all(b.parent().unwrap()).unwrap();
-            std::fs::write(b, prev).unwrap();
-        }
+        self.local.write_file_atomic(path, bytes, opts).await?;
         self.writes.lock().unwrap().push(path.to_owned());
-        std::fs::write(&p, bytes).map_err(|e| self.io("write", path, e))
+        Ok(())
     }
 
     async fn read_dir(&self, path: &Path) -> Result<Vec<DirEntry>, ExecError> {
         self.calls.push(format!("host read_dir {}", path.display()));
-        let p = self.resolve(path);
-        let mut out = Vec::new();
-        for e in std::fs::read_dir(&p).map_err(|e| self.io("list", path, e))? {
-            let e = e.map_err(|e| self.io("list", path, e))?;
-            let m = std::fs::symlink_metadata(e.path()).map_err(|e| self.io("stat", path, e))?;
-            out.push(DirEntry {
-                meta: self.meta(&path.join(e.file_name()), &m),
-                name: e.file_name(),
-            });
+        let mut entries = self.local.read_dir(path).await?;
+        for e in &mut entries {
+            e.meta = self.overlay(&path.join(&e.name), e.meta.clone());
         }
-        out.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(out)
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(entries)
     }
 
     async fn stat(&self, path: &Path) -> Result<Option<FileMeta>, ExecError> {
         self.calls.push(format!("host stat {}", path.display()));
-        match std::fs::symlink_metadata(self.resolve(path)) {
-            Ok(m) => Ok(Some(self.meta(path, &m))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(self.io("stat", path, e)),
-        }
+        let meta = self.local.stat(path).await?;
+        Ok(meta.map(|m| self.overlay(path, m)))
     }
 }

@@ -29,16 +29,9 @@ impl HostTree {
     /// privileges can hold (`examples/h200x2` is made the same way). gpu-core reads an empty
     /// file where a node belongs as a stand-in and takes its numbers from `/proc/devices`.
     pub fn h200x2() -> HostTree {
-        let t = HostTree::empty();
-        copy_tree(&h200x2().join("root"), t.root());
-        for n in h200x2_dev() {
-            let p = t.path(&n.path);
-            match n.rdev {
-                None => std::fs::create_dir_all(&p).unwrap(),
-                Some(_) => t.put(&n.path, b""),
-            }
-        }
-        t
+        HostTree::captured(|path, _, _| {
+            std::fs::write(path, b"").unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        })
     }
 
     /// The captured host for tests that start real containers against it (root only): its
@@ -47,27 +40,36 @@ impl HostTree {
     /// and EPERM where it does not), and this machine's `/proc/self/mounts`, so that the
     /// inventory sees the cgroup layout LXC honours here.
     pub fn h200x2_with_device_nodes() -> HostTree {
+        let t = HostTree::captured(|path, (major, minor), mode| {
+            run_ok(
+                Command::new("mknod")
+                    .args(["-m", &format!("{mode:o}")])
+                    .arg(path)
+                    .args(["c", &major.to_string(), &minor.to_string()]),
+            );
+        });
+        t.put(
+            "/proc/self/mounts",
+            std::fs::read("/proc/self/mounts").expect("this machine's /proc/self/mounts"),
+        );
+        t
+    }
+
+    /// The captured host's files, its `/dev` directories, and each character device made by
+    /// `node(path, (major, minor), mode)`.
+    fn captured(node: impl Fn(&Path, (u32, u32), u32)) -> HostTree {
         let t = HostTree::empty();
         copy_tree(&h200x2().join("root"), t.root());
         for n in h200x2_dev() {
             let p = t.path(&n.path);
             match n.rdev {
                 None => std::fs::create_dir_all(&p).unwrap(),
-                Some((major, minor)) => {
+                Some(rdev) => {
                     std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-                    run_ok(
-                        Command::new("mknod")
-                            .args(["-m", &format!("{:o}", n.mode)])
-                            .arg(&p)
-                            .args(["c", &major.to_string(), &minor.to_string()]),
-                    );
+                    node(&p, rdev, n.mode);
                 }
             }
         }
-        t.put(
-            "/proc/self/mounts",
-            std::fs::read("/proc/self/mounts").expect("this machine's /proc/self/mounts"),
-        );
         t
     }
 
