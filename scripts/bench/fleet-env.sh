@@ -1,6 +1,6 @@
 #!/bin/bash
 # Benchmark environment: a fake 2-GPU host under DIR/root (the captured H200 host of
-# ../shared/fixtures/hosts/h200x2, its /dev nodes as empty stand-in files, a cgroup-v1 devices
+# testdata/hosts/h200x2, its /dev nodes as empty stand-in files, a cgroup-v1 devices
 # controller like this machine's) and N real busybox LXC containers in DIR/root/var/lib/lxc,
 # named 9001.., started, with the orchestrator config DIR/pc.json assigning GPUs 0, 1, 0,1 in
 # turn. Each container gets stand-in NVIDIA nodes in its /dev from an lxc.hook.autodev script
@@ -16,11 +16,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
-shared=${PHOENIX_SHARED:-}
-for c in "$shared" "$repo/../shared" "$repo/../../shared"; do
-    if [ -n "$c" ] && [ -d "$c/fixtures/hosts/h200x2" ]; then shared=$c; break; fi
-done
-fixture=$shared/fixtures/hosts/h200x2
+fixture=$repo/testdata/hosts/h200x2
 cmd=${1:?usage: fleet-env.sh create|reset|destroy DIR [N]}
 dir=${2:?DIR}
 lxcpath=$dir/root/var/lib/lxc
@@ -30,7 +26,6 @@ names() { ls "$lxcpath" 2>/dev/null | grep -E '^[0-9]+$' || true; }
 case $cmd in
 create)
     n=${3:?N}
-    [ -d "$fixture" ] || { echo "fixture not found: set PHOENIX_SHARED" >&2; exit 2; }
     mkdir -p "$dir/root" "$dir/hooks" "$lxcpath"
     cp -r "$fixture/root/." "$dir/root/"
     grep -v '^#' "$fixture/dev.stat" | while read -r p kind _; do

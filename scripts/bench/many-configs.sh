@@ -1,5 +1,5 @@
 #!/bin/bash
-# A captured host (../shared/fixtures/hosts/h200x2) under DIR with N Proxmox container
+# A captured host (testdata/hosts/h200x2) under DIR with N Proxmox container
 # configs, /etc/pve/lxc/1000.conf.., each the example CT 101 (stale NVIDIA lines, a snapshot
 # section) with its own hostname: the input of the peak-memory benchmark of check --all.
 #
@@ -7,11 +7,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
-shared=${PHOENIX_SHARED:-}
-for c in "$shared" "$repo/../shared" "$repo/../../shared"; do
-    if [ -n "$c" ] && [ -d "$c/fixtures/hosts/h200x2" ]; then shared=$c; break; fi
-done
-fixture=$shared/fixtures/hosts/h200x2
+fixture=$repo/testdata/hosts/h200x2
 dir=${1:?DIR}; n=${2:?N}
 mkdir -p "$dir"
 cp -r "$fixture/root/." "$dir/"

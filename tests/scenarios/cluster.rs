@@ -11,7 +11,8 @@
 
 use std::path::Path;
 
-use crate::common::{lxc_available, sshd_available, Sshd, TestCt};
+use test_support::{lxc_available, sshd_available, Sshd, TestCt};
+
 use crate::fleet::{ct_id, phoenix_json, standin_nodes};
 use crate::util::TestHost;
 

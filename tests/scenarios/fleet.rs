@@ -13,7 +13,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::common::{lxc_available, TestCt};
+use test_support::{lxc_available, TestCt};
+
 use crate::util::TestHost;
 
 /// The uvm major of the captured host (its /proc/devices).

@@ -4,9 +4,6 @@ mod real_lxc;
 mod util;
 
 mod cluster;
-/// The real-system helpers of exec-backend's tests (busybox containers, a private sshd).
-#[path = "../../crates/exec-backend/tests/common/mod.rs"]
-mod common;
 mod fleet;
 mod pipe;
 
@@ -296,7 +293,7 @@ fn env_and_phoenix_config_give_the_gpus() {
     assert!(diff.contains("+lxc.mount.entry: /dev/nvidia1 "), "{diff}");
     assert!(!diff.contains("-lxc.mount.entry: /dev/nvidia0 "), "{diff}");
     // v2: CT 912 has "gpu_assignment": "1"; its driver version is a default the flag overrides.
-    let pc = util::shared().join("fixtures/phoenix/phoenix_lxc_configs.v2.json");
+    let pc = test_support::testdata::phoenix("phoenix_lxc_configs.v2.json");
     h.put("/etc/pve/lxc/912.conf", EXAMPLE_101);
     let r = h.run(&[
         "plan",
@@ -824,7 +821,7 @@ fn hint_missing_program_names_it() {
     let h = TestHost::h200x2();
     let r = h.run(&["apply", "101", "--gpus", "1", "--start"]);
     if r.code == 0 {
-        eprintln!("skipped: this machine has pct");
+        test_support::cannot_run("hint_missing_program_names_it", "a machine without pct");
         return;
     }
     assert!(hint_line(&r).contains("`pct` is not installed"), "{r:#?}");

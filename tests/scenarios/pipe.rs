@@ -9,20 +9,8 @@ use std::process::{Command, Stdio};
 
 /// A fresh copy of the repository's captured H200 host.
 fn host_copy() -> tempfile::TempDir {
-    fn copy(from: &Path, to: &Path) {
-        std::fs::create_dir_all(to).unwrap();
-        for e in std::fs::read_dir(from).unwrap() {
-            let e = e.unwrap();
-            let dest = to.join(e.file_name());
-            if e.file_type().unwrap().is_dir() {
-                copy(&e.path(), &dest);
-            } else {
-                std::fs::copy(e.path(), dest).unwrap();
-            }
-        }
-    }
     let dir = tempfile::tempdir().unwrap();
-    copy(
+    test_support::copy_tree(
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/h200x2"),
         dir.path(),
     );

@@ -1,32 +1,24 @@
 //! A real LXC container given a fake GPU host's device nodes: `apply --target lxc --root TREE
 //! --bind-under-root --strategy none` against a running busybox container.
 //!
-//! The host tree is a copy of `examples/h200x2` whose `/dev/nvidia*` are real character
-//! devices made with `mknod` (195:0, 195:1, 195:255, 238:0, 238:1: no driver holds them, so
-//! opening one fails with ENXIO where the device cgroup allows it and EPERM where it does not),
-//! with a copy of this machine's `/proc/self/mounts`, so the inventory sees this machine's
-//! cgroup layout and the tool writes the allow key LXC honours here. The container lives at
-//! `TREE/var/lib/lxc/NAME` (`--lxcpath /var/lib/lxc` under `--root`), with the network off,
-//! AppArmor unconfined and a default-deny device cgroup (`deny = a` and the usual allow list,
-//! as LXC's `common.conf`), and is destroyed on drop.
+//! The host tree is a copy of the captured H200 host whose `/dev/nvidia*` are real character
+//! devices made with `mknod` (195:0, 195:1, 195:255, 238:0, 238:1 and the two nvidia-caps
+//! nodes: no driver holds them, so opening one fails with ENXIO where the device cgroup allows
+//! it and EPERM where it does not), with a copy of this machine's `/proc/self/mounts`, so the
+//! inventory sees this machine's cgroup layout and the tool writes the allow key LXC honours
+//! here (`HostTree::h200x2_with_device_nodes`). The container lives at `TREE/var/lib/lxc/NAME`
+//! (`--lxcpath /var/lib/lxc` under `--root`), with the network off, AppArmor unconfined and a
+//! default-deny device cgroup (`deny = a` and the usual allow list, as LXC's `common.conf`),
+//! and is destroyed on drop.
 //!
-//! Needs root, `lxc` (with `lxc-templates`) and `busybox-static`; otherwise each test says it
-//! is skipped.
+//! Needs root, `lxc` (with `lxc-templates`), `busybox-static` and `mknod`; otherwise each test
+//! says it is skipped (and fails when `CI` is set).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::process::{Command, Output};
 
 use serde_json::Value;
-
-/// The device nodes of the fake host: name, major, minor.
-const NODES: &[(&str, u32, u32)] = &[
-    ("nvidia0", 195, 0),
-    ("nvidia1", 195, 1),
-    ("nvidiactl", 195, 255),
-    ("nvidia-uvm", 238, 0),
-    ("nvidia-uvm-tools", 238, 1),
-];
+use test_support::{have, run_ok, unique_name, HostTree, TestCt};
 
 /// A default-deny device cgroup, as LXC's `common.conf` writes it, for both cgroup versions.
 const DEVICE_RULES: &[&str] = &[
@@ -45,116 +37,51 @@ const DEVICE_RULES: &[&str] = &[
     "allow = c 10:229 rwm",
 ];
 
+/// Root, LXC with the busybox template, and `mknod`.
 fn lxc_available(test: &str) -> bool {
-    crate::common::lxc_available(test) && crate::common::have(test, &["mknod"])
+    test_support::lxc_available(test) && have(test, &["mknod"])
 }
-
-fn run_ok(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_tree(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), dest).unwrap();
-        }
-    }
-}
-
-static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// A fake GPU host tree with a busybox container in it; the container is destroyed on drop,
 /// then the tree.
 struct FakeGpuHost {
-    name: String,
-    tree: tempfile::TempDir,
+    ct: TestCt,
+    tree: HostTree,
 }
 
 impl FakeGpuHost {
     /// The tree and a stopped container with a default-deny device cgroup.
     fn new() -> FakeGpuHost {
-        let tree = tempfile::Builder::new()
-            .prefix("pgt-gpuhost")
-            .tempdir()
-            .unwrap();
-        let root = tree.path();
-        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/h200x2");
-        copy_tree(&example, root);
-        // The captured /dev holds empty stand-in files: real nodes instead.
-        std::fs::remove_dir_all(root.join("dev")).unwrap();
-        std::fs::remove_dir_all(root.join("etc/pve")).unwrap();
-        std::fs::create_dir_all(root.join("dev")).unwrap();
-        for (name, major, minor) in NODES {
-            run_ok(
-                Command::new("mknod")
-                    .args(["-m", "0666"])
-                    .arg(root.join("dev").join(name))
-                    .args(["c", &major.to_string(), &minor.to_string()]),
-            );
-        }
-        std::fs::create_dir_all(root.join("proc/self")).unwrap();
-        std::fs::copy("/proc/self/mounts", root.join("proc/self/mounts")).unwrap();
-
-        let name = format!(
-            "pgt-gpu-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
-        let host = FakeGpuHost { name, tree };
-        std::fs::create_dir_all(host.lxcpath()).unwrap();
-        run_ok(
-            Command::new("lxc-create")
-                .args(["-t", "busybox", "-n", &host.name, "-P"])
-                .arg(host.lxcpath()),
-        );
-        let text = std::fs::read_to_string(host.config()).unwrap();
-        let mut lines: Vec<String> = text
-            .lines()
-            .filter(|l| {
-                let key = l.split('=').next().unwrap_or("").trim();
-                !key.starts_with("lxc.net.") && key != "lxc.apparmor.profile"
-            })
-            .map(str::to_owned)
-            .collect();
-        lines.push("lxc.net.0.type = empty".into());
-        lines.push("lxc.apparmor.profile = unconfined".into());
+        let tree = HostTree::h200x2_with_device_nodes();
+        let lxcpath = tree.path("/var/lib/lxc");
+        std::fs::create_dir_all(&lxcpath).unwrap();
+        let ct = TestCt::create_at(&lxcpath, &unique_name());
+        let mut config = ct.config();
         for version in ["cgroup", "cgroup2"] {
             for rule in DEVICE_RULES {
-                lines.push(format!("lxc.{version}.devices.{rule}"));
+                config.push_str(&format!("lxc.{version}.devices.{rule}\n"));
             }
         }
-        std::fs::write(host.config(), lines.join("\n") + "\n").unwrap();
-        host
+        std::fs::write(ct.config_path(), config).unwrap();
+        FakeGpuHost { ct, tree }
     }
 
     fn root(&self) -> &Path {
-        self.tree.path()
+        self.tree.root()
     }
 
     /// The real LXC path: `/var/lib/lxc` under the tree.
     fn lxcpath(&self) -> PathBuf {
-        self.root().join("var/lib/lxc")
+        self.ct.lxcpath.clone()
     }
 
     fn config(&self) -> PathBuf {
-        self.lxcpath().join(&self.name).join("config")
+        self.ct.config_path()
     }
 
     fn lxc(&self, tool: &str, rest: &[&str]) -> Command {
         let mut cmd = Command::new(tool);
-        cmd.args(["-n", &self.name, "-P"])
+        cmd.args(["-n", &self.ct.name, "-P"])
             .arg(self.lxcpath())
             .args(rest);
         cmd
@@ -201,7 +128,7 @@ impl FakeGpuHost {
         let out = Command::new(env!("CARGO_BIN_EXE_phoenix-gpu"))
             .args([
                 "apply",
-                &self.name,
+                &self.ct.name,
                 "--target",
                 "lxc",
                 "--lxcpath",
@@ -245,16 +172,6 @@ impl FakeGpuHost {
         } else {
             "lxc.cgroup2.devices.allow"
         }
-    }
-}
-
-impl Drop for FakeGpuHost {
-    fn drop(&mut self) {
-        let _ = self.lxc("lxc-stop", &["-k"]).stderr(Stdio::null()).status();
-        let _ = self
-            .lxc("lxc-destroy", &["-f"])
-            .stderr(Stdio::null())
-            .status();
     }
 }
 

@@ -2,8 +2,11 @@
 //! running the binary against it.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::ops::Deref;
+use std::path::PathBuf;
 use std::process::Command;
+
+use test_support::HostTree;
 
 /// The example container config (a Proxmox CT with a stale NVIDIA setup).
 pub const EXAMPLE_101: &str = include_str!("../../examples/h200x2/etc/pve/lxc/101.conf");
@@ -11,35 +14,18 @@ pub const EXAMPLE_101: &str = include_str!("../../examples/h200x2/etc/pve/lxc/10
 /// The path of the example's config on the host.
 pub const CONF_101: &str = "/etc/pve/lxc/101.conf";
 
-/// `../shared` beside the checkout (a worktree one level deeper also finds it).
-pub fn shared() -> PathBuf {
-    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for up in ["../../../shared", "../../../../shared"] {
-        let p = here.join(up);
-        if p.is_dir() {
-            return p;
-        }
-    }
-    panic!("../shared not found beside the checkout");
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_tree(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), dest).unwrap();
-        }
-    }
-}
-
-/// A captured host in a temporary directory.
+/// A captured host in a temporary directory (its files: [`HostTree`]), and a log folder.
 pub struct TestHost {
-    pub dir: tempfile::TempDir,
+    pub tree: HostTree,
     pub log: tempfile::TempDir,
+}
+
+impl Deref for TestHost {
+    type Target = HostTree;
+
+    fn deref(&self) -> &HostTree {
+        &self.tree
+    }
 }
 
 /// What one run of the binary gave.
@@ -78,44 +64,12 @@ impl TestHost {
     /// The H200 host: its captured files, /dev nodes as empty stand-in files from dev.stat,
     /// and the example CT 101.
     pub fn h200x2() -> TestHost {
-        let dir = tempfile::tempdir().unwrap();
-        let fixture = shared().join("fixtures/hosts/h200x2");
-        copy_tree(&fixture.join("root"), dir.path());
-        let stat = std::fs::read_to_string(fixture.join("dev.stat")).unwrap();
-        for line in stat.lines().filter(|l| !l.starts_with('#')) {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            let p = dir.path().join(f[0].trim_start_matches('/'));
-            if f[1] == "dir" {
-                std::fs::create_dir_all(&p).unwrap();
-            } else {
-                std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-                std::fs::write(&p, b"").unwrap();
-            }
-        }
         let h = TestHost {
-            dir,
+            tree: HostTree::h200x2(),
             log: tempfile::tempdir().unwrap(),
         };
         h.put(CONF_101, EXAMPLE_101);
         h
-    }
-
-    pub fn root(&self) -> &Path {
-        self.dir.path()
-    }
-
-    pub fn path(&self, p: &str) -> PathBuf {
-        self.root().join(p.trim_start_matches('/'))
-    }
-
-    pub fn put(&self, p: &str, bytes: impl AsRef<[u8]>) {
-        let p = self.path(p);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, bytes).unwrap();
-    }
-
-    pub fn get(&self, p: &str) -> String {
-        std::fs::read_to_string(self.path(p)).unwrap()
     }
 
     /// Makes the host a Proxmox VE 8.2 node.
@@ -136,19 +90,7 @@ impl TestHost {
 
     /// Every file under the root with its bytes (to prove nothing was written).
     pub fn tree(&self) -> BTreeMap<PathBuf, Vec<u8>> {
-        fn walk(dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
-            for e in std::fs::read_dir(dir).unwrap() {
-                let e = e.unwrap();
-                if e.file_type().unwrap().is_dir() {
-                    walk(&e.path(), out);
-                } else {
-                    out.insert(e.path(), std::fs::read(e.path()).unwrap());
-                }
-            }
-        }
-        let mut m = BTreeMap::new();
-        walk(self.root(), &mut m);
-        m
+        self.tree.files()
     }
 
     /// Backups of a container, sorted.

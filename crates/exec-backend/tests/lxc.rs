@@ -4,8 +4,9 @@ mod common;
 
 use std::path::Path;
 
-use common::{lxc_available, suite, TestCt};
+use common::suite;
 use exec_backend::{Cmd, ContainerExec, CtRef, CtState, LocalHost, LxcAttach};
+use test_support::{lxc_available, TestCt};
 
 #[tokio::test]
 async fn lxc_attach_local_scenario() {

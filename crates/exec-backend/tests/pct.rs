@@ -6,8 +6,9 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use common::{lxc_available, suite, TestCt};
+use common::suite;
 use exec_backend::{Cmd, ContainerExec, CtRef, CtState, Host, LocalHost, Pct};
+use test_support::{lxc_available, TestCt};
 
 /// Copies the stand-in into a temporary directory with its config; returns (dir, program, log).
 fn standin(ct: &TestCt, ctid: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {

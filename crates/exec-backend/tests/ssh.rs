@@ -8,11 +8,12 @@ use std::os::unix::ffi::OsStringExt;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{lxc_available, proc_alive, sshd_available, suite, Sshd, TestCt};
+use common::{proc_alive, suite};
 use exec_backend::{
     Cmd, ContainerExec, CtRef, ExecError, ExitStatus, FileKind, Host, LxcAttach, SshHost,
     WriteOptions,
 };
+use test_support::{lxc_available, sshd_available, Sshd, TestCt};
 
 async fn connect(sshd: &Sshd) -> SshHost {
     SshHost::connect(&sshd.dest(), sshd.options())

@@ -1,11 +1,11 @@
-//! Plans and applies a request against mock backends, the way an embedding tool would against
+//! Plans and applies a request against stand-in backends, the way an embedding tool would against
 //! real ones: `cargo run -p gpu-core --example plan_apply`.
 //!
-//! The host is the captured 2 x H200 host of `examples/h200x2`, held in memory by mockall's
-//! `MockHost`; the container `ct1` is a `MockContainerExec` that takes the config's device
-//! mounts at start (see `support/world.rs`). The request gives it GPU 1, devices only. The
-//! first apply writes the config and restarts the container; the second changes nothing and
-//! costs one probe exec.
+//! The host is the captured 2 x H200 host (the files of `examples/h200x2`) in a temporary
+//! directory, behind test-support's `FsHost`; the container `ct1` is a `ScriptedCt` that takes
+//! the config's device mounts at start (see `support/world.rs`). The request gives it GPU 1,
+//! devices only. The first apply writes the config and restarts the container; the second
+//! changes nothing and costs one probe exec.
 
 #[path = "support/world.rs"]
 mod world;

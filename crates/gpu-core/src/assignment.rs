@@ -103,7 +103,7 @@ mod tests {
     use crate::request::{Mode, Request, Strategy};
     use crate::select::GpuSelection;
     use crate::target::Target;
-    use crate::testutil::FsHost;
+    use test_support::FsHost;
 
     const EXAMPLE_101: &str = include_str!("../../../examples/h200x2/etc/pve/lxc/101.conf");
 

@@ -182,8 +182,8 @@ mod tests {
     use crate::engine::Engine;
     use crate::request::Mode;
     use crate::target::Target;
-    use crate::testutil::FsHost;
     use crate::values::CtId;
+    use test_support::FsHost;
 
     const EXAMPLE_101: &str = include_str!("../../../examples/h200x2/etc/pve/lxc/101.conf");
 
@@ -302,8 +302,8 @@ mod probe_tests {
     use super::*;
     use crate::engine::Engine;
     use crate::target::Target;
-    use crate::testutil::FsHost;
     use crate::values::CtId;
+    use test_support::FsHost;
 
     #[tokio::test]
     async fn a_running_container_with_an_old_userspace_is_drift() {

@@ -294,7 +294,7 @@ mod tests {
     /// by giving another host tree, and fails for `down`.
     struct FakeConnector {
         calls: Mutex<Vec<String>>,
-        hosts: HashMap<String, Arc<crate::testutil::FsHost>>,
+        hosts: HashMap<String, Arc<test_support::FsHost>>,
     }
 
     #[async_trait]
@@ -313,7 +313,7 @@ mod tests {
         }
     }
 
-    fn local_engine(host: Arc<crate::testutil::FsHost>) -> Engine {
+    fn local_engine(host: Arc<test_support::FsHost>) -> Engine {
         Engine::new(
             host,
             Arc::new(exec_backend::MockContainerExec::new()),
@@ -323,10 +323,10 @@ mod tests {
 
     #[tokio::test]
     async fn routes_by_the_guest_list_and_connects_each_node_once() {
-        let (_d1, pve1) = crate::testutil::FsHost::h200x2();
+        let (_d1, pve1) = test_support::FsHost::h200x2();
         pve1.put(VMLIST_PATH, SAMPLE);
         pve1.put("/etc/hostname", "pve1.example.org\n");
-        let (_d2, pve2) = crate::testutil::FsHost::h200x2();
+        let (_d2, pve2) = test_support::FsHost::h200x2();
         let connector = Arc::new(FakeConnector {
             calls: Mutex::new(Vec::new()),
             hosts: HashMap::from([("pve2".to_owned(), Arc::new(pve2))]),
@@ -368,7 +368,7 @@ mod tests {
 
     #[tokio::test]
     async fn outside_a_cluster_everything_is_local() {
-        let (_d, host) = crate::testutil::FsHost::h200x2();
+        let (_d, host) = test_support::FsHost::h200x2();
         let cluster = Cluster::discover(local_engine(Arc::new(host)), None)
             .await
             .unwrap();

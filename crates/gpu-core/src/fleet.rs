@@ -658,7 +658,7 @@ mod tests {
         assert_eq!(out, vec![Some(1), None, Some(3)]);
     }
 
-    fn engine(host: Arc<crate::testutil::FsHost>) -> Engine {
+    fn engine(host: Arc<test_support::FsHost>) -> Engine {
         Engine::new(
             host,
             Arc::new(exec_backend::MockContainerExec::new()),
@@ -674,7 +674,7 @@ mod tests {
 
     #[tokio::test]
     async fn selections_resolve_each_container_once() {
-        let (_d, host) = crate::testutil::FsHost::h200x2();
+        let (_d, host) = test_support::FsHost::h200x2();
         host.put("/etc/pve/lxc/101.conf", EXAMPLE_101);
         host.put("/etc/pve/lxc/1000.conf", "arch: amd64\n");
         let cluster = Cluster::single(engine(Arc::new(host)));
@@ -781,7 +781,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_bad_input_stops_the_run_before_anything_changes() {
-        let (_d, host) = crate::testutil::FsHost::h200x2();
+        let (_d, host) = test_support::FsHost::h200x2();
         host.put("/etc/pve/lxc/101.conf", EXAMPLE_101);
         host.put("/etc/pve/lxc/102.conf", EXAMPLE_101);
         let host = Arc::new(host);

@@ -184,13 +184,8 @@ mod tests {
 
     #[test]
     fn ldconfig_dirs_of_the_h200_host() {
-        // ../shared beside the checkout (CI, /work/main), or beside the worktrees' folder.
-        let rel = "shared/fixtures/hosts/h200x2/commands/ldconfig-p-nvidia.txt";
-        let base = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let text = ["../../..", "../../../.."]
-            .iter()
-            .find_map(|up| std::fs::read_to_string(base.join(up).join(rel)).ok())
-            .expect("the shared fixtures beside the checkout");
+        let path = test_support::testdata::h200x2().join("commands/ldconfig-p-nvidia.txt");
+        let text = std::fs::read_to_string(path).unwrap();
         let dirs = parse_ldconfig_dirs(&text);
         assert_eq!(
             dirs,

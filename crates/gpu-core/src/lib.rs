@@ -97,9 +97,6 @@ pub mod fleet;
 pub mod host_prepare;
 pub mod orchestrator;
 
-#[cfg(test)]
-mod testutil;
-
 pub use assignment::CurrentAssignment;
 pub use config_step::{ConfigOutcome, BACKUPS_KEPT};
 pub use counting::{CountingExec, CountingHost, Tally};

@@ -164,26 +164,11 @@ impl OrchestratorConfig {
 
 #[cfg(test)]
 mod tests {
-    use std::path::{Path, PathBuf};
-
     use super::*;
 
-    /// The orchestrator's own files: `testdata/phoenix/` of the repository, or the shared
-    /// fixtures beside the checkout.
+    /// The orchestrator's own files, copied into `testdata/phoenix/`.
     fn fixture(name: &str) -> OrchestratorConfig {
-        let here = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let candidates: Vec<PathBuf> = [
-            "../../testdata/phoenix",
-            "../../../shared/fixtures/phoenix",
-            "../../../../shared/fixtures/phoenix",
-        ]
-        .iter()
-        .map(|d| here.join(d).join(name))
-        .collect();
-        let p = candidates
-            .iter()
-            .find(|p| p.exists())
-            .unwrap_or_else(|| panic!("{name} not found in {candidates:?}"));
+        let p = test_support::testdata::phoenix(name);
         OrchestratorConfig::parse(&std::fs::read(p).unwrap()).unwrap()
     }
 

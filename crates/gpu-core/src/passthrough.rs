@@ -348,7 +348,7 @@ pub(crate) fn is_dev_key(key: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::FsHost;
+    use test_support::FsHost;
 
     async fn h200() -> Inventory {
         let (_d, host) = FsHost::h200x2();

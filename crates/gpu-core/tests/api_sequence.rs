@@ -1,5 +1,5 @@
-//! A whole apply through the public API only, against modelled mock backends (the host tree of
-//! `examples/h200x2` and a running container, see `examples/support/world.rs`), asserting the
+//! A whole apply through the public API only, against modelled stand-in backends (the captured
+//! host's tree and a running container, see `examples/support/world.rs`), asserting the
 //! exact sequence of host and container calls of a first run and of a converged run.
 
 #[path = "../examples/support/world.rs"]

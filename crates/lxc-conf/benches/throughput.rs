@@ -1,26 +1,15 @@
-//! Parse and write throughput of `lxc-conf` over the shared config corpus (bytes per second).
+//! Parse and write throughput of `lxc-conf` over the config corpus (bytes per second).
 //!
-//! Run: `cargo bench -p lxc-conf --bench throughput`. The corpus is `$PHOENIX_SHARED/corpus/lxc`,
-//! else `../shared` beside the checkout.
+//! Run: `cargo bench -p lxc-conf --bench throughput`. The corpus is `testdata/corpus/lxc`.
 
 use std::hint::black_box;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use lxc_conf::{Dialect, Document};
 
 fn corpus() -> PathBuf {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    [
-        std::env::var_os("PHOENIX_SHARED").map(PathBuf::from),
-        Some(manifest.join("../../../shared")),
-        Some(manifest.join("../../../../shared")),
-    ]
-    .into_iter()
-    .flatten()
-    .map(|p| p.join("corpus/lxc"))
-    .find(|p| p.is_dir())
-    .expect("corpus/lxc not found: set PHOENIX_SHARED to the shared folder")
+    test_support::testdata::lxc_corpus()
 }
 
 /// Every config of the corpus with its dialect (the expected-rewrite files are left out).

@@ -1,25 +1,13 @@
-//! Round trips, canonical rewrites and edits over the shared config corpus.
+//! Round trips, canonical rewrites and edits over the config corpus (`testdata/corpus/lxc`).
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use lxc_conf::{Dialect, Document, EntryKind, LintKind, SectionKind};
 
-/// The corpus: `$PHOENIX_SHARED/corpus/lxc`, else `../shared` beside the checkout (CI), else one
-/// level higher (a worktree under `wt/`). A missing corpus fails the tests.
+/// The corpus: `testdata/corpus/lxc` in the repository.
 fn corpus() -> PathBuf {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let candidates = [
-        std::env::var_os("PHOENIX_SHARED").map(PathBuf::from),
-        Some(manifest.join("../../../shared")),
-        Some(manifest.join("../../../../shared")),
-    ];
-    candidates
-        .into_iter()
-        .flatten()
-        .map(|p| p.join("corpus/lxc"))
-        .find(|p| p.is_dir())
-        .expect("corpus/lxc not found: set PHOENIX_SHARED to the shared folder")
+    test_support::testdata::lxc_corpus()
 }
 
 fn files(dir: &str) -> Vec<PathBuf> {

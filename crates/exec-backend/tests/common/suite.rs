@@ -87,7 +87,7 @@ pub async fn push_big_file<C: ContainerExec>(c: &C, ct: &CtRef, host_dir: &Path)
     let inside = out.stdout_str();
     assert_eq!(
         inside.split_whitespace().next(),
-        Some(super::sha256_hex(&data).as_str())
+        Some(test_support::sha256_hex(&data).as_str())
     );
     let out = c
         .exec(ct, &Cmd::new(["stat", "-c", "%a", "/tmp/big file.bin"]))

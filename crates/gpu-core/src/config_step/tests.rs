@@ -9,10 +9,10 @@ use crate::request::Mode;
 use crate::select::GpuSelection;
 use crate::settings::Settings;
 use crate::target::Target;
-use crate::testutil::FsHost;
 use crate::values::CtId;
 use crate::ErrorKind;
 use lxc_conf::Dialect;
+use test_support::FsHost;
 
 const EXAMPLE_101: &str = include_str!("../../../../examples/h200x2/etc/pve/lxc/101.conf");
 const CONF: &str = "/etc/pve/lxc/101.conf";

@@ -1,17 +1,14 @@
-//! The container steps against a fake host (files, URLs, curl, sha256sum, mv) and a fake
-//! container (state, installed userspace, packages), through the counting decorators.
+//! The container steps against a fake host (a directory with the file utilities, a stand-in
+//! web for curl) and a fake container (state, installed userspace, packages), through the
+//! counting decorators.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::collections::BTreeSet;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
-use exec_backend::{
-    Cmd, ContainerExec, CtRef, CtState, DirEntry, ExecError, ExitStatus, FileKind, FileMeta, Host,
-    Output, WriteOptions,
-};
-use sha2::{Digest, Sha256};
+use exec_backend::{Cmd, CtState, ExecError, ExitStatus, Output};
+use test_support::{sha256_hex, CtModel, CtScript, FsHost, HostTree, ScriptedCt, Web};
 
 use super::probe::{SCRIPT, SMI_SCRIPT};
 use crate::config_step::ConfigOutcome;
@@ -29,50 +26,8 @@ use crate::values::CtId;
 const VER: &str = "580.159.04";
 const RUNFILE_URL: &str = "https://us.download.nvidia.com/XFree86/Linux-x86_64/580.159.04/NVIDIA-Linux-x86_64-580.159.04.run";
 
-fn sha(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 fn text(s: &std::ffi::OsString) -> String {
     s.to_string_lossy().into_owned()
-}
-
-/// A host with an in-memory file system and a table of URLs that curl "downloads".
-#[derive(Default)]
-struct FakeHost {
-    files: Mutex<BTreeMap<PathBuf, Vec<u8>>>,
-    urls: Mutex<BTreeMap<String, Vec<u8>>>,
-    /// Per URL: how many GET downloads (`-o`) were made.
-    gets: Mutex<BTreeMap<String, usize>>,
-    /// curl writes half of the file then fails.
-    cut_downloads: Mutex<bool>,
-    /// Delay of each download (to make concurrent callers overlap).
-    delay: Duration,
-}
-
-impl FakeHost {
-    fn serve(&self, url: &str, body: &[u8], with_sum: bool) {
-        let mut urls = self.urls.lock().unwrap();
-        urls.insert(url.to_owned(), body.to_vec());
-        if with_sum {
-            let name = url.rsplit('/').next().unwrap();
-            urls.insert(
-                format!("{url}.sha256sum"),
-                format!("{}  {name}\n", sha(body)).into_bytes(),
-            );
-        }
-    }
-
-    fn gets(&self, url: &str) -> usize {
-        self.gets.lock().unwrap().get(url).copied().unwrap_or(0)
-    }
-
-    fn paths(&self) -> Vec<PathBuf> {
-        self.files.lock().unwrap().keys().cloned().collect()
-    }
 }
 
 fn out(code: i32, stdout: impl Into<Vec<u8>>, stderr: &str) -> Output {
@@ -83,213 +38,56 @@ fn out(code: i32, stdout: impl Into<Vec<u8>>, stderr: &str) -> Output {
     }
 }
 
-#[async_trait]
-impl Host for FakeHost {
-    fn name(&self) -> String {
-        "fakehost".into()
-    }
-
-    fn resolve(&self, path: &Path) -> PathBuf {
-        path.to_path_buf()
-    }
-
-    async fn run(&self, cmd: &Cmd) -> Result<Output, ExecError> {
-        let argv: Vec<String> = cmd.argv.iter().map(text).collect();
-        let a: Vec<&str> = argv.iter().map(String::as_str).collect();
-        match a.as_slice() {
-            ["curl", "-sIL", .., url] => Ok(match self.urls.lock().unwrap().get(*url) {
-                Some(b) => out(
-                    0,
-                    format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", b.len()),
-                    "",
-                ),
-                None => out(0, "HTTP/1.1 404 Not Found\r\n\r\n", ""),
-            }),
-            ["curl", "-fsSL", "--retry", "3", "-o", tmp, url] => {
-                *self
-                    .gets
-                    .lock()
-                    .unwrap()
-                    .entry((*url).to_owned())
-                    .or_default() += 1;
-                tokio::time::sleep(self.delay).await;
-                let body = self.urls.lock().unwrap().get(*url).cloned();
-                let Some(body) = body else {
-                    return Ok(out(
-                        22,
-                        "",
-                        "curl: (22) The requested URL returned error: 404",
-                    ));
-                };
-                if *self.cut_downloads.lock().unwrap() {
-                    let half = body[..body.len() / 2].to_vec();
-                    self.files.lock().unwrap().insert(PathBuf::from(tmp), half);
-                    return Ok(out(
-                        18,
-                        "",
-                        "curl: (18) transfer closed with outstanding read data remaining",
-                    ));
-                }
-                self.files.lock().unwrap().insert(PathBuf::from(tmp), body);
-                Ok(out(0, "", ""))
-            }
-            ["curl", "-fsSL", "--retry", "3", url] => {
-                Ok(match self.urls.lock().unwrap().get(*url) {
-                    Some(b) => out(0, b.clone(), ""),
-                    None => out(22, "", "curl: (22) The requested URL returned error: 404"),
-                })
-            }
-            ["sha256sum", p] => Ok(match self.files.lock().unwrap().get(Path::new(p)) {
-                Some(b) => out(0, format!("{}  {p}\n", sha(b)), ""),
-                None => out(1, "", "no such file"),
-            }),
-            ["mv", "-f", from, to] => {
-                let mut files = self.files.lock().unwrap();
-                match files.remove(Path::new(from)) {
-                    Some(b) => {
-                        files.insert(PathBuf::from(to), b);
-                        Ok(out(0, "", ""))
-                    }
-                    None => Ok(out(1, "", "mv: no such file")),
-                }
-            }
-            ["rm", "-f", p] => {
-                self.files.lock().unwrap().remove(Path::new(p));
-                Ok(out(0, "", ""))
-            }
-            ["mkdir", "-p", _] => Ok(out(0, "", "")),
-            ["tee", p] => {
-                let bytes = cmd.stdin.clone().unwrap_or_default();
-                self.files
-                    .lock()
-                    .unwrap()
-                    .insert(PathBuf::from(p), bytes.clone());
-                Ok(out(0, bytes, ""))
-            }
-            ["ldconfig", "-p"] => Ok(out(0, "0 libs found in cache\n", "")),
-            _ => panic!("unexpected host command {argv:?}"),
-        }
-    }
-
-    async fn read_file(&self, path: &Path) -> Result<Vec<u8>, ExecError> {
-        self.files
-            .lock()
-            .unwrap()
-            .get(path)
-            .cloned()
-            .ok_or_else(|| ExecError::NotFound {
-                target: "fakehost".into(),
-                path: path.to_path_buf(),
-            })
-    }
-
-    async fn write_file_atomic(
-        &self,
-        path: &Path,
-        bytes: &[u8],
-        _: &WriteOptions,
-    ) -> Result<(), ExecError> {
-        self.files
-            .lock()
-            .unwrap()
-            .insert(path.to_path_buf(), bytes.to_vec());
-        Ok(())
-    }
-
-    async fn read_dir(&self, path: &Path) -> Result<Vec<DirEntry>, ExecError> {
-        let files = self.files.lock().unwrap();
-        let v: Vec<DirEntry> = files
-            .iter()
-            .filter(|(p, _)| p.parent() == Some(path))
-            .map(|(p, b)| DirEntry {
-                name: p.file_name().unwrap().to_owned(),
-                meta: file_meta(b.len()),
-            })
-            .collect();
-        if v.is_empty() {
-            return Err(ExecError::NotFound {
-                target: "fakehost".into(),
-                path: path.to_path_buf(),
-            });
-        }
-        Ok(v)
-    }
-
-    async fn stat(&self, path: &Path) -> Result<Option<FileMeta>, ExecError> {
-        Ok(self
-            .files
-            .lock()
-            .unwrap()
-            .get(path)
-            .map(|b| file_meta(b.len())))
+/// Serves `body` at `url`, and with `with_sum` its checksum file the way NVIDIA publishes one
+/// (`<url>.sha256sum`: `<hex>  <name>`).
+fn serve(web: &Web, url: &str, body: &[u8], with_sum: bool) {
+    web.serve(url, body);
+    if with_sum {
+        let name = url.rsplit('/').next().unwrap();
+        web.serve(
+            &format!("{url}.sha256sum"),
+            format!("{}  {name}\n", sha256_hex(body)),
+        );
     }
 }
 
-fn file_meta(size: usize) -> FileMeta {
-    FileMeta {
-        kind: FileKind::File,
-        rdev: None,
-        mode: 0o644,
-        uid: 0,
-        gid: 0,
-        size: size as u64,
-    }
-}
-
-/// A container with state: run state, installed userspace, packages, nodes.
-struct FakeCt {
-    st: Mutex<CtInner>,
-}
-
+/// A container with state: installed userspace, packages, nodes (the run state, the pushed
+/// files and a hanging start are [`CtModel`]'s).
 struct CtInner {
-    state: CtState,
     os_id: &'static str,
     userspace: Option<String>,
     packages: BTreeSet<String>,
     /// Minors whose /dev/nvidiaN shows up once the container (re)starts with the new config.
     minors_after_start: Vec<u32>,
     minors: Vec<u32>,
-    pushed: Vec<PathBuf>,
-    files: BTreeSet<String>,
     installer_fails: bool,
-    start_hangs: bool,
-    log: Vec<String>,
 }
 
-impl FakeCt {
-    fn new(state: CtState) -> FakeCt {
-        FakeCt {
-            st: Mutex::new(CtInner {
-                state,
-                os_id: "debian",
-                userspace: None,
-                packages: BTreeSet::new(),
-                minors_after_start: vec![1],
-                minors: vec![],
-                pushed: vec![],
-                files: BTreeSet::new(),
-                installer_fails: false,
-                start_hangs: false,
-                log: vec![],
-            }),
-        }
-    }
+type FakeCt = ScriptedCt<CtInner>;
 
-    fn converged() -> FakeCt {
-        let ct = FakeCt::new(CtState::Running);
-        {
-            let mut s = ct.st.lock().unwrap();
-            s.userspace = Some(VER.into());
-            s.minors = vec![1];
-            s.packages.insert("cuda-toolkit-12-8".into());
-            s.packages.insert("nvtop".into());
-        }
-        ct
-    }
+fn fake_ct(state: CtState) -> FakeCt {
+    ScriptedCt::new(
+        state,
+        CtInner {
+            os_id: "debian",
+            userspace: None,
+            packages: BTreeSet::new(),
+            minors_after_start: vec![1],
+            minors: vec![],
+            installer_fails: false,
+        },
+    )
+}
 
-    fn with<R>(&self, f: impl FnOnce(&mut CtInner) -> R) -> R {
-        f(&mut self.st.lock().unwrap())
-    }
+fn converged_ct() -> FakeCt {
+    let ct = fake_ct(CtState::Running);
+    ct.with(|s| {
+        s.userspace = Some(VER.into());
+        s.minors = vec![1];
+        s.packages.insert("cuda-toolkit-12-8".into());
+        s.packages.insert("nvtop".into());
+    });
+    ct
 }
 
 impl CtInner {
@@ -337,17 +135,14 @@ fn uuid(minor: u32) -> String {
     format!("GPU-{minor:08}")
 }
 
-#[async_trait]
-impl ContainerExec for FakeCt {
-    async fn exec(&self, _: &CtRef, cmd: &Cmd) -> Result<Output, ExecError> {
+impl CtScript for CtInner {
+    fn exec(s: &mut CtModel<CtInner>, cmd: &Cmd) -> Result<Output, ExecError> {
         let argv: Vec<String> = cmd.argv.iter().map(text).collect();
-        let mut s = self.st.lock().unwrap();
         assert_eq!(
             s.state,
             CtState::Running,
             "exec in a stopped container: {argv:?}"
         );
-        s.log.push(argv.get(2).cloned().unwrap_or_default());
         if argv[0] == "tail" {
             return Ok(out(0, "ERROR: Unable to load the kernel module 'nvidia.ko'\nERROR: Installation has failed.\n", ""));
         }
@@ -386,36 +181,8 @@ impl ContainerExec for FakeCt {
         panic!("unexpected container exec {argv:?}")
     }
 
-    async fn push_file(
-        &self,
-        _: &CtRef,
-        src: &Path,
-        dest: &Path,
-        _mode: u32,
-    ) -> Result<(), ExecError> {
-        let mut s = self.st.lock().unwrap();
-        s.pushed.push(src.to_path_buf());
-        s.files.insert(dest.display().to_string());
-        Ok(())
-    }
-
-    async fn state(&self, _: &CtRef) -> Result<CtState, ExecError> {
-        Ok(self.st.lock().unwrap().state.clone())
-    }
-
-    async fn start(&self, _: &CtRef) -> Result<(), ExecError> {
-        if self.st.lock().unwrap().start_hangs {
-            tokio::time::sleep(Duration::from_secs(3600)).await;
-        }
-        let mut s = self.st.lock().unwrap();
-        s.state = CtState::Running;
+    fn started(s: &mut CtModel<CtInner>) {
         s.minors = s.minors_after_start.clone();
-        Ok(())
-    }
-
-    async fn stop(&self, _: &CtRef) -> Result<(), ExecError> {
-        self.st.lock().unwrap().state = CtState::Stopped;
-        Ok(())
     }
 }
 
@@ -450,23 +217,40 @@ fn request() -> Request {
 }
 
 struct World {
-    host: Arc<FakeHost>,
+    /// An empty host (its files are the ones the steps write) named `fakehost`, whose curl
+    /// reaches `web` and whose `ldconfig -p` lists no library.
+    host: Arc<FsHost>,
+    web: Arc<Web>,
     settings: Settings,
     target: Target,
     events: Arc<Mutex<Vec<Event>>>,
+    _tree: HostTree,
 }
 
 impl World {
     fn new() -> World {
-        let host = FakeHost::default();
-        host.serve(RUNFILE_URL, b"#!/bin/sh\necho stand-in runfile\n", true);
-        host.serve(
+        let web = Arc::new(Web::default());
+        serve(
+            &web,
+            RUNFILE_URL,
+            b"#!/bin/sh\necho stand-in runfile\n",
+            true,
+        );
+        serve(
+            &web,
             "https://developer.download.nvidia.com/compute/cuda/repos/debian12/x86_64/cuda-keyring_1.1-1_all.deb",
             b"!<arch>\nkeyring",
             false,
         );
+        let tree = HostTree::empty();
+        let host = FsHost::new(tree.root())
+            .named("fakehost")
+            .with_web(web.clone());
+        host.answer(&["ldconfig", "-p"], out(0, "0 libs found in cache\n", ""));
         World {
             host: Arc::new(host),
+            web,
+            _tree: tree,
             settings: Settings {
                 cache_dir: PathBuf::from("/var/cache/phoenix-gpu"),
                 ..Settings::default()
@@ -533,7 +317,7 @@ fn status(r: &Report, s: StepName) -> StepStatus {
 #[tokio::test]
 async fn a_converged_container_costs_one_probe() {
     let w = World::new();
-    let ct = Arc::new(FakeCt::converged());
+    let ct = Arc::new(converged_ct());
     let (r, report) = w.converge(ct.clone(), &request(), false).await;
     r.unwrap();
     assert_eq!(report.counters.container_execs, 1, "{report:#?}");
@@ -554,7 +338,7 @@ async fn a_converged_container_costs_one_probe() {
 #[tokio::test]
 async fn a_first_apply_restarts_installs_and_verifies() {
     let w = World::new();
-    let ct = Arc::new(FakeCt::new(CtState::Running));
+    let ct = Arc::new(fake_ct(CtState::Running));
     let (r, report) = w.converge(ct.clone(), &request(), true).await;
     r.unwrap();
     assert!(report.changed);
@@ -614,10 +398,10 @@ async fn a_first_apply_restarts_installs_and_verifies() {
 
 #[tokio::test]
 async fn containers_share_one_download() {
-    let mut w = World::new();
-    Arc::get_mut(&mut w.host).unwrap().delay = Duration::from_millis(400);
+    let w = World::new();
+    w.web.set_delay(Duration::from_millis(400));
     let cts: Vec<Arc<FakeCt>> = (0..4)
-        .map(|_| Arc::new(FakeCt::new(CtState::Running)))
+        .map(|_| Arc::new(fake_ct(CtState::Running)))
         .collect();
     for ct in &cts {
         ct.with(|s| s.minors = vec![1]);
@@ -635,9 +419,9 @@ async fn containers_share_one_download() {
         r.unwrap();
         assert_eq!(status(&report, StepName::Userspace), StepStatus::Changed);
     }
-    assert_eq!(w.host.gets(RUNFILE_URL), 1);
+    assert_eq!(w.web.gets(RUNFILE_URL), 1);
     // A later run (another process would see the same) finds the cache: no download.
-    let ct = Arc::new(FakeCt::new(CtState::Running));
+    let ct = Arc::new(fake_ct(CtState::Running));
     ct.with(|s| s.minors = vec![1]);
     let (r, report) = w.converge(ct, &req, false).await;
     r.unwrap();
@@ -646,13 +430,13 @@ async fn containers_share_one_download() {
         .unwrap()
         .detail
         .contains("from the cache"));
-    assert_eq!(w.host.gets(RUNFILE_URL), 1);
+    assert_eq!(w.web.gets(RUNFILE_URL), 1);
 }
 
 #[tokio::test]
 async fn a_checksum_mismatch_installs_nothing_and_leaves_no_file() {
     let w = World::new();
-    let ct = Arc::new(FakeCt::converged());
+    let ct = Arc::new(converged_ct());
     ct.with(|s| s.userspace = None);
     let mut req = request();
     req.runfile.sha256 = Some("00".repeat(32).parse().unwrap());
@@ -685,8 +469,8 @@ async fn a_checksum_mismatch_installs_nothing_and_leaves_no_file() {
 #[tokio::test]
 async fn a_cut_download_leaves_no_partial_file() {
     let w = World::new();
-    *w.host.cut_downloads.lock().unwrap() = true;
-    let ct = Arc::new(FakeCt::converged());
+    w.web.cut_downloads(true);
+    let ct = Arc::new(converged_ct());
     ct.with(|s| s.userspace = None);
     let (r, _) = w.converge(ct.clone(), &request(), false).await;
     let e = r.unwrap_err();
@@ -698,7 +482,7 @@ async fn a_cut_download_leaves_no_partial_file() {
         w.host.paths()
     );
     // The next run downloads it whole.
-    *w.host.cut_downloads.lock().unwrap() = false;
+    w.web.cut_downloads(false);
     let (r, _) = w.converge(ct, &request(), false).await;
     r.unwrap();
 }
@@ -706,31 +490,24 @@ async fn a_cut_download_leaves_no_partial_file() {
 #[tokio::test]
 async fn a_corrupted_cache_is_downloaded_again() {
     let w = World::new();
-    let ct = Arc::new(FakeCt::converged());
+    let ct = Arc::new(converged_ct());
     ct.with(|s| s.userspace = None);
-    let cached = PathBuf::from("/var/cache/phoenix-gpu/NVIDIA-Linux-x86_64-580.159.04.run");
-    w.host
-        .files
-        .lock()
-        .unwrap()
-        .insert(cached.clone(), b"trunc".to_vec());
-    w.host.files.lock().unwrap().insert(
-        cached.with_extension("run.sha256"),
+    let cached = "/var/cache/phoenix-gpu/NVIDIA-Linux-x86_64-580.159.04.run";
+    w.host.put(cached, b"trunc");
+    w.host.put(
+        &format!("{cached}.sha256"),
         format!("{} 999\n", "ab".repeat(32)).into_bytes(),
     );
     let (r, _) = w.converge(ct, &request(), false).await;
     r.unwrap();
-    assert_eq!(w.host.gets(RUNFILE_URL), 1);
-    assert_eq!(
-        w.host.files.lock().unwrap()[&cached],
-        b"#!/bin/sh\necho stand-in runfile\n"
-    );
+    assert_eq!(w.web.gets(RUNFILE_URL), 1);
+    assert_eq!(w.host.read(cached), b"#!/bin/sh\necho stand-in runfile\n");
 }
 
 #[tokio::test]
 async fn an_installer_failure_carries_its_log() {
     let w = World::new();
-    let ct = Arc::new(FakeCt::converged());
+    let ct = Arc::new(converged_ct());
     ct.with(|s| {
         s.userspace = Some("550.54.14".into());
         s.installer_fails = true;
@@ -749,7 +526,7 @@ async fn an_installer_failure_carries_its_log() {
 #[tokio::test]
 async fn an_old_userspace_is_upgraded() {
     let w = World::new();
-    let ct = Arc::new(FakeCt::converged());
+    let ct = Arc::new(converged_ct());
     ct.with(|s| s.userspace = Some("550.54.14".into()));
     let (r, report) = w.converge(ct.clone(), &request(), false).await;
     r.unwrap();
@@ -764,7 +541,7 @@ async fn an_old_userspace_is_upgraded() {
 #[tokio::test]
 async fn no_restart_leaves_it_pending() {
     let w = World::new();
-    let ct = Arc::new(FakeCt::converged());
+    let ct = Arc::new(converged_ct());
     let mut req = request();
     req.restart.no_restart = true;
     let (r, report) = w.converge(ct, &req, true).await;
@@ -788,7 +565,7 @@ async fn no_restart_leaves_it_pending() {
 #[tokio::test]
 async fn a_stopped_container_is_started_only_with_start() {
     let w = World::new();
-    let ct = Arc::new(FakeCt::new(CtState::Stopped));
+    let ct = Arc::new(fake_ct(CtState::Stopped));
     let (r, report) = w.converge(ct.clone(), &request(), true).await;
     r.unwrap();
     assert_eq!(report.counters.container_execs, 0);
@@ -807,7 +584,7 @@ async fn a_stopped_container_is_started_only_with_start() {
 #[tokio::test]
 async fn a_start_that_hangs_times_out() {
     let w = World::new();
-    let ct = Arc::new(FakeCt::new(CtState::Running));
+    let ct = Arc::new(fake_ct(CtState::Running));
     ct.with(|s| s.start_hangs = true);
     let mut req = request();
     req.restart.timeout = Duration::from_millis(300);
@@ -832,7 +609,7 @@ async fn a_start_that_hangs_times_out() {
 #[tokio::test]
 async fn a_dry_run_plans_and_changes_nothing() {
     let w = World::new();
-    let ct = Arc::new(FakeCt::new(CtState::Running));
+    let ct = Arc::new(fake_ct(CtState::Running));
     let mut req = request();
     req.dry_run = true;
     let (r, report) = w.converge(ct.clone(), &req, true).await;
@@ -855,7 +632,7 @@ async fn a_dry_run_plans_and_changes_nothing() {
 #[tokio::test]
 async fn cuda_on_another_distribution_names_it() {
     let w = World::new();
-    let ct = Arc::new(FakeCt::converged());
+    let ct = Arc::new(converged_ct());
     ct.with(|s| {
         s.os_id = "alpine";
         s.packages.clear();
@@ -872,7 +649,7 @@ async fn cuda_on_another_distribution_names_it() {
 #[tokio::test]
 async fn a_wrong_gpu_fails_verification() {
     let w = World::new();
-    let ct = Arc::new(FakeCt::converged());
+    let ct = Arc::new(converged_ct());
     ct.with(|s| s.minors = vec![0, 1]);
     let (r, _) = w.converge(ct, &request(), false).await;
     let e = r.unwrap_err();
@@ -883,7 +660,7 @@ async fn a_wrong_gpu_fails_verification() {
 #[tokio::test]
 async fn strategy_none_checks_nodes_only() {
     let w = World::new();
-    let ct = Arc::new(FakeCt::new(CtState::Running));
+    let ct = Arc::new(fake_ct(CtState::Running));
     ct.with(|s| s.minors = vec![1]);
     let mut req = request();
     req.strategy = Strategy::None;
@@ -900,7 +677,6 @@ async fn strategy_none_checks_nodes_only() {
 async fn host_libs_mounts_take_the_module_version_only() {
     let w = World::new();
     {
-        let mut f = w.host.files.lock().unwrap();
         for name in [
             "libcuda.so.580.159.04",
             "libnvidia-ml.so.580.159.04",
@@ -908,19 +684,14 @@ async fn host_libs_mounts_take_the_module_version_only() {
             "libnvidia-tls.so.580.159.04",
             "libcuda.so.1",
         ] {
-            f.insert(
-                PathBuf::from("/usr/local/nvidia/lib64").join(name),
-                b"\x7fELF".to_vec(),
-            );
+            w.host
+                .put(&format!("/usr/local/nvidia/lib64/{name}"), b"\x7fELF");
         }
-        f.insert(
-            PathBuf::from("/usr/local/nvidia/bin/nvidia-smi"),
-            b"#!".to_vec(),
-        );
+        w.host.put("/usr/local/nvidia/bin/nvidia-smi", b"#!");
     }
     let tally = Arc::new(Tally::default());
     let host = CountingHost::new(w.host.clone(), tally.clone());
-    let ct = Arc::new(FakeCt::converged());
+    let ct = Arc::new(converged_ct());
     let cts = CountingExec::new(ct, tally);
     let sink = EventSink::none();
     let req = request();
@@ -954,7 +725,7 @@ async fn host_libs_mounts_take_the_module_version_only() {
 #[tokio::test]
 async fn no_gpu_assigned_restarts_for_the_removed_lines_and_installs_nothing() {
     let w = World::new();
-    let ct = Arc::new(FakeCt::new(CtState::Running));
+    let ct = Arc::new(fake_ct(CtState::Running));
     let (r, report) = w
         .converge_gpus(ct.clone(), &request(), true, Vec::new())
         .await;

@@ -1,9 +1,9 @@
 use std::path::Path;
 
 use exec_backend::{ExecError, MockHost};
+use test_support::FsHost;
 
 use super::*;
-use crate::testutil::FsHost;
 use crate::ErrorKind;
 
 #[tokio::test]

@@ -5,15 +5,15 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use exec_backend::LocalHost;
-use sha2::{Digest, Sha256};
+use test_support::{have, is_root, run_bytes, run_ok, sha256_hex, unique_name, HostTree};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+pub use test_support::{chmod, TestCt};
 
 pub const SUPPORT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support");
 pub const VER: &str = "580.159.04";
@@ -23,73 +23,26 @@ pub const GPUS: [(u32, &str); 2] = [
     (1, "GPU-7fc3e24c-6572-362c-3b22-0d1167fae655"),
 ];
 
-/// The shared fixtures: `../shared` beside the checkout, or beside the worktrees' folder.
-pub fn shared() -> PathBuf {
-    let base = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for up in ["../../../shared", "../../../../shared"] {
-        let p = base.join(up);
-        if p.join("fixtures").is_dir() {
-            return p;
-        }
-    }
-    panic!("../shared (the fixtures) not found beside the checkout");
-}
-
-/// True when the test can run; prints why not otherwise.
+/// True when the test can run: root and every tool these tests use (test-support's rule:
+/// skipped on a developer machine, a failure with `CI` set).
 pub fn can_run(test: &str) -> bool {
-    let uid = Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout)
-        .unwrap_or_default();
-    if String::from_utf8_lossy(&uid).trim() != "0" {
-        eprintln!("skipped: {test} needs root (CI runs as root)");
-        return false;
-    }
-    for p in [
-        "lxc-start",
-        "lxc-attach",
-        "lxc-info",
-        "debootstrap",
-        "dpkg-deb",
-        "gpg",
-        "gcc",
-        "curl",
-        "sha256sum",
-        "flock",
-        "mknod",
-    ] {
-        let found = ["/usr/sbin", "/usr/bin", "/sbin", "/bin"]
-            .iter()
-            .any(|d| Path::new(d).join(p).exists());
-        if !found {
-            let why = format!("{test} needs {p} (install lxc debootstrap gnupg gcc curl)");
-            // CI installs everything (scripts/install-test-deps.sh): there a missing tool is a
-            // broken install, never a skip.
-            assert!(std::env::var_os("CI").is_none(), "CI is set but {why}");
-            eprintln!("skipped: {why}");
-            return false;
-        }
-    }
-    true
-}
-
-pub fn run_ok(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    is_root(test)
+        && have(
+            test,
+            &[
+                "lxc-start",
+                "lxc-attach",
+                "lxc-info",
+                "debootstrap",
+                "dpkg-deb",
+                "gpg",
+                "gcc",
+                "curl",
+                "sha256sum",
+                "flock",
+                "mknod",
+            ],
+        )
 }
 
 /// The cached minbase rootfs, built on first use (about a minute, needs the Debian mirror).
@@ -111,54 +64,26 @@ pub fn rootfs_cache() -> PathBuf {
     dest
 }
 
-static SEQ: AtomicU32 = AtomicU32::new(0);
-
-/// The stand-in GPU host: a temporary root with the fixture's /proc and /sys, real device
-/// nodes, and the LXC path and cache under it.
+/// The stand-in GPU host: a temporary root with the captured host's /proc and /sys, real
+/// device nodes and this machine's mounts (`HostTree::h200x2_with_device_nodes`), and the LXC
+/// path under it.
 pub struct GpuHost {
-    pub dir: tempfile::TempDir,
+    pub tree: HostTree,
     pub host: Arc<LocalHost>,
 }
 
 impl GpuHost {
     pub fn new() -> GpuHost {
-        let dir = tempfile::Builder::new()
-            .prefix("phoenix-gpuhost")
-            .tempdir()
-            .unwrap();
-        let root = dir.path();
-        run_ok(
-            Command::new("cp")
-                .arg("-a")
-                .arg(shared().join("fixtures/hosts/h200x2/root/."))
-                .arg(root),
-        );
-        std::fs::create_dir_all(root.join("proc/self")).unwrap();
-        std::fs::copy("/proc/self/mounts", root.join("proc/self/mounts")).unwrap();
-        std::fs::create_dir_all(root.join("dev")).unwrap();
-        for (name, major, minor) in [
-            ("nvidia0", 195, 0),
-            ("nvidia1", 195, 1),
-            ("nvidiactl", 195, 255),
-            ("nvidia-uvm", 238, 0),
-            ("nvidia-uvm-tools", 238, 1),
-        ] {
-            run_ok(
-                Command::new("mknod")
-                    .args(["-m", "666"])
-                    .arg(root.join("dev").join(name))
-                    .args(["c", &major.to_string(), &minor.to_string()]),
-            );
-        }
-        std::fs::create_dir_all(root.join("lxc")).unwrap();
+        let tree = HostTree::h200x2_with_device_nodes();
+        std::fs::create_dir_all(tree.path("/lxc")).unwrap();
         GpuHost {
-            host: Arc::new(LocalHost::with_root(root)),
-            dir,
+            host: Arc::new(LocalHost::with_root(tree.root())),
+            tree,
         }
     }
 
     pub fn root(&self) -> &Path {
-        self.dir.path()
+        self.tree.root()
     }
 
     /// Rewrites the module version the host reports (a driver upgrade).
@@ -178,20 +103,9 @@ impl GpuHost {
     /// A new stopped container under `/lxc` made from the cached rootfs. `extra` config lines
     /// go at the end.
     pub fn container(&self, extra: &[&str]) -> TestCt {
-        let rootfs_src = rootfs_cache();
-        let name = format!(
-            "phx-{}-{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        );
-        let dir = self.root().join("lxc").join(&name);
-        std::fs::create_dir_all(&dir).unwrap();
-        run_ok(
-            Command::new("cp")
-                .arg("-a")
-                .arg(&rootfs_src)
-                .arg(dir.join("rootfs")),
-        );
+        let name = unique_name();
+        let lxcpath = self.root().join("lxc");
+        let rootfs = lxcpath.join(&name).join("rootfs");
         let mut config = format!(
             "lxc.include = /usr/share/lxc/config/common.conf\n\
              lxc.arch = linux64\n\
@@ -200,18 +114,13 @@ impl GpuHost {
              lxc.net.0.type = none\n\
              lxc.apparmor.profile = unconfined\n\
              lxc.init.cmd = /sbin/phoenix-init\n",
-            dir.join("rootfs").display()
+            rootfs.display()
         );
         for l in extra {
             config.push_str(l);
             config.push('\n');
         }
-        std::fs::write(dir.join("config"), config).unwrap();
-        TestCt {
-            name,
-            lxcpath: self.root().join("lxc"),
-            dir,
-        }
+        TestCt::from_rootfs(&lxcpath, &name, &rootfs_cache(), &config)
     }
 
     /// Stub driver libraries with the real SONAMEs plus the stand-in nvidia-smi, where a host
@@ -226,11 +135,6 @@ impl GpuHost {
         std::fs::write(&smi, standin_smi(version)).unwrap();
         chmod(&smi, 0o755);
     }
-}
-
-pub fn chmod(p: &Path, mode: u32) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
 }
 
 /// `libcuda.so.<v>` (SONAME libcuda.so.1) and `libnvidia-ml.so.<v>` (SONAME libnvidia-ml.so.1)
@@ -283,97 +187,8 @@ pub fn standin_runfile(version: &str, fail: bool) -> Vec<u8> {
         .into_bytes()
 }
 
-/// Runs `cmd` with `input` on stdin; returns stdout (panics on failure).
-pub fn run_bytes(cmd: &mut Command, input: &[u8]) -> Vec<u8> {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    let mut stdin = child.stdin.take().unwrap();
-    let input = input.to_vec();
-    let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap();
-    assert!(out.status.success(), "{cmd:?} failed");
-    out.stdout
-}
-
 /// A file of a stand-in package: path in the package, bytes, mode.
 type PkgFile = (&'static str, Vec<u8>, u32);
-
-/// A container made by [`GpuHost::container`]; stopped and removed on drop.
-pub struct TestCt {
-    pub name: String,
-    pub lxcpath: PathBuf,
-    pub dir: PathBuf,
-}
-
-impl TestCt {
-    pub fn rootfs(&self) -> PathBuf {
-        self.dir.join("rootfs")
-    }
-
-    pub fn start(&self) {
-        run_ok(
-            Command::new("lxc-start")
-                .args(["-n", &self.name, "-d", "-P"])
-                .arg(&self.lxcpath),
-        );
-        run_ok(
-            Command::new("lxc-wait")
-                .args(["-n", &self.name, "-s", "RUNNING", "-t", "30", "-P"])
-                .arg(&self.lxcpath),
-        );
-    }
-
-    pub fn stop(&self) {
-        run_ok(
-            Command::new("lxc-stop")
-                .args(["-k", "-n", &self.name, "-P"])
-                .arg(&self.lxcpath),
-        );
-    }
-
-    /// Runs `sh -c script` inside; returns (exit code, stdout+stderr).
-    pub fn sh(&self, script: &str) -> (i32, String) {
-        let out = Command::new("lxc-attach")
-            .args(["-n", &self.name, "-P"])
-            .arg(&self.lxcpath)
-            .args([
-                "--clear-env",
-                "--set-var",
-                "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
-                "--",
-                "sh",
-                "-c",
-                script,
-            ])
-            .output()
-            .unwrap();
-        let mut s = String::from_utf8_lossy(&out.stdout).into_owned();
-        s.push_str(&String::from_utf8_lossy(&out.stderr));
-        (out.status.code().unwrap_or(-1), s)
-    }
-
-    pub fn config(&self) -> String {
-        std::fs::read_to_string(self.dir.join("config")).unwrap()
-    }
-}
-
-impl Drop for TestCt {
-    fn drop(&mut self) {
-        let _ = Command::new("lxc-stop")
-            .args(["-k", "-n", &self.name, "-P"])
-            .arg(&self.lxcpath)
-            .stderr(Stdio::null())
-            .status();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 /// An HTTP/1.1 server on 127.0.0.1 serving `dir` (GET and HEAD), counting GETs per path.
 pub struct Server {

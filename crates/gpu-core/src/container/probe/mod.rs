@@ -110,7 +110,8 @@ mod shell_tests {
         {
             Ok(o) => o,
             Err(e) => {
-                eprintln!("skipped: {} not available ({e})", shell[0]);
+                let needs = format!("{} ({e})", shell[0]);
+                test_support::cannot_run("probe_runs_in_dash_and_busybox", &needs);
                 return None;
             }
         };
