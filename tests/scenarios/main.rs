@@ -4,6 +4,7 @@ mod real_lxc;
 mod util;
 
 mod cluster;
+mod cluster_load;
 /// The real-system helpers of exec-backend's tests (busybox containers, a private sshd).
 #[path = "../../crates/exec-backend/tests/common/mod.rs"]
 mod common;
