@@ -64,12 +64,18 @@ pub fn parse_ssh_url(url: &str) -> Result<(Option<String>, String, Option<u16>),
     Ok((user, node.to_owned(), port))
 }
 
-/// SSH options from the global flags: strict host-key checking, the ssh_config file.
-fn ssh_options(ssh_config: Option<PathBuf>, root: Option<PathBuf>) -> SshOptions {
+/// SSH options from the global flags: strict host-key checking, the ssh_config file, the
+/// sessions open at once.
+fn ssh_options(
+    ssh_config: Option<PathBuf>,
+    root: Option<PathBuf>,
+    max_sessions: u32,
+) -> SshOptions {
     let mut o = SshOptions::default();
     o.known_hosts_check = KnownHostsCheck::Strict;
     o.config_file = ssh_config;
     o.root = root;
+    o.max_sessions = max_sessions as usize;
     o
 }
 
@@ -88,7 +94,7 @@ pub async fn connect(g: &Global) -> Result<Backends, CliError> {
             let (_user, node, _port) =
                 parse_ssh_url(url).map_err(|BadUrl(hint)| CliError::flag("--host", url, hint))?;
             // With --root too, the node's paths map under that directory on the node.
-            let opts = ssh_options(g.ssh_config.clone(), root.clone());
+            let opts = ssh_options(g.ssh_config.clone(), root.clone(), g.ssh_max_sessions);
             let ssh = SshHost::connect(url, opts)
                 .await
                 .map_err(|e| Error::exec(format!("cannot connect to {node}"), e))?;
@@ -118,11 +124,13 @@ pub struct SshConnector {
     urls: BTreeMap<String, String>,
     roots: BTreeMap<String, PathBuf>,
     ssh_config: Option<PathBuf>,
+    max_sessions: u32,
     pct_program: Option<PathBuf>,
 }
 
 impl SshConnector {
-    /// The connector of `--ssh-user`, `--node`, `--node-root`, `--ssh-config`; every
+    /// The connector of `--ssh-user`, `--node`, `--node-root`, `--ssh-config`,
+    /// `--ssh-max-sessions`; every
     /// `--node` address is checked now.
     pub fn new(g: &Global) -> Result<SshConnector, CliError> {
         let urls = args::pairs("--node", &g.nodes)?;
@@ -140,6 +148,7 @@ impl SshConnector {
             urls,
             roots: args::node_roots(&g.node_roots)?,
             ssh_config: g.ssh_config.clone(),
+            max_sessions: g.ssh_max_sessions,
             pct_program: g.pct_program.clone(),
         })
     }
@@ -159,7 +168,11 @@ impl NodeConnector for SshConnector {
             hint: hint.to_owned(),
         })?;
         info!(node, url = %url, "connecting to cluster node");
-        let opts = ssh_options(self.ssh_config.clone(), self.roots.get(node).cloned());
+        let opts = ssh_options(
+            self.ssh_config.clone(),
+            self.roots.get(node).cloned(),
+            self.max_sessions,
+        );
         let ssh = SshHost::connect(&url, opts)
             .await
             .map_err(|e| Error::exec(format!("cannot reach cluster node {node} at {url}"), e))?;

@@ -73,6 +73,12 @@ pub struct Global {
     /// checked strictly
     #[arg(long, global = true, value_name = "FILE")]
     pub ssh_config: Option<PathBuf>,
+    /// The most SSH sessions open at once on one node's connection, the rest wait; keep it
+    /// below the node sshd's MaxSessions (OpenSSH's default is 10)
+    #[arg(long, global = true, value_name = "N",
+          default_value_t = exec_backend::ssh::DEFAULT_MAX_SESSIONS as u32,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub ssh_max_sessions: u32,
     /// The pct program on every node (tests use a stand-in)
     #[arg(long, global = true, value_name = "PATH", hide = true)]
     pub pct_program: Option<PathBuf>,

@@ -8,17 +8,42 @@
 //! the remote environment is as explicit as a local one and a timeout is enforced on the node
 //! too (the local `ssh` is killed a few seconds later if the node does not answer).
 //!
+//! Sessions under load:
+//! - Each client is one session (an SSH channel) on the master connection, and sshd allows a
+//!   connection only `MaxSessions` of them at once (OpenSSH's default: 10). A semaphore per
+//!   connection bounds the clients open at once to [`SshOptions::max_sessions`] (default 8);
+//!   the rest wait their turn, whatever the caller's parallelism. Every client counts: commands,
+//!   file reads, writes, listings, `stat`s, and [`SshContainer`](crate::SshContainer)'s execs.
+//! - A client never dials on its own. It is given a `ProxyCommand` that prints a marker line
+//!   (unique to the connection) on stderr and fails, so when the master gives no session
+//!   (refused by the server, the master gone, the control socket gone) `ssh` fails at once
+//!   with exit 255 and that marker instead of resolving and connecting to the placeholder host
+//!   name: no name lookup, no second connection. Exit 255 *with* the marker: the command did
+//!   not run. Exit 255 *without* it: either the remote command exited 255, or the master died
+//!   while it ran; `ssh -O check` on the master tells which.
+//! - A refused session is tried again on the same master after a back-off (at most
+//!   [`MAX_ATTEMPTS`] tries), and the connection's bound is lowered by one (never below one), so
+//!   a server with a smaller `MaxSessions` is learnt from its first refusals. A dead master is
+//!   replaced by a new one (one dial, shared by every waiting caller). Reads are tried again
+//!   after a connection lost while they ran; commands and writes are not (they may have run).
+//! - When the node cannot be dialled again, every caller gets the same
+//!   [`ExecError::Ssh`] naming the node and the cause, for [`REDIAL_AFTER`], then the next
+//!   caller dials again.
+//!
 //! Needs on the node: a POSIX login shell for the user, GNU coreutils (`env`, `timeout`,
-//! `stat`, `sha256sum`, `mktemp`, `sync FILE`), util-linux `flock` for locked writes.
+//! `stat`, `sha256sum`, `mktemp`, `sync FILE`), util-linux `flock` for locked writes. On this
+//! machine: the OpenSSH client (`ssh`) and `sh`.
 
 use std::ffi::OsString;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use tracing::{debug, instrument};
+use tokio::sync::{Mutex, Semaphore, SemaphorePermit};
+use tracing::{debug, instrument, warn};
 
 use crate::local::DEFAULT_LOCK_TIMEOUT;
 use crate::process::{self, BASE_PATH};
@@ -39,6 +64,19 @@ pub enum KnownHostsCheck {
     /// Any key is accepted (`StrictHostKeyChecking=no`). For tests only.
     Insecure,
 }
+
+/// The default of [`SshOptions::max_sessions`]: below OpenSSH's default `MaxSessions` (10).
+pub const DEFAULT_MAX_SESSIONS: usize = 8;
+
+/// How many times one command is tried when the master gives it no session.
+pub const MAX_ATTEMPTS: u32 = 6;
+
+/// The pause before the second try; it doubles for each further one (0.1 s ... 1.6 s).
+const BACKOFF: Duration = Duration::from_millis(100);
+
+/// After the node could not be dialled, how long every caller gets that same answer before
+/// the next one dials again.
+pub const REDIAL_AFTER: Duration = Duration::from_secs(5);
 
 /// How [`SshHost::connect`] connects.
 #[derive(Clone, Debug)]
@@ -66,6 +104,11 @@ pub struct SshOptions {
     /// simulate several nodes on one machine, and for a node whose configs are mounted
     /// elsewhere. `None`: paths as they are.
     pub root: Option<PathBuf>,
+    /// The most sessions open at once on the connection (commands, reads, writes); the rest
+    /// wait. Keep it at least one below the server's `MaxSessions` (OpenSSH's default is 10):
+    /// a session that just ended can still count on the server for a moment. Default
+    /// [`DEFAULT_MAX_SESSIONS`]; 0 counts as 1. Lowered by itself when the server refuses.
+    pub max_sessions: usize,
 }
 
 impl Default for SshOptions {
@@ -80,20 +123,58 @@ impl Default for SshOptions {
             local_grace: Duration::from_secs(5),
             control_dir: None,
             root: None,
+            max_sessions: DEFAULT_MAX_SESSIONS,
         }
     }
 }
 
-/// The shared part of an SSH connection: the master and how to reach it.
+/// The master connection as last dialled: the session, or why it could not be opened.
+#[derive(Debug)]
+struct Master {
+    /// Counts dials, so that callers who saw the same dead master dial only once.
+    generation: u64,
+    /// The master; dropping the last reference closes it (`ssh -O exit`).
+    session: Result<Arc<openssh::Session>, Arc<openssh::Error>>,
+    /// When it was dialled.
+    dialled: Instant,
+}
+
+/// The shared part of an SSH connection: the master, how to dial it again, the session bound.
 #[derive(Debug)]
 pub(crate) struct SshLink {
     /// The node's name for messages: the destination without `ssh://`.
     pub(crate) name: String,
-    /// The master connection; dropping the last reference closes it (`ssh -O exit`).
-    session: openssh::Session,
+    /// The destination as given.
+    dest: String,
+    /// How the master is dialled.
+    builder: openssh::SessionBuilder,
+    master: Mutex<Master>,
+    /// One permit per session open at once.
+    sessions: Semaphore,
+    /// The permits `sessions` holds in all (lowered on refusals).
+    limit: AtomicUsize,
+    /// The line the clients' failing `ProxyCommand` prints.
+    marker: String,
     /// `ssh -F` for the clients.
     config_file: Option<PathBuf>,
     local_grace: Duration,
+}
+
+/// A marker no remote command can guess: 64 random bits from the standard library's
+/// per-process hash keys.
+fn new_marker() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default(),
+    );
+    format!(
+        "phoenix-gpu-ssh: no session from the master ({:016x})",
+        h.finish()
+    )
 }
 
 impl SshLink {
@@ -128,12 +209,92 @@ impl SshLink {
                 .into(),
             source: Some(Box::new(e)),
         })?;
+        let limit = opts.max_sessions.max(1);
         Ok(SshLink {
             name,
-            session,
+            dest: dest.to_owned(),
+            builder: b,
+            master: Mutex::new(Master {
+                generation: 0,
+                session: Ok(Arc::new(session)),
+                dialled: Instant::now(),
+            }),
+            sessions: Semaphore::new(limit),
+            limit: AtomicUsize::new(limit),
+            marker: new_marker(),
             config_file: opts.config_file.clone(),
             local_grace: opts.local_grace,
         })
+    }
+
+    /// The sessions allowed open at once now.
+    pub(crate) fn session_limit(&self) -> usize {
+        self.limit.load(Ordering::Relaxed)
+    }
+
+    /// The master to use: the current one, or a new one when `dead` is the generation the
+    /// caller found dead (dialled once, however many callers found it dead).
+    async fn master(&self, dead: Option<u64>) -> Result<(u64, Arc<openssh::Session>), ExecError> {
+        let mut m = self.master.lock().await;
+        let redial = match &m.session {
+            Ok(_) => dead == Some(m.generation),
+            Err(_) => m.dialled.elapsed() >= REDIAL_AFTER,
+        };
+        if redial {
+            warn!(node = %self.name, "the ssh connection was lost; opening a new one");
+            let fresh = self
+                .builder
+                .connect(&self.dest)
+                .await
+                .map(Arc::new)
+                .map_err(Arc::new);
+            let old = std::mem::replace(&mut m.session, fresh);
+            m.generation += 1;
+            m.dialled = Instant::now();
+            // Clean up after the dead master here unless a caller still holds it (then its
+            // last holder does, in `Session`'s drop).
+            if let Some(old) = old.ok().and_then(|s| Arc::try_unwrap(s).ok()) {
+                let _ = old.close().await;
+            }
+        }
+        match &m.session {
+            Ok(s) => Ok((m.generation, s.clone())),
+            Err(e) => Err(ExecError::Ssh {
+                target: self.name.clone(),
+                detail: "the connection was lost and cannot be opened again; check that the \
+                         node is up and that its sshd runs"
+                    .into(),
+                source: Some(Box::new(e.clone())),
+            }),
+        }
+    }
+
+    /// Waits for a session permit.
+    async fn permit(&self) -> Result<SemaphorePermit<'_>, ExecError> {
+        self.sessions.acquire().await.map_err(|_| ExecError::Ssh {
+            target: self.name.clone(),
+            detail: "the connection is closing".into(),
+            source: None,
+        })
+    }
+
+    /// After the server refused a session: one permit fewer from now on (never below one).
+    fn lower_limit(&self, permit: SemaphorePermit<'_>, why: &str) {
+        let lowered = self
+            .limit
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n > 1).then(|| n - 1)
+            });
+        if let Ok(was) = lowered {
+            permit.forget();
+            warn!(
+                node = %self.name,
+                sessions = was - 1,
+                why,
+                "the node refused a session; fewer sessions at once from now on (its sshd's \
+                 MaxSessions is lower than the bound)"
+            );
+        }
     }
 
     /// The remote command line for `cmd`: explicit env, remote timeout, quoted argv.
@@ -162,9 +323,9 @@ impl SshLink {
         shell_join(&words)
     }
 
-    /// Runs `cmd` on the node through the master.
-    pub(crate) async fn run(&self, cmd: &Cmd) -> Result<Output, ExecError> {
-        cmd.validate(&self.name)?;
+    /// The local client's argv: a session on the master at `socket`, and never a connection
+    /// of its own (see the module docs).
+    fn client_argv(&self, socket: &Path, line: Vec<u8>) -> Vec<OsString> {
         let mut argv: Vec<OsString> = vec!["ssh".into(), "-F".into()];
         argv.push(
             self.config_file
@@ -172,57 +333,138 @@ impl SshLink {
                 .unwrap_or(Path::new("/dev/null"))
                 .into(),
         );
-        argv.extend(["-S".into(), self.session.control_socket().into()]);
-        for o in ["BatchMode=yes", "ControlMaster=no"] {
+        argv.extend(["-S".into(), socket.into()]);
+        let proxy = format!("ProxyCommand=sh -c 'echo \"{}\" >&2; exit 1'", self.marker);
+        for o in [
+            "BatchMode=yes",
+            "ControlMaster=no",
+            "CanonicalizeHostname=no",
+            &proxy,
+        ] {
             argv.extend(["-o".into(), o.into()]);
         }
         argv.extend(["-T".into(), "-x".into(), "-e".into(), "none".into()]);
-        // The destination is ignored when the control socket is given.
+        // Only the failing ProxyCommand above ever sees this name.
         argv.push("phoenix-gpu-mux".into());
-        argv.push(OsString::from_vec(Self::remote_line(cmd)));
-        let local = Cmd {
-            argv,
-            env: Vec::new(),
-            stdin: cmd.stdin.clone(),
-            timeout: cmd.timeout.map(|t| t + self.local_grace),
-            output_cap: cmd.output_cap,
-        };
-        let started = Instant::now();
-        let out = match process::run(&self.name, &local).await {
-            Err(ExecError::Timeout { after, .. }) => {
-                return Err(ExecError::Timeout {
-                    target: self.name.clone(),
-                    argv: cmd.display_argv(),
-                    after: cmd.timeout.unwrap_or(after),
-                })
-            }
-            Err(ExecError::Spawn { source, .. }) => {
-                return Err(ExecError::Ssh {
-                    target: self.name.clone(),
-                    detail: "cannot run the local ssh client; install openssh-client".into(),
-                    source: Some(Box::new(source)),
-                })
-            }
-            other => other?,
-        };
-        if let Some(limit) = cmd.timeout {
-            if !out.status.success() && started.elapsed() >= limit {
-                return Err(ExecError::Timeout {
-                    target: self.name.clone(),
-                    argv: cmd.display_argv(),
-                    after: limit,
-                });
+        argv.push(OsString::from_vec(line));
+        argv
+    }
+
+    /// Runs `cmd` on the node through the master. `rerun`: whether the command may run again
+    /// after the connection was lost while it ran (reads may, commands and writes may not).
+    pub(crate) async fn run(&self, cmd: &Cmd, rerun: bool) -> Result<Output, ExecError> {
+        cmd.validate(&self.name)?;
+        let line = Self::remote_line(cmd);
+        let mut last_refusal = String::new();
+        for attempt in 1..=MAX_ATTEMPTS {
+            let (generation, master) = self.master(None).await?;
+            let permit = self.permit().await?;
+            let local = Cmd {
+                argv: self.client_argv(master.control_socket(), line.clone()),
+                env: Vec::new(),
+                stdin: cmd.stdin.clone(),
+                timeout: cmd.timeout.map(|t| t + self.local_grace),
+                output_cap: cmd.output_cap,
+            };
+            let started = Instant::now();
+            let out = match process::run(&self.name, &local).await {
+                Err(ExecError::Timeout { after, .. }) => {
+                    return Err(ExecError::Timeout {
+                        target: self.name.clone(),
+                        argv: cmd.display_argv(),
+                        after: cmd.timeout.unwrap_or(after),
+                    })
+                }
+                Err(ExecError::Spawn { source, .. }) => {
+                    return Err(ExecError::Ssh {
+                        target: self.name.clone(),
+                        detail: "cannot run the local ssh client; install openssh-client".into(),
+                        source: Some(Box::new(source)),
+                    })
+                }
+                other => other?,
+            };
+            let refusal = refusal(&self.marker, &out);
+            // Exit 255 is also a remote command's own status: only a dead master says the
+            // connection, not the command, ended it.
+            let master_dead = out.status == ExitStatus::Code(255) && master.check().await.is_err();
+            match (refusal, master_dead) {
+                (None, false) => {
+                    drop(permit);
+                    if let Some(limit) = cmd.timeout {
+                        if !out.status.success() && started.elapsed() >= limit {
+                            return Err(ExecError::Timeout {
+                                target: self.name.clone(),
+                                argv: cmd.display_argv(),
+                                after: limit,
+                            });
+                        }
+                    }
+                    return Ok(out);
+                }
+                (Some(why), false) => {
+                    // The server refused the channel: fewer at once, and again after a pause.
+                    debug!(node = %self.name, attempt, %why, "session refused");
+                    self.lower_limit(permit, &why);
+                    last_refusal = why;
+                    if attempt < MAX_ATTEMPTS {
+                        tokio::time::sleep(BACKOFF * 2u32.pow(attempt - 1)).await;
+                    }
+                }
+                (refusal, true) => {
+                    drop(permit);
+                    debug!(node = %self.name, attempt, "the master is gone");
+                    // Dial now: when the node is down, this is the error every caller gets.
+                    self.master(Some(generation)).await?;
+                    if refusal.is_none() && !rerun {
+                        return Err(ExecError::Ssh {
+                            target: self.name.clone(),
+                            detail: "the connection was lost while the command ran, so it may \
+                                     or may not have run; a new connection is open, run again"
+                                .into(),
+                            source: None,
+                        });
+                    }
+                }
             }
         }
-        if out.status == ExitStatus::Code(255) && self.session.check().await.is_err() {
-            return Err(ExecError::Ssh {
-                target: self.name.clone(),
-                detail: "the connection was lost; run again to reconnect".into(),
-                source: None,
+        Err(ExecError::Ssh {
+            target: self.name.clone(),
+            detail: if last_refusal.is_empty() {
+                format!("the connection was lost {MAX_ATTEMPTS} times in a row")
+            } else {
+                format!(
+                    "the node refused a session {MAX_ATTEMPTS} times in a row ({last_refusal}); \
+                     check MaxSessions in its sshd_config"
+                )
+            },
+            source: None,
+        })
+    }
+}
+
+/// What ssh said before `marker` when a client's output carries it: the master gave the
+/// client no session and the command did not run. `None`: the command ran, or ssh lost the
+/// connection while it ran.
+fn refusal(marker: &str, out: &Output) -> Option<String> {
+    if out.status != ExitStatus::Code(255) {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&out.stderr);
+    let mut said = Vec::new();
+    for line in text.lines().map(str::trim) {
+        if line == marker {
+            return Some(if said.is_empty() {
+                "the control socket is gone".to_owned()
+            } else {
+                said.join("; ")
             });
         }
-        Ok(out)
+        if !line.is_empty() {
+            said.push(line);
+        }
     }
+    None
 }
 
 /// A node over SSH. Cheap to clone: clones share the connection.
@@ -347,25 +589,33 @@ impl SshHost {
         })
     }
 
+    /// The sessions this connection opens at once now: [`SshOptions::max_sessions`], less one
+    /// for each session the server refused (never below one).
+    pub fn session_limit(&self) -> usize {
+        self.link.session_limit()
+    }
+
     /// The root every host path resolves under, when there is one ([`SshOptions::root`]).
     pub fn root(&self) -> Option<&Path> {
         self.root.as_deref()
     }
 
-    /// Runs a snippet `sh -c SCRIPT sh ARGS...` with no output cap.
+    /// Runs a snippet `sh -c SCRIPT sh ARGS...` with no output cap. `rerun`: as for
+    /// [`SshLink::run`].
     async fn snippet(
         &self,
         script: &str,
         args: &[&std::ffi::OsStr],
         stdin: Option<Vec<u8>>,
         timeout: Duration,
+        rerun: bool,
     ) -> Result<(Cmd, Output), ExecError> {
         let mut cmd = Cmd::new(["sh", "-c", script, "sh"]);
         cmd.argv.extend(args.iter().map(|a| a.to_os_string()));
         cmd.stdin = stdin;
         cmd.timeout = Some(timeout);
         cmd.output_cap = usize::MAX;
-        let out = self.link.run(&cmd).await?;
+        let out = self.link.run(&cmd, rerun).await?;
         Ok((cmd, out))
     }
 
@@ -402,14 +652,20 @@ impl Host for SshHost {
 
     #[instrument(level = "debug", skip(self, cmd), fields(node = %self.link.name, argv = ?cmd.display_argv()))]
     async fn run(&self, cmd: &Cmd) -> Result<Output, ExecError> {
-        self.link.run(cmd).await
+        self.link.run(cmd, false).await
     }
 
     #[instrument(level = "debug", skip(self), fields(node = %self.link.name))]
     async fn read_file(&self, path: &Path) -> Result<Vec<u8>, ExecError> {
         let real = self.resolve(path);
         let (cmd, out) = self
-            .snippet(READ_SCRIPT, &[real.as_os_str()], None, FILE_OP_TIMEOUT)
+            .snippet(
+                READ_SCRIPT,
+                &[real.as_os_str()],
+                None,
+                FILE_OP_TIMEOUT,
+                true,
+            )
             .await?;
         match out.status {
             ExitStatus::Code(RC_NOT_FOUND) => Err(self.not_found(path)),
@@ -460,6 +716,7 @@ impl Host for SshHost {
                 &args,
                 Some(bytes.to_vec()),
                 FILE_OP_TIMEOUT + wait,
+                false,
             )
             .await?;
         match out.status {
@@ -481,7 +738,13 @@ impl Host for SshHost {
     async fn read_dir(&self, path: &Path) -> Result<Vec<DirEntry>, ExecError> {
         let real = self.resolve(path);
         let (cmd, out) = self
-            .snippet(LIST_SCRIPT, &[real.as_os_str()], None, FILE_OP_TIMEOUT)
+            .snippet(
+                LIST_SCRIPT,
+                &[real.as_os_str()],
+                None,
+                FILE_OP_TIMEOUT,
+                true,
+            )
             .await?;
         match out.status {
             ExitStatus::Code(RC_NOT_FOUND) => return Err(self.not_found(path)),
@@ -524,7 +787,13 @@ impl Host for SshHost {
     async fn stat(&self, path: &Path) -> Result<Option<FileMeta>, ExecError> {
         let real = self.resolve(path);
         let (cmd, out) = self
-            .snippet(STAT_SCRIPT, &[real.as_os_str()], None, FILE_OP_TIMEOUT)
+            .snippet(
+                STAT_SCRIPT,
+                &[real.as_os_str()],
+                None,
+                FILE_OP_TIMEOUT,
+                true,
+            )
             .await?;
         if out.status == ExitStatus::Code(RC_NOT_FOUND) {
             return Ok(None);
@@ -555,6 +824,35 @@ mod tests {
         );
         assert!(parse_stat_fields(&["zz", "0", "0", "0", "0", "0"]).is_none());
         assert!(parse_stat_fields(&["81a4"]).is_none());
+    }
+
+    #[test]
+    fn refusals_are_told_by_the_marker() {
+        let marker = new_marker();
+        assert_ne!(marker, new_marker(), "each connection has its own");
+        let out = |code, stderr: &str| Output {
+            status: ExitStatus::Code(code),
+            stdout: Vec::new(),
+            stderr: stderr.as_bytes().to_vec(),
+        };
+        let refused = format!(
+            "mux_client_request_session: session request failed: Session open refused by peer\n\
+             {marker}\nkex_exchange_identification: Connection closed by remote host\n"
+        );
+        assert_eq!(
+            refusal(&marker, &out(255, &refused)).as_deref(),
+            Some(
+                "mux_client_request_session: session request failed: Session open refused by peer"
+            )
+        );
+        assert_eq!(
+            refusal(&marker, &out(255, &format!("{marker}\n"))).as_deref(),
+            Some("the control socket is gone")
+        );
+        // The remote command's own 255, with or without some other marker-like line.
+        assert_eq!(refusal(&marker, &out(255, "oops\n")), None);
+        assert_eq!(refusal(&marker, &out(255, &format!("{}x\n", marker))), None);
+        assert_eq!(refusal(&marker, &out(1, &refused)), None);
     }
 
     #[test]

@@ -415,3 +415,225 @@ async fn ssh_root_maps_every_host_path() {
     // The real /etc/pve/lxc of the machine is not what was read.
     assert_eq!(host.stat(Path::new("/etc/shadow")).await.unwrap(), None);
 }
+
+/// Runs `n` commands at once on `host`, each `sleep 0.5` between a `+` and a `-` appended to
+/// `journal` on the node, each followed by a read, a stat or a listing; returns the commands'
+/// outputs (their index) or the first error of each.
+async fn slow_commands(host: &SshHost, n: usize, journal: &Path) -> Vec<Result<String, String>> {
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let host = host.clone();
+        let journal = journal.to_owned();
+        set.spawn(async move {
+            let script = "echo + >> \"$1\"; sleep 0.5; echo - >> \"$1\"; echo \"$2\"";
+            let mut cmd = Cmd::new(["sh", "-c", script, "sh"]).timeout(Duration::from_secs(60));
+            cmd.argv.push(journal.clone().into());
+            cmd.argv.push(i.to_string().into());
+            let out = host.run(&cmd).await.map_err(|e| e.to_string())?;
+            let out = out.check(&host.name(), &cmd).map_err(|e| e.to_string())?;
+            // Every kind of session counts: a read, a stat or a listing after each.
+            let also = match i % 3 {
+                0 => host.read_file(&journal).await.map(drop),
+                1 => host.stat(&journal).await.map(drop),
+                _ => host.read_dir(journal.parent().unwrap()).await.map(drop),
+            };
+            also.map_err(|e| e.to_string())?;
+            Ok(out.stdout_str().trim().to_owned())
+        });
+    }
+    let mut outs = Vec::new();
+    while let Some(r) = set.join_next().await {
+        outs.push(r.unwrap());
+    }
+    outs
+}
+
+/// The most commands that were between their `+` and `-` at once.
+fn most_at_once(journal: &Path) -> usize {
+    let text = std::fs::read_to_string(journal).unwrap();
+    let (mut now, mut most) = (0i64, 0i64);
+    for l in text.lines() {
+        now += if l == "+" { 1 } else { -1 };
+        most = most.max(now);
+    }
+    most as usize
+}
+
+/// Set when this test binary runs one test again under `strace`.
+const UNDER_STRACE: &str = "PGT_UNDER_STRACE";
+
+#[tokio::test]
+async fn ssh_stays_within_the_server_session_limit() {
+    let test = "ssh_stays_within_the_server_session_limit";
+    if !sshd_available(test) || !test_support::have(test, &["strace"]) {
+        return;
+    }
+    if std::env::var_os(UNDER_STRACE).is_none() {
+        // This test again, in a process of its own under strace, which follows every process
+        // it starts and records `connect` and the `send*` calls: a name lookup is a connect
+        // or a send to port 53.
+        let dir = tempfile::tempdir().unwrap();
+        let trace = dir.path().join("strace.out");
+        let out = std::process::Command::new("strace")
+            .args(["-f", "--seccomp-bpf", "-qq", "-e"])
+            .arg("trace=connect,sendto,sendmsg,sendmmsg")
+            .arg("-o")
+            .arg(&trace)
+            .arg(std::env::current_exe().unwrap())
+            .args([test, "--exact", "--nocapture"])
+            .env(UNDER_STRACE, "1")
+            .output()
+            .unwrap();
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{said}");
+        assert!(said.contains("1 passed"), "{said}");
+        let trace = std::fs::read_to_string(&trace).unwrap();
+        // The trace saw the clients (each connects to the control socket) ...
+        let to_master = trace
+            .lines()
+            .filter(|l| l.contains("connect(") && l.contains(".ssh-connection"))
+            .count();
+        assert!(to_master >= 16 * 2, "the clients were not traced:\n{trace}");
+        // ... and no name lookup.
+        let lookups: Vec<&str> = trace
+            .lines()
+            .filter(|l| l.contains("htons(53)") || l.contains("phoenix-gpu-mux"))
+            .collect();
+        assert!(lookups.is_empty(), "name lookups: {lookups:#?}");
+        return;
+    }
+    // One below the server's limit, as the default 8 is below OpenSSH's 10: a session that
+    // just ended can still count on the server for a moment.
+    let sshd = Sshd::start_with("MaxSessions 2\n");
+    let mut opts = sshd.options();
+    opts.max_sessions = 1;
+    let host = SshHost::connect(&sshd.dest(), opts).await.unwrap();
+    let journal = sshd.dir.path().join("journal");
+    let outs = slow_commands(&host, 16, &journal).await;
+    let mut got: Vec<String> = outs.into_iter().map(|r| r.unwrap()).collect();
+    got.sort_by_key(|s| s.parse::<u32>().unwrap());
+    let want: Vec<String> = (0..16).map(|i| i.to_string()).collect();
+    assert_eq!(got, want);
+    assert_eq!(most_at_once(&journal), 1, "one at a time");
+    let log = sshd.log();
+    assert!(!log.contains("no more sessions"), "sshd refused: {log}");
+    assert_eq!(host.session_limit(), 1);
+}
+
+#[tokio::test]
+async fn ssh_retries_refused_sessions_and_learns_the_limit() {
+    if !sshd_available("ssh_retries_refused_sessions_and_learns_the_limit") {
+        return;
+    }
+    let sshd = Sshd::start_with("MaxSessions 2\n");
+    // The default bound (8) is above this server's limit: the first sessions are refused.
+    let host = connect(&sshd).await;
+    assert_eq!(
+        host.session_limit(),
+        exec_backend::ssh::DEFAULT_MAX_SESSIONS
+    );
+    let journal = sshd.dir.path().join("journal");
+    let outs = slow_commands(&host, 16, &journal).await;
+    let failed: Vec<&String> = outs.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert!(failed.is_empty(), "{failed:#?}");
+    let refused = sshd.log().matches("no more sessions").count();
+    assert!(refused > 0, "the server should have refused some sessions");
+    assert!(host.session_limit() <= 2, "{}", host.session_limit());
+    assert!(most_at_once(&journal) <= 2);
+}
+
+#[tokio::test]
+async fn ssh_opens_a_new_master_when_the_connection_drops() {
+    if !sshd_available("ssh_opens_a_new_master_when_the_connection_drops") {
+        return;
+    }
+    let sshd = Sshd::start();
+    let host = connect(&sshd).await;
+    let echo = Cmd::new(["echo", "up"]);
+    assert_eq!(host.run(&echo).await.unwrap().stdout_str(), "up\n");
+    // A command running when the connection drops may have run: an error, not a rerun.
+    let h = host.clone();
+    let long = tokio::spawn(async move {
+        h.run(&Cmd::new(["sleep", "30"]).timeout(Duration::from_secs(60)))
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    sshd.drop_connections();
+    let err = long.await.unwrap().unwrap_err();
+    assert!(matches!(err, ExecError::Ssh { .. }), "{err}");
+    assert!(err.to_string().contains("may or may not have run"), "{err}");
+    // Then commands and reads go through a new master.
+    assert_eq!(host.run(&echo).await.unwrap().stdout_str(), "up\n");
+    sshd.drop_connections();
+    let f = sshd.dir.path().join("sshd_config");
+    assert!(host.read_file(&f).await.unwrap().starts_with(b"Port "));
+}
+
+#[tokio::test]
+async fn ssh_node_down_is_one_error_for_every_caller() {
+    if !sshd_available("ssh_node_down_is_one_error_for_every_caller") {
+        return;
+    }
+    let mut sshd = Sshd::start_with("MaxSessions 2\n");
+    let mut opts = sshd.options();
+    opts.max_sessions = 2;
+    let host = SshHost::connect(&sshd.dest(), opts).await.unwrap();
+    let dir = sshd.dir.path().to_owned();
+    // Two commands hold the sessions; reads, a stat, a listing and writes wait for one when
+    // the node goes down.
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..2 {
+        let host = host.clone();
+        set.spawn(async move {
+            host.run(&Cmd::new(["sleep", "20"]).timeout(Duration::from_secs(60)))
+                .await
+                .map(drop)
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    for i in 0..8 {
+        let host = host.clone();
+        let dir = dir.clone();
+        set.spawn(async move {
+            let conf = dir.join("sshd_config");
+            match i % 4 {
+                0 => host.read_file(&conf).await.map(drop),
+                1 => host.stat(&conf).await.map(drop),
+                2 => host.read_dir(&dir).await.map(drop),
+                _ => {
+                    host.write_file_atomic(&dir.join("w"), b"x", &WriteOptions::default())
+                        .await
+                }
+            }
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    sshd.stop();
+    let mut errors = Vec::new();
+    while let Some(r) = set.join_next().await {
+        let err = r.unwrap().unwrap_err();
+        assert!(
+            matches!(&err, ExecError::Ssh { target, .. } if *target == host.name()),
+            "{err:?}"
+        );
+        let mut chain = err.to_string();
+        let mut src = std::error::Error::source(&err);
+        while let Some(s) = src {
+            chain.push_str(&format!(": {s}"));
+            src = s.source();
+        }
+        errors.push(chain);
+    }
+    errors.dedup();
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert!(
+        errors[0].contains("cannot be opened again"),
+        "{}",
+        errors[0]
+    );
+    assert!(errors[0].contains("Connection refused"), "{}", errors[0]);
+}

@@ -1,11 +1,11 @@
 //! `check`: the live host against a container's config, without changing anything.
 
-use exec_backend::CtState;
+use exec_backend::{CtState, ExecError};
 
 use crate::config_step;
 use crate::container;
 use crate::current::{self, Passes};
-use crate::error::{chain, Result};
+use crate::error::{chain, Error, Result};
 use crate::finding::{CheckReport, Finding, FindingKind};
 use crate::inventory::{Inventory, NVIDIA_MAJOR};
 use crate::request::{Request, Strategy};
@@ -26,25 +26,45 @@ enum UserspaceProbe {
     Installed(Option<DriverVersion>),
 }
 
-/// The NVIDIA userspace version in a running container, through the one probe exec.
-async fn userspace_version(ctx: &Ctx<'_>) -> UserspaceProbe {
+/// The NVIDIA userspace version in a running container, through the one probe exec. A node
+/// that does not answer is an error (the whole check failed), not a note.
+async fn userspace_version(ctx: &Ctx<'_>) -> Result<UserspaceProbe> {
     match ctx.cts.state(ctx.ct).await {
         Ok(CtState::Running) => {}
-        Ok(CtState::Stopped) => return UserspaceProbe::Skipped("the container is stopped".into()),
-        Ok(CtState::Other(s)) => return UserspaceProbe::Skipped(format!("the container is {s}")),
+        Ok(CtState::Stopped) => {
+            return Ok(UserspaceProbe::Skipped("the container is stopped".into()))
+        }
+        Ok(CtState::Other(s)) => {
+            return Ok(UserspaceProbe::Skipped(format!("the container is {s}")))
+        }
+        Err(e @ ExecError::Ssh { .. }) => {
+            return Err(Error::exec(
+                format!("cannot read the state of container {}", ctx.ct),
+                e,
+            ))
+        }
         Err(e) => {
-            return UserspaceProbe::Skipped(format!(
+            return Ok(UserspaceProbe::Skipped(format!(
                 "cannot read the container's state: {}",
                 chain(&e)
-            ))
+            )))
         }
     }
     match container::probe(ctx, &[]).await {
-        Ok(p) => UserspaceProbe::Installed(
+        Ok(p) => Ok(UserspaceProbe::Installed(
             p.smi_version
                 .or_else(|| p.libs.first().map(|(_, v)| v.clone())),
-        ),
-        Err(e) => UserspaceProbe::Skipped(format!("the container probe failed: {}", chain(&e))),
+        )),
+        Err(
+            e @ Error::Exec {
+                source: ExecError::Ssh { .. },
+                ..
+            },
+        ) => Err(e),
+        Err(e) => Ok(UserspaceProbe::Skipped(format!(
+            "the container probe failed: {}",
+            chain(&e)
+        ))),
     }
 }
 
@@ -151,7 +171,7 @@ pub(crate) async fn run(
     } else {
         not_checked.push("the GPU assignment (no expected GPUs given)".to_owned());
     }
-    match userspace_version(ctx).await {
+    match userspace_version(ctx).await? {
         UserspaceProbe::Skipped(why) => {
             not_checked.push(format!("the userspace version in the container: {why}"))
         }

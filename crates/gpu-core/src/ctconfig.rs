@@ -40,6 +40,17 @@ pub(crate) async fn load(ctx: &Ctx<'_>) -> Result<Loaded> {
                 source: e,
             });
         }
+        // A node that does not answer is the host's failure, not the config's.
+        Err(e @ ExecError::Ssh { .. }) => {
+            return Err(Error::exec(
+                format!(
+                    "cannot read the config of container {} at {}",
+                    ctx.ct,
+                    path.display()
+                ),
+                e,
+            ))
+        }
         Err(e) => {
             return Err(Error::ConfigUnreadable {
                 ct: ctx.ct.to_string(),

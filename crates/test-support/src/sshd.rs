@@ -40,6 +40,13 @@ pub struct Sshd {
 impl Sshd {
     /// Generates keys, writes the config and starts sshd; returns once it accepts connections.
     pub fn start() -> Sshd {
+        Sshd::start_with("")
+    }
+
+    /// Like [`Sshd::start`] with `extra` lines at the top of `sshd_config` (sshd keeps the
+    /// first value of a keyword, so they override the defaults here, e.g. `MaxSessions 2\n`).
+    /// A refused session is logged as `no more sessions` ([`Sshd::log`]).
+    pub fn start_with(extra: &str) -> Sshd {
         std::fs::create_dir_all("/run/sshd").unwrap();
         let dir = tempfile::Builder::new()
             .prefix("pgt-sshd")
@@ -62,7 +69,7 @@ impl Sshd {
         std::fs::write(
             &config,
             format!(
-                "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nPidFile none\n\
+                "{extra}Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nPidFile none\n\
                  PermitRootLogin yes\nPubkeyAuthentication yes\nPasswordAuthentication no\n\
                  KbdInteractiveAuthentication no\nAuthorizedKeysFile {}\nStrictModes no\n\
                  UsePAM no\nMaxSessions 50\nMaxStartups 50\nLogLevel ERROR\n",
@@ -126,6 +133,42 @@ impl Sshd {
         o
     }
 
+    /// What sshd logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("sshd.log")).unwrap_or_default()
+    }
+
+    /// Drops every open connection as a network failure would, and leaves the listener
+    /// running: kills the processes serving connections (sshd forks one per connection, in
+    /// its own session) and what they run.
+    pub fn drop_connections(&self) {
+        let mut doomed = children(self.child.id());
+        let mut i = 0;
+        while i < doomed.len() {
+            doomed.extend(children(doomed[i]));
+            i += 1;
+        }
+        for pid in doomed {
+            // SAFETY: kill(2) has no memory preconditions; these pids are this sshd's tree.
+            unsafe {
+                libc::kill(pid as i32, libc::SIGKILL);
+            }
+        }
+    }
+
+    /// Stops sshd as a node going down would: the listener and every open connection (killing
+    /// the listener alone would leave the connections running).
+    pub fn stop(&mut self) {
+        // Stopped first, so that it forks no new connection while they are killed.
+        // SAFETY: kill(2) has no memory preconditions; the pid is our child's.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGSTOP);
+        }
+        self.drop_connections();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// The destination string: `ssh://root@127.0.0.1:PORT`.
     pub fn dest(&self) -> String {
         format!("ssh://root@127.0.0.1:{}", self.port)
@@ -137,4 +180,24 @@ impl Drop for Sshd {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The pids whose parent is `pid` (from `/proc/*/stat`).
+pub fn children(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(pid) {
+            if let Ok(child) = e.file_name().to_string_lossy().parse() {
+                out.push(child);
+            }
+        }
+    }
+    out
 }
