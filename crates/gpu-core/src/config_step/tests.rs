@@ -52,6 +52,17 @@ fn engine(host: &Arc<FsHost>, target: Target) -> Engine {
     })
 }
 
+/// An engine whose container is stopped (`remove` reads the state; nothing runs inside).
+fn stopped_engine(host: &Arc<FsHost>, target: Target) -> Engine {
+    let mut cts = MockContainerExec::new();
+    cts.expect_state()
+        .returning(|_| Ok(exec_backend::CtState::Stopped));
+    Engine::new(host.clone(), Arc::new(cts), target).with_settings(Settings {
+        lock_timeout: std::time::Duration::from_secs(2),
+        ..Settings::default()
+    })
+}
+
 fn request(gpus: &str, mode: Mode) -> Request {
     let mut r = Request::new(
         "101".parse::<CtId>().unwrap(),
@@ -227,7 +238,7 @@ async fn resolved_mount_sources_are_written_recognised_and_removed() {
     assert!(!r.changed, "{}", r.config_diff);
     assert_eq!(host.get(CONF), conf);
     // Without the setting they are still recognised, and replaced by host paths.
-    let plain = engine(&host, Target::Pve);
+    let plain = stopped_engine(&host, Target::Pve);
     let r = plain.apply(&request("1", Mode::Raw)).await.unwrap();
     assert!(r.changed);
     let conf = host.get(CONF);
@@ -325,7 +336,7 @@ async fn missing_config_and_unknown_ct() {
 #[tokio::test]
 async fn remove_takes_out_only_the_tools_lines() {
     let (_d, host) = host_with_101();
-    let r = engine(&host, Target::Pve)
+    let r = stopped_engine(&host, Target::Pve)
         .remove(&"101".parse::<CtId>().unwrap(), false)
         .await
         .unwrap();
@@ -338,7 +349,7 @@ lxc.mount.entry: /dev/net/tun dev/net/tun none bind,create=file
         snapshot_section()
     );
     assert_eq!(host.get(CONF), want);
-    let r = engine(&host, Target::Pve)
+    let r = stopped_engine(&host, Target::Pve)
         .remove(&"101".parse::<CtId>().unwrap(), false)
         .await
         .unwrap();

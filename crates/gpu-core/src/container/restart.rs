@@ -62,15 +62,7 @@ pub(crate) async fn step(
             "would restart: the config changed".into(),
         )),
         CtState::Running => {
-            bounded(ctx, policy.timeout, "restart", async {
-                ctx.cts
-                    .stop(ctx.ct)
-                    .await
-                    .map_err(|source| restart_error(ctx, RestartCause::Stop { source }))?;
-                wait_for(ctx, |s| s == &CtState::Stopped).await?;
-                start_and_wait(ctx).await
-            })
-            .await?;
+            restart(ctx, policy.timeout).await?;
             Ok((
                 After {
                     running: true,
@@ -145,6 +137,20 @@ pub(crate) async fn step(
             ))
         }
     }
+}
+
+/// Restarts a running container: stop, wait until stopped, start, wait until running, within
+/// `timeout`.
+pub(crate) async fn restart(ctx: &Ctx<'_>, timeout: Duration) -> Result<()> {
+    bounded(ctx, timeout, "restart", async {
+        ctx.cts
+            .stop(ctx.ct)
+            .await
+            .map_err(|source| restart_error(ctx, RestartCause::Stop { source }))?;
+        wait_for(ctx, |s| s == &CtState::Stopped).await?;
+        start_and_wait(ctx).await
+    })
+    .await
 }
 
 async fn start_and_wait(ctx: &Ctx<'_>) -> Result<()> {

@@ -1,0 +1,37 @@
+# shellcheck shell=sh
+# The GPU part, after head.sh (its variables: gc_ok, gc_out, mode): the end of the probe, and
+# with head.sh alone the verification exec after a change. Where gpu-check answered, its dev=,
+# node=, nvml_* and cuda_* lines stand; else the nodes are listed with stat. nvidia-smi's query
+# runs in verification (users run it: it proves the binary works), and in a probe only where
+# NVML did not answer through gpu-check. Prints dev=, smi_path=, smi= and smi_rc= lines.
+# shellcheck disable=SC2154 # gc_ok, gc_out and mode come from head.sh
+if [ -z "$gc_ok" ]; then
+  for f in /dev/nvidia* /dev/nvidia-caps/*; do
+    if [ -c "$f" ]; then
+      echo "dev=$f c $(stat -c '%t:%T' "$f" 2>/dev/null)"
+    elif [ -d "$f" ]; then
+      echo "dev=$f d"
+    elif [ -e "$f" ]; then
+      echo "dev=$f f"
+    fi
+  done
+fi
+smi=$(command -v nvidia-smi 2>/dev/null)
+if [ -n "$smi" ]; then
+  echo "smi_path=$smi"
+  run_smi=1
+  if [ "$mode" = probe ]; then
+    case "$gc_out" in *"nvml_lib=ok"*) run_smi= ;; esac
+  fi
+  if [ -n "$run_smi" ]; then
+    if command -v timeout >/dev/null 2>&1; then
+      out=$(timeout 60 nvidia-smi --query-gpu=index,uuid,driver_version --format=csv,noheader 2>&1)
+    else
+      out=$(nvidia-smi --query-gpu=index,uuid,driver_version --format=csv,noheader 2>&1)
+    fi
+    rc=$?
+    printf '%s\n' "$out" | while IFS= read -r l; do [ -n "$l" ] && echo "smi=$l"; done
+    echo "smi_rc=$rc"
+  fi
+fi
+exit 0
