@@ -13,6 +13,10 @@
  *   --nvml   nvml_*: what nvidia-smi asks (driver version, every GPU's UUID and minor)
  *   --cuda   cuda_*: cuInit, the devices and their UUIDs; --ctx also a context and a 1 MiB
  *            alloc/memset/readback on each device; --hold keeps the contexts open N seconds
+ *   --dpkg   pkg=ii NAME for each installed package of the list (NAME, or PREFIX* for every
+ *            package whose name starts with PREFIX), read from /var/lib/dpkg/status as
+ *            dpkg-query would; dpkg_db=ok when it was read, dpkg_db=pending when dpkg's
+ *            journal (/var/lib/dpkg/updates) holds entries the status file does not have yet
  *
  * Built to run in any x86-64 glibc container, whatever its glibc (Ubuntu 20.04 has 2.31, RHEL 8
  * 2.28): linked without crt1 (own _start), every glibc symbol pinned to GLIBC_2.2.5, no stack
@@ -243,14 +247,65 @@ static void run_nvml(void) {
     if (shut) shut();
 }
 
+/* --dpkg a,b*,c: the installed packages of the list, from dpkg's status file */
+static int listed(const char *name, size_t nl, const char *list) {
+    while (*list) {
+        const char *end = list; while (*end && *end != ',') end++;
+        size_t n = (size_t)(end - list);
+        if (n && list[n - 1] == '*') { if (nl >= n - 1 && !strncmp(name, list, n - 1)) return 1; }
+        else if (n == nl && !strncmp(name, list, n)) return 1;
+        list = *end ? end + 1 : end;
+    }
+    return 0;
+}
+static void run_dpkg(const char *list) {
+    DIR *u = opendir("/var/lib/dpkg/updates");
+    if (u) {
+        struct dirent *e; int pending = 0;
+        while ((e = readdir(u))) if (e->d_name[0] >= '0' && e->d_name[0] <= '9') pending = 1;
+        closedir(u);
+        if (pending) { kv("dpkg_db", "pending"); return; }
+    }
+    int fd = open("/var/lib/dpkg/status", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) { kv("dpkg_db", "missing"); return; }
+    static char chunk[65536];
+    static char line[4096];
+    size_t ll = 0; int long_line = 0;
+    char pkg[256] = ""; int installed = 0;
+    for (;;) {
+        ssize_t r = read(fd, chunk, sizeof chunk);
+        if (r < 0) { close(fd); kv("dpkg_db", "unreadable"); return; }
+        for (ssize_t i = 0; i <= r; i++) {
+            int end = i == r;
+            if (end && r > 0) break;
+            char c = end ? '\n' : chunk[i];
+            if (c != '\n') { if (ll < sizeof line - 1) line[ll++] = c; else long_line = 1; continue; }
+            line[ll] = 0;
+            if (ll == 0) { /* end of a paragraph */
+                if (*pkg && installed && listed(pkg, strlen(pkg), list)) { put("pkg=ii "); putv(pkg); putc1('\n'); }
+                pkg[0] = 0; installed = 0;
+            } else if (!long_line && !strncmp(line, "Package: ", 9) && ll - 9 < sizeof pkg) {
+                memcpy(pkg, line + 9, ll - 9 + 1);
+            } else if (!long_line && !strncmp(line, "Status: ", 8)) {
+                installed = !strcmp(line + 8, "install ok installed");
+            }
+            ll = 0; long_line = 0;
+        }
+        if (r == 0) break;
+    }
+    close(fd);
+    kv("dpkg_db", "ok");
+}
+
 static long num(const char *s) { long v = 0; while (*s >= '0' && *s <= '9') v = v * 10 + (*s++ - '0'); return v; }
 
 int main(int argc, char **argv) {
     int do_sys = 0, do_dev = 0, do_libs = 0, do_cuda = 0, ctx = 0, do_nvml = 0; long hold = 0;
-    const char *opens = 0;
+    const char *opens = 0, *dpkg = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--open") && i + 1 < argc) opens = argv[++i];
+        else if (!strcmp(a, "--dpkg") && i + 1 < argc) dpkg = argv[++i];
         else if (!strcmp(a, "--sys")) do_sys = 1;
         else if (!strcmp(a, "--dev")) do_dev = 1;
         else if (!strcmp(a, "--libs")) do_libs = 1;
@@ -264,6 +319,7 @@ int main(int argc, char **argv) {
     if (do_sys) run_sys();
     if (do_dev) { scan("/dev", "nvidia"); scan("/dev/nvidia-caps", ""); }
     if (opens) run_open(opens);
+    if (dpkg) run_dpkg(dpkg);
     if (do_libs) {
         if (open_nvml()) loaded("libnvidia-ml.so.1", "libnvidia-ml.so.");
         if (open_cuda()) loaded("libcuda.so.1", "libcuda.so.");

@@ -99,7 +99,7 @@ pub mod orchestrator;
 
 pub use assignment::CurrentAssignment;
 pub use config_step::{ConfigOutcome, BACKUPS_KEPT};
-pub use counting::{CountingExec, CountingHost, Tally};
+pub use counting::{scope, BackendHost, CountingExec, CountingHost, Tally};
 pub use engine::Engine;
 pub use error::{
     chain, Error, ErrorKind, Input, InstallCause, NodeRefusal, RestartCause, Result, SmiFailure,

@@ -50,9 +50,14 @@ pub(crate) enum Ask {
     Cuda,
 }
 
-/// The arguments of gpu-check for `ask`, opening `nodes`.
-pub(crate) fn args(ask: Ask, nodes: &[String]) -> String {
+/// The arguments of gpu-check for `ask`, opening `nodes`, and with `packages` (names, or
+/// prefixes ending in `*`) reading dpkg's status for them.
+pub(crate) fn args(ask: Ask, nodes: &[String], packages: &[String]) -> String {
     let mut a = String::from("--sys --dev --libs");
+    if !packages.is_empty() {
+        a.push_str(" --dpkg ");
+        a.push_str(&packages.join(","));
+    }
     if matches!(ask, Ask::Nvml | Ask::Cuda) {
         a.push_str(" --nvml");
     }
@@ -168,10 +173,21 @@ mod tests {
         assert!(p.starts_with("/usr/local/lib/phoenix-gpu/gpu-check-"));
         assert_eq!(p.len(), DIR.len() + "/gpu-check-".len() + 16);
         assert_eq!(
-            args(Ask::Cuda, &["/dev/nvidia0".into(), "/dev/nvidiactl".into()]),
+            args(
+                Ask::Cuda,
+                &["/dev/nvidia0".into(), "/dev/nvidiactl".into()],
+                &[]
+            ),
             "--sys --dev --libs --nvml --ctx --open /dev/nvidia0,/dev/nvidiactl"
         );
-        assert_eq!(args(Ask::System, &["/dev/x".into()]), "--sys --dev --libs");
+        assert_eq!(
+            args(Ask::System, &["/dev/x".into()], &[]),
+            "--sys --dev --libs"
+        );
+        assert_eq!(
+            args(Ask::Nodes, &[], &["cuda-toolkit-*".into(), "nvtop".into()]),
+            "--sys --dev --libs --dpkg cuda-toolkit-*,nvtop"
+        );
     }
 
     /// Runs the embedded program on this machine: the keys it prints, the errno names of the

@@ -141,7 +141,9 @@ pub(crate) async fn converge(
     let install = !req.dry_run && gpucheck::available() && probe.gpu_check == GpuCheckRun::Absent;
     run.step(StepName::Verify, async {
         let fresh;
-        let seen = if changed || install {
+        // After any change (a restart too) CUDA is checked again; a converged run reads the
+        // probe's answer.
+        let seen = if changed || install || after.fresh {
             fresh = probe::verify_exec(ctx, ask_verify, &nodes, install).await?;
             &fresh
         } else {

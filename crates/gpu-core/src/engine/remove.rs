@@ -28,7 +28,7 @@ impl Engine {
         let counted = self.counted();
         let ctx = self.ctx(&counted, ct.as_ct_ref());
         let mut run = self.run(ct.as_ct_ref());
-        let result = async {
+        let result = crate::counting::scope(counted.tally.clone(), async {
             self.admit(ct)?;
             let diff = run
                 .step(StepName::Remove, config_step::remove(&ctx, dry_run))
@@ -36,7 +36,7 @@ impl Engine {
             let changed = !diff.is_empty();
             run.report.config_diff = diff;
             inside(&ctx, changed, dry_run, &mut run).await
-        }
+        })
         .await;
         run.finish(&counted.tally, result)
     }

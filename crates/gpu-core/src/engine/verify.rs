@@ -16,14 +16,14 @@ impl Engine {
         let ct = req.ct.as_ct_ref();
         let ctx = self.ctx(&counted, ct);
         let mut run = self.run(ct);
-        let result = async {
+        let result = crate::counting::scope(counted.tally.clone(), async {
             self.admit(&req.ct)?;
             let (inv, gpus) = run
                 .step(StepName::HostCheck, host_check::run(&ctx, req))
                 .await?;
             run.step(StepName::Verify, container::verify(&ctx, req, &inv, &gpus))
                 .await
-        }
+        })
         .await;
         run.finish(&counted.tally, result)
     }

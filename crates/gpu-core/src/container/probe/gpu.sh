@@ -16,7 +16,19 @@ if [ -z "$gc_ok" ]; then
     fi
   done
 fi
-smi=$(command -v nvidia-smi 2>/dev/null)
+# nvidia-smi on PATH, as command -v finds it, without the fork of a command substitution.
+smi=
+ifs=$IFS
+IFS=:
+set -f
+for d in $PATH; do
+  if [ -n "$d" ] && [ -f "$d/nvidia-smi" ] && [ -x "$d/nvidia-smi" ]; then
+    smi=$d/nvidia-smi
+    break
+  fi
+done
+set +f
+IFS=$ifs
 if [ -n "$smi" ]; then
   echo "smi_path=$smi"
   run_smi=1
@@ -34,4 +46,11 @@ if [ -n "$smi" ]; then
     echo "smi_rc=$rc"
   fi
 fi
+# How many processes this script started in the container: PIDs are given out in order, so
+# from this shell's to that of one last fork (any other process the container started
+# meanwhile is counted too).
+: &
+pid1=$!
+wait "$pid1"
+[ "$pid1" -ge "$$" ] && echo "pids=$((pid1 - $$ + 1))"
 exit 0

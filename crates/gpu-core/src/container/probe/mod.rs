@@ -92,14 +92,14 @@ async fn run_script_with(
         .map_err(|e| Error::exec(format!("{what} in container {}", ctx.ct), e))
 }
 
-/// The three arguments of `head.sh`.
-fn head_args(ask: Ask, nodes: &[String], mode: &str) -> Vec<String> {
+/// The three arguments of `head.sh`; `packages` are the ones to read dpkg's status for.
+fn head_args(ask: Ask, nodes: &[String], packages: &[String], mode: &str) -> Vec<String> {
     let path = if gpucheck::available() {
         gpucheck::path()
     } else {
         String::new()
     };
-    vec![path, gpucheck::args(ask, nodes), mode.to_owned()]
+    vec![path, gpucheck::args(ask, nodes, packages), mode.to_owned()]
 }
 
 /// Asks the container everything in one exec (`check`): the system, the userspace, the
@@ -116,8 +116,13 @@ pub(crate) async fn probe_gpus(
     ask: Ask,
     nodes: &[String],
 ) -> Result<Probe> {
-    let mut args = head_args(ask, nodes, "probe");
-    args.extend(tools.iter().map(ToString::to_string));
+    let tools: Vec<String> = tools.iter().map(ToString::to_string).collect();
+    // The packages questions.sh asks dpkg-query for, read by gpu-check instead.
+    let packages: Vec<String> = std::iter::once("cuda-toolkit-*".to_owned())
+        .chain(tools.iter().cloned())
+        .collect();
+    let mut args = head_args(ask, nodes, &packages, "probe");
+    args.extend(tools);
     let out = run_script(ctx, "probing", SCRIPT, &args, PROBE_TIMEOUT).await?;
     if out.status != ExitStatus::Code(0) {
         return Err(Error::Parse {
@@ -139,7 +144,7 @@ pub(crate) async fn verify_exec(
 ) -> Result<Probe> {
     let install = install && gpucheck::available();
     let mode = if install { "install" } else { "verify" };
-    let args = head_args(ask, nodes, mode);
+    let args = head_args(ask, nodes, &[], mode);
     let stdin = install.then_some(gpucheck::BYTES);
     let out = run_script_with(
         ctx,

@@ -1,4 +1,5 @@
 # shellcheck shell=sh
+# shellcheck disable=SC2154 # gc_ok and gc_out come from head.sh
 # The probe's own questions, after head.sh in the same script (its variables: gc_ok, and $@
 # the package names to look for). It prints key=value lines; every command is optional and a
 # missing one leaves its keys out. Where gpu-check answered (gc_ok), its answers stand and the
@@ -64,7 +65,9 @@ if [ -z "$cuda_json" ] && [ -x /usr/local/cuda/bin/nvcc ]; then
   v=$(/usr/local/cuda/bin/nvcc --version 2>/dev/null | sed -n 's/.*release \([0-9][0-9.]*\).*/\1/p' | sed -n 1p)
   [ -n "$v" ] && echo "cuda_nvcc=$v"
 fi
-if command -v dpkg-query >/dev/null 2>&1; then
+# gpu-check read dpkg's status file for these packages (dpkg_db=ok); else dpkg-query.
+case "$gc_out" in *dpkg_db=ok*) dpkg_read=1 ;; *) dpkg_read= ;; esac
+if [ -z "$dpkg_read" ] && command -v dpkg-query >/dev/null 2>&1; then
   dpkg-query -W -f='${db:Status-Abbrev}|${Package}\n' 'cuda-toolkit-*' "$@" 2>/dev/null | while IFS='|' read -r st name; do
     echo "pkg=$st $name"
   done
