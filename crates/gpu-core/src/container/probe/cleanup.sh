@@ -38,6 +38,9 @@ for f in /usr/lib/firmware/nvidia/*; do
     echo "removed=$f"
   fi
 done
+if [ -d /usr/lib/firmware/nvidia ] && rmdir /usr/lib/firmware/nvidia 2>/dev/null; then
+  echo "removed=/usr/lib/firmware/nvidia"
+fi
 if [ -n "$libs" ] && command -v ldconfig >/dev/null 2>&1; then
   ldconfig && echo ldconfig=1
 fi
