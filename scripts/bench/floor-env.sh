@@ -83,7 +83,9 @@ create)
     echo "ready: $n container(s) in $lxcpath"
     ;;
 destroy)
-    for name in $(ls "$lxcpath" 2>/dev/null); do
+    for c in "$lxcpath"/*/; do
+        [ -d "$c" ] || continue
+        name=$(basename "$c")
         lxc-stop -k -n "$name" -P "$lxcpath" 2>/dev/null || true
         lxc-destroy -n "$name" -P "$lxcpath" 2>/dev/null || true
     done

@@ -176,10 +176,17 @@ fn verify_hint(cause: &VerifyCause, ct: &str) -> Option<String> {
             let uvm = problems.iter().any(|p| {
                 matches!(p, VerifyProblem::NodeMissing { path } if path.starts_with("/dev/nvidia-uvm"))
             });
+            let refused = problems
+                .iter()
+                .any(|p| matches!(p, VerifyProblem::NodeRefused { .. }));
             if version {
                 Some(mismatch_hint(ct))
             } else if uvm {
                 Some(uvm_hint())
+            } else if refused {
+                Some(format!(
+                    "`phoenix-gpu apply {ct}` writes the allow lines this host honours for its                      current majors and restarts the container"
+                ))
             } else {
                 None
             }
@@ -405,6 +412,18 @@ mod tests {
         }))
         .unwrap();
         assert!(h.contains("nvidia-modprobe -u -c0"), "{h}");
+        let h = hint(&verify(VerifyCause::Mismatch {
+            problems: vec![VerifyProblem::NodeRefused {
+                path: "/dev/nvidia-uvm".into(),
+                rdev: (238, 0),
+                cause: gpu_core::NodeRefusal::StaleMajor {
+                    major: 238,
+                    stale: vec![509],
+                },
+            }],
+        }))
+        .unwrap();
+        assert!(h.contains("phoenix-gpu apply 101"), "{h}");
         let start = ExecError::Failed {
             target: "localhost".into(),
             argv: vec!["pct".into(), "start".into(), "101".into()],

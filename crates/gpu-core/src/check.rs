@@ -51,10 +51,7 @@ async fn userspace_version(ctx: &Ctx<'_>) -> Result<UserspaceProbe> {
         }
     }
     match container::probe(ctx, &[]).await {
-        Ok(p) => Ok(UserspaceProbe::Installed(
-            p.smi_version
-                .or_else(|| p.libs.first().map(|(_, v)| v.clone())),
-        )),
+        Ok(p) => Ok(UserspaceProbe::Installed(p.userspace_version())),
         Err(
             e @ Error::Exec {
                 source: ExecError::Ssh { .. },

@@ -45,8 +45,8 @@ const READS: &[&str] = &[
 ];
 
 /// The probe: gpu-check's versioned path (its hash as `<sha>`), what it is asked (the nodes of
-/// GPU 1), the mode.
-const PROBE: &str = "ct exec sh -c <script> phoenix-gpu /usr/local/lib/phoenix-gpu/gpu-check-<sha> --sys --dev --libs --open /dev/nvidia1,/dev/nvidiactl,/dev/nvidia-uvm,/dev/nvidia-uvm-tools probe";
+/// GPU 1, dpkg's status for the CUDA toolkit), the mode.
+const PROBE: &str = "ct exec sh -c <script> phoenix-gpu /usr/local/lib/phoenix-gpu/gpu-check-<sha> --sys --dev --libs --dpkg cuda-toolkit-* --open /dev/nvidia1,/dev/nvidiactl,/dev/nvidia-uvm,/dev/nvidia-uvm-tools probe";
 /// The verification exec of a first run, which puts gpu-check in place.
 const INSTALL: &str = "ct exec sh -c <script> phoenix-gpu /usr/local/lib/phoenix-gpu/gpu-check-<sha> --sys --dev --libs --open /dev/nvidia1,/dev/nvidiactl,/dev/nvidia-uvm,/dev/nvidia-uvm-tools install";
 
@@ -144,10 +144,11 @@ async fn first_run_then_converged_run() {
         ));
     }
 
-    // Converged run: reads of the host, the state, exactly one exec; no write, no restart.
+    // Converged run: reads of the host and exactly one exec, which also says the container
+    // runs (no state asked); no write, no restart.
     let before = w.file(world::CONFIG);
     let second = engine.apply(&request()).await.unwrap();
-    assert_eq!(calls(&w), expected(&["ct state", PROBE]));
+    assert_eq!(calls(&w), expected(&[PROBE]));
     assert!(!second.changed);
     assert_eq!(second.counters.container_execs, 1);
     assert_eq!(second.counters.config_writes, 0);

@@ -41,9 +41,30 @@ pub(crate) async fn converge(
     cfg: &ConfigOutcome,
     run: &mut Run<'_>,
 ) -> Result<()> {
-    let after = run
-        .step(StepName::Restart, restart::step(ctx, req, cfg))
-        .await?;
+    let nodes = verify::nodes(inv, gpus);
+    let (ask, ask_verify) = asks(req.strategy);
+    // The config is unchanged: a running container needs no restart, and a probe that answers
+    // says it runs, so the state is asked only when the probe cannot run (stopped, starting,
+    // unreachable); a converged run is then the one exec and nothing else.
+    let mut early = None;
+    if !cfg.changed && !gpus.is_empty() {
+        early = probe::probe_gpus(ctx, &req.tools, ask, &nodes).await.ok();
+    }
+    let after = if early.is_some() {
+        run.step(StepName::Restart, async {
+            let after = restart::After {
+                running: true,
+                pending: false,
+                fresh: false,
+            };
+            let detail = "running (it answered the probe); config unchanged, no restart needed";
+            Ok((after, StepStatus::Ok, detail.to_owned()))
+        })
+        .await?
+    } else {
+        run.step(StepName::Restart, restart::step(ctx, req, cfg))
+            .await?
+    };
     if after.pending {
         ctx.events.emit(Event::Notice {
             ct: ctx.ct.to_string(),
@@ -79,11 +100,12 @@ pub(crate) async fn converge(
         return Ok(());
     }
 
-    let nodes = verify::nodes(inv, gpus);
-    let (ask, ask_verify) = asks(req.strategy);
     let (probe, mut changed) = run
         .step(StepName::Userspace, async {
-            let probe = probe::probe_gpus(ctx, &req.tools, ask, &nodes).await?;
+            let probe = match early.take() {
+                Some(p) => p,
+                None => probe::probe_gpus(ctx, &req.tools, ask, &nodes).await?,
+            };
             // Placeholders of bind mounts that are gone (a strategy change, a driver
             // upgrade): they would pass for an installed userspace.
             let cleaned = if probe.placeholders.is_empty() || req.dry_run || after.pending {

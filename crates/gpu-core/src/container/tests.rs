@@ -199,11 +199,15 @@ fn uuid(minor: u32) -> String {
 impl CtScript for CtInner {
     fn exec(s: &mut CtModel<CtInner>, cmd: &Cmd) -> Result<Output, ExecError> {
         let argv: Vec<String> = cmd.argv.iter().map(text).collect();
-        assert_eq!(
-            s.state,
-            CtState::Running,
-            "exec in a stopped container: {argv:?}"
-        );
+        if s.state != CtState::Running {
+            // As lxc-attach into a stopped container.
+            return Err(ExecError::Failed {
+                target: "scripted container".into(),
+                argv,
+                status: ExitStatus::Code(1),
+                stderr_tail: "lxc-attach: 101: Failed to get init pid".into(),
+            });
+        }
         if argv[0] == "tail" {
             return Ok(out(0, "ERROR: Unable to load the kernel module 'nvidia.ko'\nERROR: Installation has failed.\n", ""));
         }

@@ -29,8 +29,12 @@ if [ -z "$gc_ok" ] && command -v nvidia-smi >/dev/null 2>&1; then
     case "$l" in "NVIDIA-SMI version"*) echo "smi_version=${l#*:}" ;; esac
   done
 fi
-# Versioned driver libraries; an empty one is a placeholder that a bind mount left behind.
-for d in /usr/lib/x86_64-linux-gnu /lib/x86_64-linux-gnu /usr/lib64 /usr/lib /lib64 /lib /usr/local/nvidia/lib64 /usr/local/lib; do
+# Versioned driver libraries; an empty one is a placeholder that a bind mount left behind
+# (always in the multiarch folder, where host-libs binds). Where gpu-check answered, the loader's
+# own answer (loaded=) stands and only that folder is listed.
+dirs="/usr/lib/x86_64-linux-gnu /lib/x86_64-linux-gnu /usr/lib64 /usr/lib /lib64 /lib /usr/local/nvidia/lib64 /usr/local/lib"
+[ -n "$gc_ok" ] && dirs=/usr/lib/x86_64-linux-gnu
+for d in $dirs; do
   for f in "$d"/libnvidia-ml.so.* "$d"/libcuda.so.*; do
     if [ -f "$f" ] && [ ! -L "$f" ]; then
       if [ -s "$f" ]; then echo "lib=$f"; else echo "placeholder=$f"; fi
