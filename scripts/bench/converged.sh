@@ -34,9 +34,11 @@ count() {
     t=$(mktemp)
     # shellcheck disable=SC2086
     strace -f -qq -e trace=execve -o "$t" $1 >/dev/null 2>&1 || true
+    # Successful execve calls only (a PATH search also tries the folders where it is not).
     local all
-    all=$(grep -c 'execve(' "$t" || true)
-    printf '%-60s execve: %s\n' "${2}" "$all"
+    all=$(grep 'execve(' "$t" | grep -c '= 0$' || true)
+    printf '%-45s processes (execve): %3s  %s\n' "$2" "$all" \
+        "$(grep 'execve(' "$t" | grep '= 0$' | sed 's/.*execve("\([^"]*\)".*/\1/' | xargs -n1 basename | sort | uniq -c | tr -s ' \n' ' ')"
     rm -f "$t"
 }
 count "$smi" "floor: lxc-attach + nvidia-smi"
@@ -45,16 +47,23 @@ count "$apply" "phoenix-gpu apply (converged)"
 count "$check" "phoenix-gpu check"
 count "$bashstep" "bash-step.sh (the orchestrator's way)"
 
-hyperfine -N -w 3 -r "${RUNS:-30}" --export-markdown "$dir/converged.md" \
+hyperfine -N -w 3 -r "${RUNS:-30}" --export-markdown "$dir/converged.md" --export-json "$dir/converged.json" \
     -n floor "$smi" -n bare-attach "$bare" -n apply "$apply" -n check "$check" -n bash-step "$bashstep"
 cat "$dir/converged.md"
+cpu() { # the mean user+system CPU time of each command, from hyperfine's JSON
+    python3 -c 'import json,sys
+for r in json.load(open(sys.argv[1]))["results"]:
+    print("%-12s cpu %.1f ms (user %.1f + system %.1f), wall min %.1f ms, median %.1f ms" % (r["command"], 1e3 * (r["user"] + r["system"]), 1e3 * r["user"], 1e3 * r["system"], 1e3 * r["min"], 1e3 * r["median"]))' "$1"
+}
+cpu "$dir/converged.json"
 
 if [ "$n" -gt 1 ]; then
     names=$(seq -f 'fl%g' 1 "$n" | tr '\n' ' ')
     echo "# load: $(cut -d' ' -f1-3 /proc/loadavg)"
-    hyperfine -N -w 1 -r "${FLEET_RUNS:-10}" --export-markdown "$dir/fleet.md" \
+    hyperfine -N -w 1 -r "${FLEET_RUNS:-10}" --export-markdown "$dir/fleet.md" --export-json "$dir/fleet.json" \
         -n "jobs 8" "$B -q $R apply $names --gpus 0 --strategy host-libs --jobs 8" \
         -n "jobs 1" "$B -q $R apply $names --gpus 0 --strategy host-libs --jobs 1" \
         -n "floor x$n" "$here/floor-n.sh $L $n"
     cat "$dir/fleet.md"
+    cpu "$dir/fleet.json"
 fi

@@ -3,7 +3,7 @@
 # with head.sh alone the verification exec after a change. Where gpu-check answered, its dev=,
 # node=, nvml_* and cuda_* lines stand; else the nodes are listed with stat. nvidia-smi's query
 # runs in verification (users run it: it proves the binary works), and in a probe only where
-# NVML did not answer through gpu-check. Prints dev=, smi_path=, smi= and smi_rc= lines.
+# gpu-check did not run, or NVML was asked and did not answer through it. Prints dev=, smi_path=, smi= and smi_rc= lines.
 # shellcheck disable=SC2154 # gc_ok, gc_out and mode come from head.sh
 if [ -z "$gc_ok" ]; then
   for f in /dev/nvidia* /dev/nvidia-caps/*; do
@@ -32,8 +32,12 @@ IFS=$ifs
 if [ -n "$smi" ]; then
   echo "smi_path=$smi"
   run_smi=1
-  if [ "$mode" = probe ]; then
-    case "$gc_out" in *"nvml_lib=ok"*) run_smi= ;; esac
+  # A probe where gpu-check answered runs it only when NVML was asked and did not answer.
+  if [ "$mode" = probe ] && [ -n "$gc_ok" ]; then
+    case "$gc_args" in
+      *--nvml*) case "$gc_out" in *"nvml_lib=ok"*) run_smi= ;; esac ;;
+      *) run_smi= ;;
+    esac
   fi
   if [ -n "$run_smi" ]; then
     if command -v timeout >/dev/null 2>&1; then
