@@ -19,7 +19,7 @@ use crate::finding::Finding;
 /// |---|---|---|
 /// | (success) | 0 | |
 /// | [`Internal`](ErrorKind::Internal) | 1 | `Internal`, `Parse`, `Exec` with another backend error |
-/// | [`BadInput`](ErrorKind::BadInput) | 2 | `BadInput`, `OrchestratorConfig`, `NoOrchestratorConfig`, `OrchestratorValue` (and every command-line parse error) |
+/// | [`BadInput`](ErrorKind::BadInput) | 2 | `BadInput`, `OrchestratorConfig`, `NotLxcConfig`, `NoOrchestratorConfig`, `OrchestratorValue` (and every command-line parse error) |
 /// | [`CtNotFound`](ErrorKind::CtNotFound) | 3 | `CtNotFound`, `Exec` with `ExecError::CtNotFound` |
 /// | [`ConfigMissing`](ErrorKind::ConfigMissing) | 4 | `ConfigUnreadable` |
 /// | [`Install`](ErrorKind::Install) | 5 | `Install` |
@@ -244,6 +244,13 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+    /// The orchestrator config is JSON, but not `phoenix_lxc_configs.json` (it has no
+    /// `lxc_configs` object): the hypervisor config, say.
+    #[error("the orchestrator config has no lxc_configs object: it looks like {looks_like}; expected phoenix_lxc_configs.json, with lxc_configs keyed by CTID")]
+    NotLxcConfig {
+        /// What the file looks like instead.
+        looks_like: String,
+    },
     /// The containers of the orchestrator config are asked for, and no config was given.
     #[error("the containers of the orchestrator config are asked for, and no orchestrator config was given")]
     NoOrchestratorConfig,
@@ -308,6 +315,7 @@ impl Error {
         match self {
             Error::BadInput { .. }
             | Error::OrchestratorConfig { .. }
+            | Error::NotLxcConfig { .. }
             | Error::NoOrchestratorConfig
             | Error::OrchestratorValue { .. } => ErrorKind::BadInput,
             Error::NoDriver { .. }
