@@ -308,6 +308,10 @@ pub struct PrepareArgs {
     /// Also create /dev/nvidia-modeset at boot
     #[arg(long)]
     pub modeset: bool,
+    /// With --remove: delete the hookscript even while containers name it (they then do not
+    /// start until their hookscript line is deleted)
+    #[arg(long, requires = "remove")]
+    pub force: bool,
 }
 
 /// Flags of remove.

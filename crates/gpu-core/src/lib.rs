@@ -102,8 +102,8 @@ pub use config_step::{ConfigOutcome, BACKUPS_KEPT};
 pub use counting::{CountingExec, CountingHost, Tally};
 pub use engine::Engine;
 pub use error::{
-    chain, Error, ErrorKind, Input, InstallCause, RestartCause, Result, SmiFailure, VerifyCause,
-    VerifyProblem,
+    chain, Error, ErrorKind, Input, InstallCause, PrepareFolder, RestartCause, Result, SmiFailure,
+    VerifyCause, VerifyProblem,
 };
 pub use finding::{CheckReport, Finding, FindingKind};
 pub use inventory::{

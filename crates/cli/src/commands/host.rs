@@ -39,6 +39,7 @@ pub async fn prepare(
         binary,
         systemctl: !under_root,
         dry_run: p.dry_run,
+        force: p.force,
     };
     let report = if p.remove {
         host_prepare::remove(host, &opts).await?
@@ -52,6 +53,15 @@ pub async fn prepare(
             exit_code: 0,
         })?;
         return Ok(None);
+    }
+    if !report.hookscript_users.is_empty() {
+        printer.err_lines(
+            &[format!(
+                "warning: container(s) {} still name the hookscript {HOOKSCRIPT_VOLID} and will not start until it is detached: pct set CTID --delete hookscript",
+                report.hookscript_users.join(", ")
+            )],
+            None,
+        );
     }
     printer.out(|w| {
         for f in &report.files {
@@ -84,12 +94,24 @@ pub async fn prepare(
                 if p.dry_run { "would run" } else { "ran" }
             )?;
         }
-        if under_root {
-            writeln!(
-                w,
-                "note: under --root, systemctl is not run; enable the unit on the real host with `systemctl daemon-reload && systemctl enable --now {}`",
-                host_prepare::UNIT_NAME
-            )?;
+        let unit_changed = report
+            .files
+            .iter()
+            .any(|f| f.path == std::path::Path::new(host_prepare::UNIT_PATH) && f.action != "unchanged" && f.action != "absent");
+        if under_root && unit_changed {
+            if p.remove {
+                writeln!(
+                    w,
+                    "note: under --root, systemctl is not run; on the real host, `systemctl disable --now {}` before and `systemctl daemon-reload` after removing the unit",
+                    host_prepare::UNIT_NAME
+                )?;
+            } else {
+                writeln!(
+                    w,
+                    "note: under --root, systemctl is not run; enable the unit on the real host with `systemctl daemon-reload && systemctl enable --now {}`",
+                    host_prepare::UNIT_NAME
+                )?;
+            }
         }
         if p.hookscript && !p.remove {
             writeln!(
