@@ -113,6 +113,7 @@ pub use inventory::{
 pub use passthrough::MountEntry;
 pub use report::{
     Counters, Event, EventSink, Report, ReportedError, StepName, StepReport, StepStatus,
+    SCHEMA_VERSION,
 };
 pub use request::{Mode, Request, RequestTemplate, RestartPolicy, RunfileSource, Strategy};
 pub use select::{GpuSelection, Selector};

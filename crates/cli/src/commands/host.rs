@@ -11,14 +11,14 @@ use serde::Serialize;
 use super::Worst;
 use crate::cli::{Global, PrepareArgs};
 use crate::error::CliError;
-use crate::output::Printer;
+use crate::output::{JsonError, Printer};
 
 #[derive(Serialize)]
 struct JsonPrepare<'a> {
     #[serde(flatten)]
     report: &'a PrepareReport,
     systemctl_run: bool,
-    exit_code: u8,
+    error: Option<JsonError>,
 }
 
 /// Runs `host prepare`.
@@ -47,11 +47,14 @@ pub async fn prepare(
         host_prepare::prepare(host, &opts).await?
     };
     if printer.json() {
-        printer.json_out(&JsonPrepare {
-            report: &report,
-            systemctl_run: opts.systemctl && !p.dry_run,
-            exit_code: 0,
-        })?;
+        printer.json_out(
+            &JsonPrepare {
+                report: &report,
+                systemctl_run: opts.systemctl && !p.dry_run,
+                error: None,
+            },
+            0,
+        )?;
         return Ok(None);
     }
     if !report.hookscript_users.is_empty() {
