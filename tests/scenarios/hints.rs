@@ -24,7 +24,10 @@ fn inventory_without_a_driver_says_to_install_it() {
     r.assert_error(8, "the NVIDIA kernel module is not loaded");
     let hint = hint_of(&r);
     assert!(!hint.contains("phoenix-gpu inventory"), "{hint}");
-    assert!(hint.contains("install the NVIDIA driver on the host"), "{hint}");
+    assert!(
+        hint.contains("install the NVIDIA driver on the host"),
+        "{hint}"
+    );
     // Other host preconditions of other commands still point at inventory.
     let r = TestHost::h200x2().run(&["plan", "101", "--gpus", "7"]);
     assert!(hint_of(&r).contains("`phoenix-gpu inventory`"), "{r:#?}");
@@ -39,7 +42,10 @@ fn a_missing_config_file_hint_is_about_the_path() {
     r.assert_error(2, "cannot read the orchestrator config /nonexistent.json");
     let hint = hint_of(&r);
     assert!(!hint.contains("accepted values"), "{hint}");
-    assert!(hint.contains("path of the orchestrator's phoenix_lxc_configs.json"), "{hint}");
+    assert!(
+        hint.contains("path of the orchestrator's phoenix_lxc_configs.json"),
+        "{hint}"
+    );
     let r = h.run(&["apply", "101", "--gpus", "0,0"]);
     assert!(
         hint_of(&r).contains("`phoenix-gpu help apply` lists the accepted values"),
@@ -53,14 +59,27 @@ fn the_diff_says_whether_it_was_written() {
     let h = TestHost::h200x2();
     let dry = h.run(&["apply", "101", "--gpus", "1", "--config-only", "--dry-run"]);
     assert_eq!(dry.code, 0, "{dry:#?}");
-    assert!(dry.stdout.starts_with("--- /etc/pve/lxc/101.conf (current)\n+++ /etc/pve/lxc/101.conf (planned)\n"), "{dry:#?}");
+    assert!(
+        dry.stdout.starts_with(
+            "--- /etc/pve/lxc/101.conf (current)\n+++ /etc/pve/lxc/101.conf (planned)\n"
+        ),
+        "{dry:#?}"
+    );
     let r = h.run(&["apply", "101", "--gpus", "1", "--config-only"]);
     assert_eq!(r.code, 0, "{r:#?}");
-    assert!(r.stdout.starts_with("--- /etc/pve/lxc/101.conf (before)\n+++ /etc/pve/lxc/101.conf (written)\n"), "{r:#?}");
+    assert!(
+        r.stdout.starts_with(
+            "--- /etc/pve/lxc/101.conf (before)\n+++ /etc/pve/lxc/101.conf (written)\n"
+        ),
+        "{r:#?}"
+    );
     assert!(!r.stdout.contains("(planned)"), "{r:#?}");
     // remove, likewise.
     let r = h.run(&["remove", "101"]);
-    assert!(r.stdout.contains("+++ /etc/pve/lxc/101.conf (written)\n"), "{r:#?}");
+    assert!(
+        r.stdout.contains("+++ /etc/pve/lxc/101.conf (written)\n"),
+        "{r:#?}"
+    );
 }
 
 fn preparable() -> TestHost {
@@ -77,7 +96,10 @@ fn preparable() -> TestHost {
 #[test]
 fn host_prepare_checks_its_folders_first() {
     for (dir, words) in [
-        ("/var/lib/vz/snippets", "pvesm set local --content <its types>,snippets"),
+        (
+            "/var/lib/vz/snippets",
+            "pvesm set local --content <its types>,snippets",
+        ),
         ("/etc/systemd/system", "on a host without systemd"),
     ] {
         let h = preparable();
@@ -111,14 +133,23 @@ fn host_prepare_remove_keeps_a_hookscript_in_use() {
     let before = h.tree();
     let r = h.run(&["host", "prepare", "--remove"]);
     r.assert_error(8, "container(s) 101 still name the hookscript");
-    assert!(hint_of(&r).contains("pct set CTID --delete hookscript"), "{r:#?}");
+    assert!(
+        hint_of(&r).contains("pct set CTID --delete hookscript"),
+        "{r:#?}"
+    );
     assert_eq!(h.tree(), before);
 
     let r = h.run(&["host", "prepare", "--remove", "--force"]);
     assert_eq!(r.code, 0, "{r:#?}");
-    assert!(r.stderr.contains("warning: container(s) 101 still name the hookscript"), "{r:#?}");
+    assert!(
+        r.stderr
+            .contains("warning: container(s) 101 still name the hookscript"),
+        "{r:#?}"
+    );
     assert!(!r.stdout.contains("enable"), "{r:#?}");
     assert!(r.stdout.contains("systemctl disable --now"), "{r:#?}");
     assert!(!h.path("/var/lib/vz/snippets/phoenix-gpu-hook.sh").exists());
-    assert!(!h.path("/etc/systemd/system/phoenix-gpu-nodes.service").exists());
+    assert!(!h
+        .path("/etc/systemd/system/phoenix-gpu-nodes.service")
+        .exists());
 }

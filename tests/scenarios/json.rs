@@ -87,7 +87,12 @@ fn cases() -> Vec<Case> {
         case("inventory", nothing, &["inventory"], 0),
         case("inventory, no driver", no_driver, &["inventory"], 8),
         case("plan", nothing, &["plan", "101", "--gpus", "1"], 0),
-        case("plan, GPU not there", nothing, &["plan", "101", "--gpus", "7"], 8),
+        case(
+            "plan, GPU not there",
+            nothing,
+            &["plan", "101", "--gpus", "7"],
+            8,
+        ),
         case(
             "apply --config-only",
             nothing,
@@ -107,9 +112,19 @@ fn cases() -> Vec<Case> {
             4,
         ),
         case("remove", nothing, &["remove", "101"], 0),
-        case("check, drift", nothing, &["check", "101", "--gpus", "1"], 10),
+        case(
+            "check, drift",
+            nothing,
+            &["check", "101", "--gpus", "1"],
+            10,
+        ),
         case("check --all", nothing, &["check", "--all"], 10),
-        case("check, config missing", nothing, &["check", "101", "102"], 10),
+        case(
+            "check, config missing",
+            nothing,
+            &["check", "101", "102"],
+            10,
+        ),
         case(
             "apply of several, one missing",
             nothing,
@@ -164,7 +179,12 @@ fn cases() -> Vec<Case> {
             &["host", "prepare", "--remove", "--force"],
             0,
         ),
-        case("a bad flag value", nothing, &["apply", "101", "--gpus", "0,0"], 2),
+        case(
+            "a bad flag value",
+            nothing,
+            &["apply", "101", "--gpus", "0,0"],
+            2,
+        ),
         case("an unknown flag", nothing, &["apply", "101", "--bogus"], 2),
         case("an unknown command", nothing, &["frobnicate"], 2),
         case("a missing argument", nothing, &["plan"], 2),
@@ -256,8 +276,18 @@ fn the_schema_refuses_the_old_shapes() {
 /// types a command renders.
 fn type_names(text: &str) -> Vec<String> {
     const SINGLE: [&str; 12] = [
-        "Char", "Dir", "Ok", "Changed", "Planned", "Skipped", "Failed", "Runfile", "Raw", "Dev",
-        "Auto", "Unchanged",
+        "Char",
+        "Dir",
+        "Ok",
+        "Changed",
+        "Planned",
+        "Skipped",
+        "Failed",
+        "Runfile",
+        "Raw",
+        "Dev",
+        "Auto",
+        "Unchanged",
     ];
     const UNITS: [&str; 3] = ["KiB", "MiB", "GiB"];
     text.split(|c: char| !c.is_ascii_alphanumeric())

@@ -767,7 +767,10 @@ fn hint_locked_config_says_pct_unlock() {
     assert!(hint_line(&r).contains("`pct unlock 101`"), "{r:#?}");
     let j = h.run(&["apply", "101", "--gpus", "1", "--json"]).json();
     assert_eq!(j["exit_code"], 9);
-    assert!(j["error"]["hint"].as_str().unwrap().contains("pct unlock 101"));
+    assert!(j["error"]["hint"]
+        .as_str()
+        .unwrap()
+        .contains("pct unlock 101"));
 }
 
 #[test]

@@ -413,7 +413,14 @@ mod tests {
                 .into()
         );
         assert_eq!(cli["error"]["exit_code"], 8);
-        for k in ["ct", "changed", "steps", "counters", "config_diff", "duration_ms"] {
+        for k in [
+            "ct",
+            "changed",
+            "steps",
+            "counters",
+            "config_diff",
+            "duration_ms",
+        ] {
             assert_eq!(lib[k], cli[k], "{k}");
         }
     }
@@ -437,9 +444,19 @@ mod tests {
         let args = |a: &[&str]| -> Vec<std::ffi::OsString> {
             a.iter().map(std::ffi::OsString::from).collect()
         };
-        assert!(json_asked(&args(&["phoenix-gpu", "apply", "--bogus", "--json"])));
+        assert!(json_asked(&args(&[
+            "phoenix-gpu",
+            "apply",
+            "--bogus",
+            "--json"
+        ])));
         assert!(json_asked(&args(&["phoenix-gpu", "--json"])));
-        assert!(!json_asked(&args(&["phoenix-gpu", "apply", "--", "--json"])));
+        assert!(!json_asked(&args(&[
+            "phoenix-gpu",
+            "apply",
+            "--",
+            "--json"
+        ])));
         assert!(!json_asked(&args(&["--json"])), "argv[0] is the program");
         assert!(!json_asked(&args(&["phoenix-gpu", "--jsonx"])));
     }

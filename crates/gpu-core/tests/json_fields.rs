@@ -203,13 +203,10 @@ fn error_kind_names() {
 #[test]
 fn schema_version() {
     assert_eq!(SCHEMA_VERSION, 1);
-    let schema: Value = serde_json::from_str(include_str!(
-        "../../../docs/schema/phoenix-gpu.schema.json"
-    ))
-    .unwrap();
+    let schema: Value =
+        serde_json::from_str(include_str!("../../../docs/schema/phoenix-gpu.schema.json")).unwrap();
     assert_eq!(
-        schema["$defs"]["schema_version"]["const"],
-        SCHEMA_VERSION,
+        schema["$defs"]["schema_version"]["const"], SCHEMA_VERSION,
         "the schema file's version"
     );
 }
