@@ -197,13 +197,12 @@ fn cases() -> Vec<Case> {
     ]
 }
 
+/// Runs `c` with `--json`, or else with `-v` (each step's line on stderr too).
 fn run_case(c: &Case, json: bool) -> Run {
     let h = TestHost::h200x2();
     (c.setup)(&h);
     let mut args: Vec<&str> = c.args.iter().map(String::as_str).collect();
-    if json {
-        args.push("--json");
-    }
+    args.push(if json { "--json" } else { "-v" });
     h.run(&args)
 }
 
@@ -316,7 +315,7 @@ fn type_names_are_found() {
     );
 }
 
-/// Every command's text output, stdout and stderr, shows words, never a type name.
+/// Every command's text output, stdout and stderr (with `-v`), shows words, never a type name.
 #[test]
 fn text_output_shows_words_not_type_names() {
     let mut shown = 0;

@@ -659,7 +659,7 @@ fn log_file_is_info_by_default_and_debug_with_v() {
         lines[lines.len() - 1].contains("phoenix-gpu finished exit_code=10"),
         "{log}"
     );
-    assert!(log.contains("step=\"config\" status=Ok"), "{log}");
+    assert!(log.contains("step=\"config\" status=ok"), "{log}");
     // Neither frame line reaches stderr.
     assert!(!r.stderr.contains("phoenix-gpu started"), "{r:#?}");
 

@@ -353,7 +353,7 @@ fn log_event(e: Event) {
         Event::StepFinished { ct, report } => info!(
             ct = %ct,
             step = report.name.as_str(),
-            status = ?report.status,
+            status = %status_word(report.status),
             ms = report.duration_ms,
             "{}",
             report.detail
