@@ -253,7 +253,7 @@ pub async fn prepare(host: &dyn Host, opts: &PrepareOptions) -> Result<PrepareRe
         commands: Vec::new(),
         hookscript_users: Vec::new(),
     };
-    let mut writes = Vec::new();
+    let mut writes: Vec<(PathBuf, String, Option<Vec<u8>>, u32)> = Vec::new();
     for (path, content, mode) in wanted {
         let old = current(host, &path).await?;
         let action = match &old {
@@ -263,7 +263,7 @@ pub async fn prepare(host: &dyn Host, opts: &PrepareOptions) -> Result<PrepareRe
         };
         if action != "unchanged" {
             report.changed = true;
-            writes.push((path.clone(), old, mode));
+            writes.push((path.clone(), content.clone(), old, mode));
         }
         report.files.push(ManagedFile {
             path,
@@ -272,34 +272,29 @@ pub async fn prepare(host: &dyn Host, opts: &PrepareOptions) -> Result<PrepareRe
         });
     }
     let unit_changed = writes.iter().any(|(p, ..)| p == Path::new(UNIT_PATH));
+    let run_systemctl = unit_changed && opts.systemctl;
     if opts.dry_run {
-        if unit_changed && opts.systemctl {
+        if run_systemctl {
             for args in SYSTEMCTL_ENABLE {
-                systemctl(host, args, &mut report, false)
-                    .await
-                    .map_err(|e| Error::exec("systemctl", e))?;
+                report
+                    .commands
+                    .push(format!("systemctl {}", args.join(" ")));
             }
         }
         return Ok(report);
     }
     let mut written: Vec<Written> = Vec::new();
     let mut failure = None;
-    for (path, old, mode) in writes {
-        let content = report
-            .files
-            .iter()
-            .find(|f| f.path == path)
-            .map(|f| f.content.clone())
-            .unwrap_or_default();
+    for (path, content, previous, mode) in writes {
         let w = WriteOptions {
-            expect_previous: Some(old.clone()),
+            expect_previous: Some(previous.clone()),
             mode: Some(mode),
             ..WriteOptions::default()
         };
         match host.write_file_atomic(&path, content.as_bytes(), &w).await {
             Ok(()) => written.push(Written {
                 path,
-                previous: old,
+                previous,
                 mode,
             }),
             Err(e) => {
@@ -308,8 +303,10 @@ pub async fn prepare(host: &dyn Host, opts: &PrepareOptions) -> Result<PrepareRe
             }
         }
     }
-    if failure.is_none() && unit_changed && opts.systemctl {
+    let mut ran = Vec::new();
+    if failure.is_none() && run_systemctl {
         for args in SYSTEMCTL_ENABLE {
+            ran.push(args);
             if let Err(e) = systemctl(host, args, &mut report, true).await {
                 failure = Some((format!("systemctl {}", args.join(" ")), e));
                 break;
@@ -319,15 +316,17 @@ pub async fn prepare(host: &dyn Host, opts: &PrepareOptions) -> Result<PrepareRe
     let Some((doing, source)) = failure else {
         return Ok(report);
     };
+    // Undo, best effort: the error that stopped the run is the one to report. A new unit that
+    // `enable --now` may have enabled before failing is disabled while its file is there.
+    let new_unit = written
+        .iter()
+        .any(|w| w.path == Path::new(UNIT_PATH) && w.previous.is_none());
+    if new_unit && ran.len() == SYSTEMCTL_ENABLE.len() {
+        let _ = systemctl(host, &["disable", UNIT_NAME], &mut report, true).await;
+    }
     let (undone, not_undone) = undo(host, &written).await;
-    if opts.systemctl
-        && report
-            .commands
-            .iter()
-            .any(|c| c == "systemctl daemon-reload")
-    {
-        // systemd read the unit that is now put back; let it read it again. Best effort: the
-        // error that stopped the run is the one to report.
+    if !ran.is_empty() {
+        // systemd read the unit that is now put back: let it read it again.
         let _ = systemctl(host, &["daemon-reload"], &mut report, true).await;
     }
     Err(Error::PrepareFailed {

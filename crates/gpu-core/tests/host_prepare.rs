@@ -213,6 +213,34 @@ async fn a_failure_after_the_writes_puts_everything_back() {
         .filter(|c| c.join(" ") == "systemctl daemon-reload")
         .count();
     assert_eq!(reloads, 2, "systemd reads the unit put back");
+
+    // A new unit that `enable --now` may have enabled before failing is disabled before its
+    // file goes.
+    let t = tree();
+    let host = FsHost::new(t.path());
+    host.answer(&["systemctl", "daemon-reload"], Output::ok(""));
+    let e = host_prepare::prepare(&host, &o).await.unwrap_err();
+    assert!(
+        gpu_core::chain(&e).contains("nothing is left changed (removed /var/lib/vz/snippets/phoenix-gpu-hook.sh, removed /etc/systemd/system/phoenix-gpu-nodes.service)"),
+        "{e}"
+    );
+    let cmds: Vec<String> = host
+        .commands
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|c| c.join(" "))
+        .collect();
+    let disable = cmds
+        .iter()
+        .position(|c| c == "systemctl disable phoenix-gpu-nodes.service")
+        .unwrap_or_else(|| panic!("{cmds:#?}"));
+    let rm = cmds
+        .iter()
+        .position(|c| c.starts_with("rm -f") && c.ends_with("phoenix-gpu-nodes.service"))
+        .unwrap_or_else(|| panic!("{cmds:#?}"));
+    assert!(disable < rm, "{cmds:#?}");
+    assert!(!under(t.path(), UNIT_PATH).exists());
 }
 
 const HOOKED: &str = "arch: amd64\nhookscript: local:snippets/phoenix-gpu-hook.sh\nhostname: a\n";
