@@ -291,8 +291,8 @@ pub fn hint_in(e: &Error, command: Option<&str>) -> Option<String> {
                 "the hookscript lives in the snippets folder of Proxmox's local storage, which \
                  needs the snippets content type: `pvesm set local --content <its types>,snippets` \
                  (its types are on the content line under `dir: local` in /etc/pve/storage.cfg, \
-                 such as iso,vztmpl,backup); Proxmox then creates {HOOKSCRIPT_DIR}. Or leave out \
-                 --hookscript"
+                 such as iso,vztmpl,backup), and `mkdir -p {HOOKSCRIPT_DIR}` if it is still \
+                 missing. Or leave out --hookscript"
             ),
             PrepareFolder::SystemdUnits => "host prepare installs a systemd unit; on a host \
                  without systemd, run `nvidia-modprobe -u -c0` (and `nvidia-modprobe -m`) from \
