@@ -51,8 +51,8 @@ async fn inside(ctx: &Ctx<'_>, changed: bool, dry_run: bool, run: &mut Run<'_>) 
         .map_err(|e| Error::exec(format!("reading the state of container {}", ctx.ct), e))?;
     if state != CtState::Running {
         let why = match &state {
-            CtState::Stopped => "the container is stopped".to_owned(),
-            other => format!("the container is {other:?}"),
+            CtState::Other(s) => format!("the container is {s}"),
+            _ => "the container is stopped".to_owned(),
         };
         run.skip(
             StepName::Restart,
