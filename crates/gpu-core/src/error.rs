@@ -803,6 +803,15 @@ pub enum VerifyProblem {
         /// The UUIDs expected.
         expected: Vec<String>,
     },
+    /// nvidia-smi (or NVML) failed as well: the effect of the node problems reported before
+    /// it.
+    #[error("and so {output}")]
+    Smi {
+        /// How it failed, as far as its output tells.
+        failure: SmiFailure,
+        /// Its output on one line, with its exit status.
+        output: String,
+    },
     /// A context (or the 1 MiB round trip in it) failed on one GPU.
     #[error("CUDA {what} on device {index} ({uuid}) failed: {result}")]
     CudaContext {

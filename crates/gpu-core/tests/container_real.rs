@@ -592,7 +592,7 @@ async fn sync_after_a_driver_upgrade_downloads_the_new_runfile_once() {
 /// device cgroup denying `/dev/nvidiactl`, and no `/dev/nvidiactl` at all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nvidia_smi_failures_are_told_apart() {
-    use gpu_core::{Error, SmiFailure, VerifyCause};
+    use gpu_core::{Error, SmiFailure, VerifyCause, VerifyProblem};
     if !can_run("nvidia_smi_failures_are_told_apart") {
         return;
     }
@@ -637,10 +637,33 @@ async fn nvidia_smi_failures_are_told_apart() {
     assert!(output.starts_with("nvidia-smi (exit code 18): Failed to initialize NVML: Driver/library version mismatch | NVML library version: 580.159"), "{output}");
     ct.sh("rm /etc/standin-nvidia-module-version");
 
+    // Where a node is the cause, verification names it first (gpu-check opens every passed
+    // node) and nvidia-smi's failure follows as its effect.
+    let node_then_smi = |f: gpu_core::Failure| match f.error {
+        Error::Verify {
+            cause: VerifyCause::Mismatch { problems },
+            ..
+        } => {
+            let smi = problems.iter().find_map(|p| match p {
+                VerifyProblem::Smi { failure, output } => Some((*failure, output.clone())),
+                _ => None,
+            });
+            (
+                problems.first().cloned(),
+                smi.expect("nvidia-smi's failure"),
+            )
+        }
+        e => panic!("not a node problem: {}", gpu_core::chain(&e)),
+    };
+
     // The device cgroup denies /dev/nvidiactl (its allow line is gone).
     let (full, denied) = without("c 195:255 rwm");
     restart_with(&denied);
-    let (failure, output) = smi_failure(e.verify(&req).await.unwrap_err());
+    let (node, (failure, output)) = node_then_smi(e.verify(&req).await.unwrap_err());
+    assert!(
+        matches!(&node, Some(VerifyProblem::NodeRefused { path, .. }) if path == "/dev/nvidiactl"),
+        "{node:?}"
+    );
     assert_eq!(failure, SmiFailure::UnknownError, "{output}");
     assert_eq!(
         output,
@@ -650,7 +673,11 @@ async fn nvidia_smi_failures_are_told_apart() {
     // No /dev/nvidiactl in the container (its mount is gone).
     let (_, unmounted) = without("dev/nvidiactl none bind");
     restart_with(&unmounted);
-    let (failure, output) = smi_failure(e.verify(&req).await.unwrap_err());
+    let (node, (failure, output)) = node_then_smi(e.verify(&req).await.unwrap_err());
+    assert!(
+        matches!(&node, Some(VerifyProblem::NodeMissing { path }) if path == "/dev/nvidiactl"),
+        "{node:?}"
+    );
     assert_eq!(failure, SmiFailure::DriverUnreachable, "{output}");
     assert!(output.starts_with("nvidia-smi (exit code 9): NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver. Make sure that the latest NVIDIA driver is installed and running."), "{output}");
 

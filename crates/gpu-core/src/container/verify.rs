@@ -134,6 +134,9 @@ pub(crate) fn check(
                 problems.extend(p);
             }
             // The node problems come first: nvidia-smi failing is their effect.
+            Err(VerifyCause::SmiFailed {
+                failure, output, ..
+            }) if !problems.is_empty() => problems.push(VerifyProblem::Smi { failure, output }),
             Err(_) if !problems.is_empty() => {}
             Err(cause) => return Err(fail(cause)),
         }
