@@ -661,6 +661,7 @@ scenario_assign() { # NAME SEL INDEXES...
 
 # gpu-check, which the tool puts into the container, run there with ARGS (key=value lines).
 gpu_check_inside() {
+	# shellcheck disable=SC2016 # the container's sh expands them
 	ct_exec /bin/sh -c 'for f in /usr/local/lib/phoenix-gpu/gpu-check-*; do [ -x "$f" ] && exec "$f" "$@"; done; echo gpu_check=missing' sh "$@" 2>&1 || true
 }
 
@@ -725,6 +726,20 @@ scenario_uvm() { # NAME SEL INDEXES...
 	[[ $TOOL_RC == 0 ]] || ok=0
 	if cuda_sees "$name-repaired" "$@"; then detail+=", CUDA back"; else ok=0; detail+=", CUDA still broken: $CUDA_SEEN"; fi
 	if [[ $ok == 1 ]]; then result "$name" pass "$(elapsed "$t0")" "$detail"; else result "$name" fail "$(elapsed "$t0")" "$detail"; fi
+}
+
+# Every GPU at once: nvidia-smi lists them all, and CUDA creates a context (with its 1 MiB round
+# trip) on each one, not only on the first.
+scenario_each_gpu() { # NAME
+	local name=$1 sel all=() i
+	if [[ $GPU_COUNT -lt 2 ]]; then
+		result "$name" skip 0 "host has $GPU_COUNT GPU: needs 2 or more"
+		return
+	fi
+	for ((i = 0; i < GPU_COUNT; i++)); do all+=("$i"); done
+	sel=$(IFS=,; echo "${all[*]}")
+	scenario_assign "$name" "$sel" "${all[@]}"
+	scenario_cuda "$name-cuda" "${all[@]}"
 }
 
 # What phoenix-gpu could have left inside: NVIDIA-named files and links, its own folder, loader
@@ -867,6 +882,9 @@ run_scenarios() {
 	# 8. the uvm line alone goes: nvidia-smi works, CUDA and verify do not; apply repairs.
 	scenario_uvm "8-uvm-refused" "$sel" "$sel"
 
+	# 9. every GPU given at once: a CUDA context on each.
+	scenario_each_gpu "9-every-gpu"
+
 	# 6. remove: the lines out, the container restarted, nothing of the tool left inside.
 	scenario_remove_clean "6-remove"
 	ct_stop || true
@@ -914,7 +932,7 @@ write_report() {
 			        f.write(f"gpu {g.get('index')}    minor {g.get('minor')} {g.get('pci_bus_id')} {g.get('uuid')} {g.get('model')}\n")
 			    f.write(f"timings  total {float(total):.1f}s, LXC unpack {float(t_lxc):.1f}s, container start {float(t_ct):.2f}s\n\n")
 			    for r in res:
-			        f.write(f"{r['status'].upper():4} {r['name']:22} {r['seconds']:7.2f}s  {r['detail']}\n")
+			        f.write(f"{r['status'].upper():4} {r['name']:26} {r['seconds']:7.2f}s  {r['detail']}\n")
 			print(open(os.path.join(d, "report.txt")).read())
 		EOF
 }
