@@ -774,6 +774,56 @@ scenario_converged() {
 	fi
 }
 
+# issue 18: a converged run against its floor, measured here on the GPU host (where the floor's
+# nvidia-smi is NVIDIA's binary, not the build machine's stand-in). Interleaved runs, one after
+# the other: the floor (one lxc-attach running nvidia-smi --query-gpu inside), a bare lxc-attach,
+# the converged apply and check. Median wall time and mean CPU (user + system of the command
+# and its children). A figure for docs/BENCHMARKS.md, never a pass/fail on time: status INFO;
+# it fails only when a command fails or the apply is not converged.
+measure_floor() { # NAME RUNS
+	local name=$1 runs=$2 t0 out
+	t0=$(now)
+	local attach=(lxc-attach -n "$E2E_NAME" -P "$LXCPATH" --clear-env --set-var "PATH=$CT_PATH" --)
+	local tool_args=("$E2E_NAME" --target lxc --lxcpath "$LXCPATH" --gpus 0)
+	if out=$(cd / && python3 - "$runs" "$REPORT_DIR_ABS/$name.json" \
+		floor "${attach[*]} nvidia-smi --query-gpu=index,uuid,driver_version --format=csv,noheader" \
+		bare-attach "${attach[*]} true" \
+		apply "$PHOENIX_GPU apply ${tool_args[*]} --strategy host-libs" \
+		check "$PHOENIX_GPU check ${tool_args[*]}" 2>&1 <<-'EOF'
+			import json, resource, shlex, statistics, subprocess, sys, time
+			runs, out, rest = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
+			cmds = [(rest[i], shlex.split(rest[i + 1])) for i in range(0, len(rest), 2)]
+			res = {n: {"wall": [], "cpu": []} for n, _ in cmds}
+			def once(argv):
+			    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+			    t0 = time.perf_counter()
+			    p = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+			    t1 = time.perf_counter()
+			    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+			    if p.returncode not in (0, 10):
+			        sys.exit(f"{' '.join(argv)}: exit {p.returncode}: {p.stderr.decode()[-300:]}")
+			    return t1 - t0, (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)
+			for _, argv in cmds:
+			    once(argv)  # warm-up
+			for _ in range(runs):
+			    for n, argv in cmds:
+			        w, c = once(argv)
+			        res[n]["wall"].append(w)
+			        res[n]["cpu"].append(c)
+			fig = {n: {"median_ms": 1e3 * statistics.median(r["wall"]), "min_ms": 1e3 * min(r["wall"]),
+			           "cpu_ms": 1e3 * statistics.mean(r["cpu"])} for n, r in res.items()}
+			json.dump({"runs": runs, "figures": fig}, open(out, "w"), indent=2)
+			f = fig["floor"]
+			print("; ".join(f"{n} median {v['median_ms']:.1f} ms ({v['median_ms'] / f['median_ms']:.2f}x), "
+			                f"cpu {v['cpu_ms']:.1f} ms ({v['cpu_ms'] / f['cpu_ms']:.2f}x)" for n, v in fig.items()))
+		EOF
+	); then
+		result "$name" info "$(elapsed "$t0")" "$runs runs each, interleaved: $out"
+	else
+		result "$name" fail "$(elapsed "$t0")" "the measurement failed: $out"
+	fi
+}
+
 # The same, in an unprivileged container (uid/gid map 0 100000 65536 as Proxmox makes it, its
 # rootfs chowned): GPU given, CUDA inside, converged, removed without debris.
 scenario_unprivileged() {
@@ -852,6 +902,9 @@ run_scenarios() {
 	else
 		result "4-idempotent" fail "$TOOL_SECS" "second apply: exit $TOOL_RC, changed $changed, container_execs $execs (want 0, False, 1)"
 	fi
+
+	# b1. the converged apply and check against their floor (a figure, not a test).
+	[[ $TOOL_RC != 0 ]] || measure_floor "b1-floor" "${E2E_FLOOR_RUNS:-20}"
 
 	# 2. the second GPU alone.
 	local sel=0

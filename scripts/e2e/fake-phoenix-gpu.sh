@@ -2,7 +2,7 @@
 # A stand-in for phoenix-gpu that lets scripts/gpu-e2e.sh run all its scenarios on a root host
 # with no GPU (docs/e2e.md, "Trying the script without a GPU"). It is a test double, not the tool.
 #
-# It speaks the CLI contract (inventory/apply/verify/remove, --json, exit 7) for two pretend GPUs
+# It speaks the CLI contract (inventory/apply/check/verify/remove, --json, exit 7 and 10) for two pretend GPUs
 # whose device nodes it makes with mknod (c 195:0, c 195:1, c 195:255) under FAKE_GPU_ROOT. With no
 # NVIDIA driver loaded, opening such a node fails with ENXIO when the device cgroup lets it through
 # and with EPERM when it does not, so the fake nvidia-smi it binds into the container lists a GPU
@@ -185,6 +185,13 @@ apply)
 	[[ $JSON == 1 ]] && printf '{"changed":%s,"exit_code":0,"steps":[{"name":"config","status":"%s","detail":"fake"}],"counters":{"container_execs":%d,"host_commands":0,"config_writes":%d,"restarts":%d}}\n' \
 		"$changed" "$([[ $changed == true ]] && echo changed || echo ok)" "$execs" "$writes" "$restarts"
 	;;
+check)
+	# Drift: exit 10 when the config's lines are not the ones apply writes (probing once, as
+	# the tool does for a running container).
+	parse "$@"
+	lxc-attach -n "$NAME" -P "$LXCPATH" -- /bin/true 2>/dev/null || true
+	[[ $(ours) == "$(wanted)" ]] || exit 10
+	;;
 verify)
 	parse "$@"
 	want=$(for m in $(minors); do echo "${UUIDS[m]}, $DRIVER"; done | sort)
@@ -216,5 +223,6 @@ remove)
 	[[ $JSON == 1 ]] && printf '{"changed":true,"steps":[{"name":"remove","status":"changed","detail":"fake"},{"name":"restart","status":"%s","detail":"fake"}]}\n' "$restarted"
 	;;
 --version) echo "fake-phoenix-gpu (test double of scripts/e2e)" ;;
-*) die "usage: inventory|apply|verify|remove" 2 ;;
+*) die "usage: inventory|apply|check|verify|remove" 2 ;;
 esac
+exit 0 # every failure above exits with its own code
