@@ -15,8 +15,9 @@ pub(crate) async fn run(
 ) -> Result<((Inventory, Vec<Gpu>), StepStatus, String)> {
     let inv = Inventory::read(ctx.host).await?;
     let gpus: Vec<Gpu> = req.gpus.resolve(&inv)?.into_iter().cloned().collect();
-    if let VersionWanted::Exact(v) = &req.driver_version {
-        check_version(ctx, req, v, &inv.driver_version)?;
+    // A strategy left open is decided by the config step, which checks this then.
+    if let (VersionWanted::Exact(v), Some(strategy)) = (&req.driver_version, req.strategy) {
+        check_version(ctx, req, strategy, v, &inv.driver_version)?;
     }
     let detail = format!(
         "driver {}, {} GPU(s) on host, selected [{}]",
@@ -30,13 +31,16 @@ pub(crate) async fn run(
     Ok(((inv, gpus), StepStatus::Ok, detail))
 }
 
-fn check_version(
+/// The version precondition: the runfile strategy installs `wanted`, which must be the host
+/// module's `host` unless the request forces it (with a notice).
+pub(crate) fn check_version(
     ctx: &Ctx<'_>,
     req: &Request,
+    strategy: Strategy,
     wanted: &DriverVersion,
     host: &DriverVersion,
 ) -> Result<()> {
-    if wanted == host || req.strategy != Strategy::Runfile {
+    if wanted == host || strategy != Strategy::Runfile {
         return Ok(());
     }
     if req.force_version {
