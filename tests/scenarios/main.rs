@@ -6,6 +6,7 @@ mod util;
 mod cluster;
 mod cluster_load;
 mod fleet;
+mod ownership;
 mod pipe;
 
 use std::os::unix::fs::MetadataExt;
@@ -84,13 +85,30 @@ fn readme_plan_shows_the_diff_and_writes_nothing() {
     ] {
         assert!(r.stdout.contains(l), "{l:?} not in\n{}", r.stdout);
     }
-    assert!(!r.stdout.contains("-lxc.cgroup2.devices.allow: c 508:* rwm"), "{}", r.stdout);
+    assert!(
+        !r.stdout.contains("-lxc.cgroup2.devices.allow: c 508:* rwm"),
+        "{}",
+        r.stdout
+    );
     let r = h.run(&["check", "101"]);
     assert_eq!(r.code, 0, "doubtful lines are not drift: {r:#?}");
-    assert!(r.stdout.contains("doubtful (kept): line 16: lxc.cgroup2.devices.allow: c 508:* rwm"), "{}", r.stdout);
-    assert!(r.stdout.contains("phoenix-gpu apply 101 --remove-doubtful"), "{}", r.stdout);
+    assert!(
+        r.stdout
+            .contains("doubtful (kept): line 16: lxc.cgroup2.devices.allow: c 508:* rwm"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("phoenix-gpu apply 101 --remove-doubtful"),
+        "{}",
+        r.stdout
+    );
     let r = h.run(&["plan", "101", "--gpus", "1", "--remove-doubtful"]);
-    assert!(r.stdout.contains("-lxc.cgroup2.devices.allow: c 508:* rwm"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("-lxc.cgroup2.devices.allow: c 508:* rwm"),
+        "{}",
+        r.stdout
+    );
     assert_eq!(h.tree(), before);
 }
 

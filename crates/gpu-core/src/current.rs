@@ -37,13 +37,15 @@ pub(crate) struct OwnedLine {
     /// line of the same key, a pending value or `delete:` for its key, pending `lxc.*` lines
     /// for a raw line).
     pub superseded: bool,
+    /// `key: value` (`key = value` in the LXC dialect), for findings.
+    pub text: String,
 }
 
 impl OwnedLine {
     /// `line N: value` (`line N ([pve:pending]): ...` for a pending line), for findings.
     pub fn at(&self) -> String {
         let section = if self.pending { " ([pve:pending])" } else { "" };
-        format!("line {}{section}: {}: {}", self.line, self.key, self.value)
+        format!("line {}{section}: {}", self.line, self.text)
     }
 }
 
@@ -54,7 +56,7 @@ pub(crate) struct DoubtfulLine {
     pub id: EntryId,
     /// Its line number.
     pub line: usize,
-    /// `key: value`.
+    /// `key: value` (`key = value` in the LXC dialect).
     pub text: String,
     /// The major it allows.
     pub major: u32,
@@ -121,6 +123,11 @@ impl Scan {
                 if section && e.key == "delete" {
                     continue;
                 }
+                let text = if pve {
+                    format!("{}: {}", e.key, e.value)
+                } else {
+                    format!("{} = {}", e.key, e.value)
+                };
                 let later_same_key = e.kind == EntryKind::Plain
                     && entries[i + 1..]
                         .iter()
@@ -140,12 +147,13 @@ impl Scan {
                             passes,
                             pending: section,
                             superseded: later_same_key || replaced,
+                            text,
                         });
                     }
                     Class::Doubtful { major } => scan.doubtful.push(DoubtfulLine {
                         id: e.id,
                         line: e.line,
-                        text: format!("{}: {}", e.key, e.value),
+                        text,
                         major,
                         pending: section,
                     }),

@@ -162,7 +162,7 @@ pub enum Error {
     /// change the container's NVIDIA devices in a way no edit of the main section can settle
     /// (a pending `devN` or raw line passes an NVIDIA device nobody asked for, or pending raw
     /// lines take the place of the main section's). Nothing was changed.
-    #[error("container {ct} has a pending change that Proxmox applies at its next start and that changes its NVIDIA devices: {}; settle it first, by restarting the container so that Proxmox applies it (`pct reboot {ct}`, or `pct start {ct}` when it is stopped) or by reverting it (`pct set {ct} --revert {}`), then run again", lines.join("; "), keys.join(","))]
+    #[error("container {ct} has a pending change that Proxmox applies at its next start and that would change its NVIDIA devices: {}; apply it (restart the container) or revert it (`pct set {ct} --revert {}`) first", lines.join("; "), keys.join(","))]
     PendingChange {
         /// The container.
         ct: String,
