@@ -171,7 +171,14 @@ fn tool_form(line: &str) -> bool {
     .iter()
     .any(|p| l.starts_with(p));
     let dev = l.starts_with("dev") && l.contains(": /dev/nvidia");
-    rule || mount || dev
+    // The test host's userspace stand-ins, bound by the host-libs strategy.
+    let libs = [
+        "lxc.mount.entry: /usr/local/nvidia/",
+        "lxc.mount.entry = /usr/local/nvidia/",
+    ]
+    .iter()
+    .any(|p| l.starts_with(p));
+    rule || mount || dev || libs
 }
 
 /// Every line of `before` the case does not declare NVIDIA's is in `after`, unchanged and in
@@ -289,6 +296,9 @@ fn ownership_corpus_through_the_binary() {
                 }
             }
             check(&case, variant, &text);
+            if variant == "as-written" && !case.refuses("apply-raw") {
+                written += host_libs(&case, &text, &out);
+            }
         }
     }
     assert!(written >= 60, "{written} runs written");
@@ -345,4 +355,66 @@ fn check(case: &Case, variant: &str, text: &str) {
     if case.list("findings").is_empty() && !case.text.contains("[pve:pending]") {
         assert_ne!(j["exit_code"], 10, "{} {variant}: {r:#?}", case.name);
     }
+}
+
+/// `host-libs` on the case: its mounts are written, a run that leaves the strategy open keeps
+/// them (it reads the strategy back), and a change of strategy takes out exactly those mounts.
+/// Returns how many runs it left for the conformance check.
+fn host_libs(case: &Case, text: &str, out: &Path) -> usize {
+    let (h, path) = host(case, text);
+    for name in ["libcuda.so.580.159.04", "libnvidia-ml.so.580.159.04"] {
+        h.put(&format!("/usr/local/nvidia/lib64/{name}"), b"\x7fELF");
+    }
+    h.put("/usr/local/nvidia/bin/nvidia-smi", b"#!");
+    let run = format!("{}__as-written__raw__host-libs", case.name);
+    let apply = |extra: &[&str]| {
+        let mut args = vec!["apply"];
+        args.extend(case.target());
+        args.extend(["--gpus", "1", "--mode", "raw", "--config-only", "--json"]);
+        args.extend(extra);
+        h.run(&args)
+    };
+    let r = apply(&["--strategy", "host-libs"]);
+    assert_eq!(r.code, 0, "{run}: {r:#?}");
+    let after = h.get(&path);
+    let sep = if case.pve { ": " } else { " = " };
+    assert!(
+        after.contains(&format!("lxc.mount.entry{sep}/usr/local/nvidia/lib64/libcuda.so.580.159.04 usr/lib/x86_64-linux-gnu/libcuda.so.580.159.04 none ro,bind,optional,create=file\n")),
+        "{run}:\n{after}"
+    );
+    assert_kept(case, &run, text, &after);
+    let r = apply(&[]);
+    assert_eq!(
+        r.json()["changed"],
+        false,
+        "{run}: the strategy is read back: {r:#?}"
+    );
+    let r = apply(&["--strategy", "none"]);
+    assert_eq!(r.code, 0, "{run}: {r:#?}");
+    let none = h.get(&path);
+    assert!(!none.contains("/usr/local/nvidia"), "{run}:\n{none}");
+    assert_kept(case, &run, text, &none);
+    if !case.pve {
+        return 0;
+    }
+    let dir = out.join(&run);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("before.conf"), text).unwrap();
+    std::fs::write(dir.join("after.conf"), &after).unwrap();
+    let (nodes, rules) = expect("gpu1");
+    let e = json!({
+        "case": case.name,
+        "vmid": 101,
+        "mode": "raw",
+        "unprivileged": text.contains("\nunprivileged: 1\n"),
+        "selected_nodes": nodes,
+        "raw_rules": rules,
+        "owned": case.list("owned"),
+    });
+    std::fs::write(
+        dir.join("expect.json"),
+        serde_json::to_string_pretty(&e).unwrap(),
+    )
+    .unwrap();
+    1
 }
