@@ -430,9 +430,10 @@ impl Evidence {
         }
         if dev_keys && is_dev_key(key) {
             if let Ok(spec) = lxc_conf::parse_dev(value) {
-                if is_nvidia_node_path(&spec.path) {
+                let path = tidy_path(&spec.path);
+                if is_nvidia_node_path(&path) {
                     return Class::Ours(Passes::Node {
-                        path: spec.path,
+                        path: path.into_owned(),
                         dev_entry: true,
                     });
                 }
@@ -802,6 +803,7 @@ mod tests {
                 node("/dev/nvidia-uvm", true),
             ),
             ("dev3", "/dev/dri/renderD128,gid=104", Class::Theirs),
+            ("dev5", "/dev//nvidia0", node("/dev/nvidia0", true)),
             // Proxmox cannot read it: the container does not start, and it is not the tool's.
             ("dev4", "/dev/nvidia0, gid=44", Class::Theirs),
             ("mp0", "/dev/nvidia0,mp=/x", Class::Theirs),
