@@ -487,8 +487,8 @@ impl Evidence {
     }
 
     /// Whether the host's `host-libs` files are needed to classify `key: value`: a mount
-    /// entry that binds a host file (not a device node) to a target of the same name, which
-    /// the record does not already explain.
+    /// entry that binds a host file (not a device node) to a target of the same name under the
+    /// container's `usr/` (where `host-libs` binds), which the record does not already explain.
     pub fn needs_host_files(&self, key: &str, value: &str) -> bool {
         if key != "lxc.mount.entry" || self.host_files.is_some() {
             return false;
@@ -500,6 +500,7 @@ impl Evidence {
         !src.starts_with("/dev/")
             && src.starts_with('/')
             && !base(&src).is_empty()
+            && tgt.starts_with("usr/")
             && base(&src) == base(tgt)
             && !self.record.bound(&src, tgt)
     }
