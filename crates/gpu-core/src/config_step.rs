@@ -50,11 +50,6 @@ pub struct ConfigOutcome {
     pub strategy: Strategy,
 }
 
-/// The `host-libs` mounts, computed once per run: for the evidence and for the wanted lines.
-async fn host_libs_mounts(ctx: &Ctx<'_>, inv: &Inventory) -> Result<Vec<MountEntry>> {
-    host_libs::mounts(ctx, inv).await
-}
-
 /// The lines the request wants in this config, written as `written`.
 async fn wanted_lines(
     ctx: &Ctx<'_>,
@@ -317,7 +312,7 @@ pub(crate) async fn planned(
         match &current.evidence.host_files {
             Some(files) if !files.is_empty() => files.clone(),
             // Not gathered, or the host has none now: ask again, which says what is missing.
-            _ => host_libs_mounts(ctx, inv).await?,
+            _ => host_libs::mounts(ctx, inv).await?,
         }
     } else {
         Vec::new()
@@ -353,7 +348,7 @@ pub(crate) async fn read_current(
         (Some(r), Some(inv))
             if r.strategy == Some(Strategy::HostLibs) && r.gpus != GpuSelection::None =>
         {
-            Some(host_libs_mounts(ctx, inv).await?)
+            Some(host_libs::mounts(ctx, inv).await?)
         }
         _ => None,
     };
