@@ -98,7 +98,7 @@ pub struct Counters {
     /// Processes started on the host: the domain's own commands and the container backend's
     /// (`lxc-attach`, `lxc-info`, `pct`; over SSH each `ssh` client).
     pub host_commands: u64,
-    /// Config files written.
+    /// Config files written (not the node record).
     pub config_writes: u64,
     /// Container restarts and starts.
     pub restarts: u64,

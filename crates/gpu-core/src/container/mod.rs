@@ -42,7 +42,7 @@ pub(crate) async fn converge(
     run: &mut Run<'_>,
 ) -> Result<()> {
     let nodes = verify::nodes(inv, gpus);
-    let (ask, ask_verify) = asks(req.strategy);
+    let (ask, ask_verify) = asks(req.strategy_or_default());
     // The config is unchanged: a running container needs no restart, and a probe that answers
     // says it runs, so the state is asked only when the probe cannot run (stopped, starting,
     // unreachable); a converged run is then the one exec and nothing else.
@@ -113,7 +113,7 @@ pub(crate) async fn converge(
             } else {
                 Some(cleanup::run(ctx, cleanup::What::Placeholders).await?)
             };
-            let (changed, status, mut detail) = match req.strategy {
+            let (changed, status, mut detail) = match req.strategy_or_default() {
                 Strategy::Runfile => runfile::step(ctx, req, inv, &probe).await?,
                 Strategy::HostLibs => {
                     hostlibs::step(ctx, req.dry_run, after.pending, inv, &probe).await?
@@ -171,7 +171,7 @@ pub(crate) async fn converge(
         } else {
             &probe
         };
-        verification(ctx, req.strategy, inv, gpus, seen).await
+        verification(ctx, req.strategy_or_default(), inv, gpus, seen).await
     })
     .await
 }
@@ -194,7 +194,10 @@ async fn verification(
     seen: &Probe,
 ) -> Result<((), StepStatus, String)> {
     let lines = if seen.opens.iter().any(|(_, e)| e == "EPERM") {
-        current::read(ctx, &inv.majors).await.ok().map(|c| c.lines)
+        current::read(ctx, None, None)
+            .await
+            .ok()
+            .map(|c| verify::said(&c.scan))
     } else {
         None
     };
@@ -226,7 +229,7 @@ pub(crate) async fn verify(
     gpus: &[Gpu],
 ) -> Result<((), StepStatus, String)> {
     let nodes = verify::nodes(inv, gpus);
-    let (_, ask) = asks(req.strategy);
+    let (_, ask) = asks(req.strategy_or_default());
     let seen = probe::verify_exec(ctx, ask, &nodes, true).await?;
-    verification(ctx, req.strategy, inv, gpus, &seen).await
+    verification(ctx, req.strategy_or_default(), inv, gpus, &seen).await
 }

@@ -19,9 +19,10 @@
 
 use std::collections::BTreeSet;
 
-use crate::current::{OwnedLine, Passes};
+use crate::current::Scan;
 use crate::error::{Error, NodeRefusal, Result, SmiFailure, VerifyCause, VerifyProblem};
 use crate::inventory::{Gpu, Inventory, NVIDIACTL_MINOR, NVIDIA_MAJOR};
+use crate::passthrough::Passes;
 use crate::request::Strategy;
 
 use super::probe::{CtNodeKind, GpuCheckRun, LibState, Probe};
@@ -60,9 +61,65 @@ pub(crate) fn nodes(inv: &Inventory, gpus: &[Gpu]) -> Vec<String> {
     paths
 }
 
+/// A line of the container's config as [`refusal`] reads it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum SaidLine {
+    /// An allow rule: its key, its major, its minor (`None`: every minor).
+    Rule {
+        /// `lxc.cgroup2.devices.allow` or `lxc.cgroup.devices.allow`.
+        key: String,
+        /// The major.
+        major: u32,
+        /// The minor.
+        minor: Option<u32>,
+    },
+    /// A Proxmox `devN` entry passing this host node (Proxmox writes its allow rule at start).
+    DevEntry {
+        /// The host path.
+        path: String,
+    },
+}
+
+/// The lines of `scan` that say why a node may be refused: the tool's allow rules and `devN`
+/// entries, and the allow rules of doubtful origin (a stale major may be one of them). The
+/// pending section's lines count too: the container runs the config of its last start, so a
+/// pending line that would allow the node means "not applied yet".
+pub(crate) fn said(scan: &Scan) -> Vec<SaidLine> {
+    let mut said: Vec<SaidLine> = scan
+        .lines
+        .iter()
+        .filter_map(|l| match &l.passes {
+            Passes::Rule { major, minor, .. } => Some(SaidLine::Rule {
+                key: l.key.clone(),
+                major: *major,
+                minor: *minor,
+            }),
+            Passes::Node {
+                path,
+                dev_entry: true,
+            } => Some(SaidLine::DevEntry { path: path.clone() }),
+            _ => None,
+        })
+        .collect();
+    said.extend(scan.doubtful.iter().map(|d| {
+        SaidLine::Rule {
+            key: d
+                .text
+                .split([':', '='])
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_owned(),
+            major: d.major,
+            minor: None,
+        }
+    }));
+    said
+}
+
 /// Why the device cgroup refuses `path` (`rdev` on the host), from the container's config.
 pub(crate) fn refusal(
-    lines: Option<&[OwnedLine]>,
+    lines: Option<&[SaidLine]>,
     inv: &Inventory,
     path: &str,
     rdev: (u32, u32),
@@ -76,20 +133,21 @@ pub(crate) fn refusal(
     let mut stale = Vec::new();
     let held = inv.majors.all();
     for l in lines {
-        match &l.passes {
-            Passes::Rule { major: m, minor: n } => {
+        match l {
+            SaidLine::Rule {
+                key,
+                major: m,
+                minor: n,
+            } => {
                 if *m == major && (n.is_none() || *n == Some(minor)) {
-                    covering.push(l.key.as_str());
+                    covering.push(key.as_str());
                 } else if !held.contains(m) && !stale.contains(m) {
                     stale.push(*m);
                 }
             }
             // Proxmox writes the allow rule of a devN entry itself, at start.
-            Passes::Node {
-                path: p,
-                dev_entry: true,
-            } if p == path => return NodeRefusal::NotApplied,
-            _ => {}
+            SaidLine::DevEntry { path: p } if p == path => return NodeRefusal::NotApplied,
+            SaidLine::DevEntry { .. } => {}
         }
     }
     if covering.contains(&honoured) {
@@ -792,16 +850,15 @@ mod tests {
     #[test]
     fn why_the_cgroup_refuses() {
         let inv = inv();
-        let rule = |key: &str, major: u32, minor: Option<u32>| OwnedLine {
-            line: 1,
+        let rule = |key: &str, major: u32, minor: Option<u32>| SaidLine::Rule {
             key: key.into(),
-            value: String::new(),
-            passes: Passes::Rule { major, minor },
+            major,
+            minor,
         };
         let v1 = "lxc.cgroup.devices.allow";
         let v2 = "lxc.cgroup2.devices.allow";
         let uvm = (238, 0);
-        let r = |lines: Vec<OwnedLine>| refusal(Some(&lines), &inv, "/dev/nvidia-uvm", uvm);
+        let r = |lines: Vec<SaidLine>| refusal(Some(&lines), &inv, "/dev/nvidia-uvm", uvm);
         assert_eq!(
             r(vec![rule(v1, 195, Some(1))]),
             NodeRefusal::NoAllowLine {
