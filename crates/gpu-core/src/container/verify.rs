@@ -11,11 +11,12 @@
 //!   uvm) `/dev/nvidia-uvm` exist inside as character devices with the host's numbers, and no
 //!   other GPU's node does.
 //!
-//! On a fake GPU host (the nodes are `mknod` stand-ins under a root,
-//! [`Settings::resolve_mount_sources`](crate::Settings::resolve_mount_sources)) no driver backs
-//! the nodes: a node the cgroup lets through opens with `ENXIO`, which counts as open there
-//! (never on a real host, where it means the driver does not serve those numbers), and stand-in
-//! libraries without the NVML or CUDA functions are noted, not failed.
+//! On a fake GPU host (a captured host under a root, its nodes `mknod` stand-ins, bound from
+//! there with [`Settings::resolve_mount_sources`](crate::Settings::resolve_mount_sources) or
+//! made in the container by a hook) no driver backs the nodes: a node the cgroup lets through
+//! opens with `ENXIO`, which counts as open there (never on a real host, where it means the
+//! driver does not serve those numbers), and stand-in libraries without the NVML or CUDA
+//! functions are noted, not failed.
 
 use std::collections::BTreeSet;
 

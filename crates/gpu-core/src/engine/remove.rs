@@ -8,11 +8,11 @@
 //! container gets the config change only: the inside is cleaned when `remove` (or `apply`, for
 //! the placeholders) next runs while it runs.
 
-use exec_backend::CtState;
+use exec_backend::{CtState, ExecError};
 
 use crate::config_step;
 use crate::container::{cleanup, restart};
-use crate::error::{Error, Result};
+use crate::error::{chain, Error, Result};
 use crate::report::{Report, StepName, StepReport, StepStatus};
 use crate::request::RestartPolicy;
 use crate::step::{Ctx, Failure, Run};
@@ -44,15 +44,23 @@ impl Engine {
 
 /// The container part of `remove`.
 async fn inside(ctx: &Ctx<'_>, changed: bool, dry_run: bool, run: &mut Run<'_>) -> Result<()> {
-    let state = ctx
-        .cts
-        .state(ctx.ct)
-        .await
-        .map_err(|e| Error::exec(format!("reading the state of container {}", ctx.ct), e))?;
-    if state != CtState::Running {
+    // The config is written: a state that cannot be read (no `pct` on a copied tree, a
+    // backend error) leaves the inside as it is, said so; an unreachable node is an error.
+    let state = match ctx.cts.state(ctx.ct).await {
+        Ok(s) => Ok(s),
+        Err(e @ ExecError::Ssh { .. }) => {
+            return Err(Error::exec(
+                format!("reading the state of container {}", ctx.ct),
+                e,
+            ))
+        }
+        Err(e) => Err(chain(&e)),
+    };
+    if state != Ok(CtState::Running) {
         let why = match &state {
-            CtState::Other(s) => format!("the container is {s}"),
-            _ => "the container is stopped".to_owned(),
+            Ok(CtState::Other(s)) => format!("the container is {s}"),
+            Ok(_) => "the container is stopped".to_owned(),
+            Err(e) => format!("its state cannot be read ({e})"),
         };
         run.skip(
             StepName::Restart,
