@@ -40,6 +40,7 @@ pub mod lxc;
 pub mod pct;
 pub mod process;
 pub mod quote;
+mod rooted;
 pub mod ssh;
 pub mod ssh_container;
 
