@@ -304,7 +304,8 @@ async fn write(ctx: &Ctx<'_>, path: &Path, old: &[u8], new: &[u8]) -> Result<()>
     prune_backups(ctx.host, &dir).await
 }
 
-/// Keeps the newest [`BACKUPS_KEPT`] backups of one container.
+/// Keeps the newest [`BACKUPS_KEPT`] backups of one container, and the oldest one: the
+/// config as it was before the tool first changed it is never pruned.
 async fn prune_backups(host: &dyn Host, dir: &Path) -> Result<()> {
     let entries = match host.read_dir(dir).await {
         Ok(e) => e,
@@ -317,10 +318,10 @@ async fn prune_backups(host: &dyn Host, dir: &Path) -> Result<()> {
         .filter(|n| n.ends_with(".conf"))
         .collect();
     names.sort();
-    if names.len() <= BACKUPS_KEPT {
+    if names.len() <= BACKUPS_KEPT + 1 {
         return Ok(());
     }
-    let old = &names[..names.len() - BACKUPS_KEPT];
+    let old = &names[1..names.len() - BACKUPS_KEPT];
     let mut argv = vec!["rm".to_owned(), "-f".to_owned(), "--".to_owned()];
     argv.extend(
         old.iter()
