@@ -514,12 +514,6 @@ impl AtomicWrite {
         if self.lock.is_some() {
             remove_orphan_temps(dir.as_fd(), &temp_prefix(&name));
         }
-        // The backup is kept only once the file is replaced: a failed replacement takes it
-        // back, so failed runs never push older backups out.
-        let backup = match (&self.backup_to, &previous) {
-            (Some(b), Some(prev)) => Some(self.backup(b, prev)?),
-            _ => None,
-        };
         let pmxcfs = is_pmxcfs_path(&self.shown);
         let keep = Keep {
             mode: self
@@ -529,9 +523,24 @@ impl AtomicWrite {
             owner: previous.as_ref().map(|p| (p.uid, p.gid)),
             tolerant: pmxcfs,
         };
-        if let Err((op, err)) = replace(dir.as_fd(), &name, &self.bytes, &keep) {
-            if let Some((bdir, bname)) = backup {
-                let _ = rooted::unlinkat(bdir.as_fd(), &bname);
+        // The new file first (a read-only or full file system fails here, before anything
+        // else is made), then the backup, then the rename: a backup is kept only for a write
+        // that happened, so failed runs never push older backups out.
+        let temp = prepare(dir.as_fd(), &name, &self.bytes, &keep)
+            .map_err(|(op, err)| write_err(op, &self.shown, err))?;
+        let backup = match (&self.backup_to, &previous) {
+            (Some(b), Some(prev)) => match self.backup(b, prev) {
+                Ok(made) => Some(made),
+                Err(e) => {
+                    temp.discard();
+                    return Err(e);
+                }
+            },
+            _ => None,
+        };
+        if let Err((op, err)) = temp.commit() {
+            if let Some(undo) = backup {
+                undo.undo();
             }
             return Err(write_err(op, &self.shown, err));
         }
@@ -540,12 +549,32 @@ impl AtomicWrite {
     }
 
     /// Writes the previous bytes to the backup `b` (its directory made, stale temporary files
-    /// of dead writers removed); returns where it is, to take it back.
-    fn backup(&self, b: &Path, prev: &Previous) -> Result<(OwnedFd, CString), ExecError> {
-        let Parent { dir, name } = self
+    /// of dead writers removed); returns how to take it back. A failure takes back what it
+    /// made.
+    fn backup(&self, b: &Path, prev: &Previous) -> Result<Undo, ExecError> {
+        let bad_name = || {
+            io_err(
+                TARGET,
+                "name",
+                b,
+                std::io::Error::from_raw_os_error(libc::EINVAL),
+            )
+        };
+        let name = b
+            .file_name()
+            .and_then(|n| CString::new(n.as_bytes()).ok())
+            .ok_or_else(bad_name)?;
+        let mut made = rooted::Made::default();
+        let dir = match self
             .rooted
-            .parent(b, true)
-            .map_err(|e| write_err("create the backup directory for", b, e))?;
+            .make_dir(b.parent().unwrap_or(Path::new("/")), &mut made)
+        {
+            Ok(dir) => dir,
+            Err(e) => {
+                made.undo();
+                return Err(write_err("create the backup directory for", b, e));
+            }
+        };
         if self.lock.is_some() {
             remove_orphan_temps(dir.as_fd(), b"");
         }
@@ -554,8 +583,27 @@ impl AtomicWrite {
             owner: None,
             tolerant: false,
         };
-        replace(dir.as_fd(), &name, &prev.bytes, &keep).map_err(|(op, e)| write_err(op, b, e))?;
-        Ok((dir, name))
+        let written = prepare(dir.as_fd(), &name, &prev.bytes, &keep).and_then(Temp::commit);
+        if let Err((op, e)) = written {
+            made.undo();
+            return Err(write_err(op, b, e));
+        }
+        Ok(Undo { dir, name, made })
+    }
+}
+
+/// A backup that was written, and the directories made for it.
+struct Undo {
+    dir: OwnedFd,
+    name: CString,
+    made: rooted::Made,
+}
+
+impl Undo {
+    /// Removes the backup and the directories made for it.
+    fn undo(self) {
+        let _ = rooted::unlinkat(self.dir.as_fd(), &self.name);
+        self.made.undo();
     }
 }
 
@@ -683,15 +731,41 @@ fn remove_orphan_temps(dir: BorrowedFd<'_>, prefix: &[u8]) {
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
-/// Replaces `name` in `dir` with `bytes`: a temporary file in the same directory (unique
-/// name, `O_EXCL`), write, owner and mode as `keep` says, `fsync`, rename over, `fsync` the
-/// directory. On failure the temporary file is removed and `name` is as it was.
-fn replace(
-    dir: BorrowedFd<'_>,
-    name: &CStr,
+/// A written and synced temporary file beside the file it will replace.
+struct Temp<'a> {
+    dir: BorrowedFd<'a>,
+    tmp: CString,
+    name: &'a CStr,
+}
+
+impl Temp<'_> {
+    /// Renames it over the file and syncs the directory; on failure it is removed and the
+    /// file is as it was.
+    fn commit(self) -> Result<(), (&'static str, std::io::Error)> {
+        if let Err(e) = rooted::renameat(self.dir, &self.tmp, self.name) {
+            self.discard();
+            return Err(("rename over", e));
+        }
+        rooted::openat(self.dir, c".", libc::O_RDONLY | libc::O_DIRECTORY, 0)
+            .map(File::from)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| ("fsync the directory of", e))
+    }
+
+    /// Removes it.
+    fn discard(self) {
+        let _ = rooted::unlinkat(self.dir, &self.tmp);
+    }
+}
+
+/// Writes `bytes` into a new temporary file beside `name` in `dir` (unique name, `O_EXCL`)
+/// with the owner and mode `keep` says, synced. On failure nothing is left.
+fn prepare<'a>(
+    dir: BorrowedFd<'a>,
+    name: &'a CStr,
     bytes: &[u8],
     keep: &Keep,
-) -> Result<(), (&'static str, std::io::Error)> {
+) -> Result<Temp<'a>, (&'static str, std::io::Error)> {
     let (tmp, mut file) = loop {
         let mut t = temp_prefix(name);
         t.extend_from_slice(
@@ -734,18 +808,17 @@ fn replace(
                 r => r.map_err(|e| ("set the mode of", e))?,
             }
         }
-        file.sync_all().map_err(|e| ("fsync", e))?;
-        drop(file);
-        rooted::renameat(dir, &tmp, name).map_err(|e| ("rename over", e))
+        file.sync_all().map_err(|e| ("fsync", e))
     })();
-    if let Err(e) = written {
-        let _ = rooted::unlinkat(dir, &tmp);
-        return Err(e);
+    drop(file);
+    let temp = Temp { dir, tmp, name };
+    match written {
+        Ok(()) => Ok(temp),
+        Err(e) => {
+            temp.discard();
+            Err(e)
+        }
     }
-    rooted::openat(dir, c".", libc::O_RDONLY | libc::O_DIRECTORY, 0)
-        .map(File::from)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| ("fsync the directory of", e))
 }
 
 #[cfg(test)]

@@ -181,6 +181,17 @@ impl Rooted {
     /// The directory `dir` (a host path), every link on the way resolved inside the root.
     /// `create`: make missing directories (mode 0755) on the way, as `mkdir -p` would.
     pub(crate) fn open_dir(&self, dir: &Path, create: bool) -> io::Result<OwnedFd> {
+        let mut made = Made::default();
+        self.walk(dir, create.then_some(&mut made))
+    }
+
+    /// [`Rooted::open_dir`] making missing directories, each recorded in `made`.
+    pub(crate) fn make_dir(&self, dir: &Path, made: &mut Made) -> io::Result<OwnedFd> {
+        self.walk(dir, Some(made))
+    }
+
+    fn walk(&self, dir: &Path, mut made: Option<&mut Made>) -> io::Result<OwnedFd> {
+        let create = made.is_some();
         let mut stack = vec![self.open_root()?];
         let mut todo: VecDeque<Vec<u8>> = components(dir.as_os_str().as_bytes())
             .map(<[u8]>::to_vec)
@@ -199,7 +210,11 @@ impl Rooted {
                 Ok(fd) => fd,
                 Err(e) if create && e.kind() == io::ErrorKind::NotFound => {
                     match mkdirat(cur.as_fd(), &name, 0o755) {
-                        Ok(()) => {}
+                        Ok(()) => {
+                            if let Some(made) = made.as_deref_mut() {
+                                made.0.push((cur.try_clone()?, name.clone()));
+                            }
+                        }
                         // Made by someone else meanwhile: walk whatever is there now.
                         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
                         Err(e) => return Err(e),
@@ -249,6 +264,20 @@ impl Rooted {
     pub(crate) fn open_listing(&self, dir: &Path) -> io::Result<OwnedFd> {
         let d = self.open_dir(dir, false)?;
         openat(d.as_fd(), c".", libc::O_RDONLY | libc::O_DIRECTORY, 0)
+    }
+}
+
+/// The directories a walk made, to take back (deepest first, each only while empty).
+#[derive(Default)]
+pub(crate) struct Made(Vec<(OwnedFd, CString)>);
+
+impl Made {
+    /// Removes the directories made, deepest first; one that is not empty any more stays.
+    pub(crate) fn undo(self) {
+        for (parent, name) in self.0.into_iter().rev() {
+            // SAFETY: a valid descriptor and a NUL-terminated name.
+            unsafe { libc::unlinkat(parent.as_raw_fd(), name.as_ptr(), libc::AT_REMOVEDIR) };
+        }
     }
 }
 
@@ -315,6 +344,13 @@ mod tests {
         assert_eq!(e.raw_os_error(), Some(libc::ELOOP), "{e}");
         let e = r.open_dir(Path::new("/f/x"), false).unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::ENOTDIR), "{e}");
+        // What a walk made can be taken back; what was there before stays.
+        std::fs::create_dir(root.join("was")).unwrap();
+        let mut made = Made::default();
+        r.make_dir(Path::new("/was/n1/n2"), &mut made).unwrap();
+        assert!(root.join("was/n1/n2").is_dir());
+        made.undo();
+        assert!(root.join("was").is_dir() && !root.join("was/n1").exists());
         // Creation goes through links inside the root, and stays inside.
         symlink("/made", root.join("to-made")).unwrap();
         let d = r.open_dir(Path::new("/to-made/x/y"), true).unwrap();

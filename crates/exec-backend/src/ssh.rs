@@ -683,12 +683,21 @@ exec stat --printf='%f %t %T %u %g %s %n\0' -- "$@""#;
 /// that are no longer alive are removed under the lock.
 const WRITE_SCRIPT: &str = r#"set -e
 p=$1 lock=$2 wait=$3 expect=$4 backup=$5 mode=$6 root=$7 pve=$8
+made_from= made_to=
 mkdir_in() {
   a=$1
   while [ ! -e "$a" ] && [ ! -L "$a" ]; do a=$(dirname -- "$a"); done
   in_root "$a"
   mkdir -p -- "$1"
+  if [ "$a" != "$1" ]; then made_from=$a made_to=$1; fi
   in_root "$1"
+}
+unmake() {
+  d=$made_to
+  while [ -n "$d" ] && [ "$d" != "$made_from" ]; do
+    rmdir -- "$d" 2>/dev/null || break
+    d=$(dirname -- "$d")
+  done
 }
 alive() { kill -0 "$1" 2>/dev/null || [ -d "/proc/$1" ]; }
 clean() {
@@ -726,19 +735,10 @@ if [ -e "$p" ]; then owner=$(stat -c %u:%g -- "$p"); fi
 if [ -z "$mode" ]; then
   if [ -e "$p" ]; then mode=$(stat -c %a -- "$p"); else mode=644; fi
 fi
-t= b=
-trap 'if [ -n "$t" ]; then rm -f -- "$t"; fi; if [ -n "$b" ]; then rm -f -- "$b"; fi' EXIT
-if [ -n "$backup" ] && [ -e "$p" ]; then
-  bd=$(dirname -- "$backup")
-  mkdir_in "$bd"
-  if [ -n "$lock" ]; then clean "$bd" "."; fi
-  t=$(mktemp -- "$bd/.$(basename -- "$backup").phoenix-tmp.$$.XXXXXX")
-  cat -- "$p" > "$t"
-  chmod -- "$(stat -c %a -- "$p")" "$t"
-  sync -- "$t"
-  mv -f -- "$t" "$backup"
-  t= b=$backup
-fi
+t= bt= b=
+trap 'for f in "$t" "$bt" "$b"; do [ -n "$f" ] && rm -f -- "$f"; done; unmake' EXIT
+# The new file first (a read-only or full file system fails here), then the backup, then
+# the rename: a backup is kept only for a write that happened.
 t=$(mktemp -- "$dir/.$base.phoenix-tmp.$$.XXXXXX")
 cat > "$t"
 if [ -n "$owner" ] && [ "$(stat -c %u:%g -- "$t")" != "$owner" ]; then
@@ -747,8 +747,19 @@ fi
 # Only when it differs (/etc/pve fixes each file's mode and may refuse a chmod).
 [ "$(stat -c %a -- "$t")" = "$mode" ] || chmod -- "$mode" "$t" || [ -n "$pve" ]
 sync -- "$t"
+if [ -n "$backup" ] && [ -e "$p" ]; then
+  bd=$(dirname -- "$backup")
+  mkdir_in "$bd"
+  if [ -n "$lock" ]; then clean "$bd" "."; fi
+  bt=$(mktemp -- "$bd/.$(basename -- "$backup").phoenix-tmp.$$.XXXXXX")
+  cat -- "$p" > "$bt"
+  chmod -- "$(stat -c %a -- "$p")" "$bt"
+  sync -- "$bt"
+  mv -f -- "$bt" "$backup"
+  bt= b=$backup
+fi
 mv -f -- "$t" "$p"
-t= b=
+t= b= made_to=
 sync -- "$dir"
 "#;
 

@@ -166,27 +166,69 @@ async fn promises(host: &dyn Host, t: &Tree) {
 
     // A read-only /etc/pve (no quorum): the error says so, the config and the backups are as
     // they were, and no backup of the failed write is left.
-    let _ro = ReadOnlyMount::new(&t.path("/etc/pve/lxc"));
+    let ro = ReadOnlyMount::new(&t.path("/etc/pve/lxc"));
     let before = std::fs::read(t.path(CONF)).unwrap();
+    for backup in ["/var/lib/b/201/2.conf", "/var/lib/b/new/dirs/2.conf"] {
+        let e = host
+            .write_file_atomic(Path::new(CONF), b"arch: x\n", &locked(backup))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, ExecError::ReadOnly { .. }), "{e:?}");
+        assert!(e.to_string().contains("quorate cluster"), "{e}");
+        assert_eq!(std::fs::read(t.path(CONF)).unwrap(), before);
+        assert!(!t.path(backup).exists(), "no backup of a failed write");
+    }
+    assert!(
+        !t.path("/var/lib/b/new").exists(),
+        "no backup directory either"
+    );
+    assert!(t.path("/var/lib/b/201/1.conf").exists());
+    drop(ro);
+
+    // A full disk where the backups go: the config is as it was, no temporary file is left
+    // beside it, no directory made for the backup stays.
+    let full = t.path("/var/lib/full");
+    let _tmpfs = Tmpfs::full(&full);
     let e = host
         .write_file_atomic(
             Path::new(CONF),
-            b"arch: x\n",
-            &locked("/var/lib/b/201/2.conf"),
+            b"arch: y\n",
+            &locked("/var/lib/full/201/1.conf"),
         )
         .await
         .unwrap_err();
-    assert!(matches!(e, ExecError::ReadOnly { .. }), "{e:?}");
-    assert!(
-        e.to_string().contains("no quorum") || e.to_string().contains("quorate"),
-        "{e}"
-    );
+    assert!(matches!(e, ExecError::NoSpace { .. }), "{e:?}");
+    assert!(e.to_string().contains("is full"), "{e}");
     assert_eq!(std::fs::read(t.path(CONF)).unwrap(), before);
-    assert!(
-        !t.path("/var/lib/b/201/2.conf").exists(),
-        "no backup of a failed write"
-    );
-    assert!(t.path("/var/lib/b/201/1.conf").exists());
+    assert!(!full.join("201").exists());
+    let names: Vec<_> = std::fs::read_dir(t.path("/etc/pve/lxc"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+}
+
+/// A tmpfs of one page, filled, unmounted on drop.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn full(dir: &Path) -> Tmpfs {
+        std::fs::create_dir_all(dir).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=4k", "tmpfs"])
+            .arg(dir)
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        let _ = std::fs::write(dir.join("fill"), vec![b'x'; 8192]);
+        Tmpfs(dir.to_owned())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
 }
 
 /// A directory bind-mounted read-only over itself, unmounted on drop.
