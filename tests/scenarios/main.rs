@@ -6,6 +6,7 @@ mod util;
 mod cluster;
 mod cluster_load;
 mod fleet;
+mod hostile;
 mod pipe;
 
 use std::os::unix::fs::MetadataExt;
