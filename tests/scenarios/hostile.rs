@@ -102,20 +102,27 @@ fn run_bounded(h: &TestHost, args: &[&str], env: &[(&str, String)], wrap: &[&str
     std::thread::spawn(move || {
         let _ = tx.send(child.wait_with_output());
     });
-    let out = match rx.recv_timeout(HUNG) {
-        Ok(out) => out.unwrap(),
+    let (out, hung) = match rx.recv_timeout(HUNG) {
+        Ok(out) => (out.unwrap(), false),
         Err(_) => {
             // SAFETY: kill(2) of the child we started; no memory is touched.
             unsafe { libc::kill(pid, libc::SIGKILL) };
-            panic!("{argv:?} hung for {HUNG:?}");
+            (rx.recv().unwrap().unwrap(), true)
         }
     };
+    let mut stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    if hung {
+        stderr.push_str(&format!("\n{HUNG_MARK}: killed after {HUNG:?}"));
+    }
     Run {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        stderr,
     }
 }
+
+/// What a run killed as hung says last on stderr.
+const HUNG_MARK: &str = "HUNG";
 
 /// One bad input or fault.
 struct Case {
@@ -175,6 +182,9 @@ fn check_cases(cases: &[Case], wrap: &[&str]) {
         }
         if r.stderr.contains("panicked") {
             wrong.push("a panic".into());
+        }
+        if r.stderr.contains(HUNG_MARK) {
+            wrong.push("hung".into());
         }
         if before != after {
             wrong.push(format!("files changed: {:?}", changed(&before, &after)));
