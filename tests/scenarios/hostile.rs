@@ -82,6 +82,16 @@ fn run_bounded(h: &TestHost, args: &[&str], env: &[(&str, String)], wrap: &[&str
     argv.extend(["--root".into(), root.clone(), "--log-file".into()]);
     argv.push(h.log.path().join("phoenix-gpu.log").display().to_string());
     argv.extend(args.iter().map(|a| a.replace("@ROOT@", &root)));
+    let env: Vec<(&str, String)> = env
+        .iter()
+        .map(|(k, v)| (*k, v.replace("@ROOT@", &root)))
+        .collect();
+    run_argv(&argv, &env)
+}
+
+/// Runs `argv` with `env` (the orchestrator's variables removed), killed as hung after
+/// [`HUNG`].
+fn run_argv(argv: &[String], env: &[(&str, String)]) -> Run {
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..])
         .stdin(Stdio::null())
@@ -95,7 +105,7 @@ fn run_bounded(h: &TestHost, args: &[&str], env: &[(&str, String)], wrap: &[&str
     ] {
         cmd.env_remove(v);
     }
-    cmd.envs(env.iter().map(|(k, v)| (k, v.replace("@ROOT@", &root))));
+    cmd.envs(env.iter().map(|(k, v)| (k, v)));
     let child = cmd.spawn().unwrap();
     let pid = child.id() as i32;
     let (tx, rx) = std::sync::mpsc::channel();
@@ -1412,6 +1422,87 @@ fn faults_as_root_change_nothing() {
         }
     }
     assert!(failed.is_empty(), "{}", failed.join("\n"));
+}
+
+/// `--root` that is not a directory: refused as a bad flag, not read as a host without a
+/// driver.
+#[test]
+fn a_root_that_is_not_a_directory_is_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let file = t.path().join("file");
+    std::fs::write(&file, "x").unwrap();
+    let fifo = t.path().join("fifo");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    for (root, says) in [
+        (file, "it is not a directory"),
+        (fifo, "it is not a directory"),
+        (t.path().join("missing"), "it cannot be used"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_phoenix-gpu"))
+            .arg("--root")
+            .arg(&root)
+            .args(["--log-file", "/dev/null", "check", "101"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{}: {stderr}", root.display());
+        assert!(
+            stderr.contains("--root") && stderr.contains(says),
+            "{stderr}"
+        );
+    }
+}
+
+/// A FIFO as the log file or the orchestrator config: nothing waits for a writer or reader.
+#[test]
+fn fifos_given_as_files_never_block() {
+    let h = TestHost::h200x2();
+    let fifo = h.log.path().join("fifo");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let fifo = fifo.display().to_string();
+    let root = h.root().display().to_string();
+    let bin = env!("CARGO_BIN_EXE_phoenix-gpu").to_owned();
+    let r = run_argv(
+        &[
+            bin.clone(),
+            "--root".into(),
+            root.clone(),
+            "--log-file".into(),
+            fifo.clone(),
+            "inventory".into(),
+        ],
+        &[],
+    );
+    assert_eq!(r.code, 0, "{r:#?}");
+    assert!(r.stderr.contains("cannot open log file"), "{r:#?}");
+    let r = run_argv(
+        &[
+            bin,
+            "--root".into(),
+            root,
+            "--log-file".into(),
+            "/dev/null".into(),
+            "--phoenix-config".into(),
+            fifo,
+            "check".into(),
+            "--all".into(),
+        ],
+        &[],
+    );
+    assert_eq!(r.code, 2, "{r:#?}");
+    assert!(r.stderr.contains("not a regular file"), "{r:#?}");
+    assert!(
+        !r.stderr.contains("cannot open log file"),
+        "/dev/null is a fine log: {r:#?}"
+    );
 }
 
 // ---- stories ------------------------------------------------------------------------------

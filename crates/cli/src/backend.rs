@@ -68,20 +68,42 @@ fn pct(host: Arc<dyn Host>, program: Option<&PathBuf>) -> Arc<dyn ContainerExec>
 
 /// Chooses and connects the backends.
 pub async fn connect(g: &Global) -> Result<Backends, CliError> {
-    let host: Arc<dyn Host> = match (&g.host, &g.root) {
-        (Some(url), root) => {
-            let (_user, node, _port) =
-                parse_ssh_url(url).map_err(|BadUrl(hint)| CliError::flag("--host", url, hint))?;
-            // With --root too, the node's paths map under that directory on the node.
-            let opts = ssh_options(g.ssh_config.clone(), root.clone(), g.ssh_max_sessions);
-            let ssh = SshHost::connect(url, opts)
-                .await
-                .map_err(|e| Error::exec(format!("cannot connect to {node}"), e))?;
-            Arc::new(ssh)
-        }
-        (None, Some(root)) => Arc::new(LocalHost::with_root(root).with_search_path(search_path())),
-        (None, None) => Arc::new(LocalHost::new().with_search_path(search_path())),
-    };
+    let host: Arc<dyn Host> =
+        match (&g.host, &g.root) {
+            (Some(url), root) => {
+                let (_user, node, _port) = parse_ssh_url(url)
+                    .map_err(|BadUrl(hint)| CliError::flag("--host", url, hint))?;
+                // With --root too, the node's paths map under that directory on the node.
+                let opts = ssh_options(g.ssh_config.clone(), root.clone(), g.ssh_max_sessions);
+                let ssh = SshHost::connect(url, opts)
+                    .await
+                    .map_err(|e| Error::exec(format!("cannot connect to {node}"), e))?;
+                Arc::new(ssh)
+            }
+            (None, Some(root)) => {
+                // Every host path resolves under it: a root that is no directory would read as a
+                // host without a driver.
+                match std::fs::metadata(root) {
+                    Ok(md) if md.is_dir() => {}
+                    Ok(_) => return Err(CliError::flag(
+                        "--root",
+                        &root.display().to_string(),
+                        "it is not a directory; give the directory that stands for the host's /",
+                    )),
+                    Err(e) => {
+                        return Err(CliError::flag(
+                            "--root",
+                            &root.display().to_string(),
+                            format!(
+                        "it cannot be used ({e}); give the directory that stands for the host's /"
+                    ),
+                        ))
+                    }
+                }
+                Arc::new(LocalHost::with_root(root).with_search_path(search_path()))
+            }
+            (None, None) => Arc::new(LocalHost::new().with_search_path(search_path())),
+        };
     let target = match g.target {
         Some(TargetKind::Pve) => Target::Pve,
         Some(TargetKind::Lxc) => Target::Lxc {

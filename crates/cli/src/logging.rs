@@ -109,17 +109,13 @@ pub fn init(
         None => (PathBuf::from(DEFAULT_LOG_FILE), false),
     };
     let mut warning = None;
-    // Without blocking: a FIFO at the log's path must not hold up the run (nor a terminal
-    // become ours); only a regular file is logged to.
+    // Without blocking: a FIFO nobody reads at the log's path must not hold up the run
+    // (opening it fails with ENXIO, a warning), nor a terminal become ours. `/dev/null` works.
     let opened = OpenOptions::new()
         .create(true)
         .append(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(&path)
-        .and_then(|f| match f.metadata()?.is_file() {
-            true => Ok(f),
-            false => Err(std::io::Error::other("not a regular file")),
-        });
+        .open(&path);
     let file = match opened {
         Ok(f) => Some(
             tracing_subscriber::fmt::layer()
