@@ -1270,21 +1270,33 @@ fn mount_ok(c: &mut Command) {
     assert!(c.status().unwrap().success(), "{c:?}");
 }
 
+/// Mount points, unmounted (lazily) when dropped, so a failing test leaves none behind.
+struct Mounted(Vec<PathBuf>);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            let _ = Command::new("umount").arg("-l").arg(p).status();
+        }
+    }
+}
+
 /// `/etc/pve/lxc` bind-mounted read-only over itself: what `/etc/pve` is without quorum.
-fn pve_read_only(h: &TestHost) -> Vec<PathBuf> {
+fn pve_read_only(h: &TestHost) -> Mounted {
     let d = h.path("/etc/pve/lxc");
     mount_ok(Command::new("mount").arg("--bind").arg(&d).arg(&d));
+    let m = Mounted(vec![d.clone()]);
     mount_ok(
         Command::new("mount")
             .args(["-o", "remount,bind,ro"])
             .arg(&d),
     );
-    vec![d]
+    m
 }
 
 /// A full disk under `dir` (a host path): a tmpfs of one page, `keep` copied in, the rest
 /// filled.
-fn full_disk(h: &TestHost, dir: &str, keep: &[&str]) -> Vec<PathBuf> {
+fn full_disk(h: &TestHost, dir: &str, keep: &[&str]) -> Mounted {
     let d = h.path(dir);
     std::fs::create_dir_all(&d).unwrap();
     let saved: Vec<(String, Vec<u8>)> = keep
@@ -1296,19 +1308,20 @@ fn full_disk(h: &TestHost, dir: &str, keep: &[&str]) -> Vec<PathBuf> {
             .args(["-t", "tmpfs", "-o", "size=4k,nr_inodes=16", "tmpfs"])
             .arg(&d),
     );
+    let m = Mounted(vec![d.clone()]);
     for (k, bytes) in saved {
         std::fs::write(d.join(k), bytes).unwrap();
     }
     // Fill what is left (the write fails once the page is used up).
     let _ = std::fs::write(d.join("fill"), vec![b'x'; 8192]);
-    vec![d]
+    m
 }
 
-fn config_disk_full(h: &TestHost) -> Vec<PathBuf> {
+fn config_disk_full(h: &TestHost) -> Mounted {
     full_disk(h, "/etc/pve/lxc", &["101.conf"])
 }
 
-fn backup_disk_full(h: &TestHost) -> Vec<PathBuf> {
+fn backup_disk_full(h: &TestHost) -> Mounted {
     full_disk(h, "/var/lib/phoenix-gpu/backups/101", &[])
 }
 
@@ -1316,11 +1329,11 @@ fn backup_disk_full(h: &TestHost) -> Vec<PathBuf> {
 /// undone after the run).
 struct RootCase {
     case: Case,
-    mounts: fn(&TestHost) -> Vec<PathBuf>,
+    mounts: fn(&TestHost) -> Mounted,
 }
 
-fn no_mounts(_: &TestHost) -> Vec<PathBuf> {
-    Vec::new()
+fn no_mounts(_: &TestHost) -> Mounted {
+    Mounted(Vec::new())
 }
 
 fn root_cases() -> Vec<RootCase> {
@@ -1387,13 +1400,6 @@ fn root_cases() -> Vec<RootCase> {
     ]
 }
 
-/// Undoes mounts (lazily: a run that left something open must not keep the tree).
-fn umount(points: &[PathBuf]) {
-    for p in points {
-        let _ = Command::new("umount").arg("-l").arg(p).status();
-    }
-}
-
 #[test]
 fn faults_as_root_change_nothing() {
     if !is_root("faults_as_root_change_nothing") {
@@ -1403,11 +1409,11 @@ fn faults_as_root_change_nothing() {
     for RootCase { case: c, mounts } in root_cases() {
         let h = TestHost::h200x2();
         (c.setup)(&h);
-        let points = mounts(&h);
+        let mounted = mounts(&h);
         let before = snapshot(h.root());
         let r = run_bounded(&h, c.args, &[], &[]);
         let after = snapshot(h.root());
-        umount(&points);
+        drop(mounted);
         if r.code != c.code || !r.stderr.contains(c.says) || before != after {
             failed.push(format!(
                 "case {}: exit {} (wanted {}), says {:?}: {}, files changed: {:?}\n  stderr: {}",
@@ -1517,12 +1523,12 @@ fn failed_writes_never_push_out_history() {
     }
     let h = TestHost::h200x2();
     let original = std::fs::read(h.path(CONF_101)).unwrap();
-    let points = pve_read_only(&h);
+    let mounted = pve_read_only(&h);
     for _ in 0..10 {
         let r = run_bounded(&h, GPU_APPLY, &[], &[]);
         assert_eq!(r.code, 8, "{r:#?}");
     }
-    umount(&points);
+    drop(mounted);
     assert_eq!(
         h.backups("101"),
         Vec::<String>::new(),
