@@ -1051,7 +1051,7 @@ const ORCHESTRATOR: &[Case] = &[
             "--config-only",
         ],
         2,
-        "not valid phoenix_lxc_configs JSON",
+        "has no lxc_configs object",
     ),
     case(
         "orch-fifo",
