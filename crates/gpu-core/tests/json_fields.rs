@@ -115,13 +115,14 @@ fn step_report_fields_and_values() {
 fn counters_fields() {
     let c = Counters {
         container_execs: 1,
+        container_processes: 5,
         host_commands: 2,
         config_writes: 3,
         restarts: 4,
     };
     assert_eq!(
         serde_json::to_value(c).unwrap(),
-        json!({"container_execs": 1, "host_commands": 2, "config_writes": 3, "restarts": 4})
+        json!({"container_execs": 1, "container_processes": 5, "host_commands": 2, "config_writes": 3, "restarts": 4})
     );
 }
 

@@ -19,6 +19,8 @@ const POLL: Duration = Duration::from_millis(250);
 pub(crate) struct After {
     /// It runs, so it can be probed.
     pub running: bool,
+    /// This step (re)started it: verification must look again.
+    pub fresh: bool,
     /// The config changed but the container still runs with the old one (`--no-restart`, or a
     /// dry run that would restart): the devices and mounts appear after the next restart.
     pub pending: bool,
@@ -40,6 +42,7 @@ pub(crate) async fn step(
         CtState::Running if !cfg.changed => Ok((
             After {
                 running: true,
+                fresh: false,
                 pending: false,
             },
             StepStatus::Ok,
@@ -48,6 +51,7 @@ pub(crate) async fn step(
         CtState::Running if policy.no_restart => Ok((
             After {
                 running: true,
+                fresh: false,
                 pending: true,
             },
             StepStatus::Skipped,
@@ -56,24 +60,18 @@ pub(crate) async fn step(
         CtState::Running if req.dry_run => Ok((
             After {
                 running: true,
+                fresh: false,
                 pending: true,
             },
             StepStatus::Planned,
             "would restart: the config changed".into(),
         )),
         CtState::Running => {
-            bounded(ctx, policy.timeout, "restart", async {
-                ctx.cts
-                    .stop(ctx.ct)
-                    .await
-                    .map_err(|source| restart_error(ctx, RestartCause::Stop { source }))?;
-                wait_for(ctx, |s| s == &CtState::Stopped).await?;
-                start_and_wait(ctx).await
-            })
-            .await?;
+            restart(ctx, policy.timeout).await?;
             Ok((
                 After {
                     running: true,
+                    fresh: true,
                     pending: false,
                 },
                 StepStatus::Changed,
@@ -83,6 +81,7 @@ pub(crate) async fn step(
         CtState::Stopped if !policy.start_if_stopped => Ok((
             After {
                 running: false,
+                fresh: false,
                 pending: false,
             },
             StepStatus::Skipped,
@@ -91,6 +90,7 @@ pub(crate) async fn step(
         CtState::Stopped if req.dry_run => Ok((
             After {
                 running: false,
+                fresh: false,
                 pending: false,
             },
             StepStatus::Planned,
@@ -101,6 +101,7 @@ pub(crate) async fn step(
             Ok((
                 After {
                     running: true,
+                    fresh: true,
                     pending: false,
                 },
                 StepStatus::Changed,
@@ -113,6 +114,7 @@ pub(crate) async fn step(
                 return Ok((
                     After {
                         running: false,
+                        fresh: false,
                         pending: cfg.changed,
                     },
                     StepStatus::Skipped,
@@ -134,6 +136,7 @@ pub(crate) async fn step(
             Ok((
                 After {
                     running: true,
+                    fresh: false,
                     pending,
                 },
                 if pending {
@@ -145,6 +148,20 @@ pub(crate) async fn step(
             ))
         }
     }
+}
+
+/// Restarts a running container: stop, wait until stopped, start, wait until running, within
+/// `timeout`.
+pub(crate) async fn restart(ctx: &Ctx<'_>, timeout: Duration) -> Result<()> {
+    bounded(ctx, timeout, "restart", async {
+        ctx.cts
+            .stop(ctx.ct)
+            .await
+            .map_err(|source| restart_error(ctx, RestartCause::Stop { source }))?;
+        wait_for(ctx, |s| s == &CtState::Stopped).await?;
+        start_and_wait(ctx).await
+    })
+    .await
 }
 
 async fn start_and_wait(ctx: &Ctx<'_>) -> Result<()> {
