@@ -121,6 +121,7 @@ fn ct_of(e: &Error) -> Option<&str> {
     match e {
         Error::Locked { ct, .. }
         | Error::LockBusy { ct, .. }
+        | Error::DevicesHeld { ct, .. }
         | Error::Install { ct, .. }
         | Error::Restart { ct, .. }
         | Error::Verify { ct, .. }
@@ -266,6 +267,12 @@ pub fn hint(e: &Error) -> Option<String> {
                 .to_owned(),
             _ => "run again once the other task has finished".to_owned(),
         }),
+        Error::DevicesHeld { ct, .. } => Some(format!(
+            "nothing was changed. Stop the processes and run again; or --force takes the GPUs \
+             away live anyway (the processes keep their open handles until they exit, so they \
+             can still use the GPUs); or --restart applies the change with a restart of {ct}, \
+             which ends them"
+        )),
         Error::Verify { cause, ct } => verify_hint(cause, ct),
         Error::Restart { cause, ct } => match cause {
             RestartCause::DeviceNodeMissing { .. } => Some(format!(

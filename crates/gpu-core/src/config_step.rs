@@ -17,6 +17,7 @@ use tracing::{debug, info};
 use crate::ctconfig::{host_root, is_unprivileged, load, owned_flags, proc_devices, Loaded};
 use crate::error::{Error, Input, Result};
 use crate::host_libs;
+use crate::idmap::IdMap;
 use crate::inventory::{read_text, Gpu, Inventory, Majors, MigMinors, ProcDevices, MIG_MINORS};
 use crate::passthrough::{self, WantedLine, Wants, Written};
 use crate::report::StepStatus;
@@ -37,6 +38,37 @@ pub struct ConfigOutcome {
     pub written: bool,
     /// Whether the container is unprivileged.
     pub unprivileged: bool,
+    /// The tool's lines before and after: what a live change of a running container compares.
+    pub(crate) lines: LineChange,
+}
+
+/// The tool's lines of a config before and after the change (`(key, value)` in file order),
+/// and the container's id map: what a live change of a running container works from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct LineChange {
+    /// The tool's lines as the config was read.
+    pub before: Vec<(String, String)>,
+    /// The tool's lines as the request wants them.
+    pub after: Vec<(String, String)>,
+    /// The container's id map.
+    pub idmap: IdMap,
+}
+
+/// The tool's lines of `doc` as `(key, value)`.
+fn owned_lines(
+    doc: &Document,
+    devices: &ProcDevices,
+    majors: &Majors,
+    root: Option<&Path>,
+) -> Vec<(String, String)> {
+    let owned = owned_flags(doc, devices, majors, root);
+    doc.main()
+        .entries()
+        .iter()
+        .zip(owned)
+        .filter(|(_, o)| *o)
+        .map(|(e, _)| (e.key.to_owned(), e.value.to_owned()))
+        .collect()
 }
 
 /// The lines the request wants in this config.
@@ -170,6 +202,8 @@ pub(crate) struct Planned {
     pub written: Written,
     /// Whether the container is unprivileged.
     pub unprivileged: bool,
+    /// The tool's lines before and after.
+    pub lines: LineChange,
 }
 
 /// What `req` makes of the config `loaded` (read with `devices`, the host's device table):
@@ -188,26 +222,64 @@ pub(crate) async fn planned(
     let root = host_root(ctx.host);
     let mut doc = loaded.doc.clone();
     let (removed, added) = reconcile(&mut doc, &wanted, devices, &inv.majors, root.as_deref())?;
+    let lines = LineChange {
+        before: owned_lines(&loaded.doc, devices, &inv.majors, root.as_deref()),
+        after: owned_lines(&doc, devices, &inv.majors, root.as_deref()),
+        idmap: IdMap::of(&loaded.doc, unprivileged),
+    };
     Ok(Planned {
         bytes: doc.to_bytes(),
         removed,
         added,
         written,
         unprivileged,
+        lines,
     })
 }
 
-/// Brings the config's passthrough entries to what `req` asks for.
-pub(crate) async fn apply(
+/// The config as read and as `req` wants it, before anything is written: [`prepare`] makes
+/// it, [`commit`] writes it. In between, the caller may refuse the change (a live change that
+/// would take away a device a process holds).
+pub(crate) struct Prepared {
+    path: PathBuf,
+    bytes: Vec<u8>,
+    plan: Planned,
+}
+
+impl Prepared {
+    /// Whether the config changes.
+    pub fn changed(&self) -> bool {
+        self.plan.bytes != self.bytes
+    }
+
+    /// The tool's lines before and after.
+    pub fn lines(&self) -> &LineChange {
+        &self.plan.lines
+    }
+}
+
+/// Reads the config and computes what `req` makes of it; writes nothing.
+pub(crate) async fn prepare(
     ctx: &Ctx<'_>,
     req: &Request,
     inv: &Inventory,
     gpus: &[Gpu],
-) -> Result<(ConfigOutcome, StepStatus, String)> {
+) -> Result<Prepared> {
     let loaded = load(ctx).await?;
     let devices = proc_devices(ctx.host).await?;
     let plan = planned(ctx, req, inv, gpus, &loaded, &devices).await?;
     let Loaded { path, bytes, .. } = loaded;
+    Ok(Prepared { path, bytes, plan })
+}
+
+/// Brings the config's passthrough entries to what `req` asks for: writes the prepared config
+/// (unless it is unchanged or this is a dry run).
+pub(crate) async fn commit(
+    ctx: &Ctx<'_>,
+    req: &Request,
+    prepared: Prepared,
+) -> Result<(ConfigOutcome, StepStatus, String)> {
+    let Prepared { path, bytes, plan } = prepared;
     let new = plan.bytes;
     let changed = new != bytes;
     let diff = unified_diff(&path, &bytes, &new);
@@ -220,6 +292,7 @@ pub(crate) async fn apply(
         changed,
         written: false,
         unprivileged: plan.unprivileged,
+        lines: plan.lines,
     };
     if !changed {
         return Ok((

@@ -97,7 +97,7 @@ pub(crate) async fn read(ctx: &Ctx<'_>, majors: &Majors) -> Result<Current> {
 }
 
 /// What an owned line passes (`None` only for a line the ownership rule would not own).
-fn passes(key: &str, value: &str, root: Option<&PathBuf>) -> Option<Passes> {
+pub(crate) fn passes(key: &str, value: &str, root: Option<&PathBuf>) -> Option<Passes> {
     if ALLOW_KEYS.contains(&key) {
         let (major, minor) = parse_char_rule(value)?;
         return Some(Passes::Rule { major, minor });

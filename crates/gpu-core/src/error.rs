@@ -26,7 +26,7 @@ use crate::finding::Finding;
 /// | [`Restart`](ErrorKind::Restart) | 6 | `Restart` |
 /// | [`Verify`](ErrorKind::Verify) | 7 | `Verify` |
 /// | [`HostPrecondition`](ErrorKind::HostPrecondition) | 8 | `NoDriver`, `GpuNotPresent`, `GpuGone`, `NodeMissing`, `HostUserspaceMissing`, `VersionMismatch`, `Exec` with an SSH error |
-/// | [`Locked`](ErrorKind::Locked) | 9 | `Locked`, `LockBusy`, `Exec` with a lock timeout or conflict |
+/// | [`Locked`](ErrorKind::Locked) | 9 | `Locked`, `LockBusy`, `DevicesHeld`, `Exec` with a lock timeout or conflict |
 /// | [`Drift`](ErrorKind::Drift) | 10 | `Drift` (and `check` finding drift) |
 ///
 /// ```
@@ -72,7 +72,8 @@ pub enum ErrorKind {
     ///
     /// Exit code 8.
     HostPrecondition,
-    /// The config is locked (`lock:` set, or the lock was not acquired in time).
+    /// The config is locked (`lock:` set, or the lock was not acquired in time), or a device
+    /// to take away from a running container is busy (held open by a process in it).
     ///
     /// Exit code 9.
     Locked,
@@ -264,6 +265,15 @@ pub enum Error {
         /// The node.
         node: String,
     },
+    /// A live change would take devices away from a running container while its processes
+    /// hold them open: they would keep using the devices while new opens fail.
+    #[error("processes in container {ct} hold devices that the change takes away: {}; stop them, or restart the container", holders.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))]
+    DevicesHeld {
+        /// The container.
+        ct: String,
+        /// Who holds what.
+        holders: Vec<Holder>,
+    },
     /// A bug: something that cannot happen did (a task panicked).
     #[error("internal error: {what}; this is a bug")]
     Internal {
@@ -316,7 +326,9 @@ impl Error {
             | Error::VersionMismatch { .. } => ErrorKind::HostPrecondition,
             Error::CtNotFound { .. } => ErrorKind::CtNotFound,
             Error::ConfigUnreadable { .. } => ErrorKind::ConfigMissing,
-            Error::Locked { .. } | Error::LockBusy { .. } => ErrorKind::Locked,
+            Error::Locked { .. } | Error::LockBusy { .. } | Error::DevicesHeld { .. } => {
+                ErrorKind::Locked
+            }
             Error::Install { .. } => ErrorKind::Install,
             Error::Restart { .. } => ErrorKind::Restart,
             Error::Verify { .. } => ErrorKind::Verify,
@@ -341,6 +353,23 @@ impl Error {
             context: context.into(),
             source,
         }
+    }
+}
+
+/// A process in a container that holds a device open.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Holder {
+    /// Its pid, as the container sees it.
+    pub pid: u32,
+    /// Its command name (`/proc/PID/comm`).
+    pub comm: String,
+    /// The device: its node in the container (`/dev/nvidia0`), or `c MAJOR:MINOR`.
+    pub device: String,
+}
+
+impl fmt::Display for Holder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "pid {} ({}) holds {}", self.pid, self.comm, self.device)
     }
 }
 

@@ -67,6 +67,7 @@
 // read-back; the steps; the operations of the engine; many containers and the cluster.
 mod error;
 mod finding;
+mod idmap;
 mod inventory;
 mod passthrough;
 mod report;
@@ -102,8 +103,8 @@ pub use config_step::{ConfigOutcome, BACKUPS_KEPT};
 pub use counting::{CountingExec, CountingHost, Tally};
 pub use engine::Engine;
 pub use error::{
-    chain, Error, ErrorKind, Input, InstallCause, RestartCause, Result, SmiFailure, VerifyCause,
-    VerifyProblem,
+    chain, Error, ErrorKind, Holder, Input, InstallCause, RestartCause, Result, SmiFailure,
+    VerifyCause, VerifyProblem,
 };
 pub use finding::{CheckReport, Finding, FindingKind};
 pub use inventory::{
@@ -112,7 +113,8 @@ pub use inventory::{
 };
 pub use passthrough::MountEntry;
 pub use report::{
-    Counters, Event, EventSink, Report, ReportedError, StepName, StepReport, StepStatus,
+    Activation, Counters, Event, EventSink, LiveChange, Report, ReportedError, RestartReason,
+    StepName, StepReport, StepStatus,
 };
 pub use request::{Mode, Request, RequestTemplate, RestartPolicy, RunfileSource, Strategy};
 pub use select::{GpuSelection, Selector};

@@ -1,13 +1,15 @@
 //! The container side: restart, the one probe, userspace, CUDA, tools, verification.
 //!
-//! After the config step, [`converge`] restarts the container when its config changed (or
-//! starts it with `--start`), asks it everything in one probe exec, and runs each step only
+//! After the config step, [`converge`] brings a running container whose config changed to the
+//! new config (live for a change of device nodes only, see [`live`]; else by a restart), or
+//! starts a stopped one when asked, asks it everything in one probe exec, and runs each step only
 //! where the probe says something is missing. When nothing was installed, verification reads
 //! the probe's own `nvidia-smi` answer, so a converged container costs exactly one exec.
 
 pub(crate) mod cuda;
 pub(crate) mod download;
 pub(crate) mod hostlibs;
+pub(crate) mod live;
 pub(crate) mod probe;
 pub(crate) mod restart;
 pub(crate) mod runfile;
@@ -27,18 +29,21 @@ use crate::step::{Ctx, Run};
 #[allow(unused_imports)]
 pub(crate) use probe::{probe, Probe};
 
-/// Restart when needed, then probe once and converge userspace, CUDA and tools, then verify.
+/// Change the running container live or restart it when needed (`decision`, made before the
+/// config was written), then probe once and converge userspace, CUDA and tools, then verify.
 pub(crate) async fn converge(
     ctx: &Ctx<'_>,
     req: &Request,
     inv: &Inventory,
     gpus: &[Gpu],
     cfg: &ConfigOutcome,
+    decision: (live::Decision, Option<exec_backend::CtState>),
     run: &mut Run<'_>,
 ) -> Result<()> {
-    let after = run
-        .step(StepName::Restart, restart::step(ctx, req, cfg))
+    let (after, activation) = run
+        .step(StepName::Restart, restart::step(ctx, req, cfg, decision))
         .await?;
+    run.report.activation = activation;
     if after.pending {
         ctx.events.emit(Event::Notice {
             ct: ctx.ct.to_string(),

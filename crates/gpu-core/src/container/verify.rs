@@ -9,7 +9,7 @@
 use std::collections::BTreeSet;
 
 use crate::error::{Error, Result, SmiFailure, VerifyCause, VerifyProblem};
-use crate::inventory::{Gpu, Inventory, NVIDIACTL_MINOR, NVIDIA_MAJOR};
+use crate::inventory::{Gpu, Inventory, NVIDIACTL_MINOR};
 use crate::request::Strategy;
 
 use super::probe::{CtNodeKind, Probe};
@@ -114,10 +114,18 @@ fn check_nodes(
 ) -> std::result::Result<String, Vec<VerifyProblem>> {
     let mut want: Vec<(String, (u32, u32))> = gpus
         .iter()
-        .map(|g| (format!("/dev/nvidia{}", g.minor), (NVIDIA_MAJOR, g.minor)))
+        .map(|g| {
+            (
+                format!("/dev/nvidia{}", g.minor),
+                (inv.majors.nvidia, g.minor),
+            )
+        })
         .collect();
     if !gpus.is_empty() {
-        want.push(("/dev/nvidiactl".into(), (NVIDIA_MAJOR, NVIDIACTL_MINOR)));
+        want.push((
+            "/dev/nvidiactl".into(),
+            (inv.majors.nvidia, NVIDIACTL_MINOR),
+        ));
         if let Some(uvm) = inv.majors.nvidia_uvm {
             want.push(("/dev/nvidia-uvm".into(), (uvm, 0)));
         }
