@@ -1,5 +1,7 @@
 //! Scenarios through the `phoenix-gpu` binary against a copy of the captured H200 host.
 
+mod gpu_host;
+mod live;
 mod real_lxc;
 mod util;
 
