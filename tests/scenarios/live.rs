@@ -276,3 +276,47 @@ fn live_removal_of_a_held_gpu_is_refused_unless_forced() {
     assert_live(code, &r);
     assert_eq!(r["activation"]["held"], serde_json::json!([]), "{r:#}");
 }
+
+/// Where a live change cannot work it falls back to a restart and says why: on a cgroup v1
+/// host, a process of the container in a nested devices cgroup (as systemd makes them), which
+/// an allow written to the container's cgroup would not reach.
+#[test]
+fn nested_v1_device_cgroups_fall_back_to_a_restart() {
+    let test = "nested_v1_device_cgroups_fall_back_to_a_restart";
+    if !available(test, false) {
+        return;
+    }
+    if !FakeGpuHost::v1() {
+        test_support::cannot_run(test, "a host whose devices controller is cgroup v1");
+        return;
+    }
+    let h = FakeGpuHost::new();
+    h.start();
+    let init = h.init_pid();
+    // The container's devices cgroup, as its init's /proc/PID/cgroup says, and a child of it.
+    let cgroup = std::fs::read_to_string(format!("/proc/{init}/cgroup")).unwrap();
+    let path = cgroup
+        .lines()
+        .find_map(|l| l.split_once(":devices:").map(|(_, p)| p.to_owned()))
+        .unwrap();
+    let child = format!("/sys/fs/cgroup/devices{path}/nested");
+    std::fs::create_dir(&child).unwrap();
+    h.spawn("exec sleep 1000");
+    // Its pid on the host: the one sleep among the init's children.
+    let host_pid = std::fs::read_to_string(format!("/proc/{init}/task/{init}/children"))
+        .unwrap()
+        .split_whitespace()
+        .find(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "sleep")
+        })
+        .expect("a sleep among the init's children")
+        .to_owned();
+    std::fs::write(format!("{child}/cgroup.procs"), &host_pid).unwrap();
+
+    let (code, r) = h.apply(&["--gpus", "1"]);
+    assert_eq!(code, 0, "{r:#}");
+    assert_eq!(r["counters"]["restarts"], 1, "{r:#}");
+    assert_eq!(r["activation"]["by"], "restart", "{r:#}");
+    assert_eq!(r["activation"]["reason"], "nested_cgroup_v1", "{r:#}");
+    assert!(h.open_in("/dev/nvidia1").contains(ENXIO));
+}

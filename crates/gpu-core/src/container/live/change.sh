@@ -1,3 +1,4 @@
+# shellcheck shell=sh
 # phoenix-gpu live change, inside a running container (POSIX sh): take device nodes away and
 # bind the nodes the host staged at the root of the container's root filesystem onto their
 # places. Arguments: a list of `del PATH` and `add STAGED PATH`.

@@ -1,3 +1,4 @@
+# shellcheck shell=sh
 # phoenix-gpu live change, the look inside a running container (POSIX sh, busybox or coreutils):
 # its NVIDIA device nodes, the character devices its processes hold open, their names and
 # device cgroups, and which programs the change needs that it lacks. One line each:

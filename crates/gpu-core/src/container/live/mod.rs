@@ -13,13 +13,17 @@
 //!    handle while new opens fail.
 //! 2. After the config is written, [`apply`] makes the change from the host, through the
 //!    container's LXC name ([`ContainerExec::lxc_name`](exec_backend::ContainerExec::lxc_name)):
-//!    `lxc-info -pH` gives its init pid; `lxc-cgroup devices.deny` takes the old devices away
-//!    (cgroup v1 writes the container's `devices.deny`; on cgroup v2 LXC's monitor updates the
-//!    container's BPF device program); the host makes each new node with `mknod` at the root
-//!    of the container's root filesystem (`/proc/PID/root/.phoenix-gpu-TOKEN-nvidia1`, with
-//!    the mode and owner a start would give it), one exec inside (`change.sh`) unmounts and
-//!    removes the old nodes and bind-mounts each staged node onto its place, the host removes
-//!    the staged names, and `lxc-cgroup devices.allow` allows the new set.
+//!    - `lxc-info -pH` gives its init pid;
+//!    - `lxc-cgroup devices.deny` takes the old devices away (on cgroup v1 LXC writes the
+//!      container's `devices.deny`, and the kernel applies it to the cgroups below; on v2
+//!      LXC's monitor updates the container's BPF device program);
+//!    - the host makes each new node with `mknod` at the root of the container's root
+//!      filesystem (`/proc/PID/root/.phoenix-gpu-TOKEN-nvidia1`, with the mode and owner a start
+//!      would give it, `stage.sh`); one exec inside (`change.sh`) detaches and removes the old
+//!      nodes and bind-mounts each staged node onto its place; the host removes the staged
+//!      names;
+//!    - `lxc-cgroup devices.allow` allows the new set; on v1 also in each devices cgroup down
+//!      to the init's (`v1allow.sh`: a v1 allow does not reach the cgroups below).
 //!
 //! Why a bind mount: the container's `/dev` is a tmpfs mounted in the container's user
 //! namespace for an unprivileged container, and a node on it cannot be opened (and the host
@@ -57,6 +61,8 @@ const LOOK: &str = include_str!("look.sh");
 const CHANGE: &str = include_str!("change.sh");
 /// The staging of nodes on the host.
 const STAGE: &str = include_str!("stage.sh");
+/// A cgroup v1 host's allow rules down to the container's init.
+const V1_ALLOW: &str = include_str!("v1allow.sh");
 
 /// How long a command of a live change may take.
 const STEP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -82,6 +88,8 @@ pub(crate) enum Decision {
 pub(crate) struct Live {
     name: LxcName,
     plan: LivePlan,
+    /// The host's devices controller is cgroup v1.
+    v1: bool,
 }
 
 impl Live {
@@ -200,13 +208,17 @@ async fn decide_running(
         });
     }
     debug!(ct = %ctx.ct, ?plan, "live change planned");
-    Ok(Decision::Live(Live { name, plan }))
+    Ok(Decision::Live(Live {
+        name,
+        plan,
+        v1: inv.cgroup == CgroupLayout::V1Devices,
+    }))
 }
 
 /// Makes the live change in the running container. On an error the container may be half
 /// changed; the caller restarts it (its config is already written).
 pub(crate) async fn apply(ctx: &Ctx<'_>, live: &Live) -> Result<LiveChange> {
-    let Live { name, plan } = live;
+    let Live { name, plan, v1 } = live;
     let pid = init_pid(ctx, name).await?;
     for rule in &plan.deny {
         cgroup(ctx, name, "devices.deny", rule).await?;
@@ -235,6 +247,22 @@ pub(crate) async fn apply(ctx: &Ctx<'_>, live: &Live) -> Result<LiveChange> {
     }
     for rule in &plan.allow {
         cgroup(ctx, name, "devices.allow", rule).await?;
+    }
+    if *v1 && !plan.allow.is_empty() {
+        let mut argv = vec![
+            "sh".to_owned(),
+            "-c".to_owned(),
+            V1_ALLOW.to_owned(),
+            "phoenix-gpu".to_owned(),
+            pid.to_string(),
+        ];
+        argv.extend(plan.allow.iter().map(Rule::to_string));
+        host(
+            ctx,
+            "allowing the devices down to the init's cgroup",
+            Cmd::new(argv),
+        )
+        .await?;
     }
     let change = live.summary();
     info!(ct = %ctx.ct, added = ?change.added, removed = ?change.removed, "changed live");

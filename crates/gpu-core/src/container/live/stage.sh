@@ -1,3 +1,4 @@
+# shellcheck shell=sh
 # phoenix-gpu live change, on the host: make device nodes at the root of a running container's
 # root filesystem, to be bind-mounted onto their places inside (a node made by the host on the
 # container's /dev could not be opened in an unprivileged container: that tmpfs belongs to the
