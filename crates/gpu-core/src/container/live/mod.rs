@@ -228,6 +228,9 @@ pub(crate) async fn apply(ctx: &Ctx<'_>, live: &Live) -> Result<LiveChange> {
             "{:016x}",
             std::collections::hash_map::RandomState::new().hash_one(SystemTime::now())
         );
+        // The running container's root as the host sees it: a path of the process, never
+        // resolved under a host root (under `--root` the tree stands for the GPU host's files,
+        // while the container runs on this machine's LXC).
         let root = format!("/proc/{pid}/root");
         let staged: Vec<(String, &NodeSpec)> = plan
             .add
