@@ -487,6 +487,12 @@ fn bad_inputs() {
             "invalid value 'soon'",
         ),
         (
+            vec!["apply", "101", "--gpus", "1", "--restart", "--no-restart"],
+            vec![],
+            2,
+            "cannot be used with",
+        ),
+        (
             vec!["apply", "101", "--gpus", "1", "--mode", "dev"],
             vec![],
             2,

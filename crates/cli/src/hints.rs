@@ -490,6 +490,28 @@ mod tests {
     }
 
     #[test]
+    fn a_held_gpu_names_force_and_restart() {
+        let e = Error::DevicesHeld {
+            ct: "101".into(),
+            holders: vec![gpu_core::Holder {
+                pid: 42,
+                comm: "python3".into(),
+                device: "/dev/nvidia0".into(),
+            }],
+        };
+        assert!(e
+            .to_string()
+            .contains("pid 42 (python3) holds /dev/nvidia0"));
+        assert!(
+            !e.to_string().contains("--"),
+            "library messages name no flag"
+        );
+        let h = hint(&e).unwrap();
+        assert!(h.contains("--force") && h.contains("--restart"), "{h}");
+        assert!(h.contains("restart of 101"), "{h}");
+    }
+
+    #[test]
     fn flags_are_named_here_for_typed_causes() {
         let e = Error::Install {
             ct: "101".into(),
