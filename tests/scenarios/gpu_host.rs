@@ -234,6 +234,11 @@ impl FakeGpuHost {
                 String::from_utf8_lossy(&out.stderr)
             )
         });
+        // Every report follows the JSON schema (docs/schema), live changes included.
+        let (schemas, idx) = crate::json::schema();
+        if let Err(e) = schemas.validate(&json, idx) {
+            panic!("the report does not follow the schema: {e:#}\n{json:#}");
+        }
         (out.status.code().unwrap_or(-1), json)
     }
 

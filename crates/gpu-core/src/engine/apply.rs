@@ -15,12 +15,23 @@ impl Engine {
     /// container's devices), userspace, CUDA, tools, verify. A second run on a converged
     /// container is one probe exec and changes nothing.
     pub async fn apply(&self, req: &Request) -> std::result::Result<Report, Failure> {
+        self.apply_until(req, req.config_only).await
+    }
+
+    /// [`Engine::apply`], stopping after the config step when `config_only`. The host check
+    /// still judges `req` as it is: `plan` stops after the config step of a request that
+    /// would install the userspace, and its version precondition must hold.
+    pub(super) async fn apply_until(
+        &self,
+        req: &Request,
+        config_only: bool,
+    ) -> std::result::Result<Report, Failure> {
         let counted = self.counted();
         let ct = req.ct.as_ct_ref();
         let ctx = self.ctx(&counted, ct);
         let mut run = self.run(ct);
         let result = match self.admit(&req.ct) {
-            Ok(()) => steps(&ctx, req, &mut run).await,
+            Ok(()) => steps(&ctx, req, config_only, &mut run).await,
             Err(e) => Err(e),
         };
         run.finish(&counted.tally, result)
@@ -28,9 +39,12 @@ impl Engine {
 }
 
 /// The steps of `apply`, in order.
-async fn steps(ctx: &Ctx<'_>, req: &Request, run: &mut Run<'_>) -> Result<()> {
+async fn steps(ctx: &Ctx<'_>, req: &Request, config_only: bool, run: &mut Run<'_>) -> Result<()> {
     let (inv, gpus) = run
-        .step(StepName::HostCheck, host_check::run(ctx, req))
+        .step(
+            StepName::HostCheck,
+            host_check::run(ctx, req, host_check::Then::Apply),
+        )
         .await?;
     // How a running container gets the change is decided before the config is written: a
     // live change that would take away a device a process holds is refused with nothing
@@ -38,7 +52,7 @@ async fn steps(ctx: &Ctx<'_>, req: &Request, run: &mut Run<'_>) -> Result<()> {
     let (cfg, decision) = run
         .step(StepName::Config, async {
             let prepared = config_step::prepare(ctx, req, &inv, &gpus).await?;
-            let decision = if req.config_only {
+            let decision = if config_only {
                 (live::Decision::Nothing, None)
             } else {
                 live::decide(ctx, req, &inv, &prepared).await?
@@ -48,7 +62,7 @@ async fn steps(ctx: &Ctx<'_>, req: &Request, run: &mut Run<'_>) -> Result<()> {
         })
         .await?;
     run.report.config_diff = cfg.diff.clone();
-    if req.config_only {
+    if config_only {
         for s in [
             StepName::Restart,
             StepName::Userspace,
