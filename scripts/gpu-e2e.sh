@@ -765,6 +765,29 @@ live_apply() {
 	LIVE_MSG=$(json "$out" '(j.get("error") or {}).get("message") or ""' 2>/dev/null || echo '?')
 }
 
+# live_opens MINOR: whether the device cgroup lets c 195:MINOR open, through a node the script
+# makes inside itself (mknod in /tmp, which the container's `c *:* m` allows), so that the
+# cgroup answers and not a missing or stale node: "opens", "refused" (EPERM), or the error.
+# This is the check of the deny on a cgroup v2 host (LXC's BPF device program), which CI's
+# cgroup v1 host cannot make.
+live_opens() {
+	# shellcheck disable=SC2016 # the script runs inside, with its own arguments
+	{ ct_exec /bin/sh -c 'n=/tmp/phoenix-e2e-node; rm -f "$n"; mknod "$n" c 195 "$1" || exit 0
+		if (exec 3<"$n") 2>"$n.err"; then echo opens
+		elif grep -q "not permitted" "$n.err"; then echo refused
+		else cat "$n.err"; fi
+		rm -f "$n" "$n.err"' sh "$1" 2>&1 || echo "lxc-attach failed"; } | tr '\n' ' ' | sed 's/ *$//'
+}
+
+# live_cgroup STEP MINOR WANT: live_opens is WANT; LIVE_NOTE says what it was.
+live_cgroup() {
+	local got
+	got=$(live_opens "$2")
+	echo "$got" >"$REPORT_DIR_ABS/$1.cgroup"
+	LIVE_NOTE+="; c 195:$2 through a node made inside: $got (want $3)"
+	[[ $got == "$3" ]]
+}
+
 # live_same: the container's init and the process started before the first change are there.
 live_same() {
 	local ok=0
@@ -778,7 +801,7 @@ live_result() { # NAME OK SECONDS DETAIL
 }
 
 scenario_live() {
-	local main=$E2E_NAME n=$E2E_NAME-live us ok t0 all target target_gpus
+	local main=$E2E_NAME n=$E2E_NAME-live us ok t0 all target target_gpus minor0
 	E2E_NAME=$n CT_DIR=$LXCPATH/$n CT_CONF=$LXCPATH/$n/config CT_ROOTFS=$LXCPATH/$n/rootfs
 	EXTRA_CTS+=("$n")
 	if [[ $GPU_COUNT -ge 2 ]]; then all=0,1 target=1 target_gpus=1; else all=0 target=none target_gpus=; fi
@@ -800,12 +823,19 @@ scenario_live() {
 	ct_exec /sbin/ldconfig || true
 	LIVE_INIT=$(live_init_pid)
 	LIVE_BYSTANDER=$(ct_exec /bin/sh -c 'sleep 3600 </dev/null >/dev/null 2>&1 & echo $!')
+	minor0=$(json "$REPORT_DIR_ABS/inventory.json" '[g["minor"] for g in j["gpus"] if g["index"] == 0][0]')
 
-	# L1: a first GPU for a container that has its userspace: given live.
+	# L1: a first GPU for a container that has its userspace: given live; the device cgroup
+	# refused GPU 0 before and lets it open after.
 	ok=1
+	LIVE_NOTE=
+	live_cgroup "L1-live-before" "$minor0" refused || ok=0
+	local before_note=$LIVE_NOTE
 	live_apply "L1-live-first-gpu" 0
 	[[ $TOOL_RC == 0 && $LIVE_BY == live && $LIVE_RESTARTS == 0 ]] || ok=0
 	live_cuda_is "L1-live-first-gpu" 0 || ok=0
+	LIVE_NOTE+=$before_note
+	live_cgroup "L1-live-first-gpu" "$minor0" opens || ok=0
 	live_same || ok=0
 	live_result "L1-live-first-gpu" "$ok" "$TOOL_SECS" "apply exit $TOOL_RC, by $LIVE_BY, restarts $LIVE_RESTARTS; $LIVE_NOTE"
 
@@ -846,6 +876,7 @@ scenario_live() {
 		live_alive "$LIVE_HOLDER" || ok=0
 		# shellcheck disable=SC2086 # no GPU or one index
 		live_cuda_is "L4-live-forced" $target_gpus || ok=0
+		live_cgroup "L4-live-forced" "$minor0" refused || ok=0
 		live_same || ok=0
 		live_result "L4-live-forced" "$ok" "$TOOL_SECS" "apply --gpus $target --force exit $TOOL_RC, by $LIVE_BY, held $held (still running); $LIVE_NOTE"
 
@@ -872,6 +903,11 @@ scenario_live() {
 	# L6: converged: after a live change, the same apply again is one exec and writes nothing.
 	local changed execs
 	live_apply "L6-live-target" "$target"
+	LIVE_NOTE=
+	local taken_ok=1
+	[[ $TOOL_RC == 0 ]] || taken_ok=0
+	live_cgroup "L6-live-target" "$minor0" refused || taken_ok=0
+	local taken_note="apply --gpus $target exit $TOOL_RC$LIVE_NOTE"
 	live_apply "L6-live-converged" "$target"
 	changed=$(json "$REPORT_DIR_ABS/L6-live-converged.out" 'j["changed"]' 2>/dev/null || echo '?')
 	execs=$(json "$REPORT_DIR_ABS/L6-live-converged.out" 'j["counters"]["container_execs"]' 2>/dev/null || echo '?')
@@ -879,8 +915,8 @@ scenario_live() {
 	# One probe; none at all when no GPU is left (nothing inside to look at).
 	local want_execs=1
 	[[ $target != none ]] || want_execs=0
-	[[ $TOOL_RC == 0 && $changed == False && $execs == "$want_execs" ]] || ok=0
-	live_result "L6-live-converged" "$ok" "$TOOL_SECS" "apply --gpus $target again: exit $TOOL_RC, changed $changed, container_execs $execs (want $want_execs)"
+	[[ $TOOL_RC == 0 && $changed == False && $execs == "$want_execs" && $taken_ok == 1 ]] || ok=0
+	live_result "L6-live-converged" "$ok" "$TOOL_SECS" "$taken_note; again: exit $TOOL_RC, changed $changed, container_execs $execs (want $want_execs)"
 
 	# L7: the same change live and by a restart, same container, same run (docs/BENCHMARKS.md).
 	local t_live t_restart
