@@ -46,7 +46,6 @@ use exec_backend::{Cmd, CtState, ExecError, LxcName};
 use tracing::{debug, info};
 
 use crate::config_step::Prepared;
-use crate::ctconfig::host_root;
 use crate::error::{Error, Result};
 use crate::inventory::{CgroupLayout, Inventory};
 use crate::report::{LiveChange, RestartReason};
@@ -149,8 +148,7 @@ async fn decide_running(
         return Ok(restart(RestartReason::Asked, "a restart was asked for"));
     }
     let lines = prepared.lines();
-    let root = host_root(ctx.host);
-    let (before, after) = match plan::shape(lines, inv, root.as_ref()) {
+    let (before, after) = match plan::shape(lines, inv) {
         Ok(d) => d,
         Err((reason, detail)) => return Ok(restart(reason, detail)),
     };

@@ -4,18 +4,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use crate::config_step::LineChange;
-use crate::current::{passes, Passes};
+use crate::config_step::{LineChange, ToolLine};
 use crate::error::Holder;
 use crate::idmap::{Id, IdMap};
 use crate::inventory::Inventory;
-use crate::passthrough::{dev_value_path, is_nvidia_node_path};
+use crate::passthrough::{is_nvidia_node_path, mount_fields, Passes};
 use crate::report::RestartReason;
-
-/// Proxmox VE's mode for a `devN` node without `mode=`.
-const DEV_ENTRY_MODE: u32 = 0o660;
 
 /// A device cgroup rule of the tool: `c MAJOR:MINOR rwm`, `minor` `None` for `*`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -88,30 +84,19 @@ fn is_mig_path(path: &str) -> bool {
     path == "/dev/nvidia-caps" || path.starts_with("/dev/nvidia-caps/")
 }
 
-/// One option of a `devN` value (`gid=44`).
-fn dev_option<'v>(value: &'v str, name: &str) -> Option<&'v str> {
-    value
-        .split(',')
-        .skip(1)
-        .filter_map(|o| o.split_once('='))
-        .find(|(k, _)| k.trim() == name)
-        .map(|(_, v)| v.trim())
-}
-
 /// Classifies the tool's lines before and after: the devices each gives, or the reason the
 /// change needs a restart (bind mounts of the host's userspace or MIG capability nodes come
-/// or go). `root`: the host's root directory when it is a tree (mount sources under it stand
-/// for host paths).
-pub(crate) fn shape(lines: &LineChange, inv: &Inventory, root: Option<&PathBuf>) -> Shape {
-    let side = |l: &[(String, String)]| -> (BTreeSet<String>, BTreeSet<String>) {
+/// or go).
+pub(crate) fn shape(lines: &LineChange, inv: &Inventory) -> Shape {
+    let side = |l: &[ToolLine]| -> (BTreeSet<String>, BTreeSet<String>) {
         let mut userspace = BTreeSet::new();
         let mut mig = BTreeSet::new();
-        for (k, v) in l {
-            match passes(k, v, root) {
-                Some(Passes::Userspace) => {
-                    userspace.insert(v.clone());
+        for line in l {
+            match &line.passes {
+                Passes::Userspace => {
+                    userspace.insert(line.value.clone());
                 }
-                Some(Passes::Node { path, dev_entry }) if is_mig_path(&path) => {
+                Passes::Node { path, dev_entry } if is_mig_path(path) => {
                     mig.insert(format!("{dev_entry} {path}"));
                 }
                 _ => {}
@@ -133,49 +118,49 @@ pub(crate) fn shape(lines: &LineChange, inv: &Inventory, root: Option<&PathBuf>)
             "the MIG capability nodes change (a bind mount of /dev/nvidia-caps)".into(),
         ));
     }
-    let before = devices(&lines.before, inv, &lines.idmap, root)?;
-    let after = devices(&lines.after, inv, &lines.idmap, root)?;
+    let before = devices(&lines.before, inv, &lines.idmap)?;
+    let after = devices(&lines.after, inv, &lines.idmap)?;
     Ok((before, after))
 }
 
 /// The devices of one side's lines.
 fn devices(
-    lines: &[(String, String)],
+    lines: &[ToolLine],
     inv: &Inventory,
     idmap: &IdMap,
-    root: Option<&PathBuf>,
 ) -> std::result::Result<Devices, (RestartReason, String)> {
     let mut d = Devices::default();
-    for (key, value) in lines {
-        match passes(key, value, root) {
-            Some(Passes::Rule { major, minor }) => {
-                d.rules.insert(Rule { major, minor });
+    for line in lines {
+        match &line.passes {
+            Passes::Rule { major, minor, .. } => {
+                d.rules.insert(Rule {
+                    major: *major,
+                    minor: *minor,
+                });
             }
-            Some(Passes::Node { path, dev_entry }) if !is_mig_path(&path) => {
+            Passes::Node { path, dev_entry } if !is_mig_path(path) => {
                 // The host's node: its numbers, and (a bind mount shows it as it is) its mode
                 // and owner. An optional mount of a node the host lacks gives nothing.
-                let Some(host) = inv.node(&path) else {
+                let Some(host) = inv.node(path) else {
                     continue;
                 };
                 let Some(rdev) = host.rdev else {
                     continue;
                 };
-                let spec = if dev_entry {
+                let spec = if *dev_entry {
                     // Proxmox makes a devN node itself: `mode=` (default 0660), `uid=` and
-                    // `gid=` (default 0) as ids inside, mapped to the host's.
-                    let mode = dev_option(value, "mode")
-                        .and_then(|m| u32::from_str_radix(m, 8).ok())
-                        .unwrap_or(DEV_ENTRY_MODE);
-                    let id = |name: &str, kind: Id| {
-                        let inside: u32 = dev_option(value, name)
-                            .and_then(|v| v.parse().ok())
-                            .unwrap_or(0);
+                    // `gid=` (default 0) as ids inside, mapped to the host's. The line is the
+                    // tool's, so Proxmox reads it (`parse_dev` succeeds).
+                    let Ok(dev) = lxc_conf::parse_dev(&line.value) else {
+                        continue;
+                    };
+                    let id = |name: &str, value: Option<&str>, kind: Id| {
+                        let inside: u32 = value.and_then(|v| v.parse().ok()).unwrap_or(0);
                         idmap.to_host(kind, inside).ok_or_else(|| {
                             (
                                 RestartReason::LiveFailed,
                                 format!(
-                                    "{}: {name} {inside} is outside the container's id map",
-                                    dev_value_path(value)
+                                    "{path}: {name} {inside} is outside the container's id map"
                                 ),
                             )
                         })
@@ -183,13 +168,13 @@ fn devices(
                     NodeSpec {
                         path: path.clone(),
                         rdev,
-                        mode,
-                        uid: id("uid", Id::User)?,
-                        gid: id("gid", Id::Group)?,
+                        mode: dev.mode_bits(),
+                        uid: id("uid", dev.uid.as_deref(), Id::User)?,
+                        gid: id("gid", dev.gid.as_deref(), Id::Group)?,
                     }
                 } else {
                     // The mount's target is where it shows inside (`dev/nvidia1`).
-                    let target = value.split_whitespace().nth(1).unwrap_or("");
+                    let (_, target) = mount_fields(&line.value);
                     NodeSpec {
                         path: format!("/{}", target.trim_start_matches('/')),
                         rdev,
@@ -198,7 +183,7 @@ fn devices(
                         gid: host.gid,
                     }
                 };
-                if dev_entry {
+                if *dev_entry {
                     d.rules.insert(Rule::exact(rdev));
                 }
                 d.nodes.insert(spec.path.clone(), spec);

@@ -1,5 +1,8 @@
 use super::*;
+use crate::ctconfig::proc_devices;
 use crate::inventory::Inventory;
+use crate::passthrough::{Class, Evidence, MountEntry};
+use crate::record::NodeRecord;
 use lxc_conf::{Dialect, Document};
 use test_support::FsHost;
 
@@ -8,12 +11,40 @@ async fn h200() -> Inventory {
     Inventory::read(&host).await.unwrap()
 }
 
-fn lines(text: &str) -> Vec<(String, String)> {
+/// The host library the `host-libs` strategy binds in these tests.
+const LIB: &str = "/usr/lib/x86_64-linux-gnu/libcuda.so.1";
+
+/// The evidence of the captured host: its `/proc/devices`, an empty node record, and
+/// `host-libs` binding [`LIB`].
+async fn evidence() -> Evidence {
+    let (_d, host) = FsHost::h200x2();
+    Evidence {
+        devices: proc_devices(&host).await.unwrap(),
+        record: NodeRecord::default(),
+        host_files: Some(vec![MountEntry {
+            source: LIB.into(),
+            target: LIB[1..].into(),
+            options: "bind,ro,create=file".into(),
+        }]),
+        root: None,
+    }
+}
+
+/// The tool's lines of `text` (`key: value` lines, Proxmox's dialect), as the evidence reads
+/// them.
+fn lines(ev: &Evidence, text: &str) -> Vec<ToolLine> {
     text.lines()
         .filter(|l| !l.trim().is_empty())
-        .map(|l| {
+        .filter_map(|l| {
             let (k, v) = l.split_once(": ").unwrap();
-            (k.to_owned(), v.to_owned())
+            match ev.classify(k, v, true) {
+                Class::Ours(passes) => Some(ToolLine {
+                    key: k.to_owned(),
+                    value: v.to_owned(),
+                    passes,
+                }),
+                _ => None,
+            }
         })
         .collect()
 }
@@ -32,10 +63,14 @@ lxc.mount.entry: /dev/nvidia-uvm-tools dev/nvidia-uvm-tools none bind,optional,c
     )
 }
 
-fn change(before: &str, after: &str) -> LineChange {
+async fn change(before: &str, after: &str) -> LineChange {
+    change_by(&evidence().await, before, after)
+}
+
+fn change_by(ev: &Evidence, before: &str, after: &str) -> LineChange {
     LineChange {
-        before: lines(before),
-        after: lines(after),
+        before: lines(ev, before),
+        after: lines(ev, after),
         idmap: IdMap::default(),
     }
 }
@@ -70,7 +105,7 @@ fn host_node(inv: &Inventory, path: &str) -> String {
 #[tokio::test]
 async fn a_gpu_swap_is_devices_only() {
     let inv = h200().await;
-    let (before, after) = shape(&change(&raw_gpu(0), &raw_gpu(1)), &inv, None).unwrap();
+    let (before, after) = shape(&change(&raw_gpu(0), &raw_gpu(1)).await, &inv).unwrap();
     assert!(before.rules.contains(&rule("195:0")));
     assert!(after.rules.contains(&rule("195:1")) && !after.rules.contains(&rule("195:0")));
     // A bind mount shows the host's node as it is: its numbers, mode and owner.
@@ -94,15 +129,18 @@ async fn a_gpu_swap_is_devices_only() {
 #[tokio::test]
 async fn host_libs_mounts_coming_or_going_need_a_restart() {
     let inv = h200().await;
-    let lib = "lxc.mount.entry: /usr/lib/x86_64-linux-gnu/libcuda.so.1 usr/lib/x86_64-linux-gnu/libcuda.so.1 none bind,ro,create=file\n";
+    let lib = format!(
+        "lxc.mount.entry: {LIB} {} none bind,ro,create=file\n",
+        &LIB[1..]
+    );
     let with = format!("{}{lib}", raw_gpu(1));
     for (b, a) in [(raw_gpu(1), with.clone()), (with.clone(), raw_gpu(0))] {
-        let (reason, _) = shape(&change(&b, &a), &inv, None).unwrap_err();
+        let (reason, _) = shape(&change(&b, &a).await, &inv).unwrap_err();
         assert_eq!(reason, RestartReason::HostLibs);
     }
     // The same mounts on both sides: a GPU swap under host-libs is live.
     let swapped = format!("{}{lib}", raw_gpu(0));
-    assert!(shape(&change(&with, &swapped), &inv, None).is_ok());
+    assert!(shape(&change(&with, &swapped).await, &inv).is_ok());
 }
 
 #[tokio::test]
@@ -112,7 +150,7 @@ async fn mig_capabilities_coming_need_a_restart() {
         "{}lxc.mount.entry: /dev/nvidia-caps dev/nvidia-caps none bind,optional,create=dir\n",
         raw_gpu(1)
     );
-    let (reason, _) = shape(&change(&raw_gpu(1), &mig), &inv, None).unwrap_err();
+    let (reason, _) = shape(&change(&raw_gpu(1), &mig).await, &inv).unwrap_err();
     assert_eq!(reason, RestartReason::Mig);
 }
 
@@ -121,6 +159,7 @@ async fn dev_entries_of_an_unprivileged_container_map_owner_and_mode() {
     let inv = h200().await;
     let doc = Document::parse(b"unprivileged: 1\n", Dialect::Pve);
     let after = lines(
+        &evidence().await,
         "dev0: /dev/nvidia1,gid=44,mode=0666
 dev1: /dev/nvidiactl
 ",
@@ -130,7 +169,7 @@ dev1: /dev/nvidiactl
         after,
         idmap: IdMap::of(&doc, true),
     };
-    let (_, after) = shape(&lc, &inv, None).unwrap();
+    let (_, after) = shape(&lc, &inv).unwrap();
     let gpu = &after.nodes["/dev/nvidia1"];
     assert_eq!(
         (gpu.mode, gpu.uid, gpu.gid),
@@ -175,7 +214,7 @@ fn the_look_parses() {
 #[tokio::test]
 async fn a_swap_gives_one_node_takes_one_and_names_its_holder() {
     let inv = h200().await;
-    let (before, after) = shape(&change(&raw_gpu(0), &raw_gpu(1)), &inv, None).unwrap();
+    let (before, after) = shape(&change(&raw_gpu(0), &raw_gpu(1)).await, &inv).unwrap();
     let look = format!(
         "{}{}{}{}fd 21b6 c3 0 /proc/7/fd/3\nfd 21b6 c3 ff /proc/7/fd/4\nfd 21b6 c3 ff /proc/9/fd/4\ncomm 7 python3\ncomm 9 nvtop\n",
         host_node(&inv, "/dev/nvidia0"),
@@ -209,7 +248,7 @@ async fn a_swap_gives_one_node_takes_one_and_names_its_holder() {
 async fn a_wildcard_rule_taken_away_spares_what_stays_allowed() {
     let inv = h200().await;
     let before = raw_gpu(1).replace("c 195:1 rwm", "c 195:* rwm");
-    let (before, after) = shape(&change(&before, &raw_gpu(1)), &inv, None).unwrap();
+    let (before, after) = shape(&change(&before, &raw_gpu(1)).await, &inv).unwrap();
     let look = format!(
         "{}fd 21b6 c3 1 /proc/7/fd/3\ncomm 7 python3\n",
         node("/dev/nvidia1", 195, 1, 0o666, 0, 0)
@@ -229,8 +268,16 @@ async fn a_moved_uvm_major_replaces_the_nodes() {
             n.rdev = Some((511, m));
         }
     }
+    // /proc/devices says so; the node record remembers that nvidia-uvm held 238.
+    let mut ev = evidence().await;
+    for (major, _) in &mut ev.devices.chars {
+        if *major == 238 {
+            *major = 511;
+        }
+    }
+    ev.record = NodeRecord::parse("major 238 nvidia-uvm\n");
     let after = raw_gpu(1).replace("c 238:*", "c 511:*");
-    let (before, after) = shape(&change(&raw_gpu(1), &after), &inv, None).unwrap();
+    let (before, after) = shape(&change_by(&ev, &raw_gpu(1), &after), &inv).unwrap();
     // The container's nodes as they were bound at its start: uvm with the old major.
     let old = |path: &str| host_node(&inv, path).replace(" 1ff ", " ee ");
     let look = format!(
@@ -258,7 +305,7 @@ async fn a_moved_uvm_major_replaces_the_nodes() {
 #[tokio::test]
 async fn nodes_that_look_right_are_left_alone() {
     let inv = h200().await;
-    let (before, after) = shape(&change(&raw_gpu(1), &raw_gpu(1)), &inv, None).unwrap();
+    let (before, after) = shape(&change(&raw_gpu(1), &raw_gpu(1)).await, &inv).unwrap();
     // An unprivileged container sees the host's root-owned nodes as the overflow id.
     let doc = Document::parse(b"lxc.idmap = b 0 100000 65536\n", Dialect::Lxc);
     let idmap = IdMap::of(&doc, true);
