@@ -9,6 +9,7 @@ mod cluster;
 mod cluster_load;
 mod fleet;
 mod hints;
+mod hostile;
 mod json;
 mod orchestrator;
 mod ownership;
