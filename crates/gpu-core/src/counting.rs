@@ -19,7 +19,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use exec_backend::{
-    Cmd, ContainerExec, CtRef, CtState, DirEntry, ExecError, FileMeta, Host, Output, WriteOptions,
+    Cmd, ContainerExec, CtRef, CtState, DirEntry, ExecError, FileMeta, Host, LxcName, Output,
+    WriteOptions,
 };
 
 use crate::report::Counters;
@@ -222,6 +223,10 @@ impl ContainerExec for CountingExec {
 
     async fn stop(&self, ct: &CtRef) -> Result<(), ExecError> {
         self.inner.stop(ct).await
+    }
+
+    fn lxc_name(&self, ct: &CtRef) -> Option<LxcName> {
+        self.inner.lxc_name(ct)
     }
 }
 
