@@ -302,15 +302,27 @@ fn nested_v1_device_cgroups_fall_back_to_a_restart() {
     let child = format!("/sys/fs/cgroup/devices{path}/nested");
     std::fs::create_dir(&child).unwrap();
     h.spawn("exec sleep 1000");
-    // Its pid on the host: the one sleep among the init's children.
-    let host_pid = std::fs::read_to_string(format!("/proc/{init}/task/{init}/children"))
-        .unwrap()
-        .split_whitespace()
-        .find(|p| {
-            std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "sleep")
-        })
-        .expect("a sleep among the init's children")
-        .to_owned();
+    // Its pid on the host: the one sleep among the init's children (once its shell has
+    // exec'd it and the attach's shell has exited, which reparents it to the init).
+    let find_sleep = || {
+        std::fs::read_to_string(format!("/proc/{init}/task/{init}/children"))
+            .unwrap()
+            .split_whitespace()
+            .find(|p| {
+                std::fs::read_to_string(format!("/proc/{p}/comm"))
+                    .is_ok_and(|c| c.trim() == "sleep")
+            })
+            .map(str::to_owned)
+    };
+    let mut host_pid = find_sleep();
+    for _ in 0..50 {
+        if host_pid.is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        host_pid = find_sleep();
+    }
+    let host_pid = host_pid.expect("a sleep among the init's children");
     std::fs::write(format!("{child}/cgroup.procs"), &host_pid).unwrap();
 
     let (code, r) = h.apply(&["--gpus", "1"]);

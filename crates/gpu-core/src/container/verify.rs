@@ -238,7 +238,7 @@ fn opens(
             .unwrap_or((e.inv.majors.nvidia, 0));
         let problem = match errno.as_str() {
             "ok" => None,
-            "ENXIO" if e.stand_ins => {
+            "ENXIO" | "ENODEV" if e.stand_ins => {
                 no_device += 1;
                 None
             }
