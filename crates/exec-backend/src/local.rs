@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use tracing::{debug, instrument};
 
-use crate::{process, Cmd, DirEntry, ExecError, FileKind, FileMeta, Host, Output, WriteOptions};
+use crate::{
+    process, Cmd, DirEntry, ExecError, FileKind, FileMeta, Host, HostLock, Output, WriteOptions,
+};
 
 /// How long [`Host::write_file_atomic`] waits for its lock by default.
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(10);
@@ -244,6 +246,13 @@ impl Host for LocalHost {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io_err(TARGET, "stat", path, e)),
         }
+    }
+
+    #[instrument(level = "debug", skip(self))]
+    async fn lock(&self, path: &Path, timeout: Duration) -> Result<HostLock, ExecError> {
+        let (shown, real) = (path.to_owned(), self.resolve(path));
+        let guard = blocking(TARGET, path, move || acquire_lock(&shown, &real, timeout)).await?;
+        Ok(HostLock::new(guard))
     }
 }
 

@@ -48,7 +48,7 @@ use tracing::{debug, instrument, warn};
 use crate::local::DEFAULT_LOCK_TIMEOUT;
 use crate::process::{self, BASE_PATH};
 use crate::{
-    shell_join, Cmd, DirEntry, ExecError, ExitStatus, FileKind, FileMeta, Host, Output,
+    shell_join, Cmd, DirEntry, ExecError, ExitStatus, FileKind, FileMeta, Host, HostLock, Output,
     WriteOptions,
 };
 
@@ -804,6 +804,153 @@ impl Host for SshHost {
         parse_stat_fields(&fields)
             .map(Some)
             .ok_or_else(|| self.protocol("stat -c", format!("bad output {text:?}")))
+    }
+
+    #[instrument(level = "debug", skip(self), fields(node = %self.link.name))]
+    async fn lock(&self, path: &Path, timeout: Duration) -> Result<HostLock, ExecError> {
+        let real = self.resolve(path);
+        for attempt in 1..=MAX_ATTEMPTS {
+            if let Some(holder) = self.try_lock(&real, path, timeout).await? {
+                return Ok(HostLock::new(holder));
+            }
+            tokio::time::sleep(BACKOFF * 2u32.pow(attempt - 1)).await;
+        }
+        Err(ExecError::Ssh {
+            target: self.link.name.clone(),
+            detail: format!(
+                "the node gave no session to hold the lock {} ({MAX_ATTEMPTS} tries); check \
+                 MaxSessions in its sshd_config",
+                path.display()
+            ),
+            source: None,
+        })
+    }
+}
+
+/// Holds a `flock` on the node ([`Host::lock`]): `$1` the lock file, `$2` the wait in seconds.
+/// Prints `locked` once it holds the lock, then keeps it (fd 9, inherited by `cat`) for as
+/// long as its stdin stays open: the lock goes when the guard closes stdin, when the local
+/// `ssh` dies, or when the connection drops.
+const LOCK_SCRIPT: &str = r#"mkdir -p -- "$(dirname -- "$1")" || exit 1
+exec 9>>"$1" || exit 1
+flock -w "$2" -E 75 9 || exit 75
+echo locked
+exec cat > /dev/null"#;
+
+/// The local `ssh` client that holds a lock on the node, and the session it takes (given back
+/// on drop).
+struct SshLockHolder {
+    child: Option<tokio::process::Child>,
+    stdin: Option<tokio::process::ChildStdin>,
+    link: Arc<SshLink>,
+}
+
+impl Drop for SshLockHolder {
+    fn drop(&mut self) {
+        // End of stdin: the remote `cat` exits and the lock is released; the client exits
+        // after it. Reap it in the background when there is a runtime to do so (else
+        // `kill_on_drop` ends it).
+        drop(self.stdin.take());
+        self.link.sessions.add_permits(1);
+        if let (Some(mut child), Ok(rt)) =
+            (self.child.take(), tokio::runtime::Handle::try_current())
+        {
+            rt.spawn(async move {
+                if tokio::time::timeout(Duration::from_secs(10), child.wait())
+                    .await
+                    .is_err()
+                {
+                    let _ = child.kill().await;
+                }
+            });
+        }
+    }
+}
+
+impl SshHost {
+    /// One try at holding the lock: `Ok(None)` when the master gave no session (try again).
+    async fn try_lock(
+        &self,
+        real: &Path,
+        shown: &Path,
+        timeout: Duration,
+    ) -> Result<Option<SshLockHolder>, ExecError> {
+        use std::process::Stdio;
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+        let link = &self.link;
+        let mut inner = Cmd::new(["sh", "-c", LOCK_SCRIPT, "sh"]);
+        inner.argv.push(real.as_os_str().to_owned());
+        inner
+            .argv
+            .push(format!("{:.3}", timeout.as_secs_f64()).into());
+        inner.validate(&link.name)?;
+        let (_, master) = link.master(None).await?;
+        link.permit().await?.forget();
+        let mut holder = SshLockHolder {
+            child: None,
+            stdin: None,
+            link: link.clone(),
+        };
+        let argv = link.client_argv(master.control_socket(), SshLink::remote_line(&inner));
+        let mut child = tokio::process::Command::new(&argv[0])
+            .args(&argv[1..])
+            .env_clear()
+            .env("PATH", BASE_PATH)
+            .env("LC_ALL", "C")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|source| ExecError::Ssh {
+                target: link.name.clone(),
+                detail: "cannot run the local ssh client; install openssh-client".into(),
+                source: Some(Box::new(source)),
+            })?;
+        holder.stdin = child.stdin.take();
+        let stdout = child.stdout.take();
+        let mut stderr = child.stderr.take();
+        let mut line = String::new();
+        if let Some(out) = stdout {
+            let mut out = tokio::io::BufReader::new(out);
+            let read = tokio::time::timeout(timeout + link.local_grace, out.read_line(&mut line));
+            if matches!(read.await, Ok(Ok(_))) && line.trim_end() == "locked" {
+                holder.child = Some(child);
+                return Ok(Some(holder));
+            }
+        }
+        // No `locked`: the wait for the lock ended, or the session failed; the status says.
+        drop(holder.stdin.take());
+        let status = tokio::time::timeout(link.local_grace, child.wait()).await;
+        let mut err = Vec::new();
+        if let Some(e) = stderr.as_mut() {
+            let _ = tokio::time::timeout(link.local_grace, e.read_to_end(&mut err)).await;
+        }
+        let status = match status {
+            Ok(Ok(s)) => ExitStatus::Code(s.code().unwrap_or(-1)),
+            _ => ExitStatus::Code(RC_LOCK_TIMEOUT),
+        };
+        let out = Output {
+            status,
+            stdout: line.into_bytes(),
+            stderr: err,
+        };
+        if out.status == ExitStatus::Code(RC_LOCK_TIMEOUT) {
+            return Err(ExecError::LockTimeout {
+                target: link.name.clone(),
+                path: shown.to_owned(),
+                after: timeout,
+            });
+        }
+        if refusal(&link.marker, &out).is_some() {
+            return Ok(None);
+        }
+        Err(ExecError::Failed {
+            target: link.name.clone(),
+            argv: inner.display_argv(),
+            status: out.status,
+            stderr_tail: out.stderr_tail(2048),
+        })
     }
 }
 

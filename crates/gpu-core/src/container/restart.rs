@@ -3,16 +3,24 @@
 
 use std::time::Duration;
 
-use exec_backend::CtState;
+use exec_backend::{CtState, Stopped};
 
 use crate::config_step::ConfigOutcome;
 use crate::error::{Error, RestartCause, Result};
-use crate::report::StepStatus;
+use crate::report::{Event, StepStatus};
 use crate::request::Request;
 use crate::step::Ctx;
 
 /// How often the state is polled while waiting.
 const POLL: Duration = Duration::from_millis(250);
+
+/// How long a running container is given to shut down cleanly before it is killed: a quarter
+/// of the restart's time (30 s of the default 120 s), at least 1 s. A quarter, because Proxmox's
+/// `pct shutdown --timeout N` may take twice N and 5 s before it gives up, and the kill and
+/// the start must still fit in the restart's time.
+pub(crate) fn shutdown_grace(restart_timeout: Duration) -> Duration {
+    (restart_timeout / 4).max(Duration::from_secs(1))
+}
 
 /// Where the container stands after the restart step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,22 +70,37 @@ pub(crate) async fn step(
             "would restart: the config changed".into(),
         )),
         CtState::Running => {
-            bounded(ctx, policy.timeout, "restart", async {
-                ctx.cts
-                    .stop(ctx.ct)
+            let grace = shutdown_grace(policy.timeout);
+            let how = bounded(ctx, policy.timeout, "restart", async {
+                let how = ctx
+                    .cts
+                    .stop(ctx.ct, grace)
                     .await
                     .map_err(|source| restart_error(ctx, RestartCause::Stop { source }))?;
                 wait_for(ctx, |s| s == &CtState::Stopped).await?;
-                start_and_wait(ctx).await
+                start_and_wait(ctx).await?;
+                Ok(how)
             })
             .await?;
+            let mut detail = "restarted: the config changed".to_owned();
+            if how == Stopped::Killed {
+                let killed = format!(
+                    "it did not shut down within {}s and was killed",
+                    grace.as_secs()
+                );
+                ctx.events.emit(Event::Notice {
+                    ct: ctx.ct.to_string(),
+                    message: format!("restart: {killed}; its processes had no clean shutdown"),
+                });
+                detail = format!("{detail}; {killed}");
+            }
             Ok((
                 After {
                     running: true,
                     pending: false,
                 },
                 StepStatus::Changed,
-                "restarted: the config changed".into(),
+                detail,
             ))
         }
         CtState::Stopped if !policy.start_if_stopped => Ok((
@@ -171,12 +194,12 @@ async fn wait_for(ctx: &Ctx<'_>, done: impl Fn(&CtState) -> bool) -> Result<()> 
 }
 
 /// Runs `fut` with the restart timeout; running past it is [`Error::Restart`].
-async fn bounded(
+async fn bounded<T>(
     ctx: &Ctx<'_>,
     timeout: Duration,
     what: &'static str,
-    fut: impl std::future::Future<Output = Result<()>>,
-) -> Result<()> {
+    fut: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
     match tokio::time::timeout(timeout, fut).await {
         Ok(r) => r,
         Err(_) => Err(restart_error(

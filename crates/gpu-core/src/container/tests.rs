@@ -581,6 +581,27 @@ async fn a_stopped_container_is_started_only_with_start() {
     assert_eq!(status(&report, StepName::Verify), StepStatus::Ok);
 }
 
+/// A container that does not shut down within the grace time is killed, and the report says
+/// so (the restart's detail, a notice, `counters.forced_stops`).
+#[tokio::test]
+async fn a_restart_that_had_to_kill_says_so() {
+    let w = World::new();
+    let ct = Arc::new(converged_ct());
+    ct.with(|s| s.stop_kills = true);
+    let (r, report) = w.converge(ct, &request(), true).await;
+    r.unwrap();
+    let restart = report.step(StepName::Restart).unwrap();
+    assert_eq!(restart.status, StepStatus::Changed);
+    assert!(
+        restart.detail.contains("did not shut down within 30s and was killed"),
+        "{restart:?}"
+    );
+    assert_eq!(report.counters.forced_stops, 1);
+    assert!(w.events.lock().unwrap().iter().any(
+        |e| matches!(e, Event::Notice { message, .. } if message.contains("was killed"))
+    ));
+}
+
 #[tokio::test]
 async fn a_start_that_hangs_times_out() {
     let w = World::new();
