@@ -289,6 +289,16 @@ pub fn hint(e: &Error) -> Option<String> {
             InstallCause::NoPublishedChecksum { .. } => {
                 Some("give the checksum with --runfile-sha256".to_owned())
             }
+            InstallCause::NoChecksum { .. } => Some(
+                "give the runfile's SHA-256 with --runfile-sha256, or accept the first download \
+                 unchecked with --runfile-trust-first-download"
+                    .to_owned(),
+            ),
+            InstallCause::NotPublished { .. } => Some(
+                "give the runfile's URL with --runfile-url (and its SHA-256 with \
+                 --runfile-sha256)"
+                    .to_owned(),
+            ),
             _ => None,
         },
         _ => None,
@@ -577,5 +587,28 @@ mod tests {
         let lines = render_text(&long);
         assert_eq!(lines.len(), 1);
         assert!(lines[0].len() < 400);
+    }
+
+    #[test]
+    fn runfile_downloads_name_their_flags() {
+        let install = |cause| Error::Install {
+            ct: "101".into(),
+            what: "downloading NVIDIA-Linux-x86_64-580.159.04.run on the host".into(),
+            cause,
+        };
+        let h = hint(&install(InstallCause::NotPublished {
+            file: "NVIDIA-Linux-x86_64-580.159.04.run".into(),
+            tried: vec!["https://x/a.run (404)".into()],
+        }))
+        .unwrap();
+        assert!(h.contains("--runfile-url"), "{h}");
+        let h = hint(&install(InstallCause::NoChecksum {
+            url: "https://x/tesla/580.159.04/a.run.sha256sum".into(),
+        }))
+        .unwrap();
+        assert!(
+            h.contains("--runfile-sha256") && h.contains("--runfile-trust-first-download"),
+            "{h}"
+        );
     }
 }

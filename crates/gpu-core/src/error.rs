@@ -491,6 +491,21 @@ pub enum InstallCause {
         /// Why: curl's error, or what the file holds instead of a checksum.
         why: String,
     },
+    /// No checksum is published beside a download, and trusting the first download was not
+    /// asked for: nothing was downloaded.
+    #[error("no checksum is published at {url}, so the download cannot be checked; nothing was downloaded")]
+    NoChecksum {
+        /// The checksum file's URL that does not exist.
+        url: String,
+    },
+    /// None of the places a file may be has it.
+    #[error("{file} is at none of the known download locations: {}", tried.join(", "))]
+    NotPublished {
+        /// The file's name.
+        file: String,
+        /// Each URL asked and its HTTP status: `https://... (404)`.
+        tried: Vec<String>,
+    },
     /// A download's SHA-256 is not the expected one.
     #[error("checksum mismatch for {url}: expected {expected}, got {got}; the download was removed and nothing was installed")]
     ChecksumMismatch {

@@ -19,7 +19,7 @@ use crate::report::StepStatus;
 use crate::request::Request;
 use crate::step::Ctx;
 
-use super::download::{self, Fetch};
+use super::download::{self, Checksum, Fetch, Source};
 use super::probe::{run_script, Probe};
 
 /// The keyring package in NVIDIA's CUDA repositories.
@@ -112,10 +112,12 @@ pub(crate) async fn step(
     let cached = download::fetch(
         ctx,
         &Fetch {
-            url: keyring_url.clone(),
             file_name: cache_name(&keyring_url),
-            sha256: None,
-            sidecar: false,
+            sources: vec![Source {
+                url: keyring_url,
+                label: "the CUDA repository".into(),
+            }],
+            checksum: Checksum::FirstDownload,
         },
     )
     .await?;

@@ -25,6 +25,10 @@ use crate::values::CtId;
 
 const VER: &str = "580.159.04";
 const RUNFILE_URL: &str = "https://us.download.nvidia.com/XFree86/Linux-x86_64/580.159.04/NVIDIA-Linux-x86_64-580.159.04.run";
+const TESLA_URL: &str =
+    "https://us.download.nvidia.com/tesla/580.159.04/NVIDIA-Linux-x86_64-580.159.04.run";
+const RUNFILE: &[u8] = b"#!/bin/sh\necho stand-in runfile\n";
+const CACHED: &str = "/var/cache/phoenix-gpu/NVIDIA-Linux-x86_64-580.159.04.run";
 
 fn text(s: &std::ffi::OsString) -> String {
     s.to_string_lossy().into_owned()
@@ -229,13 +233,14 @@ struct World {
 
 impl World {
     fn new() -> World {
+        let w = World::bare();
+        serve(&w.web, RUNFILE_URL, RUNFILE, true);
+        w
+    }
+
+    /// A world whose web has the CUDA keyring but no runfile.
+    fn bare() -> World {
         let web = Arc::new(Web::default());
-        serve(
-            &web,
-            RUNFILE_URL,
-            b"#!/bin/sh\necho stand-in runfile\n",
-            true,
-        );
         serve(
             &web,
             "https://developer.download.nvidia.com/compute/cuda/repos/debian12/x86_64/cuda-keyring_1.1-1_all.deb",
@@ -305,6 +310,19 @@ impl World {
         let mut report = run.report;
         report.counters = tally.counters();
         (r, report)
+    }
+}
+
+impl World {
+    /// The files in the cache directory, but the download locks (`.NAME.lock`, which stay).
+    fn cached_files(&self) -> Vec<String> {
+        self.host
+            .paths()
+            .iter()
+            .filter(|p| p.starts_with("/var/cache"))
+            .map(|p| p.display().to_string())
+            .filter(|p| !p.ends_with(".lock"))
+            .collect()
     }
 }
 
@@ -459,11 +477,7 @@ async fn a_checksum_mismatch_installs_nothing_and_leaves_no_file() {
         "only the probe ran in the container"
     );
     ct.with(|s| assert!(s.pushed.is_empty()));
-    assert!(
-        w.host.paths().iter().all(|p| !p.starts_with("/var/cache")),
-        "{:?}",
-        w.host.paths()
-    );
+    assert_eq!(w.cached_files(), Vec::<String>::new());
 }
 
 #[tokio::test]
@@ -476,11 +490,7 @@ async fn a_cut_download_leaves_no_partial_file() {
     let e = r.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Install);
     assert!(chain(&e).contains("curl: (18)"), "{e}");
-    assert!(
-        w.host.paths().iter().all(|p| !p.starts_with("/var/cache")),
-        "{:?}",
-        w.host.paths()
-    );
+    assert_eq!(w.cached_files(), Vec::<String>::new());
     // The next run downloads it whole.
     w.web.cut_downloads(false);
     let (r, _) = w.converge(ct, &request(), false).await;
@@ -769,4 +779,169 @@ async fn no_gpu_assigned_restarts_for_the_removed_lines_and_installs_nothing() {
             "{s:?}: {report:#?}"
         );
     }
+}
+
+fn userspace_only() -> Request {
+    let mut req = request();
+    req.cuda = None;
+    req.tools.clear();
+    req
+}
+
+fn empty_ct() -> Arc<FakeCt> {
+    let ct = Arc::new(fake_ct(CtState::Running));
+    ct.with(|s| s.minors = vec![1]);
+    ct
+}
+
+fn heads(w: &World) -> Vec<String> {
+    w.host
+        .commands
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|a| a[0] == "curl" && a[1] == "-sSIL")
+        .map(|a| a.last().unwrap().clone())
+        .collect()
+}
+
+/// A datacenter driver lives only under `tesla/`, with no checksum beside it (as NVIDIA
+/// publishes 580.159.04): one HEAD per location, in order; without the caller's checksum or
+/// explicit trust nothing is downloaded, with trust it is, and the report says where from.
+#[tokio::test]
+async fn a_tesla_only_runfile_is_found_and_needs_a_checksum_or_trust() {
+    let w = World::bare();
+    w.web.serve(TESLA_URL, RUNFILE);
+    let (r, report) = w.converge(empty_ct(), &userspace_only(), false).await;
+    let e = r.unwrap_err();
+    assert!(
+        matches!(&e, Error::Install { cause: InstallCause::NoChecksum { url }, .. } if url == &format!("{TESLA_URL}.sha256sum")),
+        "{e:?}"
+    );
+    assert!(chain(&e).contains("nothing was downloaded"), "{}", chain(&e));
+    assert_eq!(heads(&w), [RUNFILE_URL, TESLA_URL]);
+    assert_eq!(w.web.gets(TESLA_URL), 0);
+    assert_eq!(status(&report, StepName::Userspace), StepStatus::Failed);
+    assert_eq!(w.cached_files(), Vec::<String>::new());
+
+    // Trust asked for: downloaded from tesla, the record says the first download was trusted.
+    let mut req = userspace_only();
+    req.runfile.trust_first_download = true;
+    let (r, report) = w.converge(empty_ct(), &req, false).await;
+    r.unwrap();
+    let d = &report.step(StepName::Userspace).unwrap().detail;
+    assert!(
+        d.contains("from NVIDIA's datacenter (tesla) downloads") && d.contains(TESLA_URL),
+        "{d}"
+    );
+    assert!(d.contains("the first download was trusted"), "{d}");
+    assert_eq!(w.web.gets(TESLA_URL), 1);
+    let record = w.host.get(&format!("{CACHED}.sha256"));
+    assert!(record.ends_with(" first-download\n"), "{record}");
+
+    // A later run that does not trust first downloads does not take that file from the cache.
+    let (r, _) = w.converge(empty_ct(), &userspace_only(), false).await;
+    assert!(
+        matches!(r, Err(Error::Install { cause: InstallCause::NoChecksum { .. }, .. })),
+        "{r:?}"
+    );
+    // One that gives the checksum does, without downloading again.
+    let mut req = userspace_only();
+    req.runfile.sha256 = Some(sha256_hex(RUNFILE).parse().unwrap());
+    let (r, report) = w.converge(empty_ct(), &req, false).await;
+    r.unwrap();
+    assert!(report
+        .step(StepName::Userspace)
+        .unwrap()
+        .detail
+        .contains("from the cache"));
+    assert_eq!(w.web.gets(TESLA_URL), 1);
+}
+
+/// Where a checksum is published under `tesla/` too, it is used: no opt-in needed.
+#[tokio::test]
+async fn a_published_checksum_is_used_at_either_location() {
+    let w = World::bare();
+    serve(&w.web, TESLA_URL, RUNFILE, true);
+    let (r, report) = w.converge(empty_ct(), &userspace_only(), false).await;
+    r.unwrap();
+    let d = &report.step(StepName::Userspace).unwrap().detail;
+    assert!(d.contains("checked against the published checksum"), "{d}");
+    assert!(w
+        .host
+        .get(&format!("{CACHED}.sha256"))
+        .ends_with(" published\n"));
+    // The XFree86 archive is asked first, and wins when it has the version.
+    let w = World::new();
+    w.web.serve(TESLA_URL, b"another build".to_vec());
+    let (r, report) = w.converge(empty_ct(), &userspace_only(), false).await;
+    r.unwrap();
+    assert_eq!(heads(&w), [RUNFILE_URL]);
+    assert!(report
+        .step(StepName::Userspace)
+        .unwrap()
+        .detail
+        .contains("NVIDIA's driver archive (XFree86)"));
+    assert_eq!(w.web.gets(TESLA_URL), 0);
+}
+
+/// Neither location has the version: the error lists both URLs and their answers, and
+/// nothing is downloaded or pushed.
+#[tokio::test]
+async fn a_runfile_nowhere_names_every_place_tried() {
+    let w = World::bare();
+    let ct = empty_ct();
+    let (r, _) = w.converge(ct.clone(), &userspace_only(), false).await;
+    let e = r.unwrap_err();
+    let Error::Install {
+        cause: InstallCause::NotPublished { file, tried },
+        ..
+    } = &e
+    else {
+        panic!("{e:?}")
+    };
+    assert_eq!(file, "NVIDIA-Linux-x86_64-580.159.04.run");
+    assert_eq!(
+        tried,
+        &[format!("{RUNFILE_URL} (404)"), format!("{TESLA_URL} (404)")]
+    );
+    ct.with(|s| assert!(s.pushed.is_empty()));
+    assert_eq!(w.cached_files(), Vec::<String>::new());
+}
+
+/// Another process holds the download lock (it is downloading): this run waits, then finds
+/// the file that process put in the cache, and downloads nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_by_another_process_is_waited_for_and_used() {
+    use exec_backend::Host as _;
+    let w = World::new();
+    let other = exec_backend::LocalHost::with_root(&w.host.root);
+    let held = other
+        .lock(
+            std::path::Path::new("/var/cache/phoenix-gpu/.NVIDIA-Linux-x86_64-580.159.04.run.lock"),
+            Duration::from_secs(1),
+        )
+        .await
+        .unwrap();
+    let ct = empty_ct();
+    let req = userspace_only();
+    let run = w.converge(ct, &req, false);
+    let finish = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        w.host.put(CACHED, RUNFILE);
+        w.host.put(
+            &format!("{CACHED}.sha256"),
+            format!("{} {} published\n", sha256_hex(RUNFILE), RUNFILE.len()),
+        );
+        drop(held);
+    };
+    let ((r, report), ()) = tokio::join!(run, finish);
+    r.unwrap();
+    assert!(report
+        .step(StepName::Userspace)
+        .unwrap()
+        .detail
+        .contains("from the cache"));
+    assert_eq!(w.web.gets(RUNFILE_URL), 0, "downloaded although the other process did");
+    assert!(heads(&w).is_empty(), "{:?}", heads(&w));
 }
