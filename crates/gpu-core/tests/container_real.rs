@@ -17,6 +17,12 @@ use gpu_core::{
 use support::{can_run, GpuHost, Server, TestCt, GPUS, VER};
 
 fn engine(gh: &GpuHost) -> Engine {
+    // No test reaches NVIDIA: a request without a runfile URL would ask this closed port.
+    engine_with(gh, "http://127.0.0.1:1")
+}
+
+/// The engine, with NVIDIA's downloads at `downloads` (a local server with their layout).
+fn engine_with(gh: &GpuHost, downloads: &str) -> Engine {
     let host = gh.host.clone();
     let cts = Arc::new(
         LxcAttach::with_lxcpath(LocalHost::with_root(gh.root()), "/lxc")
@@ -35,6 +41,7 @@ fn engine(gh: &GpuHost) -> Engine {
         // The stand-in nodes and libraries live under the fake host's root: LXC must bind
         // those, so the config names them by their paths under the root.
         resolve_mount_sources: true,
+        nvidia_downloads: downloads.to_owned(),
         ..Settings::default()
     })
 }
@@ -505,4 +512,47 @@ async fn sync_after_a_driver_upgrade_downloads_the_new_runfile_once() {
         "the new runfile was downloaded more than once"
     );
     assert_eq!(srv.gets(&old_path), 1);
+}
+
+/// A datacenter driver, published the way NVIDIA publishes 580.159.04: only under
+/// `tesla/<ver>/`, no `.sha256sum` beside it. The local server has only that layout. Without a
+/// runfile URL the tool asks both of NVIDIA's locations (one HEAD each, XFree86 first), finds it
+/// under tesla, and refuses to run an unchecked download unless asked to trust it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_datacenter_runfile_is_found_under_tesla() {
+    if !can_run("a_datacenter_runfile_is_found_under_tesla") {
+        return;
+    }
+    let gh = GpuHost::new();
+    let srv = Server::start().await;
+    let tesla = srv.publish_tesla_runfile(VER, false);
+    let xfree86 = format!("/XFree86/Linux-x86_64/{VER}/NVIDIA-Linux-x86_64-{VER}.run");
+    let ct = gh.container(&[]);
+    ct.start();
+    let e = engine_with(&gh, &srv.url(""));
+    let mut req = request(&ct, "1");
+
+    let f = e.apply(&req).await.unwrap_err();
+    assert_eq!(f.error.kind(), ErrorKind::Install, "{}", f.error);
+    let m = gpu_core::chain(&f.error);
+    assert!(
+        m.contains(&format!("no checksum is published at {}.sha256sum", srv.url(&tesla))),
+        "{m}"
+    );
+    assert_eq!((srv.heads(&xfree86), srv.heads(&tesla)), (1, 1));
+    assert_eq!(srv.gets(&tesla), 0, "downloaded without a checksum");
+    let (rc, out) = ct.sh("ls /root; test -e /var/log/nvidia-installer.log");
+    assert_ne!(rc, 0, "{out}");
+
+    req.runfile.trust_first_download = true;
+    let r = apply_ok(&e, &req).await;
+    let d = detail(&r, StepName::Userspace);
+    assert!(
+        d.contains("NVIDIA's datacenter (tesla) downloads") && d.contains(&srv.url(&tesla)),
+        "{d}"
+    );
+    assert!(d.contains("the first download was trusted"), "{d}");
+    assert_eq!(status(&r, StepName::Verify), StepStatus::Ok, "{r:#?}");
+    assert_eq!(srv.gets(&tesla), 1);
+    assert_eq!(srv.gets(&xfree86), 0);
 }

@@ -190,11 +190,12 @@ pub fn standin_runfile(version: &str, fail: bool) -> Vec<u8> {
 /// A file of a stand-in package: path in the package, bytes, mode.
 type PkgFile = (&'static str, Vec<u8>, u32);
 
-/// An HTTP/1.1 server on 127.0.0.1 serving `dir` (GET and HEAD), counting GETs per path.
+/// An HTTP/1.1 server on 127.0.0.1 serving `dir` (GET and HEAD), counting requests per method
+/// and path.
 pub struct Server {
     pub dir: tempfile::TempDir,
     pub port: u16,
-    gets: Arc<Mutex<BTreeMap<String, usize>>>,
+    gets: Arc<Mutex<BTreeMap<(String, String), usize>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -206,7 +207,7 @@ impl Server {
             .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let gets: Arc<Mutex<BTreeMap<String, usize>>> = Arc::default();
+        let gets: Arc<Mutex<BTreeMap<(String, String), usize>>> = Arc::default();
         let root = dir.path().to_owned();
         let counts = gets.clone();
         let task = tokio::spawn(async move {
@@ -241,9 +242,11 @@ impl Server {
                     } else {
                         std::fs::read(&file).ok().filter(|_| file.is_file())
                     };
-                    if method == "GET" {
-                        *counts.lock().unwrap().entry(path.clone()).or_default() += 1;
-                    }
+                    *counts
+                        .lock()
+                        .unwrap()
+                        .entry((method.clone(), path.clone()))
+                        .or_default() += 1;
                     let resp = match &body {
                         Some(b) => format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n", b.len()),
                         None => "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_owned(),
@@ -280,8 +283,19 @@ impl Server {
         std::fs::write(p, bytes).unwrap();
     }
 
+    /// How many GETs `path` had.
     pub fn gets(&self, path: &str) -> usize {
-        self.gets.lock().unwrap().get(path).copied().unwrap_or(0)
+        self.requests("GET", path)
+    }
+
+    /// How many HEADs `path` had.
+    pub fn heads(&self, path: &str) -> usize {
+        self.requests("HEAD", path)
+    }
+
+    fn requests(&self, method: &str, path: &str) -> usize {
+        let key = (method.to_owned(), path.to_owned());
+        self.gets.lock().unwrap().get(&key).copied().unwrap_or(0)
     }
 
     /// Publishes a stand-in runfile for `version` the way NVIDIA does (with `.sha256sum`),
@@ -298,6 +312,23 @@ impl Server {
             &format!("{path}.sha256sum"),
             format!("{}  {name}\n", sha256_hex(&body)).as_bytes(),
         );
+        path
+    }
+
+    /// Publishes a stand-in runfile for `version` as NVIDIA publishes a datacenter release:
+    /// under `tesla/<version>/` only, with a `.sha256sum` only when `with_sum`. Returns its URL
+    /// path.
+    pub fn publish_tesla_runfile(&self, version: &str, with_sum: bool) -> String {
+        let name = format!("NVIDIA-Linux-x86_64-{version}.run");
+        let path = format!("/tesla/{version}/{name}");
+        let body = standin_runfile(version, false);
+        self.put(&path, &body);
+        if with_sum {
+            self.put(
+                &format!("{path}.sha256sum"),
+                format!("{}  {name}\n", sha256_hex(&body)).as_bytes(),
+            );
+        }
         path
     }
 
