@@ -220,13 +220,17 @@ impl<H: Host> ContainerExec for Pct<H> {
         }
         let secs = grace.as_secs().max(1);
         let mut shutdown = self.pct("shutdown", ct);
-        shutdown.argv.extend(["--timeout".into(), secs.to_string().into()]);
+        shutdown
+            .argv
+            .extend(["--timeout".into(), secs.to_string().into()]);
         // vm_stop may wait twice the timeout and 5 s (see the module docs), and pct starts slowly.
         let shutdown = shutdown.timeout(Duration::from_secs(2 * secs + 30));
         match self.host.run(&shutdown).await {
             Ok(out) if Self::is_not_found(ct, &out) => return Err(self.not_found(ct)),
             Ok(out) if out.status.success() => return Ok(Stopped::Clean),
-            Ok(out) => debug!(status = %out.status, stderr = %out.stderr_tail(300), "pct shutdown did not stop it"),
+            Ok(out) => {
+                debug!(status = %out.status, stderr = %out.stderr_tail(300), "pct shutdown did not stop it")
+            }
             Err(e @ ExecError::Timeout { .. }) => debug!(error = %e, "pct shutdown ran too long"),
             Err(e) => return Err(e),
         }

@@ -45,7 +45,10 @@ async fn local_lock_is_held_until_dropped() {
     assert!(!free(&real), "another process sees the lock");
     let t0 = Instant::now();
     let err = host
-        .lock(Path::new("/var/cache/x/.f.lock"), Duration::from_millis(300))
+        .lock(
+            Path::new("/var/cache/x/.f.lock"),
+            Duration::from_millis(300),
+        )
         .await
         .unwrap_err();
     assert!(
@@ -56,7 +59,10 @@ async fn local_lock_is_held_until_dropped() {
     drop(held);
     assert!(free(&real));
     let again = host
-        .lock(Path::new("/var/cache/x/.f.lock"), Duration::from_millis(300))
+        .lock(
+            Path::new("/var/cache/x/.f.lock"),
+            Duration::from_millis(300),
+        )
         .await;
     assert!(again.is_ok(), "{again:?}");
 }

@@ -133,7 +133,12 @@ async fn a_shutdown_that_does_not_end_in_time_is_followed_by_a_kill() {
     let lines: Vec<&str> = logged.lines().map(str::trim_end).collect();
     assert_eq!(
         lines,
-        ["status 106", "shutdown 106 --timeout 2", "status 106", "stop 106"]
+        [
+            "status 106",
+            "shutdown 106 --timeout 2",
+            "status 106",
+            "stop 106"
+        ]
     );
     assert_eq!(pct.state(&id).await.unwrap(), CtState::Stopped);
 }
@@ -178,5 +183,9 @@ async fn pct_push_exits_0_when_the_copy_fails() {
         .push_file(&id, &src, Path::new("/tmp/payload"), 0o644)
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("can only push files to a running CT"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("can only push files to a running CT"),
+        "{err}"
+    );
 }

@@ -536,7 +536,10 @@ async fn a_datacenter_runfile_is_found_under_tesla() {
     assert_eq!(f.error.kind(), ErrorKind::Install, "{}", f.error);
     let m = gpu_core::chain(&f.error);
     assert!(
-        m.contains(&format!("no checksum is published at {}.sha256sum", srv.url(&tesla))),
+        m.contains(&format!(
+            "no checksum is published at {}.sha256sum",
+            srv.url(&tesla)
+        )),
         "{m}"
     );
     assert_eq!((srv.heads(&xfree86), srv.heads(&tesla)), (1, 1));

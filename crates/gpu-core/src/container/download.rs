@@ -239,7 +239,8 @@ pub(crate) async fn fetch(ctx: &Ctx<'_>, f: &Fetch) -> Result<Cached> {
     };
     let n = SEQ.fetch_add(1, Ordering::Relaxed);
     let tmp = dir.join(format!(".{}.part-{}-{n}", f.file_name, std::process::id()));
-    let result = download_verify(ctx, f, &source.url, total, &tmp, &path, expected.as_deref()).await;
+    let result =
+        download_verify(ctx, f, &source.url, total, &tmp, &path, expected.as_deref()).await;
     if result.is_err() {
         let rm = Cmd::new(["rm", "-f"])
             .timeout(SMALL_TIMEOUT)
@@ -316,7 +317,9 @@ async fn locate(ctx: &Ctx<'_>, f: &Fetch) -> Result<(Source, Option<u64>)> {
     }
     let mut tried = Vec::new();
     for s in &f.sources {
-        let h = head(ctx, &s.url).await.map_err(|cause| install(ctx, f, cause))?;
+        let h = head(ctx, &s.url)
+            .await
+            .map_err(|cause| install(ctx, f, cause))?;
         if h.status == 200 {
             info!(file = %f.file_name, url = %s.url, from = %s.label, "found");
             return Ok((s.clone(), h.length));
@@ -344,10 +347,14 @@ struct Head {
 async fn head(ctx: &Ctx<'_>, url: &str) -> std::result::Result<Head, InstallCause> {
     let cmd = Cmd::new(["curl", "-sSIL", "--retry", "2", url]).timeout(SMALL_TIMEOUT);
     let doing = format!("asking {url} (HEAD)");
-    let out = ctx.host.run(&cmd).await.map_err(|source| InstallCause::Run {
-        doing: doing.clone(),
-        source,
-    })?;
+    let out = ctx
+        .host
+        .run(&cmd)
+        .await
+        .map_err(|source| InstallCause::Run {
+            doing: doing.clone(),
+            source,
+        })?;
     if !out.status.success() {
         return Err(InstallCause::Command {
             doing,
@@ -368,7 +375,10 @@ async fn head(ctx: &Ctx<'_>, url: &str) -> std::result::Result<Head, InstallCaus
         .and_then(|s| s.parse::<u16>().ok())
         .ok_or_else(|| InstallCause::Unexpected {
             tool: "curl",
-            what: format!("printed no HTTP status for {url}: {:?}", truncate(&text, 120)),
+            what: format!(
+                "printed no HTTP status for {url}: {:?}",
+                truncate(&text, 120)
+            ),
         })?;
     let length = last.lines().find_map(|l| {
         let (k, v) = l.split_once(':')?;

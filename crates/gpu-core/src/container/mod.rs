@@ -5,10 +5,12 @@
 //! where the probe says something is missing. When nothing was installed, verification reads
 //! the probe's own `nvidia-smi` answer, so a converged container costs exactly one exec.
 
+pub(crate) mod apt;
 pub(crate) mod cuda;
 pub(crate) mod download;
 pub(crate) mod hostlibs;
 pub(crate) mod probe;
+pub(crate) mod pushed;
 pub(crate) mod restart;
 pub(crate) mod runfile;
 pub(crate) mod verify;
@@ -74,11 +76,12 @@ pub(crate) async fn converge(
         return Ok(());
     }
 
+    let mut apt = apt::Apt::default();
     let (probe, mut changed) = run
         .step(StepName::Userspace, async {
             let probe = probe::probe(ctx, &req.tools).await?;
             let (changed, status, detail) = match req.strategy {
-                Strategy::Runfile => runfile::step(ctx, req, inv, &probe).await?,
+                Strategy::Runfile => runfile::step(ctx, req, inv, &probe, &mut apt).await?,
                 Strategy::HostLibs => {
                     hostlibs::step(ctx, req.dry_run, after.pending, inv, &probe).await?
                 }
@@ -92,7 +95,6 @@ pub(crate) async fn converge(
         })
         .await?;
 
-    let mut apt = cuda::Apt::default();
     changed |= run
         .step(StepName::Cuda, cuda::step(ctx, req, &probe, &mut apt))
         .await?;

@@ -29,8 +29,10 @@ use crate::step::Ctx;
 use crate::version::DriverVersion;
 use crate::version::VersionWanted;
 
+use super::apt::{self, Apt};
 use super::download::{self, Checksum, Fetch, Source};
 use super::probe::Probe;
+use super::pushed;
 
 /// The flags every install gets.
 pub const INSTALLER_FLAGS: &[&str] = &[
@@ -130,12 +132,45 @@ fn checksum(req: &Request) -> Checksum {
     }
 }
 
-/// The userspace step for `runfile`.
+/// What NVIDIA's installer looks up first and stops without, even with
+/// `--no-kernel-module` (nvidia-installer's `find_system_utils` and `find_module_utils`), and
+/// the Debian package of each.
+const INSTALLER_NEEDS: &[(&str, &str)] = &[
+    ("ldconfig", "libc-bin"),
+    ("grep", "grep"),
+    ("dmesg", "util-linux"),
+    ("tail", "coreutils"),
+    ("modprobe", "kmod"),
+    ("rmmod", "kmod"),
+    ("lsmod", "kmod"),
+    ("depmod", "kmod"),
+];
+
+/// The installer's programs the container lacks (the probe's `installer_missing`), and the
+/// packages that have them.
+fn installer_needs(probe: &Probe) -> (Vec<String>, Vec<String>) {
+    let mut tools = Vec::new();
+    let mut packages: Vec<String> = Vec::new();
+    for (tool, package) in INSTALLER_NEEDS {
+        if probe.installer_missing.contains(*tool) {
+            tools.push((*tool).to_owned());
+            if !packages.iter().any(|p| p == package) {
+                packages.push((*package).to_owned());
+            }
+        }
+    }
+    (tools, packages)
+}
+
+/// The userspace step for `runfile`: installs the installer's missing programs first (`kmod`:
+/// debootstrap's minbase and images made from OCI containers have none), then downloads,
+/// pushes, checks and runs the installer.
 pub(crate) async fn step(
     ctx: &Ctx<'_>,
     req: &Request,
     inv: &Inventory,
     probe: &Probe,
+    apt: &mut Apt,
 ) -> Result<(bool, StepStatus, String)> {
     let want = wanted(req, inv);
     let have = probe.userspace_version();
@@ -145,15 +180,21 @@ pub(crate) async fn step(
     let (sources, name) = source(req, ctx.settings, &want);
     download::check_file_name(&name, &sources[0].url)?;
     let found = have.map_or_else(|| "none".to_owned(), |v| v.to_string());
+    let (tools, packages) = installer_needs(probe);
     if req.dry_run {
         let from = match sources.as_slice() {
             [only] => only.url.clone(),
             _ => format!("NVIDIA's downloads ({name})"),
         };
+        let first = if packages.is_empty() {
+            String::new()
+        } else {
+            format!("install {} for the installer, then ", packages.join(", "))
+        };
         return Ok((
             false,
             StepStatus::Planned,
-            format!("would install userspace {want} from {from} (found {found})"),
+            format!("would {first}install userspace {want} from {from} (found {found})"),
         ));
     }
     let what = format!("NVIDIA userspace {want}");
@@ -168,6 +209,16 @@ pub(crate) async fn step(
                 arch: arch.to_owned(),
             }));
         }
+    }
+    if !packages.is_empty() {
+        if apt::require(ctx, &what, probe).is_err() {
+            return Err(fail(InstallCause::InstallerNeeds {
+                tools,
+                packages,
+                system: probe.system(),
+            }));
+        }
+        apt::install(ctx, apt, probe, &what, &packages, true).await?;
     }
     let cached = download::fetch(
         ctx,
@@ -197,13 +248,10 @@ pub(crate) async fn step(
                 source,
             })
         })?;
-    let mut argv: Vec<String> = vec![
-        "sh".into(),
-        "-c".into(),
-        r#"f=$1; shift; sh "$f" "$@"; rc=$?; rm -f "$f"; exit $rc"#.into(),
-        "phoenix-gpu".into(),
-        dest.display().to_string(),
-    ];
+    let dest = dest.display().to_string();
+    let script = format!("{}sh \"$f\" \"$@\"\n", pushed::CHECK);
+    let mut argv: Vec<String> = vec!["sh".into(), "-c".into(), script, "phoenix-gpu".into()];
+    argv.extend(pushed::args(&dest, &cached));
     argv.extend(INSTALLER_FLAGS.iter().map(|s| (*s).to_owned()));
     let cmd = Cmd::new(argv).timeout(INSTALL_TIMEOUT);
     let out = ctx.cts.exec(ctx.ct, &cmd).await.map_err(|source| {
@@ -212,6 +260,9 @@ pub(crate) async fn step(
             source,
         })
     })?;
+    if let Some(cause) = pushed::failure(&out, &name) {
+        return Err(fail(cause));
+    }
     if out.status != ExitStatus::Code(0) {
         let mut said = tail_text(&out.stdout, 600);
         let err = out.stderr_tail(600);

@@ -65,6 +65,21 @@ struct CtInner {
     minors_after_start: Vec<u32>,
     minors: Vec<u32>,
     installer_fails: bool,
+    /// No kmod (debootstrap minbase): the installer's module utilities are missing until the
+    /// `kmod` package is installed.
+    no_kmod: bool,
+    /// What apt would install with each package besides it (`nvtop` -> `libnvidia-compute-470`).
+    deps: std::collections::BTreeMap<String, Vec<String>>,
+    /// Packages apt cannot find.
+    unknown: BTreeSet<String>,
+    /// The CUDA toolkits the repository has (`12.8`).
+    cuda_versions: Vec<&'static str>,
+    /// Pushes arrive cut short (a `pct push` whose copy failed).
+    short_pushes: bool,
+    /// Every apt-get command run, as `simulate P...` / `install P...`.
+    apt_runs: Vec<String>,
+    /// Files written by `sh -c 'cat > FILE'`.
+    written: std::collections::BTreeMap<String, String>,
 }
 
 type FakeCt = ScriptedCt<CtInner>;
@@ -79,6 +94,13 @@ fn fake_ct(state: CtState) -> FakeCt {
             minors_after_start: vec![1],
             minors: vec![],
             installer_fails: false,
+            no_kmod: false,
+            deps: Default::default(),
+            unknown: BTreeSet::new(),
+            cuda_versions: vec!["12.8"],
+            short_pushes: false,
+            apt_runs: Vec::new(),
+            written: Default::default(),
         },
     )
 }
@@ -118,6 +140,11 @@ impl CtInner {
         if self.os_id == "debian" {
             s.push_str("apt_get=1\ndpkg=1\n");
         }
+        if self.no_kmod && !self.packages.contains("kmod") {
+            for t in ["modprobe", "rmmod", "lsmod", "depmod"] {
+                s.push_str(&format!("installer_missing={t}\n"));
+            }
+        }
         if let Some(v) = &self.userspace {
             s.push_str(&format!(
                 "smi_version={v}\nlib=/usr/lib/x86_64-linux-gnu/libnvidia-ml.so.{v}\n"
@@ -152,16 +179,31 @@ impl CtScript for CtInner {
         }
         assert_eq!(&argv[..2], ["sh", "-c"], "{argv:?}");
         let script = argv[2].as_str();
-        let args = &argv[4..];
+        let args = argv.get(4..).unwrap_or_default();
         if script == SCRIPT {
             return Ok(out(0, s.probe(args), ""));
         }
         if script == SMI_SCRIPT {
             return Ok(out(0, s.smi_lines(), ""));
         }
+        if s.short_pushes && script.starts_with(super::pushed::CHECK) {
+            s.files.remove(&args[0]);
+            return Ok(out(
+                97,
+                "",
+                &format!("{}has 10 of {} bytes\n", super::pushed::MARKER, args[1]),
+            ));
+        }
         if args.iter().any(|a| a == "--no-kernel-module") {
             let file = args[0].clone();
             assert!(s.files.remove(&file), "installer {file} was not pushed");
+            if s.no_kmod && !s.packages.contains("kmod") {
+                return Ok(out(
+                    1,
+                    "",
+                    "ERROR: Unable to find the module utility `modprobe`",
+                ));
+            }
             if s.installer_fails {
                 return Ok(out(1, "", "ERROR: An error occurred"));
             }
@@ -173,13 +215,45 @@ impl CtScript for CtInner {
         }
         if script.contains("dpkg -i") {
             assert!(s.files.remove(&args[0]), "keyring not pushed");
-            s.packages.insert(args[2].clone());
-            return Ok(out(0, "", ""));
+            // args: file size sum line package
+            let pkg = &args[4];
+            let v = pkg.trim_start_matches("cuda-toolkit-").replace('-', ".");
+            let mut o = String::new();
+            if s.cuda_versions.contains(&v.as_str()) {
+                o.push_str(&format!("candidate={v}.93-1\n"));
+            } else {
+                o.push_str("candidate=\n");
+            }
+            for v in &s.cuda_versions {
+                o.push_str(&format!("available={v}\n"));
+            }
+            return Ok(out(0, o, ""));
+        }
+        if script.contains("apt-get -s install") {
+            let pkgs = &args[1..];
+            s.apt_runs.push(format!("simulate {}", pkgs.join(" ")));
+            if let Some(p) = pkgs.iter().find(|p| s.unknown.contains(*p)) {
+                return Ok(out(100, "", &format!("E: Unable to locate package {p}\n")));
+            }
+            let mut o = String::from("NOTE: This is only a simulation!\n");
+            for p in pkgs {
+                for d in s.deps.get(p).cloned().unwrap_or_default() {
+                    o.push_str(&format!("Inst {d} (1.0-1 Stand-in:1/stable [amd64])\n"));
+                }
+                o.push_str(&format!("Inst {p} (1.0-1 Stand-in:1/stable [amd64])\n"));
+            }
+            return Ok(out(0, o, ""));
         }
         if script.contains("apt-get install") {
-            for t in &args[1..] {
+            s.apt_runs.push(format!("install {}", args.join(" ")));
+            for t in args {
                 s.packages.insert(t.clone());
             }
+            return Ok(out(0, "", ""));
+        }
+        if let Some(file) = script.strip_prefix("cat > ") {
+            let text = String::from_utf8(cmd.stdin.clone().unwrap_or_default()).unwrap();
+            s.written.insert(file.to_owned(), text);
             return Ok(out(0, "", ""));
         }
         panic!("unexpected container exec {argv:?}")
@@ -383,8 +457,23 @@ async fn a_first_apply_restarts_installs_and_verifies() {
             s.files
         );
     });
-    // probe, push runfile, install, push keyring, cuda, tools, verify.
-    assert_eq!(report.counters.container_execs, 7, "{report:#?}");
+    // probe, push runfile, install; push keyring, repository, simulate, install, profile.d;
+    // simulate, install the tools; verify.
+    assert_eq!(report.counters.container_execs, 11, "{report:#?}");
+    ct.with(|s| {
+        assert_eq!(
+            s.apt_runs,
+            [
+                "simulate cuda-toolkit-12-8",
+                "install cuda-toolkit-12-8",
+                "simulate nvtop",
+                "install nvtop"
+            ]
+        );
+        assert!(
+            s.written["/etc/profile.d/phoenix-gpu-cuda.sh"].contains("/usr/local/cuda-12.8/bin")
+        );
+    });
     let cache = w.host.paths();
     assert!(
         cache.contains(&PathBuf::from(
@@ -603,13 +692,18 @@ async fn a_restart_that_had_to_kill_says_so() {
     let restart = report.step(StepName::Restart).unwrap();
     assert_eq!(restart.status, StepStatus::Changed);
     assert!(
-        restart.detail.contains("did not shut down within 30s and was killed"),
+        restart
+            .detail
+            .contains("did not shut down within 30s and was killed"),
         "{restart:?}"
     );
     assert_eq!(report.counters.forced_stops, 1);
-    assert!(w.events.lock().unwrap().iter().any(
-        |e| matches!(e, Event::Notice { message, .. } if message.contains("was killed"))
-    ));
+    assert!(w
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|e| matches!(e, Event::Notice { message, .. } if message.contains("was killed"))));
 }
 
 #[tokio::test]
@@ -818,7 +912,11 @@ async fn a_tesla_only_runfile_is_found_and_needs_a_checksum_or_trust() {
         matches!(&e, Error::Install { cause: InstallCause::NoChecksum { url }, .. } if url == &format!("{TESLA_URL}.sha256sum")),
         "{e:?}"
     );
-    assert!(chain(&e).contains("nothing was downloaded"), "{}", chain(&e));
+    assert!(
+        chain(&e).contains("nothing was downloaded"),
+        "{}",
+        chain(&e)
+    );
     assert_eq!(heads(&w), [RUNFILE_URL, TESLA_URL]);
     assert_eq!(w.web.gets(TESLA_URL), 0);
     assert_eq!(status(&report, StepName::Userspace), StepStatus::Failed);
@@ -842,7 +940,13 @@ async fn a_tesla_only_runfile_is_found_and_needs_a_checksum_or_trust() {
     // A later run that does not trust first downloads does not take that file from the cache.
     let (r, _) = w.converge(empty_ct(), &userspace_only(), false).await;
     assert!(
-        matches!(r, Err(Error::Install { cause: InstallCause::NoChecksum { .. }, .. })),
+        matches!(
+            r,
+            Err(Error::Install {
+                cause: InstallCause::NoChecksum { .. },
+                ..
+            })
+        ),
         "{r:?}"
     );
     // One that gives the checksum does, without downloading again.
@@ -942,6 +1046,165 @@ async fn a_download_by_another_process_is_waited_for_and_used() {
         .unwrap()
         .detail
         .contains("from the cache"));
-    assert_eq!(w.web.gets(RUNFILE_URL), 0, "downloaded although the other process did");
+    assert_eq!(
+        w.web.gets(RUNFILE_URL),
+        0,
+        "downloaded although the other process did"
+    );
     assert!(heads(&w).is_empty(), "{:?}", heads(&w));
+}
+
+/// A container without kmod (debootstrap minbase): NVIDIA's installer would stop at "Unable to
+/// find the module utility `modprobe`", so kmod is installed first (simulated, then installed).
+#[tokio::test]
+async fn kmod_is_installed_before_the_installer_runs() {
+    let w = World::new();
+    let ct = empty_ct();
+    ct.with(|s| s.no_kmod = true);
+    let (r, report) = w.converge(ct.clone(), &userspace_only(), false).await;
+    r.unwrap();
+    assert_eq!(status(&report, StepName::Userspace), StepStatus::Changed);
+    ct.with(|s| {
+        assert_eq!(s.apt_runs, ["simulate kmod", "install kmod"]);
+        assert_eq!(s.userspace.as_deref(), Some(VER));
+    });
+    // A dry run says so.
+    let ct = empty_ct();
+    ct.with(|s| s.no_kmod = true);
+    let mut req = userspace_only();
+    req.dry_run = true;
+    let (r, report) = w.converge(ct, &req, false).await;
+    r.unwrap();
+    let d = &report.step(StepName::Userspace).unwrap().detail;
+    assert!(
+        d.starts_with("would install kmod for the installer, then install userspace"),
+        "{d}"
+    );
+}
+
+/// Without apt, the missing programs and their package are named, and nothing is downloaded.
+#[tokio::test]
+async fn without_apt_the_installers_needs_are_named() {
+    let w = World::new();
+    let ct = empty_ct();
+    ct.with(|s| {
+        s.no_kmod = true;
+        s.os_id = "alpine";
+    });
+    let (r, _) = w.converge(ct.clone(), &userspace_only(), false).await;
+    let e = r.unwrap_err();
+    let Error::Install {
+        cause: InstallCause::InstallerNeeds {
+            tools, packages, ..
+        },
+        ..
+    } = &e
+    else {
+        panic!("{e:?}")
+    };
+    assert_eq!(tools, &["modprobe", "rmmod", "lsmod", "depmod"]);
+    assert_eq!(packages, &["kmod"]);
+    assert!(
+        chain(&e).contains("NVIDIA's installer needs modprobe"),
+        "{}",
+        chain(&e)
+    );
+    assert_eq!(w.web.gets(RUNFILE_URL), 0);
+    ct.with(|s| assert!(s.pushed.is_empty()));
+}
+
+/// A push that said it worked but did not (pct push exits 0 after a failed copy): the check
+/// at the start of the install script stops it, and the installer never runs.
+#[tokio::test]
+async fn a_short_push_runs_nothing() {
+    let w = World::new();
+    let ct = empty_ct();
+    ct.with(|s| s.short_pushes = true);
+    let (r, _) = w.converge(ct.clone(), &userspace_only(), false).await;
+    let e = r.unwrap_err();
+    assert!(
+        matches!(&e, Error::Install { cause: InstallCause::PushedDiffers { file, what }, .. }
+            if file == "NVIDIA-Linux-x86_64-580.159.04.run" && what == &format!("has 10 of {} bytes", RUNFILE.len())),
+        "{e:?}"
+    );
+    ct.with(|s| assert_eq!(s.userspace, None));
+}
+
+/// Ubuntu 20.04's nvtop depends on libnvidia-compute-*: in a container whose userspace is the
+/// runfile's, the install is refused before anything is installed; with strategy none it is
+/// the user's choice.
+#[tokio::test]
+async fn a_tool_that_brings_driver_libraries_is_refused() {
+    let w = World::new();
+    let ct = Arc::new(converged_ct());
+    ct.with(|s| {
+        s.packages.remove("nvtop");
+        s.deps
+            .insert("nvtop".into(), vec!["libnvidia-compute-470".into()]);
+    });
+    let (r, report) = w.converge(ct.clone(), &request(), false).await;
+    let e = r.unwrap_err();
+    assert!(
+        matches!(&e, Error::Install { cause: InstallCause::WouldReplaceDriver { package, asked, .. }, .. }
+            if package == "libnvidia-compute-470" && asked == "nvtop"),
+        "{e:?}"
+    );
+    assert!(chain(&e).contains("nothing was installed"), "{}", chain(&e));
+    assert_eq!(status(&report, StepName::Tools), StepStatus::Failed);
+    ct.with(|s| {
+        assert_eq!(s.apt_runs, ["simulate nvtop"]);
+        assert!(!s.packages.contains("nvtop"));
+    });
+
+    let mut req = request();
+    req.strategy = Strategy::None;
+    let (_, report) = w.converge(ct.clone(), &req, false).await;
+    assert_eq!(status(&report, StepName::Tools), StepStatus::Changed);
+    ct.with(|s| assert!(s.packages.contains("nvtop")));
+}
+
+/// nvtop is in Debian's contrib: when apt cannot find it, the error says so.
+#[tokio::test]
+async fn a_tool_apt_cannot_find_names_its_component() {
+    let w = World::new();
+    let ct = Arc::new(converged_ct());
+    ct.with(|s| {
+        s.packages.remove("nvtop");
+        s.unknown.insert("nvtop".into());
+    });
+    let (r, _) = w.converge(ct, &request(), false).await;
+    let e = r.unwrap_err();
+    assert!(
+        matches!(&e, Error::Install { cause: InstallCause::PackageNotFound { package, component: Some("contrib"), .. }, .. } if package == "nvtop"),
+        "{e:?}"
+    );
+    assert!(chain(&e).contains("add contrib to them"), "{}", chain(&e));
+}
+
+/// The repository has CUDA 12.8 only: asking for 12.4 fails before any install, naming what
+/// there is.
+#[tokio::test]
+async fn a_cuda_version_the_repository_lacks_names_those_it_has() {
+    let w = World::new();
+    let ct = Arc::new(converged_ct());
+    ct.with(|s| {
+        s.packages.clear();
+        s.cuda_versions = vec!["12.6", "12.8"];
+    });
+    let mut req = request();
+    req.cuda = Some("12.4".parse().unwrap());
+    req.tools.clear();
+    let (r, _) = w.converge(ct.clone(), &req, false).await;
+    let e = r.unwrap_err();
+    assert!(
+        matches!(&e, Error::Install { cause: InstallCause::CudaVersionMissing { package, available, .. }, .. }
+            if package == "cuda-toolkit-12-4" && available == &["12.6", "12.8"]),
+        "{e:?}"
+    );
+    assert!(
+        chain(&e).contains("it has CUDA 12.6, 12.8"),
+        "{}",
+        chain(&e)
+    );
+    ct.with(|s| assert!(s.apt_runs.is_empty(), "{:?}", s.apt_runs));
 }
