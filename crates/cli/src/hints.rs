@@ -299,6 +299,23 @@ pub fn hint(e: &Error) -> Option<String> {
                  --runfile-sha256)"
                     .to_owned(),
             ),
+            InstallCause::CudaVersionMissing { .. } => Some(
+                "ask for one of those versions with --cuda, or give a repository that has it \
+                 with --repo-url"
+                    .to_owned(),
+            ),
+            InstallCause::WouldReplaceDriver { .. } => Some(
+                "leave that tool out of --tools and install it another way; --strategy none \
+                 leaves the driver userspace to the distribution's packages"
+                    .to_owned(),
+            ),
+            InstallCause::InstallerNeeds { .. } => Some(
+                "install them in the container, or use --strategy host-libs (no installer)"
+                    .to_owned(),
+            ),
+            InstallCause::PushedDiffers { .. } => {
+                Some("check the container's free space (df /) and run apply again".to_owned())
+            }
             _ => None,
         },
         _ => None,
