@@ -212,7 +212,15 @@ apt-cache pkgnames cuda-toolkit- 2>/dev/null | sed -n 's/^cuda-toolkit-\([0-9][0
             available: available(&text),
         }));
     }
-    apt::install(ctx, apt, probe, &what, &[pkg.clone()], guarded(req)).await?;
+    apt::install(
+        ctx,
+        apt,
+        probe,
+        &what,
+        std::slice::from_ref(&pkg),
+        guarded(req),
+    )
+    .await?;
     let v = version.to_string();
     let write = exec_backend::Cmd::new(["sh", "-c", &format!("cat > {PROFILE_FILE}")])
         .stdin(profile(&v))
