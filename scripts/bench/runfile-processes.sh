@@ -45,6 +45,6 @@ end=$(date +%s.%N)
 rm -f "$gate"
 gets=$(grep -c "\"GET /$name " "$dir/http.log" || true)
 heads=$(grep -c "\"HEAD /$name " "$dir/http.log" || true)
-downloaded=$(grep -l "downloaded $name" "$dir"/apply.*.json | wc -l)
-cached=$(grep -l "$name from the cache" "$dir"/apply.*.json | wc -l)
+downloaded=$(cat "$dir"/apply.*.json | grep -c "downloaded $name" || true)
+cached=$(cat "$dir"/apply.*.json | grep -c "$name from the cache" || true)
 echo "processes=${#pids[@]} exit_codes=${codes[*]} runfile_GETs=$gets runfile_HEADs=$heads downloaded_by=$downloaded from_cache=$cached wall_s=$(echo "$end - $start" | bc)"
