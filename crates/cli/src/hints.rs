@@ -627,5 +627,23 @@ mod tests {
             h.contains("--runfile-sha256") && h.contains("--runfile-trust-first-download"),
             "{h}"
         );
+        let h = hint(&install(InstallCause::CudaVersionMissing {
+            package: "cuda-toolkit-12-4".into(),
+            repo: "https://x/".into(),
+            system: "debian 13 (x86_64)".into(),
+            available: vec!["13.0".into()],
+        }))
+        .unwrap();
+        assert!(h.contains("--cuda") && h.contains("--repo-url"), "{h}");
+        let h = hint(&install(InstallCause::WouldReplaceDriver {
+            asked: "nvtop".into(),
+            package: "libnvidia-compute-470".into(),
+            version: "470.256.02".into(),
+        }))
+        .unwrap();
+        assert!(
+            h.contains("--tools") && h.contains("--strategy none"),
+            "{h}"
+        );
     }
 }
