@@ -5,7 +5,8 @@
 //! - The file is downloaded with `curl` on the host to a temporary name in the cache directory
 //!   (`.<name>.part-<pid>-<n>`), its SHA-256 is checked with `sha256sum`, and only then is it
 //!   renamed (`mv`) to its final name. A partial or unverified file never carries the final name;
-//!   a failed download removes its temporary file.
+//!   a failed download removes its temporary file, and the next download of the same file (under
+//!   the host lock, so no live run is writing one) removes those a killed run left.
 //! - Beside the final file, `<name>.sha256` records `<hex> <size> <how>`, `how` being where the
 //!   checksum came from: `given` (the caller's), `published` (the `.sha256sum` file beside the
 //!   download) or `first-download` (no checksum existed and the caller chose to trust the first
@@ -217,6 +218,7 @@ pub(crate) async fn fetch(ctx: &Ctx<'_>, f: &Fetch) -> Result<Cached> {
     if let Some(c) = cached(ctx, &path, &f.checksum).await {
         return Ok(c);
     }
+    remove_leftovers(ctx, &dir, &f.file_name).await;
     let (source, total) = locate(ctx, f).await?;
     let (expected, sum_from) = match &f.checksum {
         Checksum::Given(s) => (Some(s.as_str().to_owned()), SumFrom::Given),
@@ -274,6 +276,23 @@ pub(crate) async fn fetch(ctx: &Ctx<'_>, f: &Fetch) -> Result<Cached> {
         sha256: sum,
         downloaded: Some(Origin { source, sum_from }),
     })
+}
+
+/// Removes the temporary files of downloads of `name` that a killed run left behind
+/// (`.<name>.part-<pid>-<n>`). Only under the host lock: no live run is writing one then.
+async fn remove_leftovers(ctx: &Ctx<'_>, dir: &Path, name: &str) {
+    let Ok(entries) = ctx.host.read_dir(dir).await else {
+        return;
+    };
+    let prefix = format!(".{name}.part-");
+    for e in entries {
+        if e.meta.kind == FileKind::File && e.name.to_string_lossy().starts_with(&prefix) {
+            let rm = Cmd::new(["rm", "-f"])
+                .timeout(SMALL_TIMEOUT)
+                .with_arg(ctx.host.resolve(&dir.join(&e.name)));
+            let _ = ctx.host.run(&rm).await;
+        }
+    }
 }
 
 /// The cached file when it is whole by its record and its record is one `checksum` accepts.

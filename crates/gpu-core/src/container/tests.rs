@@ -1208,3 +1208,25 @@ async fn a_cuda_version_the_repository_lacks_names_those_it_has() {
     );
     ct.with(|s| assert!(s.apt_runs.is_empty(), "{:?}", s.apt_runs));
 }
+
+/// A run killed while downloading left its temporary file; the next download removes it.
+#[tokio::test]
+async fn a_killed_downloads_leftover_is_removed() {
+    let w = World::new();
+    let left = "/var/cache/phoenix-gpu/.NVIDIA-Linux-x86_64-580.159.04.run.part-999999-0";
+    w.host.put(left, b"half a runf");
+    w.host.put(
+        "/var/cache/phoenix-gpu/.other.run.part-999999-0",
+        b"not ours",
+    );
+    let (r, _) = w.converge(empty_ct(), &userspace_only(), false).await;
+    r.unwrap();
+    assert_eq!(
+        w.cached_files(),
+        [
+            "/var/cache/phoenix-gpu/.other.run.part-999999-0",
+            CACHED,
+            &format!("{CACHED}.sha256"),
+        ]
+    );
+}
