@@ -837,6 +837,9 @@ flock -w "$2" -E 75 9 || exit 75
 echo locked
 exec cat > /dev/null"#;
 
+/// How long, besides the lock's own wait, a lock holder's session may take to start.
+const SESSION_START: Duration = Duration::from_secs(60);
+
 /// The local `ssh` client that holds a lock on the node, and the session it takes (given back
 /// on drop).
 struct SshLockHolder {
@@ -911,25 +914,39 @@ impl SshHost {
         let stdout = child.stdout.take();
         let mut stderr = child.stderr.take();
         let mut line = String::new();
+        // The session itself may start slowly (the node's login shell runs its rc files).
+        let answer = timeout + SESSION_START;
         if let Some(out) = stdout {
             let mut out = tokio::io::BufReader::new(out);
-            let read = tokio::time::timeout(timeout + link.local_grace, out.read_line(&mut line));
-            if matches!(read.await, Ok(Ok(_))) && line.trim_end() == "locked" {
-                holder.child = Some(child);
-                return Ok(Some(holder));
+            match tokio::time::timeout(answer, out.read_line(&mut line)).await {
+                Ok(Ok(_)) if line.trim_end() == "locked" => {
+                    holder.child = Some(child);
+                    return Ok(Some(holder));
+                }
+                Ok(_) => {}
+                Err(_) => {
+                    let _ = child.kill().await;
+                    return Err(ExecError::Timeout {
+                        target: link.name.clone(),
+                        argv: inner.display_argv(),
+                        after: answer,
+                    });
+                }
             }
         }
-        // No `locked`: the wait for the lock ended, or the session failed; the status says.
+        // It ended without `locked`: the wait for the lock ran out, or the session failed.
         drop(holder.stdin.take());
-        let status = tokio::time::timeout(link.local_grace, child.wait()).await;
+        let status = match tokio::time::timeout(link.local_grace, child.wait()).await {
+            Ok(Ok(s)) => ExitStatus::Code(s.code().unwrap_or(-1)),
+            _ => {
+                let _ = child.kill().await;
+                ExitStatus::Code(-1)
+            }
+        };
         let mut err = Vec::new();
         if let Some(e) = stderr.as_mut() {
             let _ = tokio::time::timeout(link.local_grace, e.read_to_end(&mut err)).await;
         }
-        let status = match status {
-            Ok(Ok(s)) => ExitStatus::Code(s.code().unwrap_or(-1)),
-            _ => ExitStatus::Code(RC_LOCK_TIMEOUT),
-        };
         let out = Output {
             status,
             stdout: line.into_bytes(),
