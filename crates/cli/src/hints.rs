@@ -123,6 +123,7 @@ fn ct_of(e: &Error) -> Option<&str> {
     match e {
         Error::Locked { ct, .. }
         | Error::LockBusy { ct, .. }
+        | Error::PendingChange { ct, .. }
         | Error::Install { ct, .. }
         | Error::Restart { ct, .. }
         | Error::Verify { ct, .. }
@@ -313,9 +314,20 @@ pub fn hint_in(e: &Error, command: Option<&str>) -> Option<String> {
         Error::OrchestratorValue { field, .. } => Some(format!(
             "fix {field} in the orchestrator config, or give the value with its flag, which wins"
         )),
+        Error::ConfigGarbled { path, backups, .. } => Some(format!(
+            "`ls -t {}` lists the backups, newest first; compare one with `diff` and copy it \
+             over {} once it is right (a config that is not a config is never rewritten)",
+            backups.display(),
+            path.display()
+        )),
         Error::Locked { ct, .. } => Some(format!(
             "a Proxmox task (backup, snapshot, migration) set the lock; when no such task \
              runs any more (see the node's task list), `pct unlock {ct}` clears it"
+        )),
+        Error::PendingChange { ct, keys, .. } => Some(format!(
+            "`pct reboot {ct}` (`pct start {ct}` when it is stopped) lets Proxmox apply the \
+             pending change, `pct set {ct} --revert {}` drops it; then run phoenix-gpu again",
+            keys.join(",")
         )),
         Error::LockBusy { source, .. } => Some(match source {
             ExecError::LockTimeout { path, .. } => format!(
@@ -583,12 +595,34 @@ mod tests {
     }
 
     #[test]
+    fn a_garbled_config_points_to_its_backups_not_to_the_ctid() {
+        let e = Error::ConfigGarbled {
+            ct: "101".into(),
+            path: "/etc/pve/lxc/101.conf".into(),
+            problem: "it holds NUL bytes".into(),
+            backups: "/var/lib/phoenix-gpu/backups/101".into(),
+        };
+        let h = hint(&e).unwrap();
+        assert!(h.contains("ls -t /var/lib/phoenix-gpu/backups/101"), "{h}");
+        assert!(h.contains("/etc/pve/lxc/101.conf"), "{h}");
+        assert!(!h.contains("check the CTID"), "{h}");
+    }
+
+    #[test]
     fn locks() {
         let e = Error::Locked {
             ct: "101".into(),
             lock: "backup".into(),
         };
         assert!(hint(&e).unwrap().contains("`pct unlock 101`"));
+        let e = Error::PendingChange {
+            ct: "101".into(),
+            lines: vec!["line 19 ([pve:pending]): dev4: /dev/nvidia0 passes /dev/nvidia0".into()],
+            keys: vec!["dev4".into()],
+        };
+        let h = hint(&e).unwrap();
+        assert!(h.contains("`pct reboot 101`"), "{h}");
+        assert!(h.contains("`pct set 101 --revert dev4`"), "{h}");
         let e = Error::LockBusy {
             ct: "101".into(),
             source: ExecError::LockTimeout {

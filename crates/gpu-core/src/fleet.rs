@@ -235,7 +235,8 @@ where
     F: Fn(I) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = T> + Send + 'static,
 {
-    let sem = Arc::new(Semaphore::new(jobs.max(1)));
+    // A bound above the semaphore's limit would panic; no run has that many items anyway.
+    let sem = Arc::new(Semaphore::new(jobs.clamp(1, Semaphore::MAX_PERMITS)));
     let f = Arc::new(f);
     let n = items.len();
     let mut set = JoinSet::new();
@@ -364,8 +365,8 @@ pub struct Expectation {
 
 impl Expectation {
     /// What `ct` should have, as a request: the GPUs expected of it (from here, else from the
-    /// orchestrator config), devices only unless a driver version is expected; `None` when
-    /// neither says which GPUs.
+    /// orchestrator config) and the driver version expected, the strategy left open (each
+    /// container's config says it); `None` when neither says which GPUs.
     pub fn request(&self, ct: &CtId, orch: Option<&OrchestratorConfig>) -> Result<Option<Request>> {
         let gpus = match (&self.gpus, orch) {
             (Some(g), _) => Some(g.clone()),
@@ -375,11 +376,10 @@ impl Expectation {
         let Some(gpus) = gpus else {
             return Ok(None);
         };
+        // The strategy is left open: `check` reads it back from each config.
         let mut r = Request::new(ct.clone(), gpus);
-        r.strategy = Strategy::None;
         if let Some(v) = &self.driver_version {
             r.driver_version = v.clone();
-            r.strategy = Strategy::Runfile;
         }
         Ok(Some(r))
     }
@@ -600,8 +600,8 @@ pub async fn sync(
             continue;
         }
         let mut req = current.request();
-        if req.strategy == Strategy::Runfile {
-            req.strategy = opts.strategy.unwrap_or(Strategy::Runfile);
+        if req.strategy == Some(Strategy::Runfile) {
+            req.strategy = Some(opts.strategy.unwrap_or(Strategy::Runfile));
         }
         req.runfile = RunfileSource {
             url: runfile_url.clone(),
@@ -676,6 +676,14 @@ mod tests {
     const EXAMPLE_101: &str = include_str!("../../../examples/h200x2/etc/pve/lxc/101.conf");
 
     #[tokio::test]
+    async fn any_bound_runs_without_panic() {
+        for jobs in [0, 1, usize::MAX] {
+            let out = run_bounded(vec![1, 2, 3], jobs, |n: u32| async move { n * 2 }).await;
+            assert_eq!(out, vec![Some(2), Some(4), Some(6)], "jobs {jobs}");
+        }
+    }
+
+    #[tokio::test]
     async fn selections_resolve_each_container_once() {
         let (_d, host) = test_support::FsHost::h200x2();
         host.put("/etc/pve/lxc/101.conf", EXAMPLE_101);
@@ -725,17 +733,15 @@ mod tests {
         let none = Expectation::default();
         assert_eq!(none.request(&ct, None).unwrap(), None);
         let r = none.request(&ct, Some(&orch)).unwrap().unwrap();
-        assert_eq!(
-            (r.gpus.to_string(), r.strategy),
-            ("1".into(), Strategy::None)
-        );
+        assert_eq!((r.gpus.to_string(), r.strategy), ("1".into(), None));
         let versioned = Expectation {
             gpus: Some("0".parse().unwrap()),
             driver_version: Some("580.159.04".parse().unwrap()),
         };
         let r = versioned.request(&ct, Some(&orch)).unwrap().unwrap();
         assert_eq!(r.gpus.to_string(), "0", "the caller's GPUs win");
-        assert_eq!(r.strategy, Strategy::Runfile);
+        assert_eq!(r.driver_version, "580.159.04".parse().unwrap());
+        assert_eq!(r.strategy, None, "each config says its strategy");
     }
 
     #[test]
@@ -773,6 +779,7 @@ mod tests {
                     ct: "101".into(),
                     drift: true,
                     findings: Vec::new(),
+                    doubtful: Vec::new(),
                     not_checked: Vec::new(),
                 },
             }],
@@ -794,7 +801,7 @@ mod tests {
                 .unwrap();
         let template = RequestTemplate {
             config_only: true,
-            strategy: Strategy::None,
+            strategy: Some(Strategy::None),
             ..RequestTemplate::default()
         };
         let cts = [CtId::pve("101").unwrap(), CtId::pve("102").unwrap()];

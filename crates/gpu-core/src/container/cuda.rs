@@ -63,7 +63,7 @@ pub(crate) fn default_repo(probe: &Probe) -> Option<String> {
 /// Whether the container's driver userspace is the tool's, so that apt must not bring a
 /// driver package into it.
 fn guarded(req: &Request) -> bool {
-    req.strategy != Strategy::None
+    req.strategy_or_default() != Strategy::None
 }
 
 /// The contents of [`PROFILE_FILE`] for CUDA `version`.

@@ -788,7 +788,7 @@ async fn strategy_none_checks_nodes_only() {
     let ct = Arc::new(fake_ct(CtState::Running));
     ct.with(|s| s.minors = vec![1]);
     let mut req = request();
-    req.strategy = Strategy::None;
+    req.strategy = Some(Strategy::None);
     req.cuda = None;
     req.tools.clear();
     let (r, _) = w.converge(ct, &req, false).await;
@@ -1157,7 +1157,7 @@ async fn a_tool_that_brings_driver_libraries_is_refused() {
     });
 
     let mut req = request();
-    req.strategy = Strategy::None;
+    req.strategy = Some(Strategy::None);
     let (_, report) = w.converge(ct.clone(), &req, false).await;
     assert_eq!(status(&report, StepName::Tools), StepStatus::Changed);
     ct.with(|s| assert!(s.packages.contains("nvtop")));
