@@ -1148,13 +1148,23 @@ impl Host for SshHost {
     }
 }
 
-/// Holds a `flock` on the node ([`Host::lock`]): `$1` the lock file, `$2` the wait in seconds.
-/// Prints `locked` once it holds the lock, then keeps it (fd 9, inherited by `cat`) for as
-/// long as its stdin stays open: the lock goes when the guard closes stdin, when the local
-/// `ssh` dies, or when the connection drops.
-const LOCK_SCRIPT: &str = r#"mkdir -p -- "$(dirname -- "$1")" || exit 1
-exec 9>>"$1" || exit 1
-flock -w "$2" -E 75 9 || exit 75
+/// Holds a `flock` on the node ([`Host::lock`]): `$1` the lock file, `$2` the wait in seconds,
+/// `$3` the root ('' none). The lock file's directory is made inside the root, and the lock file
+/// is a regular file or nothing (never a link), as for [`WRITE_SCRIPT`]'s lock. Prints `locked`
+/// once it holds the lock, then keeps it (fd 9, inherited by `cat`) for as long as its stdin
+/// stays open: the lock goes when the guard closes stdin, when the local `ssh` dies, or when the
+/// connection drops.
+const LOCK_SCRIPT: &str = r#"p=$1 wait=$2 root=$3
+dir=$(dirname -- "$p")
+a=$dir
+while [ ! -e "$a" ] && [ ! -L "$a" ]; do a=$(dirname -- "$a"); done
+in_root "$a"
+mkdir -p -- "$dir" || exit 1
+in_root "$dir"
+[ -L "$p" ] && exit 46
+if [ -e "$p" ] && [ ! -f "$p" ]; then stat -c %F -- "$p"; exit 47; fi
+exec 9>>"$p" || exit 1
+flock -w "$wait" -E 75 9 || exit 75
 echo locked
 exec cat > /dev/null"#;
 
@@ -1202,11 +1212,13 @@ impl SshHost {
         use std::process::Stdio;
         use tokio::io::{AsyncBufReadExt, AsyncReadExt};
         let link = &self.link;
-        let mut inner = Cmd::new(["sh", "-c", LOCK_SCRIPT, "sh"]);
+        let script = format!("{PRELUDE}{LOCK_SCRIPT}");
+        let mut inner = Cmd::new(["sh", "-c", script.as_str(), "sh"]);
         inner.argv.push(real.as_os_str().to_owned());
         inner
             .argv
             .push(format!("{:.3}", timeout.as_secs_f64()).into());
+        inner.argv.push(self.root_arg().to_owned());
         inner.validate(&link.name)?;
         let (_, master) = link.master(None).await?;
         link.permit().await?.forget();
@@ -1273,6 +1285,9 @@ impl SshHost {
             stdout: line.into_bytes(),
             stderr: err,
         };
+        if let Some(e) = self.file_error(shown, &out) {
+            return Err(e);
+        }
         if out.status == ExitStatus::Code(RC_LOCK_TIMEOUT) {
             return Err(ExecError::LockTimeout {
                 target: link.name.clone(),

@@ -106,3 +106,61 @@ async fn ssh_lock_is_held_until_dropped() {
         assert!(freed(&real).await);
     }
 }
+
+/// The lock file is a host file like any other (`docs/reliability.md`): a symbolic link in its
+/// place, or a directory link that leads out of `--root`, is refused, and nothing outside the
+/// root is created.
+#[tokio::test]
+async fn a_lock_is_never_taken_through_a_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let (root, outside) = (dir.path().join("root"), dir.path().join("outside"));
+    std::fs::create_dir_all(root.join("var/cache/x")).unwrap();
+    std::fs::create_dir_all(&outside).unwrap();
+    std::os::unix::fs::symlink(outside.join("f"), root.join("var/cache/x/.f.lock")).unwrap();
+    std::os::unix::fs::symlink(&outside, root.join("var/cache/out")).unwrap();
+    let wait = Duration::from_millis(300);
+
+    let host = LocalHost::with_root(&root);
+    let e = host
+        .lock(Path::new("/var/cache/x/.f.lock"), wait)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, ExecError::NotRegular { what, .. } if what == "a symbolic link"),
+        "{e:?}"
+    );
+    // Local access resolves the directory link inside the root: no file outside it.
+    let _ = host.lock(Path::new("/var/cache/out/.g.lock"), wait).await;
+    assert!(!outside.join("f").exists() && !outside.join(".g.lock").exists());
+
+    if !sshd_available("a_lock_is_never_taken_through_a_link") {
+        return;
+    }
+    let sshd = Sshd::start();
+    let mut opts = sshd.options();
+    opts.root = Some(root.clone());
+    let host = SshHost::connect(&sshd.dest(), opts).await.unwrap();
+    let e = host
+        .lock(Path::new("/var/cache/x/.f.lock"), wait)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, ExecError::NotRegular { what, .. } if what == "a symbolic link"),
+        "{e:?}"
+    );
+    let e = host
+        .lock(Path::new("/var/cache/out/.g.lock"), wait)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, ExecError::OutsideRoot { .. }), "{e:?}");
+    let e = host
+        .lock(Path::new("/var/cache/out/new/.h.lock"), wait)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, ExecError::OutsideRoot { .. }), "{e:?}");
+    assert_eq!(
+        std::fs::read_dir(&outside).unwrap().count(),
+        0,
+        "a file was made outside the root"
+    );
+}
