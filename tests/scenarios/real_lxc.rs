@@ -125,9 +125,14 @@ impl FakeGpuHost {
     /// `phoenix-gpu apply NAME --target lxc --lxcpath /var/lib/lxc --root TREE
     /// --bind-under-root --strategy none --gpus 1 --json`: exit code and report.
     fn apply(&self) -> (i32, Value) {
+        self.tool("apply")
+    }
+
+    /// The same with another subcommand (`verify`).
+    fn tool(&self, sub: &str) -> (i32, Value) {
         let out = Command::new(env!("CARGO_BIN_EXE_phoenix-gpu"))
             .args([
-                "apply",
+                sub,
                 &self.ct.name,
                 "--target",
                 "lxc",
@@ -250,6 +255,31 @@ fn real_lxc_apply_strategy_none_with_mknod_nodes() {
     );
     let denied = h.open_in("/dev/nvidia1");
     assert!(denied.contains(EPERM), "{denied}");
+    // verify opens every passed node with gpu-check, which the first apply put into the
+    // container; this busybox container needs glibc to run it (the host's, copied in).
+    let rootfs = h.ct.rootfs();
+    for (from, to) in [
+        ("/lib64/ld-linux-x86-64.so.2", "lib64/ld-linux-x86-64.so.2"),
+        (
+            "/lib/x86_64-linux-gnu/libc.so.6",
+            "lib/x86_64-linux-gnu/libc.so.6",
+        ),
+        (
+            "/lib/x86_64-linux-gnu/libdl.so.2",
+            "lib/x86_64-linux-gnu/libdl.so.2",
+        ),
+    ] {
+        let to = rootfs.join(to);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(from, &to).unwrap();
+    }
+    let (code, r) = h.tool("verify");
+    assert_eq!(code, 7, "{r:#}");
+    let msg = r["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains("/dev/nvidia1 (195:1) cannot be opened in the container (EPERM: the device cgroup refuses it): the config has no allow line for c 195:1"),
+        "{r:#}"
+    );
     let (code, r) = h.apply();
     assert_eq!(code, 0, "{r:#}");
     assert_eq!(r["changed"], true, "{r:#}");

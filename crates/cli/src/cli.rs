@@ -132,9 +132,11 @@ pub enum Command {
     /// Prepare this host: device nodes at boot, an optional pre-start check
     #[command(subcommand)]
     Host(HostCommand),
-    /// Run nvidia-smi in the container and check it sees exactly its GPUs
+    /// Check in the container that every passed device node opens, nvidia-smi sees exactly its
+    /// GPUs and CUDA creates a context on each
     Verify(ApplyArgs),
-    /// Take the tool's passthrough entries out of the container's config
+    /// Take the tool's passthrough entries out of the container's config; a running container
+    /// is restarted and what the tool left inside is removed
     Remove(RemoveArgs),
 }
 

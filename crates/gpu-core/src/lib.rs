@@ -100,11 +100,11 @@ pub mod orchestrator;
 
 pub use assignment::CurrentAssignment;
 pub use config_step::{ConfigOutcome, BACKUPS_KEPT};
-pub use counting::{CountingExec, CountingHost, Tally};
+pub use counting::{scope, BackendHost, CountingExec, CountingHost, Tally};
 pub use engine::Engine;
 pub use error::{
-    chain, Error, ErrorKind, Input, InstallCause, PrepareFolder, RestartCause, Result, SmiFailure,
-    VerifyCause, VerifyProblem,
+    chain, Error, ErrorKind, Input, InstallCause, NodeRefusal, PrepareFolder, RestartCause, Result,
+    SmiFailure, VerifyCause, VerifyProblem,
 };
 pub use finding::{CheckReport, Finding, FindingKind};
 pub use inventory::{

@@ -92,7 +92,11 @@ pub struct StepReport {
 pub struct Counters {
     /// Commands run inside the container (exec and push).
     pub container_execs: u64,
-    /// Commands run on the host.
+    /// Processes started inside the container: what the probe, the verification and the
+    /// clean-up report (`/proc/sys/kernel/ns_last_pid`), one for any other exec or push.
+    pub container_processes: u64,
+    /// Processes started on the host: the domain's own commands and the container backend's
+    /// (`lxc-attach`, `lxc-info`, `pct`; over SSH each `ssh` client).
     pub host_commands: u64,
     /// Config files written (not the node record).
     pub config_writes: u64,

@@ -115,14 +115,15 @@ fn step_report_fields_and_values() {
 fn counters_fields() {
     let c = Counters {
         container_execs: 1,
+        container_processes: 5,
         host_commands: 2,
         config_writes: 3,
         restarts: 4,
-        forced_stops: 5,
+        forced_stops: 6,
     };
     assert_eq!(
         serde_json::to_value(c).unwrap(),
-        json!({"container_execs": 1, "host_commands": 2, "config_writes": 3, "restarts": 4, "forced_stops": 5})
+        json!({"container_execs": 1, "container_processes": 5, "host_commands": 2, "config_writes": 3, "restarts": 4, "forced_stops": 6})
     );
 }
 

@@ -27,6 +27,8 @@ pub(crate) fn shutdown_grace(restart_timeout: Duration) -> Duration {
 pub(crate) struct After {
     /// It runs, so it can be probed.
     pub running: bool,
+    /// This step (re)started it: verification must look again.
+    pub fresh: bool,
     /// The config changed but the container still runs with the old one (`--no-restart`, or a
     /// dry run that would restart): the devices and mounts appear after the next restart.
     pub pending: bool,
@@ -48,6 +50,7 @@ pub(crate) async fn step(
         CtState::Running if !cfg.changed => Ok((
             After {
                 running: true,
+                fresh: false,
                 pending: false,
             },
             StepStatus::Ok,
@@ -56,6 +59,7 @@ pub(crate) async fn step(
         CtState::Running if policy.no_restart => Ok((
             After {
                 running: true,
+                fresh: false,
                 pending: true,
             },
             StepStatus::Skipped,
@@ -64,39 +68,21 @@ pub(crate) async fn step(
         CtState::Running if req.dry_run => Ok((
             After {
                 running: true,
+                fresh: false,
                 pending: true,
             },
             StepStatus::Planned,
             "would restart: the config changed".into(),
         )),
         CtState::Running => {
-            let grace = shutdown_grace(policy.timeout);
-            let how = bounded(ctx, policy.timeout, "restart", async {
-                let how = ctx
-                    .cts
-                    .stop(ctx.ct, grace)
-                    .await
-                    .map_err(|source| restart_error(ctx, RestartCause::Stop { source }))?;
-                wait_for(ctx, |s| s == &CtState::Stopped).await?;
-                start_and_wait(ctx).await?;
-                Ok(how)
-            })
-            .await?;
             let mut detail = "restarted: the config changed".to_owned();
-            if how == Stopped::Killed {
-                let killed = format!(
-                    "it did not shut down within {}s and was killed",
-                    grace.as_secs()
-                );
-                ctx.events.emit(Event::Notice {
-                    ct: ctx.ct.to_string(),
-                    message: format!("restart: {killed}; its processes had no clean shutdown"),
-                });
+            if let Some(killed) = restart(ctx, policy.timeout).await? {
                 detail = format!("{detail}; {killed}");
             }
             Ok((
                 After {
                     running: true,
+                    fresh: true,
                     pending: false,
                 },
                 StepStatus::Changed,
@@ -106,6 +92,7 @@ pub(crate) async fn step(
         CtState::Stopped if !policy.start_if_stopped => Ok((
             After {
                 running: false,
+                fresh: false,
                 pending: false,
             },
             StepStatus::Skipped,
@@ -114,6 +101,7 @@ pub(crate) async fn step(
         CtState::Stopped if req.dry_run => Ok((
             After {
                 running: false,
+                fresh: false,
                 pending: false,
             },
             StepStatus::Planned,
@@ -124,6 +112,7 @@ pub(crate) async fn step(
             Ok((
                 After {
                     running: true,
+                    fresh: true,
                     pending: false,
                 },
                 StepStatus::Changed,
@@ -136,6 +125,7 @@ pub(crate) async fn step(
                 return Ok((
                     After {
                         running: false,
+                        fresh: false,
                         pending: cfg.changed,
                     },
                     StepStatus::Skipped,
@@ -157,6 +147,7 @@ pub(crate) async fn step(
             Ok((
                 After {
                     running: true,
+                    fresh: false,
                     pending,
                 },
                 if pending {
@@ -168,6 +159,36 @@ pub(crate) async fn step(
             ))
         }
     }
+}
+
+/// Restarts a running container: a clean stop (killed after a grace time of
+/// [`shutdown_grace`]), wait until stopped, start, wait until running, within `timeout`. When it
+/// had to be killed, says so in a notice and returns the words for the step's detail.
+pub(crate) async fn restart(ctx: &Ctx<'_>, timeout: Duration) -> Result<Option<String>> {
+    let grace = shutdown_grace(timeout);
+    let how = bounded(ctx, timeout, "restart", async {
+        let how = ctx
+            .cts
+            .stop(ctx.ct, grace)
+            .await
+            .map_err(|source| restart_error(ctx, RestartCause::Stop { source }))?;
+        wait_for(ctx, |s| s == &CtState::Stopped).await?;
+        start_and_wait(ctx).await?;
+        Ok(how)
+    })
+    .await?;
+    if how != Stopped::Killed {
+        return Ok(None);
+    }
+    let killed = format!(
+        "it did not shut down within {}s and was killed",
+        grace.as_secs()
+    );
+    ctx.events.emit(Event::Notice {
+        ct: ctx.ct.to_string(),
+        message: format!("restart: {killed}; its processes had no clean shutdown"),
+    });
+    Ok(Some(killed))
 }
 
 async fn start_and_wait(ctx: &Ctx<'_>) -> Result<()> {

@@ -29,10 +29,11 @@ impl Engine {
         let ct = req.ct.as_ct_ref();
         let ctx = self.ctx(&counted, ct);
         let mut run = self.run(ct);
-        let result = match self.admit(&req.ct) {
-            Ok(()) => steps(&ctx, req, config_only, &mut run).await,
-            Err(e) => Err(e),
-        };
+        let result = crate::counting::scope(counted.tally.clone(), async {
+            self.admit(&req.ct)?;
+            steps(&ctx, req, config_only, &mut run).await
+        })
+        .await;
         run.finish(&counted.tally, result)
     }
 }

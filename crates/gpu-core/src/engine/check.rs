@@ -22,7 +22,7 @@ impl Engine {
         let counted = self.counted();
         let ctx = self.ctx(&counted, ct.as_ct_ref());
         let mut run = self.run(ct.as_ct_ref());
-        let result = async {
+        let result = crate::counting::scope(counted.tally.clone(), async {
             self.admit(ct)?;
             let inv = run
                 .step(StepName::HostCheck, async {
@@ -45,7 +45,7 @@ impl Engine {
                 Ok((r, StepStatus::Ok, detail))
             })
             .await
-        }
+        })
         .await;
         run.finish_with(&counted.tally, result)
             .map(|(report, _)| report)
