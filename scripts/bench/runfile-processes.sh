@@ -1,5 +1,5 @@
 #!/bin/bash
-# Benchmark (f): N separate `phoenix-gpu apply` processes, one per container of the fleet
+# Benchmark (g): N separate `phoenix-gpu apply` processes, one per container of the fleet
 # environment (fleet-env.sh), started together, each installing the runfile userspace from the
 # same stand-in runfile (standin-runfile.sh) served by python3's http.server on 127.0.0.1, which
 # logs every request. All share one --root tree, so one cache directory

@@ -123,6 +123,7 @@ fn ct_of(e: &Error) -> Option<&str> {
     match e {
         Error::Locked { ct, .. }
         | Error::LockBusy { ct, .. }
+        | Error::DevicesHeld { ct, .. }
         | Error::PendingChange { ct, .. }
         | Error::Install { ct, .. }
         | Error::Restart { ct, .. }
@@ -360,6 +361,11 @@ pub fn hint_in(e: &Error, command: Option<&str>) -> Option<String> {
                 .to_owned(),
             _ => "run again once the other task has finished".to_owned(),
         }),
+        Error::DevicesHeld { ct, .. } => Some(format!(
+            "nothing was changed. Stop the processes and run again; or --force takes the GPUs \
+             away live anyway (the processes keep their open handles until they exit); or \
+             --restart applies the change with a restart of {ct}, which ends them"
+        )),
         Error::Verify { cause, ct } => verify_hint(cause, ct),
         Error::Restart { cause, ct } => match cause {
             RestartCause::DeviceNodeMissing { .. } => Some(format!(
@@ -724,6 +730,28 @@ mod tests {
     }
 
     #[test]
+    fn a_held_gpu_names_force_and_restart() {
+        let e = Error::DevicesHeld {
+            ct: "101".into(),
+            holders: vec![gpu_core::Holder {
+                pid: 42,
+                comm: "python3".into(),
+                device: "/dev/nvidia0".into(),
+            }],
+        };
+        assert!(e
+            .to_string()
+            .contains("pid 42 (python3) holds /dev/nvidia0"));
+        assert!(
+            !e.to_string().contains("--"),
+            "library messages name no flag"
+        );
+        let h = hint(&e).unwrap();
+        assert!(h.contains("--force") && h.contains("--restart"), "{h}");
+        assert!(h.contains("restart of 101"), "{h}");
+    }
+
+    #[test]
     fn flags_are_named_here_for_typed_causes() {
         let e = Error::Install {
             ct: "101".into(),
@@ -1009,6 +1037,13 @@ mod tests {
             (
                 Error::exec("x", exec(&["pct", "status", "101"])),
                 "--target lxc",
+            ),
+            (
+                Error::DevicesHeld {
+                    ct: "101".into(),
+                    holders: vec![],
+                },
+                "the processes keep their open handles until they exit",
             ),
             (
                 Error::exec(

@@ -19,6 +19,10 @@
 //! - `pct start CTID`, `pct reboot CTID`.
 //! - An unknown CTID: `Configuration file 'nodes/NODE/lxc/CTID.conf' does not exist` on stderr,
 //!   exit code 2; this backend turns it into [`ExecError::CtNotFound`].
+//!
+//! A running Proxmox VE container is the LXC container named by its CTID under `/var/lib/lxc`
+//! ([`ContainerExec::lxc_name`]), so the host's `lxc-info -n CTID` and `lxc-cgroup -n CTID`
+//! reach it as they reach any LXC container.
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -27,8 +31,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tracing::{debug, instrument};
 
+use crate::lxc::DEFAULT_LXCPATH;
 use crate::process::BASE_PATH;
-use crate::{Cmd, ContainerExec, CtRef, CtState, ExecError, ExitStatus, Host, Output, Stopped};
+use crate::{
+    Cmd, ContainerExec, CtRef, CtState, ExecError, ExitStatus, Host, LxcName, Output, Stopped,
+};
 
 /// How long `pct start`, `stop` and `reboot` may take by default.
 pub const DEFAULT_PCT_TIMEOUT: Duration = Duration::from_secs(120);
@@ -241,6 +248,14 @@ impl<H: Host> ContainerExec for Pct<H> {
         self.run_checked(ct, &kill).await?;
         Ok(Stopped::Killed)
     }
+
+    fn lxc_name(&self, ct: &CtRef) -> Option<LxcName> {
+        self.check_ctid(ct).ok()?;
+        Some(LxcName {
+            name: ct.as_str().to_owned(),
+            lxcpath: self.host.resolve(Path::new(DEFAULT_LXCPATH)),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -279,6 +294,17 @@ mod tests {
             &CtRef::new("10"),
             &out
         ));
+    }
+
+    #[test]
+    fn a_proxmox_container_is_lxc_named_by_its_ctid() {
+        let pct = Pct::new(crate::LocalHost::new());
+        let name = pct.lxc_name(&CtRef::new("101")).unwrap();
+        assert_eq!(
+            name.command("lxc-info", ["-pH"]).display_argv(),
+            ["lxc-info", "-n", "101", "-P", "/var/lib/lxc", "-pH"]
+        );
+        assert_eq!(pct.lxc_name(&CtRef::new("x1")), None);
     }
 
     #[tokio::test]

@@ -20,8 +20,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use exec_backend::{
-    Cmd, ContainerExec, CtRef, CtState, DirEntry, ExecError, FileMeta, Host, HostLock, Output,
-    Stopped, WriteOptions,
+    Cmd, ContainerExec, CtRef, CtState, DirEntry, ExecError, FileMeta, Host, HostLock, LxcName,
+    Output, Stopped, WriteOptions,
 };
 
 use crate::report::Counters;
@@ -238,6 +238,10 @@ impl ContainerExec for CountingExec {
             Tally::bump(&self.tally.forced_stops);
         }
         Ok(how)
+    }
+
+    fn lxc_name(&self, ct: &CtRef) -> Option<LxcName> {
+        self.inner.lxc_name(ct)
     }
 }
 

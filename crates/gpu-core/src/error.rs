@@ -26,7 +26,7 @@ use crate::finding::Finding;
 /// | [`Restart`](ErrorKind::Restart) | 6 | `Restart` |
 /// | [`Verify`](ErrorKind::Verify) | 7 | `Verify` |
 /// | [`HostPrecondition`](ErrorKind::HostPrecondition) | 8 | `NoDriver`, `GpuNotPresent`, `GpuGone`, `NodeMissing`, `HostUserspaceMissing`, `VersionMismatch`, `PrepareFolderMissing`, `HookscriptInUse`, `BadInventory`, `Exec` with an SSH error, a host file that is not a regular file, too large or hangs, a read-only or full file system |
-/// | [`Locked`](ErrorKind::Locked) | 9 | `Locked`, `LockBusy`, `PendingChange`, `Exec` with a lock timeout or conflict |
+/// | [`Locked`](ErrorKind::Locked) | 9 | `Locked`, `LockBusy`, `PendingChange`, `DevicesHeld`, `Exec` with a lock timeout or conflict |
 /// | [`Drift`](ErrorKind::Drift) | 10 | `Drift` (and `check` finding drift) |
 ///
 /// ```
@@ -72,8 +72,9 @@ pub enum ErrorKind {
     ///
     /// Exit code 8.
     HostPrecondition,
-    /// The config is locked (`lock:` set, or the lock was not acquired in time), or a pending
-    /// change must be settled first.
+    /// The config is locked (`lock:` set, or the lock was not acquired in time), a pending
+    /// change must be settled first, or a device to take away from a running container is
+    /// busy (held open by a process in it).
     ///
     /// Exit code 9.
     Locked,
@@ -338,6 +339,15 @@ pub enum Error {
         /// The containers, in id order.
         cts: Vec<String>,
     },
+    /// A live change would take devices away from a running container while its processes
+    /// hold them open: they would keep using the devices while new opens fail.
+    #[error("processes in container {ct} hold devices that the change takes away: {}; stop them, or restart the container", holders.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))]
+    DevicesHeld {
+        /// The container.
+        ct: String,
+        /// Who holds what.
+        holders: Vec<Holder>,
+    },
     /// A bug: something that cannot happen did (a task panicked).
     #[error("internal error: {what}; this is a bug")]
     Internal {
@@ -393,9 +403,10 @@ impl Error {
             Error::ConfigUnreadable { .. } | Error::ConfigGarbled { .. } => {
                 ErrorKind::ConfigMissing
             }
-            Error::Locked { .. } | Error::LockBusy { .. } | Error::PendingChange { .. } => {
-                ErrorKind::Locked
-            }
+            Error::Locked { .. }
+            | Error::LockBusy { .. }
+            | Error::PendingChange { .. }
+            | Error::DevicesHeld { .. } => ErrorKind::Locked,
             Error::Install { .. } => ErrorKind::Install,
             Error::Restart { .. } => ErrorKind::Restart,
             Error::Verify { .. } => ErrorKind::Verify,
@@ -432,6 +443,23 @@ impl Error {
             context: context.into(),
             source,
         }
+    }
+}
+
+/// A process in a container that holds a device open.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Holder {
+    /// Its pid, as the container sees it.
+    pub pid: u32,
+    /// Its command name (`/proc/PID/comm`).
+    pub comm: String,
+    /// The device: its node in the container (`/dev/nvidia0`), or `c MAJOR:MINOR`.
+    pub device: String,
+}
+
+impl fmt::Display for Holder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "pid {} ({}) holds {}", self.pid, self.comm, self.device)
     }
 }
 

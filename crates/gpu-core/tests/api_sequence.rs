@@ -77,19 +77,21 @@ async fn first_run_then_converged_run() {
     let sink = events.clone();
     let engine = engine(&w, EventSink::new(move |e| sink.lock().unwrap().push(e)));
 
-    // First run: the config is written (with a backup), the running container is restarted
-    // (stop, wait, start, wait) and probed once; the verification exec puts gpu-check in
-    // place (this busybox container has no glibc to run it, so the probe's nodes stand).
+    // First run: the container's state is read (a running container's change could be made
+    // live, but this backend gives no LXC name on a host), the config is written (with a
+    // backup), the running container is restarted (stop, wait, start, wait) and probed once;
+    // the verification exec puts gpu-check in place (this busybox container has no glibc to
+    // run it, so the probe's nodes stand).
     let first = engine.apply(&request()).await.unwrap();
     assert_eq!(
         calls(&w),
         expected(&[
+            "ct state",
             "host write_file_atomic /var/lib/lxc/ct1/config",
             "host read_dir /var/lib/phoenix-gpu/backups/ct1",
             // The node record learns the NVIDIA majors once the config write has happened
             // (a failed write changes nothing, not even the record).
             "host write_file_atomic /var/lib/phoenix-gpu/nvidia-record",
-            "ct state",
             "ct stop",
             "ct state",
             "ct start",

@@ -110,13 +110,18 @@ async fn runfile_cuda_and_tools_then_converged_then_a_host_upgrade() {
     req.repo_url = Some(repo.parse().unwrap());
     req.tools = vec!["nvtop".parse().unwrap()];
 
-    // First apply: config, restart, install everything, verify.
+    // First apply: config, the GPU given live (a first GPU is a change of device nodes only;
+    // no restart), install everything, verify.
     let r = apply_ok(&e, &req).await;
     for s in &r.steps {
         eprintln!("{:>10} {:?}: {}", s.name.as_str(), s.status, s.detail);
     }
     assert!(r.changed);
-    assert_eq!(r.counters.restarts, 1, "{r:#?}");
+    assert_eq!(r.counters.restarts, 0, "{r:#?}");
+    assert!(
+        matches!(r.activation, Some(gpu_core::Activation::Live(_))),
+        "{r:#?}"
+    );
     for s in [
         StepName::Config,
         StepName::Restart,

@@ -1,7 +1,8 @@
 //! The container side: restart, the one probe, userspace, CUDA, tools, verification.
 //!
-//! After the config step, [`converge`] restarts the container when its config changed (or
-//! starts it with `--start`), asks it everything in one probe exec, and runs each step only
+//! After the config step, [`converge`] brings a running container whose config changed to the
+//! new config (live for a change of device nodes only, see [`live`]; else by a restart), or
+//! starts a stopped one when asked, asks it everything in one probe exec, and runs each step only
 //! where the probe says something is missing. When nothing was installed, verification reads
 //! the probe's own answer (gpu-check's node opens and NVML, or `nvidia-smi`), so a converged
 //! container costs exactly one exec. After a change, verification is one more exec: gpu-check
@@ -13,6 +14,7 @@ pub(crate) mod cuda;
 pub(crate) mod download;
 pub(crate) mod gpucheck;
 pub(crate) mod hostlibs;
+pub(crate) mod live;
 pub(crate) mod probe;
 pub(crate) mod pushed;
 pub(crate) mod restart;
@@ -34,13 +36,15 @@ use crate::step::{Ctx, Run};
 #[allow(unused_imports)]
 pub(crate) use probe::{probe, GpuCheckRun, Probe};
 
-/// Restart when needed, then probe once and converge userspace, CUDA and tools, then verify.
+/// Change the running container live or restart it when needed (`decision`, made before the
+/// config was written), then probe once and converge userspace, CUDA and tools, then verify.
 pub(crate) async fn converge(
     ctx: &Ctx<'_>,
     req: &Request,
     inv: &Inventory,
     gpus: &[Gpu],
     cfg: &ConfigOutcome,
+    decision: (live::Decision, Option<exec_backend::CtState>),
     run: &mut Run<'_>,
 ) -> Result<()> {
     let nodes = verify::nodes(inv, gpus);
@@ -52,7 +56,7 @@ pub(crate) async fn converge(
     if !cfg.changed && !gpus.is_empty() {
         early = probe::probe_gpus(ctx, &req.tools, ask, &nodes).await.ok();
     }
-    let after = if early.is_some() {
+    let (after, activation) = if early.is_some() {
         run.step(StepName::Restart, async {
             let after = restart::After {
                 running: true,
@@ -60,13 +64,14 @@ pub(crate) async fn converge(
                 fresh: false,
             };
             let detail = "running (it answered the probe); config unchanged, no restart needed";
-            Ok((after, StepStatus::Ok, detail.to_owned()))
+            Ok(((after, None), StepStatus::Ok, detail.to_owned()))
         })
         .await?
     } else {
-        run.step(StepName::Restart, restart::step(ctx, req, cfg))
+        run.step(StepName::Restart, restart::step(ctx, req, cfg, decision))
             .await?
     };
+    run.report.activation = activation;
     if after.pending {
         ctx.events.emit(Event::Notice {
             ct: ctx.ct.to_string(),

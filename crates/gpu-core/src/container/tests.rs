@@ -464,7 +464,17 @@ impl World {
             ..ConfigOutcome::default()
         };
         let mut run = Run::new(req.ct.as_ct_ref(), &sink);
-        let r = super::converge(&ctx, req, &inv, &gpus, &cfg, &mut run).await;
+        // A changed config is restarted (the live decision is tested in live/).
+        let decision = if changed {
+            super::live::Decision::Restart {
+                reason: crate::report::RestartReason::Asked,
+                detail: "a restart was asked for".into(),
+            }
+        } else {
+            super::live::Decision::Nothing
+        };
+        let decision = (decision, None);
+        let r = super::converge(&ctx, req, &inv, &gpus, &cfg, decision, &mut run).await;
         let mut report = run.report;
         report.counters = tally.counters();
         (r, report)

@@ -22,7 +22,7 @@ use std::collections::BTreeSet;
 
 use crate::current::Scan;
 use crate::error::{Error, NodeRefusal, Result, SmiFailure, VerifyCause, VerifyProblem};
-use crate::inventory::{Gpu, Inventory, NVIDIACTL_MINOR, NVIDIA_MAJOR};
+use crate::inventory::{Gpu, Inventory, NVIDIACTL_MINOR};
 use crate::passthrough::Passes;
 use crate::request::Strategy;
 
@@ -235,7 +235,7 @@ fn opens(
             .inv
             .node(path)
             .and_then(|n| n.rdev)
-            .unwrap_or((NVIDIA_MAJOR, 0));
+            .unwrap_or((e.inv.majors.nvidia, 0));
         let problem = match errno.as_str() {
             "ok" => None,
             "ENXIO" if e.stand_ins => {
@@ -466,10 +466,18 @@ fn check_nodes(
 ) -> std::result::Result<String, Vec<VerifyProblem>> {
     let mut want: Vec<(String, (u32, u32))> = gpus
         .iter()
-        .map(|g| (format!("/dev/nvidia{}", g.minor), (NVIDIA_MAJOR, g.minor)))
+        .map(|g| {
+            (
+                format!("/dev/nvidia{}", g.minor),
+                (inv.majors.nvidia, g.minor),
+            )
+        })
         .collect();
     if !gpus.is_empty() {
-        want.push(("/dev/nvidiactl".into(), (NVIDIA_MAJOR, NVIDIACTL_MINOR)));
+        want.push((
+            "/dev/nvidiactl".into(),
+            (inv.majors.nvidia, NVIDIACTL_MINOR),
+        ));
         if let Some(uvm) = inv.majors.nvidia_uvm {
             want.push(("/dev/nvidia-uvm".into(), (uvm, 0)));
         }
@@ -557,6 +565,7 @@ mod tests {
             kind: crate::inventory::NodeKind::Char,
             rdev: Some(rdev),
             mode: 0o666,
+            uid: 0,
             gid: 0,
         }
     }
