@@ -59,6 +59,11 @@ create)
           echo "lxc.hook.autodev = $hook"; } > "$cfg"
         rm -f "$cfg.tmp"
         cp "$cfg" "$cfg.orig"
+        printf '%s\n' '#!/bin/sh' \
+            '# Benchmark stand-in for glibc ldconfig (busybox has none): lists no library.' \
+            '[ "${1:-}" = -p ] && echo "0 libs found in cache /etc/ld.so.cache"' 'exit 0' \
+            > "$lxcpath/$name/rootfs/sbin/ldconfig"
+        chmod 755 "$lxcpath/$name/rootfs/sbin/ldconfig"
         lxc-start -n "$name" -P "$lxcpath" -d
         lxc-wait -n "$name" -P "$lxcpath" -s RUNNING -t 30
         [ "$i" = 1 ] || json="$json, "

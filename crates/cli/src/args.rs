@@ -90,6 +90,7 @@ pub fn template(a: &ApplyOpts) -> Result<RequestTemplate, CliError> {
         },
         runfile_url: opt("--runfile-url", a.runfile_url.as_deref())?,
         runfile_sha256: opt("--runfile-sha256", a.runfile_sha256.as_deref())?,
+        runfile_trust_first_download: a.runfile_trust_first_download,
         repo_url: opt("--repo-url", a.repo_url.as_deref())?,
         config_only: a.config_only,
         dry_run: a.dry_run,
@@ -116,6 +117,7 @@ pub fn sync_options(s: &SyncArgs) -> Result<SyncOptions, CliError> {
         strategy: s.strategy.map(strategy),
         runfile_url: opt("--runfile-url", s.runfile_url.as_deref())?,
         runfile_sha256: opt("--runfile-sha256", s.runfile_sha256.as_deref())?,
+        runfile_trust_first_download: s.runfile_trust_first_download,
         dry_run: s.dry_run,
         restart: restart(s.no_restart, s.start, s.restart_timeout)?,
     })

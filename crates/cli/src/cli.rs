@@ -260,6 +260,10 @@ pub struct ApplyOpts {
     /// Expected SHA-256 of the .run file (64 hex digits)
     #[arg(long, value_name = "HEX")]
     pub runfile_sha256: Option<String>,
+    /// Where no checksum is published for the .run file, trust its first download (its
+    /// checksum is recorded and later uses are checked against it)
+    #[arg(long)]
+    pub runfile_trust_first_download: bool,
     /// The CUDA apt repository URL
     #[arg(long, env = "NVIDIA_REPO_URL", value_name = "URL")]
     pub repo_url: Option<String>,
@@ -316,6 +320,10 @@ pub struct SyncArgs {
     /// Expected SHA-256 of the .run file (64 hex digits)
     #[arg(long, value_name = "HEX")]
     pub runfile_sha256: Option<String>,
+    /// Where no checksum is published for the .run file, trust its first download (its
+    /// checksum is recorded and later uses are checked against it)
+    #[arg(long)]
+    pub runfile_trust_first_download: bool,
     /// Compute and report, change nothing
     #[arg(long)]
     pub dry_run: bool,

@@ -389,6 +389,33 @@ pub fn hint_in(e: &Error, command: Option<&str>) -> Option<String> {
             InstallCause::NoPublishedChecksum { .. } => {
                 Some("give the checksum with --runfile-sha256".to_owned())
             }
+            InstallCause::NoChecksum { .. } => Some(
+                "give the runfile's SHA-256 with --runfile-sha256, or accept the first download \
+                 unchecked with --runfile-trust-first-download"
+                    .to_owned(),
+            ),
+            InstallCause::NotPublished { .. } => Some(
+                "give the runfile's URL with --runfile-url (and its SHA-256 with \
+                 --runfile-sha256)"
+                    .to_owned(),
+            ),
+            InstallCause::CudaVersionMissing { .. } => Some(
+                "ask for one of those versions with --cuda, or give a repository that has it \
+                 with --repo-url"
+                    .to_owned(),
+            ),
+            InstallCause::WouldReplaceDriver { .. } => Some(
+                "leave that tool out of --tools and install it another way; --strategy none \
+                 leaves the driver userspace to the distribution's packages"
+                    .to_owned(),
+            ),
+            InstallCause::InstallerNeeds { .. } => Some(
+                "install them in the container, or use --strategy host-libs (no installer)"
+                    .to_owned(),
+            ),
+            InstallCause::PushedDiffers { .. } => {
+                Some("check the container's free space (df /) and run apply again".to_owned())
+            }
             _ => None,
         },
         _ => None,
@@ -944,6 +971,49 @@ mod tests {
                 "--runfile-sha256",
             ),
             (
+                install(InstallCause::NotPublished {
+                    file: "f".into(),
+                    tried: vec![],
+                }),
+                "--runfile-url",
+            ),
+            (
+                install(InstallCause::NoChecksum { url: "u".into() }),
+                "--runfile-trust-first-download",
+            ),
+            (
+                install(InstallCause::CudaVersionMissing {
+                    package: "p".into(),
+                    repo: "r".into(),
+                    system: "s".into(),
+                    available: vec![],
+                }),
+                "--cuda",
+            ),
+            (
+                install(InstallCause::WouldReplaceDriver {
+                    asked: "nvtop".into(),
+                    package: "p".into(),
+                    version: "v".into(),
+                }),
+                "--strategy none",
+            ),
+            (
+                install(InstallCause::InstallerNeeds {
+                    tools: vec![],
+                    packages: vec![],
+                    system: "s".into(),
+                }),
+                "--strategy host-libs",
+            ),
+            (
+                install(InstallCause::PushedDiffers {
+                    file: "f".into(),
+                    what: "w".into(),
+                }),
+                "free space (df /)",
+            ),
+            (
                 Error::PrepareFolderMissing {
                     dir: "/var/lib/vz/snippets".into(),
                     which: PrepareFolder::Snippets,
@@ -1020,5 +1090,46 @@ mod tests {
         let lines = render_text(&long);
         assert_eq!(lines.len(), 1);
         assert!(lines[0].len() < 400);
+    }
+
+    #[test]
+    fn runfile_downloads_name_their_flags() {
+        let install = |cause| Error::Install {
+            ct: "101".into(),
+            what: "downloading NVIDIA-Linux-x86_64-580.159.04.run on the host".into(),
+            cause,
+        };
+        let h = hint(&install(InstallCause::NotPublished {
+            file: "NVIDIA-Linux-x86_64-580.159.04.run".into(),
+            tried: vec!["https://x/a.run (404)".into()],
+        }))
+        .unwrap();
+        assert!(h.contains("--runfile-url"), "{h}");
+        let h = hint(&install(InstallCause::NoChecksum {
+            url: "https://x/tesla/580.159.04/a.run.sha256sum".into(),
+        }))
+        .unwrap();
+        assert!(
+            h.contains("--runfile-sha256") && h.contains("--runfile-trust-first-download"),
+            "{h}"
+        );
+        let h = hint(&install(InstallCause::CudaVersionMissing {
+            package: "cuda-toolkit-12-4".into(),
+            repo: "https://x/".into(),
+            system: "debian 13 (x86_64)".into(),
+            available: vec!["13.0".into()],
+        }))
+        .unwrap();
+        assert!(h.contains("--cuda") && h.contains("--repo-url"), "{h}");
+        let h = hint(&install(InstallCause::WouldReplaceDriver {
+            asked: "nvtop".into(),
+            package: "libnvidia-compute-470".into(),
+            version: "470.256.02".into(),
+        }))
+        .unwrap();
+        assert!(
+            h.contains("--tools") && h.contains("--strategy none"),
+            "{h}"
+        );
     }
 }

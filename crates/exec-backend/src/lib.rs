@@ -336,6 +336,30 @@ pub trait Host: Send + Sync {
 
     /// Metadata of a path without following a final symlink; `Ok(None)` when it does not exist.
     async fn stat(&self, path: &Path) -> Result<Option<FileMeta>, ExecError>;
+
+    /// Takes an exclusive `flock` on the file `path` (created with its directory when
+    /// missing), waiting at most `timeout` ([`ExecError::LockTimeout`]), and holds it until the
+    /// returned [`HostLock`] drops. Every process on the host that locks the same path waits
+    /// for it, so several runs can share work such as one download; when the holder dies, the
+    /// lock is released with it.
+    async fn lock(&self, path: &Path, timeout: Duration) -> Result<HostLock, ExecError>;
+}
+
+/// A lock taken with [`Host::lock`], held until dropped.
+pub struct HostLock(#[allow(dead_code)] Box<dyn std::any::Any + Send + Sync>);
+
+impl HostLock {
+    /// A lock held as long as `guard` lives (for backends: the open file, the process holding
+    /// it).
+    pub fn new(guard: impl Send + Sync + 'static) -> HostLock {
+        HostLock(Box::new(guard))
+    }
+}
+
+impl fmt::Debug for HostLock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("HostLock")
+    }
 }
 
 /// Names a container: a Proxmox CTID (`101`) or a plain LXC container name.
@@ -423,8 +447,9 @@ pub trait ContainerExec: Send + Sync {
     /// Starts the container (returns once the backend says it started).
     async fn start(&self, ct: &CtRef) -> Result<(), ExecError>;
 
-    /// Stops the container.
-    async fn stop(&self, ct: &CtRef) -> Result<(), ExecError>;
+    /// Stops the container: a clean shutdown (its init is asked to power off), waiting at
+    /// most `grace`, and only when it has not stopped by then, a kill. Says which it was.
+    async fn stop(&self, ct: &CtRef, grace: Duration) -> Result<Stopped, ExecError>;
 
     /// How LXC on the backend's host knows `ct`, for work on the running container from the
     /// host (its init process, its device cgroup) with commands run on that host. `None` (the
@@ -433,6 +458,17 @@ pub trait ContainerExec: Send + Sync {
         let _ = ct;
         None
     }
+}
+
+/// How [`ContainerExec::stop`] stopped a container.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stopped {
+    /// It was not running.
+    Already,
+    /// It shut down cleanly within the grace time.
+    Clean,
+    /// It had not shut down when the grace time ended, and was killed.
+    Killed,
 }
 
 /// Runs `outer`, a wrapper such as `pct exec` or `lxc-attach` around `cmd`, on `host`. A
@@ -491,6 +527,9 @@ macro_rules! forward_backends {
             async fn stat(&self, path: &Path) -> Result<Option<FileMeta>, ExecError> {
                 (**self).stat(path).await
             }
+            async fn lock(&self, path: &Path, timeout: Duration) -> Result<HostLock, ExecError> {
+                (**self).lock(path, timeout).await
+            }
         }
 
         #[async_trait]
@@ -513,8 +552,8 @@ macro_rules! forward_backends {
             async fn start(&self, ct: &CtRef) -> Result<(), ExecError> {
                 (**self).start(ct).await
             }
-            async fn stop(&self, ct: &CtRef) -> Result<(), ExecError> {
-                (**self).stop(ct).await
+            async fn stop(&self, ct: &CtRef, grace: Duration) -> Result<Stopped, ExecError> {
+                (**self).stop(ct, grace).await
             }
             fn lxc_name(&self, ct: &CtRef) -> Option<LxcName> {
                 (**self).lxc_name(ct)

@@ -15,7 +15,9 @@ use tracing::{debug, instrument};
 
 use crate::error::is_pmxcfs_path;
 use crate::rooted::{self, Parent, Rooted};
-use crate::{process, Cmd, DirEntry, ExecError, FileKind, FileMeta, Host, Output, WriteOptions};
+use crate::{
+    process, Cmd, DirEntry, ExecError, FileKind, FileMeta, Host, HostLock, Output, WriteOptions,
+};
 
 /// How long [`Host::write_file_atomic`] waits for its lock by default.
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(10);
@@ -452,6 +454,13 @@ impl Host for LocalHost {
             }
         })
         .await
+    }
+
+    #[instrument(level = "debug", skip(self))]
+    async fn lock(&self, path: &Path, timeout: Duration) -> Result<HostLock, ExecError> {
+        let (rooted, shown) = (self.rooted(), path.to_owned());
+        let guard = blocking(TARGET, path, move || acquire_lock(&rooted, &shown, timeout)).await?;
+        Ok(HostLock::new(guard))
     }
 }
 

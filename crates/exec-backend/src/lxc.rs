@@ -10,14 +10,15 @@ use tracing::{debug, instrument};
 
 use crate::process::BASE_PATH;
 use crate::{
-    Cmd, ContainerExec, CtRef, CtState, ExecError, FileKind, Host, LxcName, Output, WriteOptions,
+    Cmd, ContainerExec, CtRef, CtState, ExecError, FileKind, Host, LxcName, Output, Stopped,
+    WriteOptions,
 };
 
 /// The default LXC path.
 pub const DEFAULT_LXCPATH: &str = "/var/lib/lxc";
 
-/// How long `lxc-wait` waits for `RUNNING` after `lxc-start`, and `lxc-stop` for a clean
-/// shutdown before the `-k` fallback, by default.
+/// How long `lxc-wait` waits for `RUNNING` after `lxc-start` by default (how long a stop waits
+/// for a clean shutdown is the caller's `grace`).
 pub const DEFAULT_LIFECYCLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Plain LXC containers on a host: `lxc-attach -n NAME -P LXCPATH --clear-env -- argv`.
@@ -51,7 +52,7 @@ impl<H: Host> LxcAttach<H> {
         }
     }
 
-    /// Sets how long start waits for `RUNNING` and stop waits before killing.
+    /// Sets how long start waits for `RUNNING`.
     pub fn lifecycle_timeout(mut self, timeout: Duration) -> LxcAttach<H> {
         self.lifecycle_timeout = timeout;
         self
@@ -326,26 +327,30 @@ impl<H: Host> ContainerExec for LxcAttach<H> {
         Ok(())
     }
 
+    /// `lxc-stop -t GRACE --nokill` (the container's halt signal to its init), then, when it
+    /// has not stopped by then, `lxc-stop -k`.
     #[instrument(level = "debug", skip(self), fields(ct = %ct))]
-    async fn stop(&self, ct: &CtRef) -> Result<(), ExecError> {
+    async fn stop(&self, ct: &CtRef, grace: Duration) -> Result<Stopped, ExecError> {
         if self.state(ct).await? == CtState::Stopped {
-            return Ok(());
+            return Ok(Stopped::Already);
         }
-        let t = self.lifecycle_timeout;
-        let secs = t.as_secs().max(1).to_string();
+        let secs = grace.as_secs().max(1).to_string();
         let clean = self
-            .tool("lxc-stop", ct, &["-t", &secs])
-            .timeout(t + Duration::from_secs(10));
+            .tool("lxc-stop", ct, &["--nokill", "-t", &secs])
+            .timeout(grace + Duration::from_secs(10));
         match self.run_checked(ct, &clean).await {
-            Ok(_) => return Ok(()),
+            Ok(_) => return Ok(Stopped::Clean),
             Err(e @ ExecError::CtNotFound { .. }) => return Err(e),
-            Err(e) => debug!(error = %e, "clean stop failed, killing"),
+            Err(e) => debug!(error = %e, "no clean shutdown in time, killing"),
+        }
+        if self.state(ct).await? == CtState::Stopped {
+            return Ok(Stopped::Clean);
         }
         let kill = self
             .tool("lxc-stop", ct, &["-k"])
             .timeout(Duration::from_secs(30));
         self.run_checked(ct, &kill).await?;
-        Ok(())
+        Ok(Stopped::Killed)
     }
 
     fn lxc_name(&self, ct: &CtRef) -> Option<LxcName> {

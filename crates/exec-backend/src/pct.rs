@@ -5,8 +5,18 @@
 //!   `pct` does not take environment variables, so ARGV is wrapped as
 //!   `env -i PATH=... LC_ALL=C K=V... ARGV...` for the explicit environment of [`Cmd`].
 //! - `pct push CTID SRC DEST --perms MODE`: copies the host file SRC to DEST (MODE in octal).
+//!   Its exit code says nothing about the copy: `pct.pm` runs the copy in a forked worker and
+//!   its command table gives `push` no exit handler, so a failed copy prints the worker's error
+//!   and still exits 0, and a short write is not even noticed (`File::Copy::copy`'s result is
+//!   not checked). Callers verify what arrived (gpu-core checks size and SHA-256 inside the
+//!   container before it runs anything it pushed).
 //! - `pct status CTID`: prints `status: running` or `status: stopped`.
-//! - `pct start CTID`, `pct stop CTID` (immediate stop), `pct reboot CTID`.
+//! - `pct shutdown CTID --timeout N`: a clean shutdown (`lxc-stop --nokill --timeout N`, the
+//!   container's init is asked to power off). Exit 0 once it stopped; when it has not, `pct.pm`'s
+//!   `vm_stop` waits up to N+5 s more for it, then the task fails ("container did not stop")
+//!   and `pct` exits 255. `pct stop CTID` is "abruptly stop all processes" (`lxc-stop --kill`):
+//!   [`ContainerExec::stop`] uses it only after a shutdown that did not end in time.
+//! - `pct start CTID`, `pct reboot CTID`.
 //! - An unknown CTID: `Configuration file 'nodes/NODE/lxc/CTID.conf' does not exist` on stderr,
 //!   exit code 2; this backend turns it into [`ExecError::CtNotFound`].
 //!
@@ -19,11 +29,13 @@ use std::path::Path;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tracing::instrument;
+use tracing::{debug, instrument};
 
 use crate::lxc::DEFAULT_LXCPATH;
 use crate::process::BASE_PATH;
-use crate::{Cmd, ContainerExec, CtRef, CtState, ExecError, ExitStatus, Host, LxcName, Output};
+use crate::{
+    Cmd, ContainerExec, CtRef, CtState, ExecError, ExitStatus, Host, LxcName, Output, Stopped,
+};
 
 /// How long `pct start`, `stop` and `reboot` may take by default.
 pub const DEFAULT_PCT_TIMEOUT: Duration = Duration::from_secs(120);
@@ -207,13 +219,34 @@ impl<H: Host> ContainerExec for Pct<H> {
         self.run_checked(ct, &cmd).await.map(|_| ())
     }
 
+    /// `pct shutdown CTID --timeout GRACE`, then `pct stop CTID` when the container still runs.
     #[instrument(level = "debug", skip(self), fields(ct = %ct))]
-    async fn stop(&self, ct: &CtRef) -> Result<(), ExecError> {
+    async fn stop(&self, ct: &CtRef, grace: Duration) -> Result<Stopped, ExecError> {
         if self.state(ct).await? == CtState::Stopped {
-            return Ok(());
+            return Ok(Stopped::Already);
         }
-        let cmd = self.pct("stop", ct).timeout(self.lifecycle_timeout);
-        self.run_checked(ct, &cmd).await.map(|_| ())
+        let secs = grace.as_secs().max(1);
+        let mut shutdown = self.pct("shutdown", ct);
+        shutdown
+            .argv
+            .extend(["--timeout".into(), secs.to_string().into()]);
+        // vm_stop may wait twice the timeout and 5 s (see the module docs), and pct starts slowly.
+        let shutdown = shutdown.timeout(Duration::from_secs(2 * secs + 30));
+        match self.host.run(&shutdown).await {
+            Ok(out) if Self::is_not_found(ct, &out) => return Err(self.not_found(ct)),
+            Ok(out) if out.status.success() => return Ok(Stopped::Clean),
+            Ok(out) => {
+                debug!(status = %out.status, stderr = %out.stderr_tail(300), "pct shutdown did not stop it")
+            }
+            Err(e @ ExecError::Timeout { .. }) => debug!(error = %e, "pct shutdown ran too long"),
+            Err(e) => return Err(e),
+        }
+        if self.state(ct).await? == CtState::Stopped {
+            return Ok(Stopped::Clean);
+        }
+        let kill = self.pct("stop", ct).timeout(self.lifecycle_timeout);
+        self.run_checked(ct, &kill).await?;
+        Ok(Stopped::Killed)
     }
 
     fn lxc_name(&self, ct: &CtRef) -> Option<LxcName> {

@@ -48,7 +48,7 @@ use tracing::{debug, instrument, warn};
 use crate::local::DEFAULT_LOCK_TIMEOUT;
 use crate::process::{self, BASE_PATH};
 use crate::{
-    shell_join, Cmd, DirEntry, ExecError, ExitStatus, FileKind, FileMeta, Host, Output,
+    shell_join, Cmd, DirEntry, ExecError, ExitStatus, FileKind, FileMeta, Host, HostLock, Output,
     WriteOptions,
 };
 
@@ -1125,6 +1125,185 @@ impl Host for SshHost {
         parse_stat_fields(&fields)
             .map(Some)
             .ok_or_else(|| self.protocol("stat -c", format!("bad output {text:?}")))
+    }
+
+    #[instrument(level = "debug", skip(self), fields(node = %self.link.name))]
+    async fn lock(&self, path: &Path, timeout: Duration) -> Result<HostLock, ExecError> {
+        let real = self.resolve(path);
+        for attempt in 1..=MAX_ATTEMPTS {
+            if let Some(holder) = self.try_lock(&real, path, timeout).await? {
+                return Ok(HostLock::new(holder));
+            }
+            tokio::time::sleep(BACKOFF * 2u32.pow(attempt - 1)).await;
+        }
+        Err(ExecError::Ssh {
+            target: self.link.name.clone(),
+            detail: format!(
+                "the node gave no session to hold the lock {} ({MAX_ATTEMPTS} tries); check \
+                 MaxSessions in its sshd_config",
+                path.display()
+            ),
+            source: None,
+        })
+    }
+}
+
+/// Holds a `flock` on the node ([`Host::lock`]): `$1` the lock file, `$2` the wait in seconds,
+/// `$3` the root ('' none). The lock file's directory is made inside the root, and the lock file
+/// is a regular file or nothing (never a link), as for [`WRITE_SCRIPT`]'s lock. Prints `locked`
+/// once it holds the lock, then keeps it (fd 9, inherited by `cat`) for as long as its stdin
+/// stays open: the lock goes when the guard closes stdin, when the local `ssh` dies, or when the
+/// connection drops.
+const LOCK_SCRIPT: &str = r#"p=$1 wait=$2 root=$3
+dir=$(dirname -- "$p")
+a=$dir
+while [ ! -e "$a" ] && [ ! -L "$a" ]; do a=$(dirname -- "$a"); done
+in_root "$a"
+mkdir -p -- "$dir" || exit 1
+in_root "$dir"
+[ -L "$p" ] && exit 46
+if [ -e "$p" ] && [ ! -f "$p" ]; then stat -c %F -- "$p"; exit 47; fi
+exec 9>>"$p" || exit 1
+flock -w "$wait" -E 75 9 || exit 75
+echo locked
+exec cat > /dev/null"#;
+
+/// How long, besides the lock's own wait, a lock holder's session may take to start.
+const SESSION_START: Duration = Duration::from_secs(60);
+
+/// The local `ssh` client that holds a lock on the node, and the session it takes (given back
+/// on drop).
+struct SshLockHolder {
+    child: Option<tokio::process::Child>,
+    stdin: Option<tokio::process::ChildStdin>,
+    link: Arc<SshLink>,
+}
+
+impl Drop for SshLockHolder {
+    fn drop(&mut self) {
+        // End of stdin: the remote `cat` exits and the lock is released; the client exits
+        // after it. Reap it in the background when there is a runtime to do so (else
+        // `kill_on_drop` ends it).
+        drop(self.stdin.take());
+        self.link.sessions.add_permits(1);
+        if let (Some(mut child), Ok(rt)) =
+            (self.child.take(), tokio::runtime::Handle::try_current())
+        {
+            rt.spawn(async move {
+                if tokio::time::timeout(Duration::from_secs(10), child.wait())
+                    .await
+                    .is_err()
+                {
+                    let _ = child.kill().await;
+                }
+            });
+        }
+    }
+}
+
+impl SshHost {
+    /// One try at holding the lock: `Ok(None)` when the master gave no session (try again).
+    async fn try_lock(
+        &self,
+        real: &Path,
+        shown: &Path,
+        timeout: Duration,
+    ) -> Result<Option<SshLockHolder>, ExecError> {
+        use std::process::Stdio;
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+        let link = &self.link;
+        let script = format!("{PRELUDE}{LOCK_SCRIPT}");
+        let mut inner = Cmd::new(["sh", "-c", script.as_str(), "sh"]);
+        inner.argv.push(real.as_os_str().to_owned());
+        inner
+            .argv
+            .push(format!("{:.3}", timeout.as_secs_f64()).into());
+        inner.argv.push(self.root_arg().to_owned());
+        inner.validate(&link.name)?;
+        let (_, master) = link.master(None).await?;
+        link.permit().await?.forget();
+        let mut holder = SshLockHolder {
+            child: None,
+            stdin: None,
+            link: link.clone(),
+        };
+        let argv = link.client_argv(master.control_socket(), SshLink::remote_line(&inner));
+        let mut child = tokio::process::Command::new(&argv[0])
+            .args(&argv[1..])
+            .env_clear()
+            .env("PATH", BASE_PATH)
+            .env("LC_ALL", "C")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|source| ExecError::Ssh {
+                target: link.name.clone(),
+                detail: "cannot run the local ssh client; install openssh-client".into(),
+                source: Some(Box::new(source)),
+            })?;
+        holder.stdin = child.stdin.take();
+        let stdout = child.stdout.take();
+        let mut stderr = child.stderr.take();
+        let mut line = String::new();
+        // The session itself may start slowly (the node's login shell runs its rc files).
+        let answer = timeout + SESSION_START;
+        if let Some(out) = stdout {
+            let mut out = tokio::io::BufReader::new(out);
+            match tokio::time::timeout(answer, out.read_line(&mut line)).await {
+                Ok(Ok(_)) if line.trim_end() == "locked" => {
+                    holder.child = Some(child);
+                    return Ok(Some(holder));
+                }
+                Ok(_) => {}
+                Err(_) => {
+                    let _ = child.kill().await;
+                    return Err(ExecError::Timeout {
+                        target: link.name.clone(),
+                        argv: inner.display_argv(),
+                        after: answer,
+                    });
+                }
+            }
+        }
+        // It ended without `locked`: the wait for the lock ran out, or the session failed.
+        drop(holder.stdin.take());
+        let status = match tokio::time::timeout(link.local_grace, child.wait()).await {
+            Ok(Ok(s)) => ExitStatus::Code(s.code().unwrap_or(-1)),
+            _ => {
+                let _ = child.kill().await;
+                ExitStatus::Code(-1)
+            }
+        };
+        let mut err = Vec::new();
+        if let Some(e) = stderr.as_mut() {
+            let _ = tokio::time::timeout(link.local_grace, e.read_to_end(&mut err)).await;
+        }
+        let out = Output {
+            status,
+            stdout: line.into_bytes(),
+            stderr: err,
+        };
+        if let Some(e) = self.file_error(shown, &out) {
+            return Err(e);
+        }
+        if out.status == ExitStatus::Code(RC_LOCK_TIMEOUT) {
+            return Err(ExecError::LockTimeout {
+                target: link.name.clone(),
+                path: shown.to_owned(),
+                after: timeout,
+            });
+        }
+        if refusal(&link.marker, &out).is_some() {
+            return Ok(None);
+        }
+        Err(ExecError::Failed {
+            target: link.name.clone(),
+            argv: inner.display_argv(),
+            status: out.status,
+            stderr_tail: out.stderr_tail(2048),
+        })
     }
 }
 

@@ -7,7 +7,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tracing::instrument;
 
-use crate::{Cmd, ContainerExec, CtRef, CtState, ExecError, Host, Output, SshHost, SshOptions};
+use crate::{
+    Cmd, ContainerExec, CtRef, CtState, ExecError, Host, Output, SshHost, SshOptions, Stopped,
+};
 
 /// Containers reached by SSH into the container itself, one [`SshHost`] connection each.
 ///
@@ -116,7 +118,7 @@ impl ContainerExec for SshContainer {
         Err(self.unsupported(ct, "starting a container"))
     }
 
-    async fn stop(&self, ct: &CtRef) -> Result<(), ExecError> {
+    async fn stop(&self, ct: &CtRef, _grace: Duration) -> Result<Stopped, ExecError> {
         self.link(ct)?;
         Err(self.unsupported(ct, "stopping a container"))
     }

@@ -5,13 +5,19 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use common::suite;
-use exec_backend::{Cmd, ContainerExec, CtRef, CtState, Host, LocalHost, Pct};
+use exec_backend::{Cmd, ContainerExec, CtRef, CtState, Host, LocalHost, Pct, Stopped};
 use test_support::{lxc_available, TestCt};
 
 /// Copies the stand-in into a temporary directory with its config; returns (dir, program, log).
 fn standin(ct: &TestCt, ctid: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    standin_with(ct, ctid, "")
+}
+
+/// [`standin`] with `extra` settings lines (`PUSH_SHORT=1`).
+fn standin_with(ct: &TestCt, ctid: &str, extra: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let program = dir.path().join("pct");
     std::fs::copy(
@@ -23,7 +29,7 @@ fn standin(ct: &TestCt, ctid: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {
     std::fs::write(
         dir.path().join("pct-standin.conf"),
         format!(
-            "LXCPATH='{}'\nLOG='{}'\nCT_{ctid}='{}'\n",
+            "LXCPATH='{}'\nLOG='{}'\nCT_{ctid}='{}'\n{extra}\n",
             ct.lxcpath.display(),
             log.display(),
             ct.name
@@ -81,7 +87,8 @@ async fn pct_command_lines_are_exact() {
     assert_eq!(out.stdout_str(), "600\n");
     pct.reboot(&id).await.unwrap();
     assert_eq!(pct.state(&id).await.unwrap(), CtState::Running);
-    pct.stop(&id).await.unwrap();
+    let stopped = pct.stop(&id, Duration::from_secs(20)).await.unwrap();
+    assert_eq!(stopped, Stopped::Clean);
     pct.start(&id).await.unwrap();
 
     let path = exec_backend::process::BASE_PATH;
@@ -93,11 +100,92 @@ async fn pct_command_lines_are_exact() {
         "reboot 105".into(),
         "status 105".into(),
         "status 105".into(),
-        "stop 105".into(),
+        "shutdown 105 --timeout 20".into(),
         "status 105".into(),
         "start 105".into(),
     ];
     let logged = std::fs::read_to_string(&log).unwrap();
     let lines: Vec<&str> = logged.lines().map(str::trim_end).collect();
     assert_eq!(lines, expected);
+}
+
+/// A container whose init ignores the halt signal: `pct shutdown --timeout 2` gives up (exit
+/// 255 after the timeout and 5 s more, as pct.pm's vm_stop does), and only then is it killed
+/// with `pct stop`; the caller is told it was killed.
+#[tokio::test]
+async fn a_shutdown_that_does_not_end_in_time_is_followed_by_a_kill() {
+    if !lxc_available("a_shutdown_that_does_not_end_in_time_is_followed_by_a_kill") {
+        return;
+    }
+    let ct = TestCt::create();
+    // SIGCONT: the busybox init carries on as if nothing happened.
+    let config = ct.config() + "lxc.signal.halt = SIGCONT\n";
+    std::fs::write(ct.config_path(), config).unwrap();
+    ct.start();
+    let (_dir, program, log) = standin(&ct, "106");
+    let pct = Pct::with_program(LocalHost::new(), &program);
+    let id = CtRef::new("106");
+    let t0 = std::time::Instant::now();
+    let stopped = pct.stop(&id, Duration::from_secs(2)).await.unwrap();
+    assert_eq!(stopped, Stopped::Killed);
+    assert!(t0.elapsed() >= Duration::from_secs(2), "{:?}", t0.elapsed());
+    let logged = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = logged.lines().map(str::trim_end).collect();
+    assert_eq!(
+        lines,
+        [
+            "status 106",
+            "shutdown 106 --timeout 2",
+            "status 106",
+            "stop 106"
+        ]
+    );
+    assert_eq!(pct.state(&id).await.unwrap(), CtState::Stopped);
+}
+
+/// `pct push` exits 0 whatever happens to the copy, as the real one does: a source it cannot
+/// read, a destination it cannot create, and a copy cut short (`PUSH_SHORT=1`) all "succeed".
+/// That is why gpu-core checks what arrived before it runs it.
+#[tokio::test]
+async fn pct_push_exits_0_when_the_copy_fails() {
+    if !lxc_available("pct_push_exits_0_when_the_copy_fails") {
+        return;
+    }
+    let ct = TestCt::start_new();
+    let (dir, program, _log) = standin_with(&ct, "107", "PUSH_SHORT=1");
+    let pct = Pct::with_program(LocalHost::new(), &program);
+    let id = CtRef::new("107");
+    let src = dir.path().join("payload");
+    std::fs::write(&src, vec![b'x'; 4096]).unwrap();
+    pct.push_file(&id, &src, Path::new("/tmp/payload"), 0o644)
+        .await
+        .unwrap();
+    let out = pct
+        .exec(&id, &Cmd::new(["stat", "-c", "%s", "/tmp/payload"]))
+        .await
+        .unwrap();
+    assert_eq!(out.stdout_str(), "2048\n", "a short copy is not reported");
+    let missing = dir.path().join("no-such-file");
+    pct.push_file(&id, &missing, Path::new("/tmp/other"), 0o644)
+        .await
+        .unwrap();
+    pct.push_file(&id, &src, Path::new("/no/such/dir/x"), 0o644)
+        .await
+        .unwrap();
+    let out = pct
+        .exec(&id, &Cmd::new(["ls", "/tmp/other", "/no/such/dir/x"]))
+        .await
+        .unwrap();
+    assert!(!out.status.success(), "{}", out.stdout_str());
+    // Only a stopped container makes push fail (before the worker starts).
+    ct.stop();
+    let err = pct
+        .push_file(&id, &src, Path::new("/tmp/payload"), 0o644)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("can only push files to a running CT"),
+        "{err}"
+    );
 }

@@ -348,7 +348,7 @@ async fn ssh_container_execs_and_pushes() {
         cts.state(&id).await.unwrap(),
         exec_backend::CtState::Running
     );
-    let err = cts.stop(&id).await.unwrap_err();
+    let err = cts.stop(&id, Duration::from_secs(1)).await.unwrap_err();
     assert!(matches!(err, ExecError::Unsupported { .. }), "{err}");
     let err = cts
         .exec(&CtRef::new("102"), &Cmd::new(["true"]))

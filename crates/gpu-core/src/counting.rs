@@ -16,11 +16,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use exec_backend::{
-    Cmd, ContainerExec, CtRef, CtState, DirEntry, ExecError, FileMeta, Host, LxcName, Output,
-    WriteOptions,
+    Cmd, ContainerExec, CtRef, CtState, DirEntry, ExecError, FileMeta, Host, HostLock, LxcName,
+    Output, Stopped, WriteOptions,
 };
 
 use crate::report::Counters;
@@ -43,6 +44,7 @@ pub struct Tally {
     host_commands: AtomicU64,
     config_writes: AtomicU64,
     restarts: AtomicU64,
+    forced_stops: AtomicU64,
 }
 
 impl Tally {
@@ -54,6 +56,7 @@ impl Tally {
             host_commands: self.host_commands.load(Ordering::Relaxed),
             config_writes: self.config_writes.load(Ordering::Relaxed),
             restarts: self.restarts.load(Ordering::Relaxed),
+            forced_stops: self.forced_stops.load(Ordering::Relaxed),
         }
     }
 
@@ -121,6 +124,10 @@ impl Host for BackendHost {
     async fn stat(&self, path: &Path) -> Result<Option<FileMeta>, ExecError> {
         self.inner.stat(path).await
     }
+
+    async fn lock(&self, path: &Path, timeout: Duration) -> Result<HostLock, ExecError> {
+        self.inner.lock(path, timeout).await
+    }
 }
 
 /// A [`Host`] that counts commands and writes.
@@ -176,6 +183,10 @@ impl Host for CountingHost {
     async fn stat(&self, path: &Path) -> Result<Option<FileMeta>, ExecError> {
         self.inner.stat(path).await
     }
+
+    async fn lock(&self, path: &Path, timeout: Duration) -> Result<HostLock, ExecError> {
+        self.inner.lock(path, timeout).await
+    }
 }
 
 /// A [`ContainerExec`] that counts execs, pushes and restarts.
@@ -221,8 +232,12 @@ impl ContainerExec for CountingExec {
         self.inner.start(ct).await
     }
 
-    async fn stop(&self, ct: &CtRef) -> Result<(), ExecError> {
-        self.inner.stop(ct).await
+    async fn stop(&self, ct: &CtRef, grace: Duration) -> Result<Stopped, ExecError> {
+        let how = self.inner.stop(ct, grace).await?;
+        if how == Stopped::Killed {
+            Tally::bump(&self.tally.forced_stops);
+        }
+        Ok(how)
     }
 
     fn lxc_name(&self, ct: &CtRef) -> Option<LxcName> {

@@ -568,6 +568,58 @@ pub enum InstallCause {
         #[source]
         source: ExecError,
     },
+    /// apt in the container has no such package.
+    #[error("apt in the container ({system}) cannot find {package}{}", component.map(|c| format!("; it is in the distribution's {c} component, which the container's apt sources do not include: add {c} to them")).unwrap_or_else(|| "; check the name and the container's apt sources".into()))]
+    PackageNotFound {
+        /// The package.
+        package: String,
+        /// The container's system.
+        system: String,
+        /// The component it lives in, when known and not `main`.
+        component: Option<&'static str>,
+    },
+    /// Installing the packages asked for would bring a driver package into a container whose
+    /// driver userspace the tool manages.
+    #[error("installing {asked} would also install {package} {version}, a package of the NVIDIA driver's userspace: it would replace the userspace that must match the host's module (NVML then fails with \"Driver/library version mismatch\"); nothing was installed")]
+    WouldReplaceDriver {
+        /// The packages asked for.
+        asked: String,
+        /// The driver package apt would install.
+        package: String,
+        /// Its version.
+        version: String,
+    },
+    /// The CUDA repository has no toolkit of the version asked for.
+    #[error("the CUDA repository {repo} has no {package} for {system}; it has CUDA {}", if available.is_empty() { "none at all".to_owned() } else { available.join(", ") })]
+    CudaVersionMissing {
+        /// `cuda-toolkit-12-4`.
+        package: String,
+        /// The repository.
+        repo: String,
+        /// The container's system.
+        system: String,
+        /// The versions it has (`12.8`), oldest first.
+        available: Vec<String>,
+    },
+    /// NVIDIA's installer needs programs the container does not have (it looks them up even
+    /// with `--no-kernel-module`), and they cannot be installed with apt.
+    #[error("NVIDIA's installer needs {} (from {}), which the container ({system}) does not have; install them in the container", tools.join(", "), packages.join(", "))]
+    InstallerNeeds {
+        /// The missing programs: `modprobe`, `depmod`.
+        tools: Vec<String>,
+        /// The packages that have them: `kmod`.
+        packages: Vec<String>,
+        /// The container's system.
+        system: String,
+    },
+    /// A pushed file did not arrive whole (the push said it did): nothing was run.
+    #[error("the pushed {file} {what} in the container: the copy failed, nothing was run")]
+    PushedDiffers {
+        /// The file's name.
+        file: String,
+        /// What is wrong: `has 2048 of 4096 bytes`, `is missing`.
+        what: String,
+    },
     /// A command could not be run (in the container or on the host).
     #[error("{doing} failed")]
     Run {
@@ -609,6 +661,21 @@ pub enum InstallCause {
         url: String,
         /// Why: curl's error, or what the file holds instead of a checksum.
         why: String,
+    },
+    /// No checksum is published beside a download, and trusting the first download was not
+    /// asked for: nothing was downloaded.
+    #[error("no checksum is published at {url}, so the download cannot be checked; nothing was downloaded")]
+    NoChecksum {
+        /// The checksum file's URL that does not exist.
+        url: String,
+    },
+    /// None of the places a file may be has it.
+    #[error("{file} is at none of the known download locations: {}", tried.join(", "))]
+    NotPublished {
+        /// The file's name.
+        file: String,
+        /// Each URL asked and its HTTP status: `https://... (404)`.
+        tried: Vec<String>,
     },
     /// A download's SHA-256 is not the expected one.
     #[error("checksum mismatch for {url}: expected {expected}, got {got}; the download was removed and nothing was installed")]

@@ -533,6 +533,8 @@ pub struct SyncOptions {
     pub runfile_url: Option<HttpUrl>,
     /// The runfile's SHA-256.
     pub runfile_sha256: Option<Sha256>,
+    /// Trust the first download of a runfile that has no published checksum.
+    pub runfile_trust_first_download: bool,
     /// Compute and report, change nothing.
     pub dry_run: bool,
     /// Restart behaviour.
@@ -604,6 +606,7 @@ pub async fn sync(
         req.runfile = RunfileSource {
             url: runfile_url.clone(),
             sha256: opts.runfile_sha256.clone(),
+            trust_first_download: opts.runfile_trust_first_download,
         };
         req.dry_run = opts.dry_run;
         req.restart = opts.restart.clone();

@@ -102,6 +102,8 @@ pub struct Counters {
     pub config_writes: u64,
     /// Container restarts and starts.
     pub restarts: u64,
+    /// Containers killed because a clean shutdown did not end within the grace time.
+    pub forced_stops: u64,
 }
 
 /// How a running container got its changed config.

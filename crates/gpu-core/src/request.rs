@@ -42,6 +42,9 @@ pub struct RunfileSource {
     pub url: Option<HttpUrl>,
     /// Expected SHA-256; `None`: the `.sha256sum` published beside the file.
     pub sha256: Option<Sha256>,
+    /// Without `sha256`, where no `.sha256sum` is published: trust the first download (its
+    /// sum is recorded, and later uses are checked against it). Off: such a download is refused.
+    pub trust_first_download: bool,
 }
 
 /// When the container is restarted, and how a running container gets a changed config.
@@ -177,6 +180,8 @@ pub struct RequestTemplate {
     pub runfile_url: Option<HttpUrl>,
     /// The runfile's SHA-256.
     pub runfile_sha256: Option<Sha256>,
+    /// Trust the first download of a runfile that has no published checksum.
+    pub runfile_trust_first_download: bool,
     /// The CUDA repository; `None`: the orchestrator's, else the distribution's.
     pub repo_url: Option<HttpUrl>,
     /// Stop after the config step.
@@ -202,6 +207,7 @@ impl Default for RequestTemplate {
             tools: Vec::new(),
             runfile_url: None,
             runfile_sha256: None,
+            runfile_trust_first_download: false,
             repo_url: None,
             config_only: false,
             restart: RestartPolicy::default(),
@@ -247,6 +253,7 @@ impl RequestTemplate {
                 (None, None) => None,
             },
             sha256: self.runfile_sha256.clone(),
+            trust_first_download: self.runfile_trust_first_download,
         };
         r.repo_url = match (&self.repo_url, orch) {
             (Some(u), _) => Some(u.clone()),

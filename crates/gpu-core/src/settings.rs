@@ -22,6 +22,10 @@ pub struct Settings {
     /// under a root directory (the CLI's `--bind-under-root`): LXC then binds the stand-in
     /// nodes made under that root. Off by default.
     pub resolve_mount_sources: bool,
+    /// Where NVIDIA's driver downloads are (`https://us.download.nvidia.com`): the runfile of a
+    /// version is looked for under its `XFree86/Linux-x86_64/<ver>/` and `tesla/<ver>/`. A
+    /// mirror of that layout can stand in (tests use a local server).
+    pub nvidia_downloads: String,
 }
 
 impl Default for Settings {
@@ -32,6 +36,7 @@ impl Default for Settings {
             record: PathBuf::from("/var/lib/phoenix-gpu/nvidia-record"),
             lock_timeout: Duration::from_secs(10),
             resolve_mount_sources: false,
+            nvidia_downloads: "https://us.download.nvidia.com".into(),
         }
     }
 }

@@ -17,6 +17,12 @@ use gpu_core::{
 use support::{can_run, GpuHost, Server, TestCt, GPUS, VER};
 
 fn engine(gh: &GpuHost) -> Engine {
+    // No test reaches NVIDIA: a request without a runfile URL would ask this closed port.
+    engine_with(gh, "http://127.0.0.1:1")
+}
+
+/// The engine, with NVIDIA's downloads at `downloads` (a local server with their layout).
+fn engine_with(gh: &GpuHost, downloads: &str) -> Engine {
     let host = gh.host.clone();
     // The backend's commands (lxc-attach, lxc-info) count into each run, as in the binary.
     let backend_host: Arc<dyn exec_backend::Host> =
@@ -37,6 +43,7 @@ fn engine(gh: &GpuHost) -> Engine {
         // The stand-in nodes and libraries live under the fake host's root: LXC must bind
         // those, so the config names them by their paths under the root.
         resolve_mount_sources: true,
+        nvidia_downloads: downloads.to_owned(),
         ..Settings::default()
     })
 }
@@ -88,8 +95,12 @@ async fn runfile_cuda_and_tools_then_converged_then_a_host_upgrade() {
     let srv = Server::start().await;
     let run_path = srv.publish_runfile(VER, false);
     let repo = srv.publish_apt_repo();
-    let ct = gh.container(&[]);
+    let debian = srv.publish_debian_repo();
+    // A debootstrap minbase: no kmod, which NVIDIA's installer needs; the tool installs it.
+    let ct = gh.container_with_apt(&[], &[&debian]);
     ct.start();
+    let (rc, _) = ct.sh("command -v modprobe");
+    assert_ne!(rc, 0, "the rootfs has kmod already");
     let events = Arc::new(Mutex::new(Vec::new()));
     let ev = events.clone();
     let e = engine(&gh).with_events(EventSink::new(move |x| ev.lock().unwrap().push(x)));
@@ -133,6 +144,23 @@ async fn runfile_cuda_and_tools_then_converged_then_a_host_upgrade() {
     );
     let (rc, out) = ct.sh("nvidia-smi --query-gpu=index,uuid,driver_version --format=csv,noheader; /usr/local/cuda/bin/nvcc --version; nvtop; ls /root");
     assert_eq!(rc, 0, "{out}");
+    assert!(
+        detail(&r, StepName::Cuda).contains("/usr/local/cuda-12.8/bin is on the PATH"),
+        "{r:#?}"
+    );
+    // nvcc on a login shell's PATH; kmod installed; the toolkit's recommends left out.
+    let (rc, login) = ct.sh(
+        "env -i sh -lc 'command -v nvcc'; command -v modprobe; dpkg -s cuda-recommended-standin",
+    );
+    assert_ne!(rc, 0, "{login}");
+    assert!(
+        login.contains("/usr/local/cuda-12.8/bin/nvcc") && login.contains("/usr/sbin/modprobe"),
+        "{login}"
+    );
+    assert!(
+        login.contains("package 'cuda-recommended-standin' is not installed"),
+        "{login}"
+    );
     assert!(out.contains(&format!("0, {}, {VER}", GPUS[1].1)), "{out}");
     assert!(
         out.contains("release 12.8") && out.contains("nvtop stand-in"),
@@ -223,7 +251,10 @@ async fn four_containers_download_the_runfile_once() {
     let gh = GpuHost::new();
     let srv = Server::start().await;
     let run_path = srv.publish_runfile(VER, false);
-    let cts: Vec<TestCt> = (0..4).map(|_| gh.container(&[])).collect();
+    let debian = srv.publish_debian_repo();
+    let cts: Vec<TestCt> = (0..4)
+        .map(|_| gh.container_with_apt(&[], &[&debian]))
+        .collect();
     for ct in &cts {
         ct.start();
     }
@@ -261,7 +292,7 @@ async fn four_containers_download_the_runfile_once() {
     );
     assert_eq!(srv.gets(&format!("{run_path}.sha256sum")), 1);
     // A later run (another process) finds it in the cache too.
-    let ct = gh.container(&[]);
+    let ct = gh.container_with_apt(&[], &[&debian]);
     ct.start();
     let mut req = request(&ct, "1");
     req.runfile.url = Some(srv.url(&run_path).parse().unwrap());
@@ -281,7 +312,8 @@ async fn a_checksum_mismatch_runs_nothing_in_the_container() {
     let gh = GpuHost::new();
     let srv = Server::start().await;
     let run_path = srv.publish_runfile(VER, false);
-    let ct = gh.container(&[]);
+    let debian = srv.publish_debian_repo();
+    let ct = gh.container_with_apt(&[], &[&debian]);
     ct.start();
     let mut req = request(&ct, "1");
     req.runfile.url = Some(srv.url(&run_path).parse().unwrap());
@@ -301,7 +333,7 @@ async fn a_checksum_mismatch_runs_nothing_in_the_container() {
         "{out}"
     );
     assert!(
-        cache_files(&gh).is_empty(),
+        cache_files(&gh).iter().all(|f| f.ends_with(".lock")),
         "left in the cache: {:?}",
         cache_files(&gh)
     );
@@ -315,7 +347,8 @@ async fn a_failing_installer_is_an_install_error_with_its_log() {
     let gh = GpuHost::new();
     let srv = Server::start().await;
     let run_path = srv.publish_runfile(VER, true);
-    let ct = gh.container(&[]);
+    let debian = srv.publish_debian_repo();
+    let ct = gh.container_with_apt(&[], &[&debian]);
     ct.start();
     let mut req = request(&ct, "1");
     req.runfile.url = Some(srv.url(&run_path).parse().unwrap());
@@ -538,8 +571,12 @@ async fn sync_after_a_driver_upgrade_downloads_the_new_runfile_once() {
     let srv = Server::start().await;
     let old_path = srv.publish_runfile(VER, false);
     let new_path = srv.publish_runfile(NEW, false);
+    let debian = srv.publish_debian_repo();
     let sels = ["0", "1", "0,1"];
-    let cts: Vec<TestCt> = sels.iter().map(|_| gh.container(&[])).collect();
+    let cts: Vec<TestCt> = sels
+        .iter()
+        .map(|_| gh.container_with_apt(&[], &[&debian]))
+        .collect();
     let e = engine(&gh);
     for (ct, sel) in cts.iter().zip(sels) {
         ct.start();
@@ -590,6 +627,253 @@ async fn sync_after_a_driver_upgrade_downloads_the_new_runfile_once() {
         "the new runfile was downloaded more than once"
     );
     assert_eq!(srv.gets(&old_path), 1);
+}
+
+/// A datacenter driver, published the way NVIDIA publishes 580.159.04: only under
+/// `tesla/<ver>/`, no `.sha256sum` beside it. The local server has only that layout. Without a
+/// runfile URL the tool asks both of NVIDIA's locations (one HEAD each, XFree86 first), finds it
+/// under tesla, and refuses to run an unchecked download unless asked to trust it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_datacenter_runfile_is_found_under_tesla() {
+    if !can_run("a_datacenter_runfile_is_found_under_tesla") {
+        return;
+    }
+    let gh = GpuHost::new();
+    let srv = Server::start().await;
+    let tesla = srv.publish_tesla_runfile(VER, false);
+    let debian = srv.publish_debian_repo();
+    let xfree86 = format!("/XFree86/Linux-x86_64/{VER}/NVIDIA-Linux-x86_64-{VER}.run");
+    let ct = gh.container_with_apt(&[], &[&debian]);
+    ct.start();
+    let e = engine_with(&gh, &srv.url(""));
+    let mut req = request(&ct, "1");
+
+    let f = e.apply(&req).await.unwrap_err();
+    assert_eq!(f.error.kind(), ErrorKind::Install, "{}", f.error);
+    let m = gpu_core::chain(&f.error);
+    assert!(
+        m.contains(&format!(
+            "no checksum is published at {}.sha256sum",
+            srv.url(&tesla)
+        )),
+        "{m}"
+    );
+    assert_eq!((srv.heads(&xfree86), srv.heads(&tesla)), (1, 1));
+    assert_eq!(srv.gets(&tesla), 0, "downloaded without a checksum");
+    let (rc, out) = ct.sh("ls /root; test -e /var/log/nvidia-installer.log");
+    assert_ne!(rc, 0, "{out}");
+
+    req.runfile.trust_first_download = true;
+    let r = apply_ok(&e, &req).await;
+    let d = detail(&r, StepName::Userspace);
+    assert!(
+        d.contains("NVIDIA's datacenter (tesla) downloads") && d.contains(&srv.url(&tesla)),
+        "{d}"
+    );
+    assert!(d.contains("the first download was trusted"), "{d}");
+    // Changed: the verification puts gpu-check in place after an install.
+    assert_eq!(status(&r, StepName::Verify), StepStatus::Changed, "{r:#?}");
+    assert_eq!(srv.gets(&tesla), 1);
+    assert_eq!(srv.gets(&xfree86), 0);
+}
+
+/// The stand-in installer stops where NVIDIA's does in a container without kmod (debootstrap
+/// minbase), `--no-kernel-module` or not, with the real message; the tool installs kmod first,
+/// and without an apt source that has it, the error names kmod.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kmod_comes_before_the_installer() {
+    if !can_run("kmod_comes_before_the_installer") {
+        return;
+    }
+    let gh = GpuHost::new();
+    let srv = Server::start().await;
+    let run_path = srv.publish_runfile(VER, false);
+    let ct = gh.container(&[]);
+    ct.start();
+    // The stand-in on its own, as the tool would run it.
+    std::fs::write(
+        ct.rootfs().join("root/standin.run"),
+        support::standin_runfile(VER, false),
+    )
+    .unwrap();
+    let (rc, out) = ct.sh("sh /root/standin.run --no-kernel-module --silent");
+    assert_eq!(rc, 1, "{out}");
+    assert!(
+        out.contains("ERROR: Unable to find the module utility `modprobe`; please make sure you have the package 'module-init-tools' or 'kmod' installed."),
+        "{out}"
+    );
+    // No source with kmod: the tool says what it needs, before downloading anything.
+    let e = engine(&gh);
+    let mut req = request(&ct, "1");
+    req.runfile.url = Some(srv.url(&run_path).parse().unwrap());
+    let f = e.apply(&req).await.unwrap_err();
+    assert_eq!(f.error.kind(), ErrorKind::Install, "{}", f.error);
+    let m = gpu_core::chain(&f.error);
+    assert!(m.contains("cannot find kmod"), "{m}");
+    assert_eq!(srv.gets(&run_path), 0);
+    // With the distribution's repository: kmod, then the userspace.
+    support::set_apt_sources(&ct, &[&srv.publish_debian_repo()]);
+    let r = apply_ok(&e, &req).await;
+    assert_eq!(status(&r, StepName::Userspace), StepStatus::Changed);
+    assert_eq!(status(&r, StepName::Verify), StepStatus::Changed, "{r:#?}");
+    let (rc, out) = ct.sh("command -v modprobe depmod; dpkg -s kmod | grep Status");
+    assert_eq!(rc, 0, "{out}");
+}
+
+/// `pct push` that exits 0 after a short copy (the pct stand-in with `PUSH_SHORT=1`, as pct.pm
+/// behaves): the file is checked in the container before it runs, so nothing runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_pct_push_runs_nothing() {
+    if !can_run("a_short_pct_push_runs_nothing") {
+        return;
+    }
+    let gh = GpuHost::new();
+    let srv = Server::start().await;
+    let run_path = srv.publish_runfile(VER, false);
+    let debian = srv.publish_debian_repo();
+    // A numeric name, so that pct (which takes CTIDs) can name it.
+    let name = format!("9{:05}", std::process::id() % 100_000);
+    let ct = gh.container_named(&name, &[]);
+    support::set_apt_sources(&ct, &[&debian]);
+    ct.start();
+    let dir = tempfile::tempdir().unwrap();
+    let pct = dir.path().join("pct");
+    std::fs::copy(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../exec-backend/tests/fixtures/pct-standin"
+        ),
+        &pct,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("pct-standin.conf"),
+        format!(
+            "LXCPATH='{}'\nLOG='{}'\nCT_{name}='{name}'\nPUSH_SHORT=1\n",
+            ct.lxcpath.display(),
+            dir.path().join("pct.log").display()
+        ),
+    )
+    .unwrap();
+    let cts = Arc::new(exec_backend::Pct::with_program(
+        LocalHost::with_root(gh.root()),
+        &pct,
+    ));
+    let e = Engine::new(
+        gh.host.clone(),
+        cts,
+        Target::Lxc {
+            lxcpath: PathBuf::from("/lxc"),
+        },
+    )
+    .with_settings(Settings {
+        cache_dir: PathBuf::from("/cache"),
+        backup_root: PathBuf::from("/backups"),
+        resolve_mount_sources: true,
+        nvidia_downloads: "http://127.0.0.1:1".into(),
+        ..Settings::default()
+    });
+    let mut req = request(&ct, "1");
+    req.runfile.url = Some(srv.url(&run_path).parse().unwrap());
+    let f = e.apply(&req).await.unwrap_err();
+    assert_eq!(f.error.kind(), ErrorKind::Install, "{}", f.error);
+    let m = gpu_core::chain(&f.error);
+    let size = std::fs::metadata(
+        gh.root()
+            .join(format!("cache/NVIDIA-Linux-x86_64-{VER}.run")),
+    )
+    .unwrap()
+    .len();
+    assert!(
+        m.contains(&format!(
+            "the pushed NVIDIA-Linux-x86_64-{VER}.run has {} of {size} bytes in the container: the copy failed, nothing was run",
+            size / 2
+        )),
+        "{m}"
+    );
+    let (rc, out) = ct.sh("ls /root; test -e /var/log/nvidia-installer.log");
+    assert_ne!(rc, 0, "the installer ran: {out}");
+    assert!(!out.contains(".run"), "the short file was left: {out}");
+    let log = std::fs::read_to_string(dir.path().join("pct.log")).unwrap();
+    assert!(log.contains(&format!("push {name} ")), "{log}");
+}
+
+/// apt and the driver's libraries: nvtop where apt cannot find it (Debian keeps it in
+/// contrib) is named with its component; Ubuntu 20.04's nvtop, which depends on
+/// libnvidia-compute-*, is refused in a container whose userspace the tool installed, before
+/// anything is installed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tools_never_bring_driver_libraries() {
+    if !can_run("tools_never_bring_driver_libraries") {
+        return;
+    }
+    let gh = GpuHost::new();
+    let srv = Server::start().await;
+    let run_path = srv.publish_runfile(VER, false);
+    let debian = srv.publish_debian_repo();
+    let focal = srv.publish_focal_repo();
+    let ct = gh.container_with_apt(&[], &[&debian]);
+    ct.start();
+    let e = engine(&gh);
+    let mut req = request(&ct, "1");
+    req.runfile.url = Some(srv.url(&run_path).parse().unwrap());
+    req.tools = vec!["nvtop".parse().unwrap()];
+
+    let f = e.apply(&req).await.unwrap_err();
+    let m = gpu_core::chain(&f.error);
+    assert!(
+        m.contains("cannot find nvtop; it is in the distribution's contrib component"),
+        "{m}"
+    );
+    assert_eq!(status(&f.report, StepName::Userspace), StepStatus::Changed);
+
+    support::set_apt_sources(&ct, &[&debian, &focal]);
+    let f = e.apply(&req).await.unwrap_err();
+    assert_eq!(f.error.kind(), ErrorKind::Install, "{}", f.error);
+    let m = gpu_core::chain(&f.error);
+    assert!(
+        m.contains(
+            "installing nvtop would also install libnvidia-compute-580 580.95.05-0ubuntu0.20.04.1"
+        ),
+        "{m}"
+    );
+    let (_, out) = ct.sh("dpkg -s nvtop libnvidia-compute-580 2>&1 | grep -c 'is not installed'");
+    assert_eq!(out.trim(), "2", "installed anyway");
+    // The runfile's userspace is intact.
+    let r = e
+        .verify(&req)
+        .await
+        .unwrap_or_else(|f| panic!("{}", f.error));
+    assert!(detail(&r, StepName::Verify).contains(VER), "{r:#?}");
+}
+
+/// The CUDA repository has 12.8 only: asking for 12.4 fails after the repository is added and
+/// before any install, naming what it has.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cuda_version_the_repository_lacks_is_refused() {
+    if !can_run("a_cuda_version_the_repository_lacks_is_refused") {
+        return;
+    }
+    let gh = GpuHost::new();
+    let srv = Server::start().await;
+    let repo = srv.publish_apt_repo();
+    let ct = gh.container(&[]);
+    ct.start();
+    let mut req = request(&ct, "1");
+    req.strategy = Some(Strategy::None);
+    req.cuda = Some("12.4".parse().unwrap());
+    req.repo_url = Some(repo.parse().unwrap());
+    let f = engine(&gh).apply(&req).await.unwrap_err();
+    assert_eq!(f.error.kind(), ErrorKind::Install, "{}", f.error);
+    let m = gpu_core::chain(&f.error);
+    assert!(
+        m.contains(&format!(
+            "the CUDA repository {repo} has no cuda-toolkit-12-4"
+        )) && m.contains("it has CUDA 12.8"),
+        "{m}"
+    );
+    let (_, out) = ct.sh("dpkg -l 'cuda-toolkit-*' 2>&1; ls /usr/local");
+    assert!(!out.contains("cuda-12"), "{out}");
 }
 
 /// nvidia-smi's failures in a real container, each as the real tool words it (the stand-in's

@@ -187,10 +187,11 @@ fn counters_fields() {
         host_commands: 2,
         config_writes: 3,
         restarts: 4,
+        forced_stops: 6,
     };
     assert_eq!(
         serde_json::to_value(c).unwrap(),
-        json!({"container_execs": 1, "container_processes": 5, "host_commands": 2, "config_writes": 3, "restarts": 4})
+        json!({"container_execs": 1, "container_processes": 5, "host_commands": 2, "config_writes": 3, "restarts": 4, "forced_stops": 6})
     );
 }
 

@@ -3,10 +3,12 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use exec_backend::{
-    Cmd, DirEntry, ExecError, ExitStatus, FileKind, FileMeta, Host, LocalHost, Output, WriteOptions,
+    Cmd, DirEntry, ExecError, ExitStatus, FileKind, FileMeta, Host, HostLock, LocalHost, Output,
+    WriteOptions,
 };
 
 use crate::calls::{argv_line, CallLog};
@@ -21,7 +23,7 @@ const FILE_UTILITIES: [&str; 5] = ["rm", "mkdir", "mv", "sha256sum", "tee"];
 ///
 /// What it keeps of a real host's contract, and what stands in:
 /// - Files are the real thing: [`Host::read_file`], [`Host::write_file_atomic`],
-///   [`Host::read_dir`], [`Host::stat`] and [`Host::resolve`] are those of
+///   [`Host::read_dir`], [`Host::stat`], [`Host::lock`] and [`Host::resolve`] are those of
 ///   [`LocalHost::with_root`] on the directory (errors name `localhost`). Device nodes a test
 ///   cannot make without root can be declared ([`FsHost::with_char_devices`]): their paths then
 ///   report as character devices with the given numbers and mode.
@@ -273,5 +275,10 @@ impl Host for FsHost {
         self.calls.push(format!("host stat {}", path.display()));
         let meta = self.local.stat(path).await?;
         Ok(meta.map(|m| self.overlay(path, m)))
+    }
+
+    async fn lock(&self, path: &Path, timeout: Duration) -> Result<HostLock, ExecError> {
+        self.calls.push(format!("host lock {}", path.display()));
+        self.local.lock(path, timeout).await
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use exec_backend::{Cmd, ContainerExec, CtRef, CtState, ExecError, Output};
+use exec_backend::{Cmd, ContainerExec, CtRef, CtState, ExecError, Output, Stopped};
 
 use crate::calls::{argv_line, CallLog};
 
@@ -37,6 +37,8 @@ pub struct CtModel<S> {
     pub files: BTreeSet<String>,
     /// `start` never returns (a container that does not come up).
     pub start_hangs: bool,
+    /// `stop` reports [`Stopped::Killed`] (a container that did not shut down in time).
+    pub stop_kills: bool,
     /// The test's model.
     pub script: S,
 }
@@ -58,7 +60,9 @@ impl<S> DerefMut for CtModel<S> {
 /// A stand-in for a container reached through [`ContainerExec`] (pct, lxc-attach, SSH).
 ///
 /// What it keeps of the real contract: `state` reports the run state, `stop` and `start` change
-/// it (`start` may hang, as a container that never reaches RUNNING), `push_file` puts a file
+/// it (`start` may hang, as a container that never reaches RUNNING; `stop` says whether it
+/// was already stopped, shut down cleanly, or killed when [`CtModel::stop_kills`] is set),
+/// `push_file` puts a file
 /// in (recorded in [`CtModel::pushed`] and [`CtModel::files`]), and with
 /// [`ScriptedCt::named`] any other container is `CtNotFound`. What `exec` answers is the
 /// test's [`CtScript`]. Every call is recorded in a [`CallLog`] (`ct exec sh -c <script>`,
@@ -79,6 +83,7 @@ impl<S: CtScript> ScriptedCt<S> {
                 pushed: Vec::new(),
                 files: BTreeSet::new(),
                 start_hangs: false,
+                stop_kills: false,
                 script,
             }),
             calls: CallLog::new(),
@@ -161,11 +166,18 @@ impl<S: CtScript> ContainerExec for ScriptedCt<S> {
         Ok(())
     }
 
-    async fn stop(&self, ct: &CtRef) -> Result<(), ExecError> {
+    async fn stop(&self, ct: &CtRef, _grace: Duration) -> Result<Stopped, ExecError> {
         self.enter(ct, || "ct stop".into())?;
         let mut m = self.model.lock().unwrap();
+        if m.state == CtState::Stopped {
+            return Ok(Stopped::Already);
+        }
         m.state = CtState::Stopped;
         S::stopped(&mut m);
-        Ok(())
+        Ok(if m.stop_kills {
+            Stopped::Killed
+        } else {
+            Stopped::Clean
+        })
     }
 }

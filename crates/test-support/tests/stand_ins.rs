@@ -255,7 +255,9 @@ async fn scripted_ct_keeps_state_and_records_calls() {
     ct.push_file(&id, Path::new("/src/f"), Path::new("/root/f"), 0o644)
         .await
         .unwrap();
-    ct.stop(&id).await.unwrap();
+    ct.stop(&id, std::time::Duration::from_secs(1))
+        .await
+        .unwrap();
     let e = ct.state(&CtRef::new("other")).await.unwrap_err();
     assert!(matches!(e, ExecError::CtNotFound { .. }), "{e}");
     ct.with(|m| {

@@ -6,7 +6,7 @@ use std::os::unix::ffi::OsStringExt;
 use std::path::Path;
 use std::time::Duration;
 
-use exec_backend::{Cmd, ContainerExec, CtRef, CtState, ExecError, ExitStatus};
+use exec_backend::{Cmd, ContainerExec, CtRef, CtState, ExecError, ExitStatus, Stopped};
 
 /// Arguments that a shell would mangle.
 pub fn tricky_args() -> Vec<OsString> {
@@ -135,9 +135,10 @@ pub async fn timeout_kills<C: ContainerExec>(c: &C, ct: &CtRef) {
 /// Stop, state, start, state; exec works again.
 pub async fn lifecycle<C: ContainerExec>(c: &C, ct: &CtRef) {
     assert_eq!(c.state(ct).await.unwrap(), CtState::Running);
-    c.stop(ct).await.unwrap();
+    let grace = Duration::from_secs(10);
+    assert_eq!(c.stop(ct, grace).await.unwrap(), Stopped::Clean);
     assert_eq!(c.state(ct).await.unwrap(), CtState::Stopped);
-    c.stop(ct).await.unwrap();
+    assert_eq!(c.stop(ct, grace).await.unwrap(), Stopped::Already);
     c.start(ct).await.unwrap();
     assert_eq!(c.state(ct).await.unwrap(), CtState::Running);
     let out = c.exec(ct, &Cmd::new(["echo", "back"])).await.unwrap();
@@ -153,6 +154,6 @@ pub async fn unknown_ct<C: ContainerExec>(c: &C, nope: &CtRef) {
     assert!(matches!(err, ExecError::CtNotFound { .. }), "{err}");
     let err = c.start(&nope).await.unwrap_err();
     assert!(matches!(err, ExecError::CtNotFound { .. }), "{err}");
-    let err = c.stop(&nope).await.unwrap_err();
+    let err = c.stop(&nope, Duration::from_secs(1)).await.unwrap_err();
     assert!(matches!(err, ExecError::CtNotFound { .. }), "{err}");
 }

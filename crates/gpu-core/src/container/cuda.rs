@@ -4,23 +4,32 @@
 //! (`https://developer.download.nvidia.com/compute/cuda/repos/<id><version without dot>/x86_64/`,
 //! e.g. `debian12`, `ubuntu2404`) unless the request names one. Its keyring package
 //! (`cuda-keyring_1.1-1_all.deb`) is downloaded on the host (a minimal container has no curl),
-//! cached, pushed in and installed with `dpkg -i`; then the tool writes its own source line
-//! `deb [signed-by=/usr/share/keyrings/cuda-archive-keyring.gpg] <repo> /` to
-//! `/etc/apt/sources.list.d/phoenix-gpu-cuda.list` (only for a repository other than NVIDIA's
-//! default, whose line the keyring package already ships), runs `apt-get update` and
-//! `apt-get install -y cuda-toolkit-X-Y`. Tools are apt packages installed the same way.
-//! At most one `apt-get update` runs per apply.
+//! cached, pushed in, checked ([`pushed`]) and installed with `dpkg -i`; then the tool writes
+//! its own source line `deb [signed-by=/usr/share/keyrings/cuda-archive-keyring.gpg] <repo> /`
+//! to `/etc/apt/sources.list.d/phoenix-gpu-cuda.list` (only for a repository other than
+//! NVIDIA's default, whose line the keyring package already ships) and runs `apt-get update`.
+//! Before installing, the repository must have the version asked for for the container's
+//! release (`apt-cache policy cuda-toolkit-X-Y` has a candidate; CUDA 12.x may be missing from
+//! the repository of a newer release): if not, the error lists the versions it has
+//! (`apt-cache pkgnames cuda-toolkit-`). Then `cuda-toolkit-X-Y` is installed through
+//! [`apt::install`] (a simulation that refuses driver packages, `--no-install-recommends`), and
+//! `/etc/profile.d/phoenix-gpu-cuda.sh` puts `/usr/local/cuda-X.Y/bin` on the `PATH` of login
+//! shells (the toolkit's packages put `nvcc` there, not on the `PATH`). `remove` leaves that
+//! file, as it leaves the toolkit: it takes the GPUs away, not the software.
+//!
+//! Tools are apt packages installed the same way. At most one `apt-get update` runs per apply.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use crate::error::{Error, InstallCause, Result};
 use crate::report::StepStatus;
-use crate::request::Request;
+use crate::request::{Request, Strategy};
 use crate::step::Ctx;
 
-use super::download::{self, Fetch};
+use super::apt::{self, Apt, APT_TIMEOUT};
+use super::download::{self, Checksum, Fetch, Source};
 use super::probe::{run_script, Probe};
+use super::pushed;
 
 /// The keyring package in NVIDIA's CUDA repositories.
 pub const KEYRING_DEB: &str = "cuda-keyring_1.1-1_all.deb";
@@ -28,13 +37,13 @@ pub const KEYRING_DEB: &str = "cuda-keyring_1.1-1_all.deb";
 pub const KEYRING_FILE: &str = "/usr/share/keyrings/cuda-archive-keyring.gpg";
 /// The source list the tool writes for a repository given with `--repo-url`.
 pub const SOURCES_FILE: &str = "/etc/apt/sources.list.d/phoenix-gpu-cuda.list";
-const APT_TIMEOUT: Duration = Duration::from_secs(60 * 60);
+/// The login shells' `PATH` addition for the CUDA toolkit.
+pub const PROFILE_FILE: &str = "/etc/profile.d/phoenix-gpu-cuda.sh";
 
-/// What apt work happened in this run.
-#[derive(Debug, Default)]
-pub(crate) struct Apt {
-    updated: bool,
-}
+/// The exit codes of the repository script's steps.
+const RC_DPKG: i32 = 90;
+const RC_SOURCES: i32 = 91;
+const RC_UPDATE: i32 = 92;
 
 /// NVIDIA's CUDA repository for the container's distribution.
 pub(crate) fn default_repo(probe: &Probe) -> Option<String> {
@@ -51,20 +60,36 @@ pub(crate) fn default_repo(probe: &Probe) -> Option<String> {
     })
 }
 
-/// Debian or Ubuntu with apt, else [`Error::Install`] naming what the container is.
-fn require_apt(ctx: &Ctx<'_>, what: &str, probe: &Probe) -> Result<()> {
-    let id = probe.os_id.as_deref().unwrap_or("");
-    if matches!(id, "debian" | "ubuntu") && probe.apt_get && probe.dpkg {
-        return Ok(());
-    }
-    Err(Error::Install {
-        ct: ctx.ct.to_string(),
-        what: what.to_owned(),
-        cause: InstallCause::NotApt {
-            system: probe.system(),
-            apt_get: probe.apt_get,
-        },
-    })
+/// Whether the container's driver userspace is the tool's, so that apt must not bring a
+/// driver package into it.
+fn guarded(req: &Request) -> bool {
+    req.strategy_or_default() != Strategy::None
+}
+
+/// The contents of [`PROFILE_FILE`] for CUDA `version`.
+pub(crate) fn profile(version: &str) -> String {
+    let bin = format!("/usr/local/cuda-{version}/bin");
+    format!(
+        "# Written by phoenix-gpu: the CUDA {version} toolkit on the PATH of login shells.\n\
+         case \":$PATH:\" in\n\
+         \x20 *:{bin}:*) ;;\n\
+         \x20 *) PATH=\"{bin}:$PATH\"; export PATH ;;\n\
+         esac\n"
+    )
+}
+
+/// The CUDA versions among `apt-cache pkgnames cuda-toolkit-` names, oldest first.
+fn available(stdout: &str) -> Vec<String> {
+    let mut v: Vec<(u32, u32)> = stdout
+        .lines()
+        .filter_map(|l| {
+            let (a, b) = l.strip_prefix("available=")?.split_once('.')?;
+            Some((a.parse().ok()?, b.parse().ok()?))
+        })
+        .collect();
+    v.sort_unstable();
+    v.dedup();
+    v.iter().map(|(a, b)| format!("{a}.{b}")).collect()
 }
 
 /// The CUDA step.
@@ -82,19 +107,17 @@ pub(crate) async fn step(
         return Ok((false, StepStatus::Ok, format!("CUDA {version} installed")));
     }
     let what = format!("CUDA {version}");
-    require_apt(ctx, &what, probe)?;
+    apt::require(ctx, &what, probe)?;
+    let fail = |cause| Error::Install {
+        ct: ctx.ct.to_string(),
+        what: what.clone(),
+        cause,
+    };
     let given = req.repo_url.as_ref().map(|u| u.as_str().to_owned());
-    let repo = match given.or_else(|| default_repo(probe)) {
-        Some(r) => r,
-        None => {
-            return Err(Error::Install {
-                ct: ctx.ct.to_string(),
-                what,
-                cause: InstallCause::NoCudaRepository {
-                    system: probe.system(),
-                },
-            })
-        }
+    let Some(repo) = given.or_else(|| default_repo(probe)) else {
+        return Err(fail(InstallCause::NoCudaRepository {
+            system: probe.system(),
+        }));
     };
     let repo = if repo.ends_with('/') {
         repo
@@ -112,10 +135,12 @@ pub(crate) async fn step(
     let cached = download::fetch(
         ctx,
         &Fetch {
-            url: keyring_url.clone(),
             file_name: cache_name(&keyring_url),
-            sha256: None,
-            sidecar: false,
+            sources: vec![Source {
+                url: keyring_url,
+                label: "the CUDA repository".into(),
+            }],
+            checksum: Checksum::FirstDownload,
         },
     )
     .await?;
@@ -123,48 +148,102 @@ pub(crate) async fn step(
     ctx.cts
         .push_file(ctx.ct, &cached.path, &dest, 0o644)
         .await
-        .map_err(|source| Error::Install {
-            ct: ctx.ct.to_string(),
-            what: what.clone(),
-            cause: InstallCause::Push {
+        .map_err(|source| {
+            fail(InstallCause::Push {
                 file: KEYRING_DEB.to_owned(),
                 source,
-            },
+            })
         })?;
-    // $1 keyring deb, $2 source line or empty, $3 package.
+    // After the pushed-file check: $1 the source line or empty, $2 the package.
     let script = format!(
-        r#"export DEBIAN_FRONTEND=noninteractive
-set -e
-trap 'rm -f "$1"' EXIT
-dpkg -i "$1"
-if [ -n "$2" ]; then printf '%s\n' "$2" > {SOURCES_FILE}; fi
-apt-get update
-apt-get install -y -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "$3"
-"#
+        r#"{check}export DEBIAN_FRONTEND=noninteractive
+dpkg -i "$f" >&2 || exit {RC_DPKG}
+if [ -n "$1" ]; then printf '%s\n' "$1" > {SOURCES_FILE} || exit {RC_SOURCES}; fi
+apt-get update >&2 || exit {RC_UPDATE}
+c=$(apt-cache policy "$2" 2>/dev/null | sed -n 's/^ *Candidate: *//p')
+echo "candidate=$c"
+apt-cache pkgnames cuda-toolkit- 2>/dev/null | sed -n 's/^cuda-toolkit-\([0-9][0-9]*\)-\([0-9][0-9]*\)$/available=\1.\2/p'
+"#,
+        check = pushed::CHECK
     );
     let line = if req.repo_url.is_some() {
         format!("deb [signed-by={KEYRING_FILE}] {repo} /")
     } else {
         String::new()
     };
-    let args = [dest.display().to_string(), line, pkg.clone()];
-    let out = run_script(ctx, "installing CUDA", &script, &args, APT_TIMEOUT).await?;
-    apt.updated = true;
+    let mut args = pushed::args(&dest.display().to_string(), &cached).to_vec();
+    args.extend([line, pkg.clone()]);
+    let out = run_script(
+        ctx,
+        "adding the CUDA repository",
+        &script,
+        &args,
+        APT_TIMEOUT,
+    )
+    .await?;
+    if let Some(cause) = pushed::failure(&out, KEYRING_DEB) {
+        return Err(fail(cause));
+    }
     if !out.status.success() {
-        return Err(Error::Install {
-            ct: ctx.ct.to_string(),
-            what,
-            cause: InstallCause::Command {
-                doing: format!("keyring, apt-get update or apt-get install {pkg}"),
-                status: out.status,
-                output: output_tail(&out),
-            },
-        });
+        let doing = match out.status {
+            exec_backend::ExitStatus::Code(RC_DPKG) => format!("dpkg -i {KEYRING_DEB}"),
+            exec_backend::ExitStatus::Code(RC_SOURCES) => format!("writing {SOURCES_FILE}"),
+            exec_backend::ExitStatus::Code(RC_UPDATE) => "apt-get update".to_owned(),
+            _ => "adding the CUDA repository".to_owned(),
+        };
+        return Err(fail(InstallCause::Command {
+            doing,
+            status: out.status,
+            output: apt::output_tail(&out),
+        }));
+    }
+    apt.mark_updated();
+    let text = out.stdout_str();
+    let candidate = text
+        .lines()
+        .find_map(|l| l.strip_prefix("candidate="))
+        .unwrap_or("")
+        .trim();
+    if candidate.is_empty() || candidate == "(none)" {
+        return Err(fail(InstallCause::CudaVersionMissing {
+            package: pkg,
+            repo,
+            system: probe.system(),
+            available: available(&text),
+        }));
+    }
+    apt::install(
+        ctx,
+        apt,
+        probe,
+        &what,
+        std::slice::from_ref(&pkg),
+        guarded(req),
+    )
+    .await?;
+    let v = version.to_string();
+    let write = exec_backend::Cmd::new(["sh", "-c", &format!("cat > {PROFILE_FILE}")])
+        .stdin(profile(&v))
+        .timeout(std::time::Duration::from_secs(60));
+    let out = ctx.cts.exec(ctx.ct, &write).await.map_err(|source| {
+        fail(InstallCause::Run {
+            doing: format!("writing {PROFILE_FILE}"),
+            source,
+        })
+    })?;
+    if !out.status.success() {
+        return Err(fail(InstallCause::Command {
+            doing: format!("writing {PROFILE_FILE}"),
+            status: out.status,
+            output: apt::output_tail(&out),
+        }));
     }
     Ok((
         true,
         StepStatus::Changed,
-        format!("installed {pkg} from {repo}"),
+        format!(
+            "installed {pkg} {candidate} from {repo}; /usr/local/cuda-{v}/bin is on the PATH of login shells ({PROFILE_FILE})"
+        ),
     ))
 }
 
@@ -193,7 +272,7 @@ pub(crate) async fn tools(
         ));
     }
     let what = format!("tools ({})", missing.join(", "));
-    require_apt(ctx, &what, probe)?;
+    apt::require(ctx, &what, probe)?;
     if req.dry_run {
         return Ok((
             false,
@@ -201,27 +280,7 @@ pub(crate) async fn tools(
             format!("would install {} with apt-get", missing.join(", ")),
         ));
     }
-    let script = r#"export DEBIAN_FRONTEND=noninteractive
-set -e
-if [ "$1" = update ]; then apt-get update; fi
-shift
-apt-get install -y -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "$@"
-"#;
-    let mut args = vec![if apt.updated { "no-update" } else { "update" }.to_owned()];
-    args.extend(missing.iter().cloned());
-    let out = run_script(ctx, "installing tools", script, &args, APT_TIMEOUT).await?;
-    apt.updated = true;
-    if !out.status.success() {
-        return Err(Error::Install {
-            ct: ctx.ct.to_string(),
-            what,
-            cause: InstallCause::Command {
-                doing: "apt-get".to_owned(),
-                status: out.status,
-                output: output_tail(&out),
-            },
-        });
-    }
+    apt::install(ctx, apt, probe, &what, &missing, guarded(req)).await?;
     Ok((
         true,
         StepStatus::Changed,
@@ -242,18 +301,6 @@ fn cache_name(url: &str) -> String {
             }
         })
         .collect()
-}
-
-fn output_tail(out: &exec_backend::Output) -> String {
-    let mut s = exec_backend::tail_text(&out.stderr, 800);
-    let o = exec_backend::tail_text(&out.stdout, 800);
-    if !o.is_empty() {
-        if !s.is_empty() {
-            s.push_str(" | ");
-        }
-        s.push_str(&o);
-    }
-    s.lines().collect::<Vec<_>>().join(" / ")
 }
 
 #[cfg(test)]
@@ -279,6 +326,33 @@ mod tests {
             None
         );
         assert_eq!(default_repo(&probe("os_id=debian\n")), None);
+    }
+
+    #[test]
+    fn profile_puts_the_toolkit_on_the_path_once() {
+        let p = profile("12.8");
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("p.sh");
+        std::fs::write(&f, &p).unwrap();
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(". {0}; . {0}; echo \"$PATH\"", f.display()))
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(out.stdout).unwrap(),
+            "/usr/local/cuda-12.8/bin:/usr/bin:/bin\n",
+            "{p}"
+        );
+    }
+
+    #[test]
+    fn available_versions_are_sorted_numerically() {
+        let out = "candidate=\navailable=12.8\navailable=11.8\navailable=12.10\navailable=12.8\n";
+        assert_eq!(available(out), ["11.8", "12.8", "12.10"]);
+        assert!(available("candidate=(none)\n").is_empty());
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! container costs exactly one exec. After a change, verification is one more exec: gpu-check
 //! with a CUDA context on each GPU, and `nvidia-smi`.
 
+pub(crate) mod apt;
 pub(crate) mod cleanup;
 pub(crate) mod cuda;
 pub(crate) mod download;
@@ -15,6 +16,7 @@ pub(crate) mod gpucheck;
 pub(crate) mod hostlibs;
 pub(crate) mod live;
 pub(crate) mod probe;
+pub(crate) mod pushed;
 pub(crate) mod restart;
 pub(crate) mod runfile;
 pub(crate) mod verify;
@@ -105,6 +107,7 @@ pub(crate) async fn converge(
         return Ok(());
     }
 
+    let mut apt = apt::Apt::default();
     let (probe, mut changed) = run
         .step(StepName::Userspace, async {
             let probe = match early.take() {
@@ -119,7 +122,7 @@ pub(crate) async fn converge(
                 Some(cleanup::run(ctx, cleanup::What::Placeholders).await?)
             };
             let (changed, status, mut detail) = match req.strategy_or_default() {
-                Strategy::Runfile => runfile::step(ctx, req, inv, &probe).await?,
+                Strategy::Runfile => runfile::step(ctx, req, inv, &probe, &mut apt).await?,
                 Strategy::HostLibs => {
                     hostlibs::step(ctx, req.dry_run, after.pending, inv, &probe).await?
                 }
@@ -140,7 +143,6 @@ pub(crate) async fn converge(
         })
         .await?;
 
-    let mut apt = cuda::Apt::default();
     changed |= run
         .step(StepName::Cuda, cuda::step(ctx, req, &probe, &mut apt))
         .await?;

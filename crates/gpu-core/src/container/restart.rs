@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use exec_backend::CtState;
+use exec_backend::{CtState, Stopped};
 
 use crate::config_step::ConfigOutcome;
 use crate::error::{chain, Error, RestartCause, Result};
@@ -16,6 +16,14 @@ use super::live::{self, Decision};
 
 /// How often the state is polled while waiting.
 const POLL: Duration = Duration::from_millis(250);
+
+/// How long a running container is given to shut down cleanly before it is killed: a quarter
+/// of the restart's time (30 s of the default 120 s), at least 1 s. A quarter, because Proxmox's
+/// `pct shutdown --timeout N` may take twice N and 5 s before it gives up, and the kill and
+/// the start must still fit in the restart's time.
+pub(crate) fn shutdown_grace(restart_timeout: Duration) -> Duration {
+    (restart_timeout / 4).max(Duration::from_secs(1))
+}
 
 /// Where the container stands after the restart step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -119,11 +127,14 @@ pub(crate) async fn step(
                     format!("would restart: {detail}"),
                 ));
             }
-            restart(ctx, policy.timeout).await?;
+            let mut done = format!("restarted: {detail}");
+            if let Some(killed) = restart(ctx, policy.timeout).await? {
+                done = format!("{done}; {killed}");
+            }
             Ok((
-                (running(false, true), Some(Activation::Restart { reason, detail: detail.clone() })),
+                (running(false, true), Some(Activation::Restart { reason, detail })),
                 StepStatus::Changed,
-                format!("restarted: {detail}"),
+                done,
             ))
         }
         CtState::Stopped if !policy.start_if_stopped => Ok((
@@ -213,18 +224,34 @@ pub(crate) async fn step(
     }
 }
 
-/// Restarts a running container: stop, wait until stopped, start, wait until running, within
-/// `timeout`.
-pub(crate) async fn restart(ctx: &Ctx<'_>, timeout: Duration) -> Result<()> {
-    bounded(ctx, timeout, "restart", async {
-        ctx.cts
-            .stop(ctx.ct)
+/// Restarts a running container: a clean stop (killed after a grace time of
+/// [`shutdown_grace`]), wait until stopped, start, wait until running, within `timeout`. When it
+/// had to be killed, says so in a notice and returns the words for the step's detail.
+pub(crate) async fn restart(ctx: &Ctx<'_>, timeout: Duration) -> Result<Option<String>> {
+    let grace = shutdown_grace(timeout);
+    let how = bounded(ctx, timeout, "restart", async {
+        let how = ctx
+            .cts
+            .stop(ctx.ct, grace)
             .await
             .map_err(|source| restart_error(ctx, RestartCause::Stop { source }))?;
         wait_for(ctx, |s| s == &CtState::Stopped).await?;
-        start_and_wait(ctx).await
+        start_and_wait(ctx).await?;
+        Ok(how)
     })
-    .await
+    .await?;
+    if how != Stopped::Killed {
+        return Ok(None);
+    }
+    let killed = format!(
+        "it did not shut down within {}s and was killed",
+        grace.as_secs()
+    );
+    ctx.events.emit(Event::Notice {
+        ct: ctx.ct.to_string(),
+        message: format!("restart: {killed}; its processes had no clean shutdown"),
+    });
+    Ok(Some(killed))
 }
 
 /// A live change in words: `gave /dev/nvidia1; took /dev/nvidia0; cgroup: allowed c 195:1 rwm,
@@ -278,12 +305,12 @@ async fn wait_for(ctx: &Ctx<'_>, done: impl Fn(&CtState) -> bool) -> Result<()> 
 }
 
 /// Runs `fut` with the restart timeout; running past it is [`Error::Restart`].
-async fn bounded(
+async fn bounded<T>(
     ctx: &Ctx<'_>,
     timeout: Duration,
     what: &'static str,
-    fut: impl std::future::Future<Output = Result<()>>,
-) -> Result<()> {
+    fut: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
     match tokio::time::timeout(timeout, fut).await {
         Ok(r) => r,
         Err(_) => Err(restart_error(

@@ -24,12 +24,15 @@ use crate::error::{chain, Error, InstallCause, Result};
 use crate::inventory::Inventory;
 use crate::report::StepStatus;
 use crate::request::Request;
+use crate::settings::Settings;
 use crate::step::Ctx;
 use crate::version::DriverVersion;
 use crate::version::VersionWanted;
 
-use super::download::{self, Fetch};
+use super::apt::{self, Apt};
+use super::download::{self, Checksum, Fetch, Source};
 use super::probe::Probe;
+use super::pushed;
 
 /// The flags every install gets.
 pub const INSTALLER_FLAGS: &[&str] = &[
@@ -62,13 +65,39 @@ pub(crate) fn wanted(req: &Request, inv: &Inventory) -> DriverVersion {
     }
 }
 
-/// NVIDIA's URL for `version` (the x86_64 runfile).
-pub fn default_url(version: &DriverVersion) -> String {
-    format!("https://us.download.nvidia.com/XFree86/Linux-x86_64/{version}/NVIDIA-Linux-x86_64-{version}.run")
+/// Where NVIDIA publishes the x86_64 runfile of `version`, under `base`
+/// (`https://us.download.nvidia.com`), in the order they are tried:
+///
+/// 1. `XFree86/Linux-x86_64/<ver>/`, NVIDIA's Unix driver archive. First, because NVIDIA
+///    publishes a `.sha256sum` beside every runfile there: a version found there is checked
+///    against NVIDIA's own checksum.
+/// 2. `tesla/<ver>/`, the datacenter ("Tesla") releases, many of which exist only there
+///    (580.159.04, the driver of an H200 host, is one; the XFree86 archive has 580.159.03). No
+///    `.sha256sum` is relied on there: where none is published, the download needs a checksum
+///    from the caller, or the caller's explicit trust in the first download.
+///
+/// One HEAD each, until one has it (`download::fetch`).
+pub(crate) fn nvidia_sources(base: &str, version: &DriverVersion) -> Vec<Source> {
+    let base = base.trim_end_matches('/');
+    let name = format!("NVIDIA-Linux-x86_64-{version}.run");
+    vec![
+        Source {
+            url: format!("{base}/XFree86/Linux-x86_64/{version}/{name}"),
+            label: "NVIDIA's driver archive (XFree86)".into(),
+        },
+        Source {
+            url: format!("{base}/tesla/{version}/{name}"),
+            label: "NVIDIA's datacenter (tesla) downloads".into(),
+        },
+    ]
 }
 
-/// The URL and the cache file name for `version`.
-pub(crate) fn source(req: &Request, version: &DriverVersion) -> (String, String) {
+/// Where the runfile comes from and its cache file name, for `version`.
+pub(crate) fn source(
+    req: &Request,
+    settings: &Settings,
+    version: &DriverVersion,
+) -> (Vec<Source>, String) {
     match &req.runfile.url {
         Some(url) => {
             let name = url
@@ -80,35 +109,92 @@ pub(crate) fn source(req: &Request, version: &DriverVersion) -> (String, String)
                 .next()
                 .unwrap_or_default()
                 .to_owned();
-            (url.to_string(), name)
+            let given = Source {
+                url: url.to_string(),
+                label: "the given URL".into(),
+            };
+            (vec![given], name)
         }
         None => (
-            default_url(version),
+            nvidia_sources(&settings.nvidia_downloads, version),
             format!("NVIDIA-Linux-x86_64-{version}.run"),
         ),
     }
 }
 
-/// The userspace step for `runfile`.
+/// How the runfile's checksum is known.
+fn checksum(req: &Request) -> Checksum {
+    match &req.runfile.sha256 {
+        Some(s) => Checksum::Given(s.clone()),
+        None => Checksum::Published {
+            trust_first: req.runfile.trust_first_download,
+        },
+    }
+}
+
+/// What NVIDIA's installer looks up first and stops without, even with
+/// `--no-kernel-module` (nvidia-installer's `find_system_utils` and `find_module_utils`), and
+/// the Debian package of each.
+const INSTALLER_NEEDS: &[(&str, &str)] = &[
+    ("ldconfig", "libc-bin"),
+    ("grep", "grep"),
+    ("dmesg", "util-linux"),
+    ("tail", "coreutils"),
+    ("modprobe", "kmod"),
+    ("rmmod", "kmod"),
+    ("lsmod", "kmod"),
+    ("depmod", "kmod"),
+];
+
+/// The installer's programs the container lacks (the probe's `installer_missing`), and the
+/// packages that have them.
+fn installer_needs(probe: &Probe) -> (Vec<String>, Vec<String>) {
+    let mut tools = Vec::new();
+    let mut packages: Vec<String> = Vec::new();
+    for (tool, package) in INSTALLER_NEEDS {
+        if probe.installer_missing.contains(*tool) {
+            tools.push((*tool).to_owned());
+            if !packages.iter().any(|p| p == package) {
+                packages.push((*package).to_owned());
+            }
+        }
+    }
+    (tools, packages)
+}
+
+/// The userspace step for `runfile`: installs the installer's missing programs first (`kmod`:
+/// debootstrap's minbase and images made from OCI containers have none), then downloads,
+/// pushes, checks and runs the installer.
 pub(crate) async fn step(
     ctx: &Ctx<'_>,
     req: &Request,
     inv: &Inventory,
     probe: &Probe,
+    apt: &mut Apt,
 ) -> Result<(bool, StepStatus, String)> {
     let want = wanted(req, inv);
     let have = probe.userspace_version();
     if have.as_ref() == Some(&want) {
         return Ok((false, StepStatus::Ok, format!("userspace {want} installed")));
     }
-    let (url, name) = source(req, &want);
-    download::check_file_name(&name, &url)?;
+    let (sources, name) = source(req, ctx.settings, &want);
+    download::check_file_name(&name, &sources[0].url)?;
     let found = have.map_or_else(|| "none".to_owned(), |v| v.to_string());
+    let (tools, packages) = installer_needs(probe);
     if req.dry_run {
+        let from = match sources.as_slice() {
+            [only] => only.url.clone(),
+            _ => format!("NVIDIA's downloads ({name})"),
+        };
+        let first = if packages.is_empty() {
+            String::new()
+        } else {
+            format!("install {} for the installer, then ", packages.join(", "))
+        };
         return Ok((
             false,
             StepStatus::Planned,
-            format!("would install userspace {want} from {url} (found {found})"),
+            format!("would {first}install userspace {want} from {from} (found {found})"),
         ));
     }
     let what = format!("NVIDIA userspace {want}");
@@ -124,13 +210,22 @@ pub(crate) async fn step(
             }));
         }
     }
+    if !packages.is_empty() {
+        if apt::require(ctx, &what, probe).is_err() {
+            return Err(fail(InstallCause::InstallerNeeds {
+                tools,
+                packages,
+                system: probe.system(),
+            }));
+        }
+        apt::install(ctx, apt, probe, &what, &packages, true).await?;
+    }
     let cached = download::fetch(
         ctx,
         &Fetch {
-            url: url.clone(),
+            sources,
             file_name: name.clone(),
-            sha256: req.runfile.sha256.clone(),
-            sidecar: true,
+            checksum: checksum(req),
         },
     )
     .await?;
@@ -153,13 +248,10 @@ pub(crate) async fn step(
                 source,
             })
         })?;
-    let mut argv: Vec<String> = vec![
-        "sh".into(),
-        "-c".into(),
-        r#"f=$1; shift; sh "$f" "$@"; rc=$?; rm -f "$f"; exit $rc"#.into(),
-        "phoenix-gpu".into(),
-        dest.display().to_string(),
-    ];
+    let dest = dest.display().to_string();
+    let script = format!("{}sh \"$f\" \"$@\"\n", pushed::CHECK);
+    let mut argv: Vec<String> = vec!["sh".into(), "-c".into(), script, "phoenix-gpu".into()];
+    argv.extend(pushed::args(&dest, &cached));
     argv.extend(INSTALLER_FLAGS.iter().map(|s| (*s).to_owned()));
     let cmd = Cmd::new(argv).timeout(INSTALL_TIMEOUT);
     let out = ctx.cts.exec(ctx.ct, &cmd).await.map_err(|source| {
@@ -168,6 +260,9 @@ pub(crate) async fn step(
             source,
         })
     })?;
+    if let Some(cause) = pushed::failure(&out, &name) {
+        return Err(fail(cause));
+    }
     if out.status != ExitStatus::Code(0) {
         let mut said = tail_text(&out.stdout, 600);
         let err = out.stderr_tail(600);
@@ -190,10 +285,14 @@ pub(crate) async fn step(
         StepStatus::Changed,
         format!(
             "installed userspace {want} (was {found}){}",
-            if cached.downloaded {
-                format!(", downloaded {name}")
-            } else {
-                format!(", {name} from the cache")
+            match &cached.downloaded {
+                Some(o) => format!(
+                    ", downloaded {name} from {} ({}; {})",
+                    o.source.label,
+                    o.source.url,
+                    o.sum_from.describe()
+                ),
+                None => format!(", {name} from the cache"),
             }
         ),
     ))
@@ -225,18 +324,28 @@ mod tests {
     #[test]
     fn urls() {
         let v: DriverVersion = "580.159.04".parse().unwrap();
+        let settings = Settings::default();
         let mut req = Request::new("101".parse::<CtId>().unwrap(), GpuSelection::All);
-        let (url, name) = source(&req, &v);
-        assert_eq!(url, "https://us.download.nvidia.com/XFree86/Linux-x86_64/580.159.04/NVIDIA-Linux-x86_64-580.159.04.run");
+        let (sources, name) = source(&req, &settings, &v);
+        let urls: Vec<&str> = sources.iter().map(|s| s.url.as_str()).collect();
+        assert_eq!(
+            urls,
+            [
+                "https://us.download.nvidia.com/XFree86/Linux-x86_64/580.159.04/NVIDIA-Linux-x86_64-580.159.04.run",
+                "https://us.download.nvidia.com/tesla/580.159.04/NVIDIA-Linux-x86_64-580.159.04.run",
+            ]
+        );
         assert_eq!(name, "NVIDIA-Linux-x86_64-580.159.04.run");
         req.runfile.url = Some(
             "http://127.0.0.1:8080/d/NVIDIA-Linux-x86_64-1.2.run?x=1"
                 .parse()
                 .unwrap(),
         );
-        assert_eq!(source(&req, &v).1, "NVIDIA-Linux-x86_64-1.2.run");
+        let (sources, name) = source(&req, &settings, &v);
+        assert_eq!(name, "NVIDIA-Linux-x86_64-1.2.run");
+        assert_eq!(sources.len(), 1, "a given URL is used as it is");
         req.runfile.url = Some("http://127.0.0.1:8080/".parse().unwrap());
-        assert!(download::check_file_name(&source(&req, &v).1, "u").is_err());
+        assert!(download::check_file_name(&source(&req, &settings, &v).1, "u").is_err());
     }
 
     #[test]

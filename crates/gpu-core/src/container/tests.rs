@@ -25,6 +25,10 @@ use crate::values::CtId;
 
 const VER: &str = "580.159.04";
 const RUNFILE_URL: &str = "https://us.download.nvidia.com/XFree86/Linux-x86_64/580.159.04/NVIDIA-Linux-x86_64-580.159.04.run";
+const TESLA_URL: &str =
+    "https://us.download.nvidia.com/tesla/580.159.04/NVIDIA-Linux-x86_64-580.159.04.run";
+const RUNFILE: &[u8] = b"#!/bin/sh\necho stand-in runfile\n";
+const CACHED: &str = "/var/cache/phoenix-gpu/NVIDIA-Linux-x86_64-580.159.04.run";
 
 fn text(s: &std::ffi::OsString) -> String {
     s.to_string_lossy().into_owned()
@@ -61,6 +65,21 @@ struct CtInner {
     minors_after_start: Vec<u32>,
     minors: Vec<u32>,
     installer_fails: bool,
+    /// No kmod (debootstrap minbase): the installer's module utilities are missing until the
+    /// `kmod` package is installed.
+    no_kmod: bool,
+    /// What apt would install with each package besides it (`nvtop` -> `libnvidia-compute-470`).
+    deps: std::collections::BTreeMap<String, Vec<String>>,
+    /// Packages apt cannot find.
+    unknown: BTreeSet<String>,
+    /// The CUDA toolkits the repository has (`12.8`).
+    cuda_versions: Vec<&'static str>,
+    /// Pushes arrive cut short (a `pct push` whose copy failed).
+    short_pushes: bool,
+    /// Every apt-get command run, as `simulate P...` / `install P...`.
+    apt_runs: Vec<String>,
+    /// Files written by `sh -c 'cat > FILE'`.
+    written: std::collections::BTreeMap<String, String>,
     /// gpu-check is in place.
     gpu_check: bool,
     /// Empty files left by host-libs mounts.
@@ -79,6 +98,13 @@ fn fake_ct(state: CtState) -> FakeCt {
             minors_after_start: vec![1],
             minors: vec![],
             installer_fails: false,
+            no_kmod: false,
+            deps: Default::default(),
+            unknown: BTreeSet::new(),
+            cuda_versions: vec!["12.8"],
+            short_pushes: false,
+            apt_runs: Vec::new(),
+            written: Default::default(),
             gpu_check: false,
             placeholders: vec![],
         },
@@ -170,6 +196,11 @@ impl CtInner {
         if self.os_id == "debian" {
             s.push_str("apt_get=1\ndpkg=1\n");
         }
+        if self.no_kmod && !self.packages.contains("kmod") {
+            for t in ["modprobe", "rmmod", "lsmod", "depmod"] {
+                s.push_str(&format!("installer_missing={t}\n"));
+            }
+        }
         if let Some(v) = &self.userspace {
             s.push_str(&format!(
                 "lib=/usr/lib/x86_64-linux-gnu/libnvidia-ml.so.{v}\n"
@@ -213,7 +244,7 @@ impl CtScript for CtInner {
         }
         assert_eq!(&argv[..2], ["sh", "-c"], "{argv:?}");
         let script = argv[2].as_str();
-        let args = &argv[4..];
+        let args = argv.get(4..).unwrap_or_default();
         if script == SCRIPT {
             assert_eq!(args[2], "probe");
             return Ok(out(0, s.probe(&args[1], &args[3..]), ""));
@@ -239,9 +270,24 @@ impl CtScript for CtInner {
             }
             return Ok(out(0, text, ""));
         }
+        if s.short_pushes && script.starts_with(super::pushed::CHECK) {
+            s.files.remove(&args[0]);
+            return Ok(out(
+                97,
+                "",
+                &format!("{}has 10 of {} bytes\n", super::pushed::MARKER, args[1]),
+            ));
+        }
         if args.iter().any(|a| a == "--no-kernel-module") {
             let file = args[0].clone();
             assert!(s.files.remove(&file), "installer {file} was not pushed");
+            if s.no_kmod && !s.packages.contains("kmod") {
+                return Ok(out(
+                    1,
+                    "",
+                    "ERROR: Unable to find the module utility `modprobe`",
+                ));
+            }
             if s.installer_fails {
                 return Ok(out(1, "", "ERROR: An error occurred"));
             }
@@ -253,13 +299,45 @@ impl CtScript for CtInner {
         }
         if script.contains("dpkg -i") {
             assert!(s.files.remove(&args[0]), "keyring not pushed");
-            s.packages.insert(args[2].clone());
-            return Ok(out(0, "", ""));
+            // args: file size sum line package
+            let pkg = &args[4];
+            let v = pkg.trim_start_matches("cuda-toolkit-").replace('-', ".");
+            let mut o = String::new();
+            if s.cuda_versions.contains(&v.as_str()) {
+                o.push_str(&format!("candidate={v}.93-1\n"));
+            } else {
+                o.push_str("candidate=\n");
+            }
+            for v in &s.cuda_versions {
+                o.push_str(&format!("available={v}\n"));
+            }
+            return Ok(out(0, o, ""));
+        }
+        if script.contains("apt-get -s install") {
+            let pkgs = &args[1..];
+            s.apt_runs.push(format!("simulate {}", pkgs.join(" ")));
+            if let Some(p) = pkgs.iter().find(|p| s.unknown.contains(*p)) {
+                return Ok(out(100, "", &format!("E: Unable to locate package {p}\n")));
+            }
+            let mut o = String::from("NOTE: This is only a simulation!\n");
+            for p in pkgs {
+                for d in s.deps.get(p).cloned().unwrap_or_default() {
+                    o.push_str(&format!("Inst {d} (1.0-1 Stand-in:1/stable [amd64])\n"));
+                }
+                o.push_str(&format!("Inst {p} (1.0-1 Stand-in:1/stable [amd64])\n"));
+            }
+            return Ok(out(0, o, ""));
         }
         if script.contains("apt-get install") {
-            for t in &args[1..] {
+            s.apt_runs.push(format!("install {}", args.join(" ")));
+            for t in args {
                 s.packages.insert(t.clone());
             }
+            return Ok(out(0, "", ""));
+        }
+        if let Some(file) = script.strip_prefix("cat > ") {
+            let text = String::from_utf8(cmd.stdin.clone().unwrap_or_default()).unwrap();
+            s.written.insert(file.to_owned(), text);
             return Ok(out(0, "", ""));
         }
         panic!("unexpected container exec {argv:?}")
@@ -313,13 +391,14 @@ struct World {
 
 impl World {
     fn new() -> World {
+        let w = World::bare();
+        serve(&w.web, RUNFILE_URL, RUNFILE, true);
+        w
+    }
+
+    /// A world whose web has the CUDA keyring but no runfile.
+    fn bare() -> World {
         let web = Arc::new(Web::default());
-        serve(
-            &web,
-            RUNFILE_URL,
-            b"#!/bin/sh\necho stand-in runfile\n",
-            true,
-        );
         serve(
             &web,
             "https://developer.download.nvidia.com/compute/cuda/repos/debian12/x86_64/cuda-keyring_1.1-1_all.deb",
@@ -402,6 +481,19 @@ impl World {
     }
 }
 
+impl World {
+    /// The files in the cache directory, but the download locks (`.NAME.lock`, which stay).
+    fn cached_files(&self) -> Vec<String> {
+        self.host
+            .paths()
+            .iter()
+            .filter(|p| p.starts_with("/var/cache"))
+            .map(|p| p.display().to_string())
+            .filter(|p| !p.ends_with(".lock"))
+            .collect()
+    }
+}
+
 fn status(r: &Report, s: StepName) -> StepStatus {
     r.step(s)
         .unwrap_or_else(|| panic!("no {s:?} step in {r:?}"))
@@ -461,8 +553,23 @@ async fn a_first_apply_restarts_installs_and_verifies() {
             s.files
         );
     });
-    // probe, push runfile, install, push keyring, cuda, tools, verify.
-    assert_eq!(report.counters.container_execs, 7, "{report:#?}");
+    // probe, push runfile, install; push keyring, repository, simulate, install, profile.d;
+    // simulate, install the tools; verify.
+    assert_eq!(report.counters.container_execs, 11, "{report:#?}");
+    ct.with(|s| {
+        assert_eq!(
+            s.apt_runs,
+            [
+                "simulate cuda-toolkit-12-8",
+                "install cuda-toolkit-12-8",
+                "simulate nvtop",
+                "install nvtop"
+            ]
+        );
+        assert!(
+            s.written["/etc/profile.d/phoenix-gpu-cuda.sh"].contains("/usr/local/cuda-12.8/bin")
+        );
+    });
     let cache = w.host.paths();
     assert!(
         cache.contains(&PathBuf::from(
@@ -555,11 +662,7 @@ async fn a_checksum_mismatch_installs_nothing_and_leaves_no_file() {
         "only the probe ran in the container"
     );
     ct.with(|s| assert!(s.pushed.is_empty()));
-    assert!(
-        w.host.paths().iter().all(|p| !p.starts_with("/var/cache")),
-        "{:?}",
-        w.host.paths()
-    );
+    assert_eq!(w.cached_files(), Vec::<String>::new());
 }
 
 #[tokio::test]
@@ -572,11 +675,7 @@ async fn a_cut_download_leaves_no_partial_file() {
     let e = r.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Install);
     assert!(chain(&e).contains("curl: (18)"), "{e}");
-    assert!(
-        w.host.paths().iter().all(|p| !p.starts_with("/var/cache")),
-        "{:?}",
-        w.host.paths()
-    );
+    assert_eq!(w.cached_files(), Vec::<String>::new());
     // The next run downloads it whole.
     w.web.cut_downloads(false);
     let (r, _) = w.converge(ct, &request(), false).await;
@@ -675,6 +774,32 @@ async fn a_stopped_container_is_started_only_with_start() {
     assert_eq!(report.counters.restarts, 1);
     assert_eq!(status(&report, StepName::Restart), StepStatus::Changed);
     assert_eq!(status(&report, StepName::Verify), StepStatus::Changed);
+}
+
+/// A container that does not shut down within the grace time is killed, and the report says
+/// so (the restart's detail, a notice, `counters.forced_stops`).
+#[tokio::test]
+async fn a_restart_that_had_to_kill_says_so() {
+    let w = World::new();
+    let ct = Arc::new(converged_ct());
+    ct.with(|s| s.stop_kills = true);
+    let (r, report) = w.converge(ct, &request(), true).await;
+    r.unwrap();
+    let restart = report.step(StepName::Restart).unwrap();
+    assert_eq!(restart.status, StepStatus::Changed);
+    assert!(
+        restart
+            .detail
+            .contains("did not shut down within 30s and was killed"),
+        "{restart:?}"
+    );
+    assert_eq!(report.counters.forced_stops, 1);
+    assert!(w
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|e| matches!(e, Event::Notice { message, .. } if message.contains("was killed"))));
 }
 
 #[tokio::test]
@@ -844,6 +969,362 @@ async fn no_gpu_assigned_restarts_for_the_removed_lines_and_installs_nothing() {
             "{s:?}: {report:#?}"
         );
     }
+}
+
+fn userspace_only() -> Request {
+    let mut req = request();
+    req.cuda = None;
+    req.tools.clear();
+    req
+}
+
+fn empty_ct() -> Arc<FakeCt> {
+    let ct = Arc::new(fake_ct(CtState::Running));
+    ct.with(|s| s.minors = vec![1]);
+    ct
+}
+
+fn heads(w: &World) -> Vec<String> {
+    w.host
+        .commands
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|a| a[0] == "curl" && a[1] == "-sSIL")
+        .map(|a| a.last().unwrap().clone())
+        .collect()
+}
+
+/// A datacenter driver lives only under `tesla/`, with no checksum beside it (as NVIDIA
+/// publishes 580.159.04): one HEAD per location, in order; without the caller's checksum or
+/// explicit trust nothing is downloaded, with trust it is, and the report says where from.
+#[tokio::test]
+async fn a_tesla_only_runfile_is_found_and_needs_a_checksum_or_trust() {
+    let w = World::bare();
+    w.web.serve(TESLA_URL, RUNFILE);
+    let (r, report) = w.converge(empty_ct(), &userspace_only(), false).await;
+    let e = r.unwrap_err();
+    assert!(
+        matches!(&e, Error::Install { cause: InstallCause::NoChecksum { url }, .. } if url == &format!("{TESLA_URL}.sha256sum")),
+        "{e:?}"
+    );
+    assert!(
+        chain(&e).contains("nothing was downloaded"),
+        "{}",
+        chain(&e)
+    );
+    assert_eq!(heads(&w), [RUNFILE_URL, TESLA_URL]);
+    assert_eq!(w.web.gets(TESLA_URL), 0);
+    assert_eq!(status(&report, StepName::Userspace), StepStatus::Failed);
+    assert_eq!(w.cached_files(), Vec::<String>::new());
+
+    // Trust asked for: downloaded from tesla, the record says the first download was trusted.
+    let mut req = userspace_only();
+    req.runfile.trust_first_download = true;
+    let (r, report) = w.converge(empty_ct(), &req, false).await;
+    r.unwrap();
+    let d = &report.step(StepName::Userspace).unwrap().detail;
+    assert!(
+        d.contains("from NVIDIA's datacenter (tesla) downloads") && d.contains(TESLA_URL),
+        "{d}"
+    );
+    assert!(d.contains("the first download was trusted"), "{d}");
+    assert_eq!(w.web.gets(TESLA_URL), 1);
+    let record = w.host.get(&format!("{CACHED}.sha256"));
+    assert!(record.ends_with(" first-download\n"), "{record}");
+
+    // A later run that does not trust first downloads does not take that file from the cache.
+    let (r, _) = w.converge(empty_ct(), &userspace_only(), false).await;
+    assert!(
+        matches!(
+            r,
+            Err(Error::Install {
+                cause: InstallCause::NoChecksum { .. },
+                ..
+            })
+        ),
+        "{r:?}"
+    );
+    // One that gives the checksum does, without downloading again.
+    let mut req = userspace_only();
+    req.runfile.sha256 = Some(sha256_hex(RUNFILE).parse().unwrap());
+    let (r, report) = w.converge(empty_ct(), &req, false).await;
+    r.unwrap();
+    assert!(report
+        .step(StepName::Userspace)
+        .unwrap()
+        .detail
+        .contains("from the cache"));
+    assert_eq!(w.web.gets(TESLA_URL), 1);
+}
+
+/// Where a checksum is published under `tesla/` too, it is used: no opt-in needed.
+#[tokio::test]
+async fn a_published_checksum_is_used_at_either_location() {
+    let w = World::bare();
+    serve(&w.web, TESLA_URL, RUNFILE, true);
+    let (r, report) = w.converge(empty_ct(), &userspace_only(), false).await;
+    r.unwrap();
+    let d = &report.step(StepName::Userspace).unwrap().detail;
+    assert!(d.contains("checked against the published checksum"), "{d}");
+    assert!(w
+        .host
+        .get(&format!("{CACHED}.sha256"))
+        .ends_with(" published\n"));
+    // The XFree86 archive is asked first, and wins when it has the version.
+    let w = World::new();
+    w.web.serve(TESLA_URL, b"another build".to_vec());
+    let (r, report) = w.converge(empty_ct(), &userspace_only(), false).await;
+    r.unwrap();
+    assert_eq!(heads(&w), [RUNFILE_URL]);
+    assert!(report
+        .step(StepName::Userspace)
+        .unwrap()
+        .detail
+        .contains("NVIDIA's driver archive (XFree86)"));
+    assert_eq!(w.web.gets(TESLA_URL), 0);
+}
+
+/// Neither location has the version: the error lists both URLs and their answers, and
+/// nothing is downloaded or pushed.
+#[tokio::test]
+async fn a_runfile_nowhere_names_every_place_tried() {
+    let w = World::bare();
+    let ct = empty_ct();
+    let (r, _) = w.converge(ct.clone(), &userspace_only(), false).await;
+    let e = r.unwrap_err();
+    let Error::Install {
+        cause: InstallCause::NotPublished { file, tried },
+        ..
+    } = &e
+    else {
+        panic!("{e:?}")
+    };
+    assert_eq!(file, "NVIDIA-Linux-x86_64-580.159.04.run");
+    assert_eq!(
+        tried,
+        &[format!("{RUNFILE_URL} (404)"), format!("{TESLA_URL} (404)")]
+    );
+    ct.with(|s| assert!(s.pushed.is_empty()));
+    assert_eq!(w.cached_files(), Vec::<String>::new());
+}
+
+/// Another process holds the download lock (it is downloading): this run waits, then finds
+/// the file that process put in the cache, and downloads nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_by_another_process_is_waited_for_and_used() {
+    use exec_backend::Host as _;
+    let w = World::new();
+    let other = exec_backend::LocalHost::with_root(&w.host.root);
+    let held = other
+        .lock(
+            std::path::Path::new("/var/cache/phoenix-gpu/.NVIDIA-Linux-x86_64-580.159.04.run.lock"),
+            Duration::from_secs(1),
+        )
+        .await
+        .unwrap();
+    let ct = empty_ct();
+    let req = userspace_only();
+    let run = w.converge(ct, &req, false);
+    let finish = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        w.host.put(CACHED, RUNFILE);
+        w.host.put(
+            &format!("{CACHED}.sha256"),
+            format!("{} {} published\n", sha256_hex(RUNFILE), RUNFILE.len()),
+        );
+        drop(held);
+    };
+    let ((r, report), ()) = tokio::join!(run, finish);
+    r.unwrap();
+    assert!(report
+        .step(StepName::Userspace)
+        .unwrap()
+        .detail
+        .contains("from the cache"));
+    assert_eq!(
+        w.web.gets(RUNFILE_URL),
+        0,
+        "downloaded although the other process did"
+    );
+    assert!(heads(&w).is_empty(), "{:?}", heads(&w));
+}
+
+/// A container without kmod (debootstrap minbase): NVIDIA's installer would stop at "Unable to
+/// find the module utility `modprobe`", so kmod is installed first (simulated, then installed).
+#[tokio::test]
+async fn kmod_is_installed_before_the_installer_runs() {
+    let w = World::new();
+    let ct = empty_ct();
+    ct.with(|s| s.no_kmod = true);
+    let (r, report) = w.converge(ct.clone(), &userspace_only(), false).await;
+    r.unwrap();
+    assert_eq!(status(&report, StepName::Userspace), StepStatus::Changed);
+    ct.with(|s| {
+        assert_eq!(s.apt_runs, ["simulate kmod", "install kmod"]);
+        assert_eq!(s.userspace.as_deref(), Some(VER));
+    });
+    // A dry run says so.
+    let ct = empty_ct();
+    ct.with(|s| s.no_kmod = true);
+    let mut req = userspace_only();
+    req.dry_run = true;
+    let (r, report) = w.converge(ct, &req, false).await;
+    r.unwrap();
+    let d = &report.step(StepName::Userspace).unwrap().detail;
+    assert!(
+        d.starts_with("would install kmod for the installer, then install userspace"),
+        "{d}"
+    );
+}
+
+/// Without apt, the missing programs and their package are named, and nothing is downloaded.
+#[tokio::test]
+async fn without_apt_the_installers_needs_are_named() {
+    let w = World::new();
+    let ct = empty_ct();
+    ct.with(|s| {
+        s.no_kmod = true;
+        s.os_id = "alpine";
+    });
+    let (r, _) = w.converge(ct.clone(), &userspace_only(), false).await;
+    let e = r.unwrap_err();
+    let Error::Install {
+        cause: InstallCause::InstallerNeeds {
+            tools, packages, ..
+        },
+        ..
+    } = &e
+    else {
+        panic!("{e:?}")
+    };
+    assert_eq!(tools, &["modprobe", "rmmod", "lsmod", "depmod"]);
+    assert_eq!(packages, &["kmod"]);
+    assert!(
+        chain(&e).contains("NVIDIA's installer needs modprobe"),
+        "{}",
+        chain(&e)
+    );
+    assert_eq!(w.web.gets(RUNFILE_URL), 0);
+    ct.with(|s| assert!(s.pushed.is_empty()));
+}
+
+/// A push that said it worked but did not (pct push exits 0 after a failed copy): the check
+/// at the start of the install script stops it, and the installer never runs.
+#[tokio::test]
+async fn a_short_push_runs_nothing() {
+    let w = World::new();
+    let ct = empty_ct();
+    ct.with(|s| s.short_pushes = true);
+    let (r, _) = w.converge(ct.clone(), &userspace_only(), false).await;
+    let e = r.unwrap_err();
+    assert!(
+        matches!(&e, Error::Install { cause: InstallCause::PushedDiffers { file, what }, .. }
+            if file == "NVIDIA-Linux-x86_64-580.159.04.run" && what == &format!("has 10 of {} bytes", RUNFILE.len())),
+        "{e:?}"
+    );
+    ct.with(|s| assert_eq!(s.userspace, None));
+}
+
+/// Ubuntu 20.04's nvtop depends on libnvidia-compute-*: in a container whose userspace is the
+/// runfile's, the install is refused before anything is installed; with strategy none it is
+/// the user's choice.
+#[tokio::test]
+async fn a_tool_that_brings_driver_libraries_is_refused() {
+    let w = World::new();
+    let ct = Arc::new(converged_ct());
+    ct.with(|s| {
+        s.packages.remove("nvtop");
+        s.deps
+            .insert("nvtop".into(), vec!["libnvidia-compute-470".into()]);
+    });
+    let (r, report) = w.converge(ct.clone(), &request(), false).await;
+    let e = r.unwrap_err();
+    assert!(
+        matches!(&e, Error::Install { cause: InstallCause::WouldReplaceDriver { package, asked, .. }, .. }
+            if package == "libnvidia-compute-470" && asked == "nvtop"),
+        "{e:?}"
+    );
+    assert!(chain(&e).contains("nothing was installed"), "{}", chain(&e));
+    assert_eq!(status(&report, StepName::Tools), StepStatus::Failed);
+    ct.with(|s| {
+        assert_eq!(s.apt_runs, ["simulate nvtop"]);
+        assert!(!s.packages.contains("nvtop"));
+    });
+
+    let mut req = request();
+    req.strategy = Some(Strategy::None);
+    let (_, report) = w.converge(ct.clone(), &req, false).await;
+    assert_eq!(status(&report, StepName::Tools), StepStatus::Changed);
+    ct.with(|s| assert!(s.packages.contains("nvtop")));
+}
+
+/// nvtop is in Debian's contrib: when apt cannot find it, the error says so.
+#[tokio::test]
+async fn a_tool_apt_cannot_find_names_its_component() {
+    let w = World::new();
+    let ct = Arc::new(converged_ct());
+    ct.with(|s| {
+        s.packages.remove("nvtop");
+        s.unknown.insert("nvtop".into());
+    });
+    let (r, _) = w.converge(ct, &request(), false).await;
+    let e = r.unwrap_err();
+    assert!(
+        matches!(&e, Error::Install { cause: InstallCause::PackageNotFound { package, component: Some("contrib"), .. }, .. } if package == "nvtop"),
+        "{e:?}"
+    );
+    assert!(chain(&e).contains("add contrib to them"), "{}", chain(&e));
+}
+
+/// The repository has CUDA 12.8 only: asking for 12.4 fails before any install, naming what
+/// there is.
+#[tokio::test]
+async fn a_cuda_version_the_repository_lacks_names_those_it_has() {
+    let w = World::new();
+    let ct = Arc::new(converged_ct());
+    ct.with(|s| {
+        s.packages.clear();
+        s.cuda_versions = vec!["12.6", "12.8"];
+    });
+    let mut req = request();
+    req.cuda = Some("12.4".parse().unwrap());
+    req.tools.clear();
+    let (r, _) = w.converge(ct.clone(), &req, false).await;
+    let e = r.unwrap_err();
+    assert!(
+        matches!(&e, Error::Install { cause: InstallCause::CudaVersionMissing { package, available, .. }, .. }
+            if package == "cuda-toolkit-12-4" && available == &["12.6", "12.8"]),
+        "{e:?}"
+    );
+    assert!(
+        chain(&e).contains("it has CUDA 12.6, 12.8"),
+        "{}",
+        chain(&e)
+    );
+    ct.with(|s| assert!(s.apt_runs.is_empty(), "{:?}", s.apt_runs));
+}
+
+/// A run killed while downloading left its temporary file; the next download removes it.
+#[tokio::test]
+async fn a_killed_downloads_leftover_is_removed() {
+    let w = World::new();
+    let left = "/var/cache/phoenix-gpu/.NVIDIA-Linux-x86_64-580.159.04.run.part-999999-0";
+    w.host.put(left, b"half a runf");
+    w.host.put(
+        "/var/cache/phoenix-gpu/.other.run.part-999999-0",
+        b"not ours",
+    );
+    let (r, _) = w.converge(empty_ct(), &userspace_only(), false).await;
+    r.unwrap();
+    assert_eq!(
+        w.cached_files(),
+        [
+            "/var/cache/phoenix-gpu/.other.run.part-999999-0",
+            CACHED,
+            &format!("{CACHED}.sha256"),
+        ]
+    );
 }
 
 /// A container converged by an earlier version (no gpu-check): one probe, then the

@@ -92,12 +92,11 @@ async fn inside(ctx: &Ctx<'_>, changed: bool, dry_run: bool, run: &mut Run<'_>) 
     if changed {
         let timeout = RestartPolicy::default().timeout;
         run.step(StepName::Restart, async {
-            restart::restart(ctx, timeout).await?;
-            Ok((
-                (),
-                StepStatus::Changed,
-                "restarted: the devices and bind mounts are gone".to_owned(),
-            ))
+            let mut detail = "restarted: the devices and bind mounts are gone".to_owned();
+            if let Some(killed) = restart::restart(ctx, timeout).await? {
+                detail = format!("{detail}; {killed}");
+            }
+            Ok(((), StepStatus::Changed, detail))
         })
         .await?;
     } else {

@@ -35,6 +35,23 @@ for a in "$@"; do
     *) die "Unrecognized option: '$a'" ;;
   esac
 done
+# nvidia-installer looks these up before it does anything else, --no-kernel-module or not
+# (nvidia-installer.c: find_system_utils, then find_module_utils; misc.c): in $PATH, then
+# /bin:/usr/bin:/sbin:/usr/sbin:/usr/X11R6/bin:/usr/bin/X11, each a regular executable file.
+find_util() {
+  saved=$IFS; IFS=:
+  for d in $PATH:/bin:/usr/bin:/sbin:/usr/sbin:/usr/X11R6/bin:/usr/bin/X11; do
+    if [ -f "$d/$1" ] && [ -x "$d/$1" ]; then IFS=$saved; return 0; fi
+  done
+  IFS=$saved; return 1
+}
+for u in ldconfig:glibc grep:grep dmesg:util-linux tail:coreutils; do
+  t=${u%%:*} p=${u#*:}
+  find_util "$t" || die "Unable to find the system utility \`$t\`; please make sure you have the package '$p' installed.  If you do have $p installed, then please check that \`$t\` is in your PATH."
+done
+for t in modprobe rmmod lsmod depmod; do
+  find_util "$t" || die "Unable to find the module utility \`$t\`; please make sure you have the package 'module-init-tools' or 'kmod' installed.  If you do have 'module-init-tools' or 'kmod' installed, then please check that \`$t\` is in your PATH."
+done
 [ "$have_nokmod" = 1 ] || die "Unable to load the kernel module 'nvidia.ko' (a container cannot load modules; pass --no-kernel-module)"
 [ "$have_silent" = 1 ] || die "no --silent: the installer would ask questions on a terminal"
 [ '@FAIL@' = 1 ] && die "An NVIDIA kernel module 'nvidia' appears to be already loaded in your kernel (stand-in failure)"

@@ -11,9 +11,10 @@
 //! never pasted into the script.
 //!
 //! Output keys (one per line, repeated keys allowed where noted):
-//! `probe`, `os_id`, `os_version_id`, `os_codename`, `arch`, `apt_get`, `dpkg`,
-//! `disk_free_kb`, `smi_path`, `smi_version`, `lib` (repeated), `placeholder` (repeated, an
-//! empty file where a driver library is named), `ldconfig` (repeated, `soname target`; from
+//! `probe`, `os_id`, `os_version_id`, `os_codename`, `arch`, `apt_get`, `installer_missing`
+//! (repeated: a program NVIDIA's installer needs that is not there), `dpkg`, `disk_free_kb`,
+//! `smi_path`, `smi_version`, `lib` (repeated), `placeholder` (repeated, an empty file where a
+//! driver library is named), `ldconfig` (repeated, `soname target`; from
 //! gpu-check `loaded`), `cuda_json`, `cuda_nvcc`, `pkg` (repeated, `status name`), `cmd`
 //! (repeated), `dev` (repeated, `path type [major:minor in hex]`), `smi` (repeated,
 //! nvidia-smi query output with stderr), `smi_rc`; from gpu-check: `check_version`, `node`

@@ -236,6 +236,8 @@ pub struct Probe {
     pub packages: BTreeSet<String>,
     /// Asked-for tools found on `PATH`.
     pub commands: BTreeSet<String>,
+    /// Programs NVIDIA's installer looks up that are not on `PATH` (`modprobe`: no kmod).
+    pub installer_missing: BTreeSet<String>,
     /// NVIDIA nodes under `/dev`.
     pub nodes: Vec<CtNode>,
     /// The nvidia-smi query, when nvidia-smi is there.
@@ -280,6 +282,11 @@ impl Probe {
                 "cmd" => {
                     if !value.is_empty() {
                         p.commands.insert(value.to_owned());
+                    }
+                }
+                "installer_missing" => {
+                    if !value.is_empty() {
+                        p.installer_missing.insert(value.to_owned());
                     }
                 }
                 _ => p.parse_more(key, value),
@@ -665,5 +672,19 @@ smi_rc=0
             lines: vec![],
         };
         assert_eq!(q.gpus(), Some(vec![]));
+    }
+
+    #[test]
+    fn the_installers_missing_programs() {
+        let p = Probe::parse(
+            "probe=1\ninstaller_missing=modprobe\ninstaller_missing=depmod\ninstaller_missing=\n",
+        )
+        .unwrap();
+        let missing: Vec<&str> = p.installer_missing.iter().map(String::as_str).collect();
+        assert_eq!(missing, ["depmod", "modprobe"]);
+        assert!(Probe::parse("probe=1\n")
+            .unwrap()
+            .installer_missing
+            .is_empty());
     }
 }

@@ -23,6 +23,10 @@ if [ -z "$gc_ok" ]; then
   df -Pk / 2>/dev/null | { read -r _h; read -r _fs _size _used avail _rest; echo "disk_free_kb=$avail"; }
 fi
 command -v apt-get >/dev/null 2>&1 && echo apt_get=1
+# What NVIDIA's installer looks up before anything else, even with --no-kernel-module.
+for t in ldconfig grep dmesg tail modprobe rmmod lsmod depmod; do
+  command -v "$t" >/dev/null 2>&1 || echo "installer_missing=$t"
+done
 command -v dpkg >/dev/null 2>&1 && echo dpkg=1
 if [ -z "$gc_ok" ] && command -v nvidia-smi >/dev/null 2>&1; then
   nvidia-smi --version 2>/dev/null | while IFS= read -r l; do
