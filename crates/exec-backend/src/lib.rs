@@ -361,6 +361,30 @@ pub enum CtState {
     Other(String),
 }
 
+/// The run states of all the containers of a host, read in one question
+/// ([`ContainerExec::states`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CtStates {
+    listed: std::collections::BTreeMap<String, CtState>,
+    unlisted: CtState,
+}
+
+impl CtStates {
+    /// The containers in `listed` are in the state given there; every other container of the
+    /// host is `unlisted` (on Proxmox VE: the running ones are listed, the rest are stopped).
+    pub fn new(listed: std::collections::BTreeMap<String, CtState>, unlisted: CtState) -> CtStates {
+        CtStates { listed, unlisted }
+    }
+
+    /// The state of `ct`, a container of the host.
+    pub fn of(&self, ct: &CtRef) -> CtState {
+        self.listed
+            .get(ct.as_str())
+            .cloned()
+            .unwrap_or_else(|| self.unlisted.clone())
+    }
+}
+
 /// A way into a container.
 #[cfg_attr(any(test, feature = "mock"), mockall::automock)]
 #[async_trait]
@@ -379,6 +403,13 @@ pub trait ContainerExec: Send + Sync {
 
     /// The container's state. An unknown container is [`ExecError::CtNotFound`].
     async fn state(&self, ct: &CtRef) -> Result<CtState, ExecError>;
+
+    /// The states of all the host's containers in one question, for a caller that needs the
+    /// state of many: one read instead of one [`state`](ContainerExec::state) per container.
+    /// `Ok(None)` (the default): this backend cannot answer for all at once; ask per container.
+    async fn states(&self) -> Result<Option<CtStates>, ExecError> {
+        Ok(None)
+    }
 
     /// Starts the container (returns once the backend says it started).
     async fn start(&self, ct: &CtRef) -> Result<(), ExecError>;
@@ -461,6 +492,9 @@ macro_rules! forward_backends {
             }
             async fn state(&self, ct: &CtRef) -> Result<CtState, ExecError> {
                 (**self).state(ct).await
+            }
+            async fn states(&self) -> Result<Option<CtStates>, ExecError> {
+                (**self).states().await
             }
             async fn start(&self, ct: &CtRef) -> Result<(), ExecError> {
                 (**self).start(ct).await

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use exec_backend::{
-    Cmd, ContainerExec, CtRef, CtState, DirEntry, ExecError, FileMeta, Host, Output, WriteOptions,
+    Cmd, ContainerExec, CtRef, CtState, CtStates, DirEntry, ExecError, FileMeta, Host, Output,
+    WriteOptions,
 };
 
 use crate::report::Counters;
@@ -120,6 +121,10 @@ impl ContainerExec for CountingExec {
 
     async fn state(&self, ct: &CtRef) -> Result<CtState, ExecError> {
         self.inner.state(ct).await
+    }
+
+    async fn states(&self) -> Result<Option<CtStates>, ExecError> {
+        self.inner.states().await
     }
 
     async fn start(&self, ct: &CtRef) -> Result<(), ExecError> {
