@@ -14,7 +14,7 @@ use exec_backend::{Cmd, ExecError, Host, WriteOptions};
 use lxc_conf::Document;
 use tracing::{debug, info};
 
-use crate::ctconfig::{host_root, is_unprivileged, load, owned_flags, proc_devices, Loaded};
+use crate::ctconfig::{host_root, is_unprivileged, load, owned_flags, Loaded};
 use crate::error::{Error, Input, Result};
 use crate::host_libs;
 use crate::inventory::{read_text, Gpu, Inventory, Majors, MigMinors, ProcDevices, MIG_MINORS};
@@ -205,7 +205,7 @@ pub(crate) async fn apply(
     gpus: &[Gpu],
 ) -> Result<(ConfigOutcome, StepStatus, String)> {
     let loaded = load(ctx).await?;
-    let devices = proc_devices(ctx.host).await?;
+    let devices = ctx.proc_devices().await?;
     let plan = planned(ctx, req, inv, gpus, &loaded, &devices).await?;
     let Loaded { path, bytes, .. } = loaded;
     let new = plan.bytes;
@@ -249,7 +249,7 @@ pub(crate) async fn remove(ctx: &Ctx<'_>, dry_run: bool) -> Result<(String, Step
         bytes,
         mut doc,
     } = load(ctx).await?;
-    let devices = proc_devices(ctx.host).await?;
+    let devices = ctx.proc_devices().await?;
     let majors = devices.majors().unwrap_or(Majors {
         nvidia: crate::inventory::NVIDIA_MAJOR,
         nvidia_uvm: None,

@@ -107,14 +107,6 @@ pub(crate) fn is_unprivileged(doc: &Document) -> bool {
     }
 }
 
-/// The character-device table of the host (empty when unreadable: no driver loaded).
-pub(crate) async fn proc_devices(host: &dyn Host) -> Result<ProcDevices> {
-    Ok(read_text(host, "/proc/devices")
-        .await?
-        .map(|t| ProcDevices::parse(&t))
-        .unwrap_or_default())
-}
-
 /// The directory a host under a root maps `/` to (`None` for a host without one): mount
 /// sources under it are recognised as the host paths they stand for.
 pub(crate) fn host_root(host: &dyn Host) -> Option<PathBuf> {

@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 
-use crate::ctconfig::{host_root, load, owned_flags, proc_devices, Loaded};
+use crate::ctconfig::{host_root, load, owned_flags, Loaded};
 use crate::error::Result;
 use crate::inventory::{Majors, ProcDevices, NVIDIA_MAJOR};
 use crate::passthrough::{
@@ -69,7 +69,7 @@ pub(crate) struct Current {
 /// (from the inventory).
 pub(crate) async fn read(ctx: &Ctx<'_>, majors: &Majors) -> Result<Current> {
     let loaded = load(ctx).await?;
-    let devices = proc_devices(ctx.host).await?;
+    let devices = ctx.proc_devices().await?;
     let root = host_root(ctx.host);
     let owned = owned_flags(&loaded.doc, &devices, majors, root.as_deref());
     let lines = loaded

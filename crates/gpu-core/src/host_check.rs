@@ -13,7 +13,7 @@ pub(crate) async fn run(
     ctx: &Ctx<'_>,
     req: &Request,
 ) -> Result<((Inventory, Vec<Gpu>), StepStatus, String)> {
-    let inv = Inventory::read(ctx.host).await?;
+    let inv = ctx.inventory().await?;
     let gpus: Vec<Gpu> = req.gpus.resolve(&inv)?.into_iter().cloned().collect();
     if let VersionWanted::Exact(v) = &req.driver_version {
         check_version(ctx, req, v, &inv.driver_version)?;

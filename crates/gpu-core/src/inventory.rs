@@ -115,6 +115,12 @@ impl Inventory {
     ///
     /// Fails with [`crate::Error::NoDriver`] when no NVIDIA kernel module is loaded.
     pub async fn read(host: &dyn Host) -> Result<Inventory> {
+        Ok(Inventory::read_with_devices(host).await?.0)
+    }
+
+    /// [`Inventory::read`], and the character-device table it was read from (the config
+    /// step classifies lines by it), so that a run that keeps both reads `/proc/devices` once.
+    pub(crate) async fn read_with_devices(host: &dyn Host) -> Result<(Inventory, ProcDevices)> {
         let driver_version = read_driver_version(host).await?;
         let devices = read_text(host, PROC_DEVICES)
             .await?
@@ -136,14 +142,15 @@ impl Inventory {
             ?pve_version,
             "inventory read"
         );
-        Ok(Inventory {
+        let inv = Inventory {
             driver_version,
             gpus,
             majors,
             nodes,
             cgroup,
             pve_version,
-        })
+        };
+        Ok((inv, table))
     }
 
     /// The node at `path`, if the host has it.
@@ -182,6 +189,14 @@ pub(crate) async fn read_text(host: &dyn Host, path: &str) -> Result<Option<Stri
             e,
         )),
     }
+}
+
+/// The host's character-device table; empty when `/proc/devices` is missing (no driver).
+pub(crate) async fn read_proc_devices(host: &dyn Host) -> Result<ProcDevices> {
+    Ok(read_text(host, PROC_DEVICES)
+        .await?
+        .map(|t| ProcDevices::parse(&t))
+        .unwrap_or_default())
 }
 
 async fn read_driver_version(host: &dyn Host) -> Result<DriverVersion> {

@@ -78,6 +78,7 @@ mod values;
 mod version;
 
 mod counting;
+mod facts;
 mod step;
 
 mod ctconfig;
