@@ -126,6 +126,20 @@ impl Engine {
         self.facts.inventory(self.host.as_ref()).await
     }
 
+    /// Reads ahead what a run over many of this host's containers asks of the host (its
+    /// inventory, and with `states` the states of its containers), so that they are read
+    /// once, now, before the containers are worked on. Does nothing unless the engine is
+    /// [for a run](Engine::for_run); a failure is left for each container to meet.
+    pub(crate) async fn read_ahead(&self, states: bool) {
+        if !self.facts.is_kept() {
+            return;
+        }
+        let _ = self.facts.inventory(self.host.as_ref()).await;
+        if states {
+            self.facts.states(self.cts.as_ref()).await;
+        }
+    }
+
     /// Fresh counting wrappers of the backends, for one operation.
     fn counted(&self) -> Counted {
         let tally = Arc::new(Tally::default());
