@@ -4,6 +4,7 @@ mod real_lxc;
 mod util;
 
 mod cluster;
+mod cluster_batch;
 mod cluster_load;
 mod fleet;
 mod pipe;
