@@ -4,6 +4,10 @@
 #
 #   cluster-env.sh create DIR NODES PER_NODE   build it and start its sshd
 #   cluster-env.sh sessions DIR                SSH sessions and connections sshd served so far
+#   cluster-env.sh reset DIR                   every config back to the example, no backups
+#   cluster-env.sh delegate DIR BIN            the other design, for comparison: BIN (absolute) run
+#                                              on each node (one ssh each, all at once), each
+#                                              checking its own containers, and here for pve1's
 #   cluster-env.sh destroy DIR                 stop sshd, unmount, remove DIR
 #
 # - DIR/pve1 is this node (`--root`), DIR/pve2.. the other nodes (`--node-root`); each a copy
@@ -132,8 +136,35 @@ sessions)
     echo "sessions=$(grep -c 'server_input_channel_open: ctype session' "$log" || true)" \
         "connections=$(grep -c 'Accepted publickey' "$log" || true)"
     ;;
+reset)
+    for c in "$dir"/pve1/etc/pve/nodes/*/lxc/*.conf; do
+        id=$(basename "$c" .conf)
+        sed "s/^hostname: .*/hostname: ct$id/" "$example" > "$c"
+    done
+    rm -rf "$dir"/pve*/var/lib/phoenix-gpu
+    ;;
+delegate)
+    bin=${3:?BIN}
+    mapfile -t flags < "$dir/flags"
+    port=$(grep -o '127.0.0.1:[0-9]*' "$dir/flags" | head -1 | cut -d: -f2)
+    common=(--target pve --pct-program "$dir/pct" --phoenix-config "$dir/pc.json"
+            --log-file "$dir/delegate.log" -q check --all --json)
+    pids=()
+    for t in "$dir"/pve[0-9]*; do
+        k=${t##*/pve}
+        [ "$k" = 1 ] && continue
+        # The node's own tree has no guest list: every config under its /etc/pve/lxc is its.
+        ssh -F "$dir/ssh_config" -p "$port" root@127.0.0.1 \
+            "$bin" --root "$t" "${common[@]}" > "$dir/delegate.pve$k.json" &
+        pids+=($!)
+    done
+    ids=()
+    for c in "$dir"/pve1/etc/pve/nodes/pve1/lxc/*.conf; do ids+=("$(basename "$c" .conf)"); done
+    "$bin" "${flags[@]}" -q check "${ids[@]}" --json > "$dir/delegate.pve1.json" || true
+    for p in "${pids[@]}"; do wait "$p" || true; done
+    ;;
 destroy)
-    [ -f "$dir/sshd/sshd.pid" ] && kill "$(cat "$dir/sshd/sshd.pid")" 2>/dev/null || true
+    if [ -f "$dir/sshd/sshd.pid" ]; then kill "$(cat "$dir/sshd/sshd.pid")" 2>/dev/null || true; fi
     for m in "$dir"/pve*/etc/pve/lxc; do
         mountpoint -q "$m" && umount "$m"
     done

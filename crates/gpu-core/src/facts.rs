@@ -7,24 +7,34 @@
 //! per run, not once per container. A failed read is not kept: the next container reads again
 //! and gets its own error. Any other engine reads afresh for every operation
 //! ([`HostFacts::fresh`]), as a long-lived embedder expects.
+//!
+//! A kept inventory is read with its files fetched all at once first ([`Prefetched`]): over
+//! SSH every read is a round trip, and a dozen in a row are most of a node's time in a run.
 
-use std::path::Path;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use exec_backend::{ContainerExec, CtRef, CtState, CtStates, ExecError, Host, Output};
+use exec_backend::{
+    Cmd, ContainerExec, CtRef, CtState, CtStates, DirEntry, ExecError, FileMeta, Host, Output,
+    WriteOptions,
+};
+use futures_util::future::join_all;
 use tokio::sync::OnceCell;
 use tracing::debug;
 
-use crate::error::Result;
-use crate::inventory::{read_proc_devices, Inventory, ProcDevices};
+use crate::error::{Error, Result};
+use crate::inventory::{read_proc_devices, Inventory, ProcDevices, LISTED_DIRS, READ_FILES};
 
 /// A host's facts for one run, or none kept.
 #[derive(Debug, Default)]
 pub(crate) struct HostFacts {
     /// Whether reads are kept for the run.
     kept: bool,
-    inventory: OnceCell<Inventory>,
+    /// The inventory, or that the host has no NVIDIA driver (the one failure that is kept: it
+    /// is the host's answer, not a fault of the read).
+    inventory: OnceCell<Option<Inventory>>,
     devices: OnceCell<ProcDevices>,
     /// `None` inside: the container backend cannot answer for all containers at once.
     states: OnceCell<Option<Arc<CtStates>>>,
@@ -54,17 +64,26 @@ impl HostFacts {
         if !self.kept {
             return Inventory::read(host).await;
         }
-        let inv = self
+        let kept = self
             .inventory
             .get_or_try_init(|| async {
-                let (inv, devices) = Inventory::read_with_devices(host).await?;
-                // The table the inventory was read from is the run's table too.
-                let _ = self.devices.set(devices);
-                debug!(host = %host.name(), "inventory kept for the run");
-                Ok::<_, crate::Error>(inv)
+                let host = Prefetched::fetch(host, &READ_FILES, &LISTED_DIRS).await;
+                match Inventory::read_with_devices(&host).await {
+                    Ok((inv, devices)) => {
+                        // The table the inventory was read from is the run's table too.
+                        let _ = self.devices.set(devices);
+                        debug!(host = %host.name(), "inventory kept for the run");
+                        Ok(Some(inv))
+                    }
+                    Err(Error::NoDriver { .. }) => Ok(None),
+                    Err(e) => Err(e),
+                }
             })
             .await?;
-        Ok(inv.clone())
+        match kept {
+            Some(inv) => Ok(inv.clone()),
+            None => Err(Error::NoDriver { host: host.name() }),
+        }
     }
 
     /// The host's character-device table (empty without `/proc/devices`).
@@ -100,6 +119,88 @@ impl HostFacts {
     }
 }
 
+/// A host whose reads of some files and directories were fetched beforehand, all at once
+/// (as many at a time as the host's connection allows): each is answered once from what was
+/// fetched, in the same words (errors included); every other call goes to the host.
+struct Prefetched<'a> {
+    host: &'a dyn Host,
+    files: Mutex<HashMap<PathBuf, std::result::Result<Vec<u8>, ExecError>>>,
+    dirs: Mutex<HashMap<PathBuf, std::result::Result<Vec<DirEntry>, ExecError>>>,
+}
+
+impl<'a> Prefetched<'a> {
+    async fn fetch(host: &'a dyn Host, files: &[&str], dirs: &[&str]) -> Prefetched<'a> {
+        let files = join_all(files.iter().map(|p| async move {
+            let p = PathBuf::from(p);
+            let got = host.read_file(&p).await;
+            (p, got)
+        }));
+        let dirs = join_all(dirs.iter().map(|p| async move {
+            let p = PathBuf::from(p);
+            let got = host.read_dir(&p).await;
+            (p, got)
+        }));
+        let (files, dirs) = tokio::join!(files, dirs);
+        Prefetched {
+            host,
+            files: Mutex::new(files.into_iter().collect()),
+            dirs: Mutex::new(dirs.into_iter().collect()),
+        }
+    }
+}
+
+#[async_trait]
+impl Host for Prefetched<'_> {
+    fn name(&self) -> String {
+        self.host.name()
+    }
+
+    fn resolve(&self, path: &Path) -> PathBuf {
+        self.host.resolve(path)
+    }
+
+    async fn run(&self, cmd: &Cmd) -> std::result::Result<Output, ExecError> {
+        self.host.run(cmd).await
+    }
+
+    async fn read_file(&self, path: &Path) -> std::result::Result<Vec<u8>, ExecError> {
+        let fetched = self
+            .files
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(path);
+        match fetched {
+            Some(got) => got,
+            None => self.host.read_file(path).await,
+        }
+    }
+
+    async fn write_file_atomic(
+        &self,
+        path: &Path,
+        bytes: &[u8],
+        opts: &WriteOptions,
+    ) -> std::result::Result<(), ExecError> {
+        self.host.write_file_atomic(path, bytes, opts).await
+    }
+
+    async fn read_dir(&self, path: &Path) -> std::result::Result<Vec<DirEntry>, ExecError> {
+        let fetched = self
+            .dirs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(path);
+        match fetched {
+            Some(got) => got,
+            None => self.host.read_dir(path).await,
+        }
+    }
+
+    async fn stat(&self, path: &Path) -> std::result::Result<Option<FileMeta>, ExecError> {
+        self.host.stat(path).await
+    }
+}
+
 /// The container backend of a read-only operation in a run: the state of a container comes
 /// from the run's [`CtStates`] (read once for the host); everything else goes to `inner`.
 pub(crate) struct KnownStates<'a> {
@@ -116,11 +217,7 @@ impl<'a> KnownStates<'a> {
 
 #[async_trait]
 impl ContainerExec for KnownStates<'_> {
-    async fn exec(
-        &self,
-        ct: &CtRef,
-        cmd: &exec_backend::Cmd,
-    ) -> std::result::Result<Output, ExecError> {
+    async fn exec(&self, ct: &CtRef, cmd: &Cmd) -> std::result::Result<Output, ExecError> {
         self.inner.exec(ct, cmd).await
     }
 
@@ -151,5 +248,117 @@ impl ContainerExec for KnownStates<'_> {
 
     async fn stop(&self, ct: &CtRef) -> std::result::Result<(), ExecError> {
         self.inner.stop(ct).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use test_support::{CallLog, FsHost};
+
+    fn reads(calls: &CallLog, path: &str) -> usize {
+        let line = format!("host read_file {path}");
+        calls.lines().iter().filter(|l| **l == line).count()
+    }
+
+    #[tokio::test]
+    async fn a_run_reads_the_inventory_once_and_outside_a_run_each_time() {
+        let (_d, host) = FsHost::h200x2();
+        let host = host.with_calls(CallLog::new());
+        let kept = HostFacts::kept();
+        let (a, b) = tokio::join!(kept.inventory(&host), kept.inventory(&host));
+        assert_eq!(a.unwrap(), b.unwrap());
+        let devices = kept.proc_devices(&host).await.unwrap();
+        assert!(devices.has_major(195));
+        assert_eq!(
+            reads(host.calls(), "/proc/devices"),
+            1,
+            "{:#?}",
+            host.calls().lines()
+        );
+        assert_eq!(reads(host.calls(), "/sys/module/nvidia/version"), 1);
+        host.calls().take();
+        let fresh = HostFacts::fresh();
+        for _ in 0..2 {
+            fresh.inventory(&host).await.unwrap();
+            fresh.proc_devices(&host).await.unwrap();
+        }
+        assert_eq!(reads(host.calls(), "/proc/devices"), 4);
+    }
+
+    #[tokio::test]
+    async fn a_host_without_a_driver_is_told_once_and_other_failures_are_read_again() {
+        let (d, host) = FsHost::h200x2();
+        let host = host.with_calls(CallLog::new());
+        for f in ["sys/module/nvidia/version", "proc/driver/nvidia/version"] {
+            std::fs::remove_file(d.path().join(f)).unwrap();
+        }
+        let kept = HostFacts::kept();
+        for _ in 0..3 {
+            let e = kept.inventory(&host).await.unwrap_err();
+            assert!(matches!(e, Error::NoDriver { .. }), "{e:?}");
+        }
+        assert_eq!(reads(host.calls(), "/sys/module/nvidia/version"), 1);
+
+        // A version file that cannot be parsed is a read to try again, not the host's answer.
+        let (_d, host) = FsHost::h200x2();
+        let host = host.with_calls(CallLog::new());
+        host.put("/sys/module/nvidia/version", "garbage\n");
+        let kept = HostFacts::kept();
+        for _ in 0..2 {
+            assert!(kept.inventory(&host).await.is_err());
+        }
+        assert_eq!(reads(host.calls(), "/sys/module/nvidia/version"), 2);
+        host.put("/sys/module/nvidia/version", "580.159.04\n");
+        assert!(kept.inventory(&host).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn prefetched_reads_are_answered_once_in_the_same_words() {
+        let (_d, host) = FsHost::h200x2();
+        let host = host.with_calls(CallLog::new());
+        let pre = Prefetched::fetch(&host, &["/proc/devices", "/nonexistent"], &["/dev"]).await;
+        assert_eq!(host.calls().take().len(), 3, "fetched at once");
+        let text = pre.read_file(Path::new("/proc/devices")).await.unwrap();
+        assert!(String::from_utf8_lossy(&text).contains("nvidia"));
+        let e = pre.read_file(Path::new("/nonexistent")).await.unwrap_err();
+        assert!(matches!(e, ExecError::NotFound { .. }), "{e:?}");
+        assert!(!pre.read_dir(Path::new("/dev")).await.unwrap().is_empty());
+        assert!(
+            host.calls().take().is_empty(),
+            "answered from what was fetched"
+        );
+        // A second read is the host's again.
+        pre.read_file(Path::new("/proc/devices")).await.unwrap();
+        assert_eq!(host.calls().take(), ["host read_file /proc/devices"]);
+    }
+
+    #[tokio::test]
+    async fn known_states_answer_from_the_run_or_ask_the_backend() {
+        let mut inner = exec_backend::MockContainerExec::new();
+        inner
+            .expect_state()
+            .times(1)
+            .returning(|_| Ok(CtState::Other("frozen".into())));
+        let all = CtStates::new(
+            [("7".to_owned(), CtState::Running)].into(),
+            CtState::Stopped,
+        );
+        let known = KnownStates::new(&inner, Some(Arc::new(all)));
+        assert_eq!(
+            known.state(&CtRef::new("7")).await.unwrap(),
+            CtState::Running
+        );
+        assert_eq!(
+            known.state(&CtRef::new("8")).await.unwrap(),
+            CtState::Stopped
+        );
+        let asked = KnownStates::new(&inner, None);
+        assert_eq!(
+            asked.state(&CtRef::new("8")).await.unwrap(),
+            CtState::Other("frozen".into())
+        );
+        // Outside a run no states are read at all.
+        assert_eq!(HostFacts::fresh().states(&inner).await, None);
     }
 }

@@ -179,6 +179,19 @@ const PROC_GPUS: &str = "/proc/driver/nvidia/gpus";
 /// Where the driver lists the MIG capability minors.
 pub(crate) const MIG_MINORS: &str = "/proc/driver/nvidia-caps/mig-minors";
 
+/// The files [`Inventory::read`] reads on any host, and the directories it lists (the GPUs'
+/// own files are found in the listing): for a caller that fetches them all at once first.
+pub(crate) const READ_FILES: [&str; 6] = [
+    SYS_MODULE_VERSION,
+    PROC_DRIVER_VERSION,
+    PROC_DEVICES,
+    "/proc/self/mounts",
+    "/proc/mounts",
+    "/var/lib/dpkg/status",
+];
+/// See [`READ_FILES`].
+pub(crate) const LISTED_DIRS: [&str; 3] = [PROC_GPUS, "/dev", "/dev/nvidia-caps"];
+
 /// A file's text, `None` when it does not exist.
 pub(crate) async fn read_text(host: &dyn Host, path: &str) -> Result<Option<String>> {
     match host.read_file(Path::new(path)).await {

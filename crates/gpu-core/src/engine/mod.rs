@@ -134,10 +134,13 @@ impl Engine {
         if !self.facts.is_kept() {
             return;
         }
-        let _ = self.facts.inventory(self.host.as_ref()).await;
-        if states {
-            self.facts.states(self.cts.as_ref()).await;
-        }
+        let inventory = self.facts.inventory(self.host.as_ref());
+        let states = async {
+            if states {
+                self.facts.states(self.cts.as_ref()).await;
+            }
+        };
+        let _ = tokio::join!(inventory, states);
     }
 
     /// Fresh counting wrappers of the backends, for one operation.
