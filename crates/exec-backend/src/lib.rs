@@ -311,6 +311,21 @@ pub trait Host: Send + Sync {
     /// Reads a whole file. A missing file is [`ExecError::NotFound`].
     async fn read_file(&self, path: &Path) -> Result<Vec<u8>, ExecError>;
 
+    /// Reads several files in one go: for each path, in order, what
+    /// [`read_file`](Host::read_file) would give. The outer error: the whole batch could not
+    /// be read (then each file can still be read on its own). [`SshHost`] reads them in one
+    /// session; the default reads them one by one.
+    async fn read_files(
+        &self,
+        paths: &[PathBuf],
+    ) -> Result<Vec<Result<Vec<u8>, ExecError>>, ExecError> {
+        let mut out = Vec::with_capacity(paths.len());
+        for p in paths {
+            out.push(self.read_file(p).await);
+        }
+        Ok(out)
+    }
+
     /// Replaces a file atomically: lock, check, temp file in the same directory, fsync, rename,
     /// fsync of the directory. Readers see the old bytes or the new, never a mix.
     async fn write_file_atomic(
@@ -459,6 +474,12 @@ macro_rules! forward_backends {
             }
             async fn read_file(&self, path: &Path) -> Result<Vec<u8>, ExecError> {
                 (**self).read_file(path).await
+            }
+            async fn read_files(
+                &self,
+                paths: &[PathBuf],
+            ) -> Result<Vec<Result<Vec<u8>, ExecError>>, ExecError> {
+                (**self).read_files(paths).await
             }
             async fn write_file_atomic(
                 &self,

@@ -482,6 +482,16 @@ const RC_CONFLICT: i32 = 76;
 
 const READ_SCRIPT: &str = r#"[ -e "$1" ] || [ -L "$1" ] || exit 44; exec cat -- "$1""#;
 
+/// Several files in one session: one line per argument, in order: `0 BASE64` (the bytes),
+/// `44` (no such file) or `1 BASE64` (why it could not be read). Base64 keeps any bytes on one
+/// line; `base64` is GNU coreutils.
+const READ_MANY_SCRIPT: &str = r#"for p do
+  if [ -e "$p" ] || [ -L "$p" ]; then
+    if b=$(base64 -w0 2>&1 < "$p"); then printf '0 %s\n' "$b"
+    else printf '1 %s\n' "$(printf '%s' "$b" | base64 -w0)"; fi
+  else echo 44; fi
+done"#;
+
 const STAT_SCRIPT: &str =
     r#"[ -e "$1" ] || [ -L "$1" ] || exit 44; exec stat -c '%f %t %T %u %g %s' -- "$1""#;
 
@@ -566,6 +576,39 @@ pub(crate) fn parse_stat_fields(fields: &[&str]) -> Option<FileMeta> {
         gid: gid.parse().ok()?,
         size: size.parse().ok()?,
     })
+}
+
+/// Decodes standard base64 (with `=` padding), `None` for anything else.
+fn base64_decode(text: &[u8]) -> Option<Vec<u8>> {
+    fn value(c: u8) -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    }
+    if text.len() % 4 != 0 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(text.len() / 4 * 3);
+    let chunks = text.len() / 4;
+    for (i, quad) in text.chunks(4).enumerate() {
+        let pad = quad.iter().rev().take_while(|&&c| c == b'=').count();
+        if pad > 2 || (pad > 0 && i + 1 != chunks) {
+            return None;
+        }
+        let mut n = 0u32;
+        for &c in &quad[..4 - pad] {
+            n = n << 6 | value(c)?;
+        }
+        n <<= 6 * pad as u32;
+        let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
+        out.extend_from_slice(&bytes[..3 - pad]);
+    }
+    Some(out)
 }
 
 /// SHA-256 in hex.
@@ -671,6 +714,59 @@ impl Host for SshHost {
             ExitStatus::Code(RC_NOT_FOUND) => Err(self.not_found(path)),
             _ => Ok(out.check(&self.link.name, &cmd)?.stdout),
         }
+    }
+
+    /// All the files in one session ([`READ_MANY_SCRIPT`]), each answered as
+    /// [`read_file`](Host::read_file) would answer it.
+    #[instrument(level = "debug", skip(self, paths), fields(node = %self.link.name, files = paths.len()))]
+    async fn read_files(
+        &self,
+        paths: &[PathBuf],
+    ) -> Result<Vec<Result<Vec<u8>, ExecError>>, ExecError> {
+        if paths.is_empty() {
+            return Ok(Vec::new());
+        }
+        let real: Vec<PathBuf> = paths.iter().map(|p| self.resolve(p)).collect();
+        let args: Vec<&std::ffi::OsStr> = real.iter().map(|p| p.as_os_str()).collect();
+        let (cmd, out) = self
+            .snippet(READ_MANY_SCRIPT, &args, None, FILE_OP_TIMEOUT, true)
+            .await?;
+        let out = out.check(&self.link.name, &cmd)?;
+        let lines: Vec<&[u8]> = out
+            .stdout
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .collect();
+        if lines.len() != paths.len() {
+            return Err(self.protocol(
+                "a batch of reads",
+                format!("{} answers for {} files", lines.len(), paths.len()),
+            ));
+        }
+        let mut files = Vec::with_capacity(paths.len());
+        for (line, path) in lines.into_iter().zip(paths) {
+            let (code, data) = match line.iter().position(|&b| b == b' ') {
+                Some(i) => (&line[..i], &line[i + 1..]),
+                None => (line, &b""[..]),
+            };
+            let bytes = base64_decode(data).ok_or_else(|| {
+                self.protocol(
+                    "a batch of reads",
+                    format!("bad base64 for {}", path.display()),
+                )
+            })?;
+            files.push(match code {
+                b"0" => Ok(bytes),
+                b"44" => Err(self.not_found(path)),
+                _ => Err(ExecError::Failed {
+                    target: self.link.name.clone(),
+                    argv: vec!["cat".into(), "--".into(), path.display().to_string()],
+                    status: ExitStatus::Code(1),
+                    stderr_tail: crate::tail_text(&bytes, 2048),
+                }),
+            });
+        }
+        Ok(files)
     }
 
     #[instrument(level = "debug", skip(self, bytes, opts), fields(node = %self.link.name, len = bytes.len()))]
@@ -853,6 +949,26 @@ mod tests {
         assert_eq!(refusal(&marker, &out(255, "oops\n")), None);
         assert_eq!(refusal(&marker, &out(255, &format!("{}x\n", marker))), None);
         assert_eq!(refusal(&marker, &out(1, &refused)), None);
+    }
+
+    #[test]
+    fn base64_round_trips() {
+        for (text, plain) in [
+            ("", &b""[..]),
+            ("Zg==", b"f"),
+            ("Zm8=", b"fo"),
+            ("Zm9v", b"foo"),
+            ("AP8KIA==", b"\x00\xff\n "),
+        ] {
+            assert_eq!(
+                base64_decode(text.as_bytes()).as_deref(),
+                Some(plain),
+                "{text}"
+            );
+        }
+        for bad in ["Zg=", "Z===", "Zg==Zg==", "Zm9*", "Zm 9"] {
+            assert_eq!(base64_decode(bad.as_bytes()), None, "{bad}");
+        }
     }
 
     #[test]

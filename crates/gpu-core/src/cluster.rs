@@ -388,6 +388,33 @@ impl Host for SharedEtcPve {
         }
     }
 
+    /// The node's files in one batch on the node, the ones under `/etc/pve` here.
+    async fn read_files(
+        &self,
+        paths: &[PathBuf],
+    ) -> std::result::Result<Vec<std::result::Result<Vec<u8>, ExecError>>, ExecError> {
+        let theirs: Vec<PathBuf> = paths
+            .iter()
+            .filter(|p| self.here(p).is_none())
+            .cloned()
+            .collect();
+        let mut from_node = self.remote.read_files(&theirs).await?.into_iter();
+        let mut out = Vec::with_capacity(paths.len());
+        for p in paths {
+            out.push(match self.here(p) {
+                Some(here) => self.local.read_file(&here).await,
+                None => from_node.next().unwrap_or_else(|| {
+                    Err(ExecError::Protocol {
+                        target: self.remote.name(),
+                        what: "a batch of reads".into(),
+                        detail: "fewer answers than files".into(),
+                    })
+                }),
+            });
+        }
+        Ok(out)
+    }
+
     async fn write_file_atomic(
         &self,
         path: &Path,
@@ -588,6 +615,40 @@ mod tests {
         for bad in ["", "..", ".hidden", "a/b", "a b"] {
             assert!(!is_node_name(bad), "{bad:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_batch_of_reads_is_split_between_here_and_the_node() {
+        let (_d1, here) = test_support::FsHost::h200x2();
+        let here = Arc::new(here.with_calls(test_support::CallLog::new()));
+        here.put("/etc/pve/nodes/pve2/lxc/7.conf", "here\n");
+        let (_d2, node) = test_support::FsHost::h200x2();
+        let node = Arc::new(node.with_calls(test_support::CallLog::new()));
+        node.put("/etc/hostname", "pve2\n");
+        let shared = SharedEtcPve {
+            node: "pve2".into(),
+            remote: node.clone(),
+            local: here.clone(),
+        };
+        let paths: Vec<PathBuf> = ["/etc/hostname", "/etc/pve/lxc/7.conf", "/nonexistent"]
+            .iter()
+            .map(Into::into)
+            .collect();
+        let got = shared.read_files(&paths).await.unwrap();
+        assert_eq!(got[0].as_deref().unwrap(), b"pve2\n");
+        assert_eq!(got[1].as_deref().unwrap(), b"here\n");
+        assert!(matches!(got[2], Err(ExecError::NotFound { .. })));
+        assert_eq!(
+            node.calls().lines(),
+            [
+                "host read_file /etc/hostname",
+                "host read_file /nonexistent"
+            ]
+        );
+        assert_eq!(
+            here.calls().lines(),
+            ["host read_file /etc/pve/nodes/pve2/lxc/7.conf"]
+        );
     }
 
     const EXAMPLE_101: &str = include_str!("../../../examples/h200x2/etc/pve/lxc/101.conf");

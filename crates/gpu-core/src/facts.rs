@@ -25,7 +25,9 @@ use tokio::sync::OnceCell;
 use tracing::debug;
 
 use crate::error::{Error, Result};
-use crate::inventory::{read_proc_devices, Inventory, ProcDevices, LISTED_DIRS, READ_FILES};
+use crate::inventory::{
+    gpu_information, read_proc_devices, Inventory, ProcDevices, LISTED_DIRS, PROC_GPUS, READ_FILES,
+};
 
 /// A host's facts for one run, or none kept.
 #[derive(Debug, Default)]
@@ -67,7 +69,7 @@ impl HostFacts {
         let kept = self
             .inventory
             .get_or_try_init(|| async {
-                let host = Prefetched::fetch(host, &READ_FILES, &LISTED_DIRS).await;
+                let host = Prefetched::inventory(host).await;
                 match Inventory::read_with_devices(&host).await {
                     Ok((inv, devices)) => {
                         // The table the inventory was read from is the run's table too.
@@ -120,8 +122,9 @@ impl HostFacts {
 }
 
 /// A host whose reads of some files and directories were fetched beforehand, all at once
-/// (as many at a time as the host's connection allows): each is answered once from what was
-/// fetched, in the same words (errors included); every other call goes to the host.
+/// (the files in one [`Host::read_files`], one SSH session; the listings at the same time):
+/// each is answered once from what was fetched, in the same words (errors included); every
+/// other call goes to the host.
 struct Prefetched<'a> {
     host: &'a dyn Host,
     files: Mutex<HashMap<PathBuf, std::result::Result<Vec<u8>, ExecError>>>,
@@ -129,12 +132,40 @@ struct Prefetched<'a> {
 }
 
 impl<'a> Prefetched<'a> {
+    /// What [`Inventory::read`] reads of `host`: its files and listings, then the GPUs' files
+    /// the listing names: two round trips.
+    async fn inventory(host: &'a dyn Host) -> Prefetched<'a> {
+        let pre = Prefetched::fetch(host, &READ_FILES, &LISTED_DIRS).await;
+        let gpus: Vec<String> = match pre.lock_dirs().get(Path::new(PROC_GPUS)) {
+            Some(Ok(entries)) => entries
+                .iter()
+                .map(|e| gpu_information(&e.name.to_string_lossy()))
+                .collect(),
+            _ => Vec::new(),
+        };
+        let more = Prefetched::fetch(
+            host,
+            &gpus.iter().map(String::as_str).collect::<Vec<_>>(),
+            &[],
+        )
+        .await;
+        let files = std::mem::take(&mut *more.lock_files());
+        pre.lock_files().extend(files);
+        pre
+    }
+
     async fn fetch(host: &'a dyn Host, files: &[&str], dirs: &[&str]) -> Prefetched<'a> {
-        let files = join_all(files.iter().map(|p| async move {
-            let p = PathBuf::from(p);
-            let got = host.read_file(&p).await;
-            (p, got)
-        }));
+        let paths: Vec<PathBuf> = files.iter().map(PathBuf::from).collect();
+        let files = async {
+            match host.read_files(&paths).await {
+                Ok(got) => paths.iter().cloned().zip(got).collect(),
+                Err(e) => {
+                    // Each file is read on its own later, and meets its own error.
+                    debug!(error = %e, "the inventory's files could not be read at once");
+                    HashMap::new()
+                }
+            }
+        };
         let dirs = join_all(dirs.iter().map(|p| async move {
             let p = PathBuf::from(p);
             let got = host.read_dir(&p).await;
@@ -143,9 +174,22 @@ impl<'a> Prefetched<'a> {
         let (files, dirs) = tokio::join!(files, dirs);
         Prefetched {
             host,
-            files: Mutex::new(files.into_iter().collect()),
+            files: Mutex::new(files),
             dirs: Mutex::new(dirs.into_iter().collect()),
         }
+    }
+
+    fn lock_files(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<PathBuf, std::result::Result<Vec<u8>, ExecError>>> {
+        self.files.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lock_dirs(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<PathBuf, std::result::Result<Vec<DirEntry>, ExecError>>>
+    {
+        self.dirs.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -164,11 +208,7 @@ impl Host for Prefetched<'_> {
     }
 
     async fn read_file(&self, path: &Path) -> std::result::Result<Vec<u8>, ExecError> {
-        let fetched = self
-            .files
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(path);
+        let fetched = self.lock_files().remove(path);
         match fetched {
             Some(got) => got,
             None => self.host.read_file(path).await,
@@ -185,11 +225,7 @@ impl Host for Prefetched<'_> {
     }
 
     async fn read_dir(&self, path: &Path) -> std::result::Result<Vec<DirEntry>, ExecError> {
-        let fetched = self
-            .dirs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(path);
+        let fetched = self.lock_dirs().remove(path);
         match fetched {
             Some(got) => got,
             None => self.host.read_dir(path).await,

@@ -175,7 +175,13 @@ impl Inventory {
 const PROC_DEVICES: &str = "/proc/devices";
 const SYS_MODULE_VERSION: &str = "/sys/module/nvidia/version";
 const PROC_DRIVER_VERSION: &str = "/proc/driver/nvidia/version";
-const PROC_GPUS: &str = "/proc/driver/nvidia/gpus";
+/// Where the driver lists the GPUs, one directory per PCI bus id.
+pub(crate) const PROC_GPUS: &str = "/proc/driver/nvidia/gpus";
+
+/// The driver's file about the GPU at `bus` (a directory name under [`PROC_GPUS`]).
+pub(crate) fn gpu_information(bus: &str) -> String {
+    format!("{PROC_GPUS}/{bus}/information")
+}
 /// Where the driver lists the MIG capability minors.
 pub(crate) const MIG_MINORS: &str = "/proc/driver/nvidia-caps/mig-minors";
 
@@ -359,7 +365,7 @@ async fn read_gpus(host: &dyn Host) -> Result<Vec<Gpu>> {
     let mut gpus = Vec::new();
     for e in entries {
         let bus = e.name.to_string_lossy().into_owned();
-        let path = format!("{PROC_GPUS}/{bus}/information");
+        let path = gpu_information(&bus);
         let Some(text) = read_text(host, &path).await? else {
             continue;
         };
