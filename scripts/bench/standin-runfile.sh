@@ -20,7 +20,8 @@ cat > /usr/local/bin/nvidia-smi <<'SMI'
 case "\${1:-}" in
   --version) echo "NVIDIA-SMI version  : $v"; exit 0 ;;
 esac
-[ -c /dev/nvidiactl ] || { echo "Failed to initialize NVML: Unknown Error"; exit 255; }
+# The real tool's words without the node (crates/gpu-core/tests/support/README.md).
+[ -c /dev/nvidiactl ] || { echo "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver. Make sure that the latest NVIDIA driver is installed and running."; echo; exit 9; }
 i=0
 for pair in 0:GPU-8ec68ad8-ed9b-8b4b-3e1f-0a019c95b836 1:GPU-7fc3e24c-6572-362c-3b22-0d1167fae655; do
   [ -c "/dev/nvidia\${pair%%:*}" ] || continue

@@ -38,7 +38,12 @@ make_nodes() {
 	cat >"$FAKE_GPU_ROOT/bin/nvidia-smi" <<-EOF
 		#!/bin/sh
 		denied() { cat "\$1" 2>&1 >/dev/null | grep -q 'not permitted'; }
-		if [ ! -e /dev/nvidiactl ] || denied /dev/nvidiactl; then
+		# The real tool's words (crates/gpu-core/tests/support/README.md): no node, exit 9;
+		# a node the device cgroup denies, exit 255.
+		if [ ! -e /dev/nvidiactl ]; then
+		    echo "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver. Make sure that the latest NVIDIA driver is installed and running."; echo; exit 9
+		fi
+		if denied /dev/nvidiactl; then
 		    echo "Failed to initialize NVML: Unknown Error"; exit 255
 		fi
 		i=0

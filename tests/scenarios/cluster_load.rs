@@ -335,7 +335,7 @@ fn cluster_node_down_mid_run_fails_its_containers_with_exit_8() {
     for e in errors {
         assert_eq!(e["node"], "pve3", "{e:#}");
         assert_eq!(e["exit_code"], 8, "{e:#}");
-        let text = e["error"].as_str().unwrap();
+        let text = e["error"]["message"].as_str().unwrap();
         assert!(text.contains(&cause), "{cause:?} not in {text:?}");
         assert!(text.contains("Connection refused"), "{text}");
     }

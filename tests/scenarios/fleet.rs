@@ -275,5 +275,5 @@ fn fleet_apply_check_and_sync_on_real_containers() {
     let r = run(&["-q", "check", "--all"]);
     assert_eq!(r.code, 10, "{r:#?}");
     assert!(r.stdout.contains(&stopped.name), "{}", r.stdout);
-    assert!(r.stdout.contains("StaleMajor"), "{}", r.stdout);
+    assert!(r.stdout.contains("stale major"), "{}", r.stdout);
 }

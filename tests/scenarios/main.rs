@@ -7,6 +7,9 @@ mod cluster;
 mod cluster_batch;
 mod cluster_load;
 mod fleet;
+mod hints;
+mod json;
+mod orchestrator;
 mod pipe;
 
 use std::os::unix::fs::MetadataExt;
@@ -657,7 +660,7 @@ fn log_file_is_info_by_default_and_debug_with_v() {
         lines[lines.len() - 1].contains("phoenix-gpu finished exit_code=10"),
         "{log}"
     );
-    assert!(log.contains("step=\"config\" status=Ok"), "{log}");
+    assert!(log.contains("step=\"config\" status=ok"), "{log}");
     // Neither frame line reaches stderr.
     assert!(!r.stderr.contains("phoenix-gpu started"), "{r:#?}");
 
@@ -765,7 +768,10 @@ fn hint_locked_config_says_pct_unlock() {
     assert!(hint_line(&r).contains("`pct unlock 101`"), "{r:#?}");
     let j = h.run(&["apply", "101", "--gpus", "1", "--json"]).json();
     assert_eq!(j["exit_code"], 9);
-    assert!(j["hint"].as_str().unwrap().contains("pct unlock 101"));
+    assert!(j["error"]["hint"]
+        .as_str()
+        .unwrap()
+        .contains("pct unlock 101"));
 }
 
 #[test]

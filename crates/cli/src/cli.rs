@@ -148,7 +148,8 @@ pub const FLEET_EXIT_HELP: &str = "\
 Several containers (several CTIDs, or --all): the exit code is the worst of the containers' \
 codes, that is the highest one; every failure (1-10) outranks success (0). A summary table \
 (CTID, node, GPUs, result, time) ends the run; with --json it is one object \
-{\"rows\": [...], \"summary\": {...}, \"exit_code\": N}.";
+{\"schema_version\": 1, \"rows\": [...], \"summary\": {...}, \"error\": null, \"exit_code\": N} \
+(docs/json.md).";
 
 /// Flags of plan and verify.
 #[derive(Debug, Args)]
@@ -308,6 +309,10 @@ pub struct PrepareArgs {
     /// Also create /dev/nvidia-modeset at boot
     #[arg(long)]
     pub modeset: bool,
+    /// With --remove: delete the hookscript even while containers name it (they then do not
+    /// start until their hookscript line is deleted)
+    #[arg(long, requires = "remove")]
+    pub force: bool,
 }
 
 /// Flags of remove.

@@ -8,8 +8,10 @@ use std::error::Error as StdError;
 use exec_backend::ExecError;
 
 use crate::error::CliError;
+use gpu_core::host_prepare::HOOKSCRIPT_DIR;
 use gpu_core::{
-    Error, ErrorKind, Input, InstallCause, RestartCause, SmiFailure, VerifyCause, VerifyProblem,
+    Error, ErrorKind, Input, InstallCause, PrepareFolder, RestartCause, SmiFailure, VerifyCause,
+    VerifyProblem,
 };
 
 /// Lines kept of one multi-line message (the first, a marker, and the last ones).
@@ -158,12 +160,42 @@ fn permission_hint(ct: &str) -> String {
     )
 }
 
+/// `Failed to initialize NVML: Unknown Error` in a container: its known causes.
+fn unknown_error_hint(ct: &str) -> String {
+    format!(
+        "NVML's Unknown Error in a container means the device cgroup denies a GPU node it \
+         has: allow lines missing, written under the cgroup key this host's LXC ignores \
+         (lxc.cgroup2.devices.allow on a unified host, lxc.cgroup.devices.allow where the \
+         devices controller is cgroup v1), or allowing a stale major (nvidia-uvm's changes when \
+         the driver is reloaded). `phoenix-gpu check {ct}` names which; `phoenix-gpu apply \
+         {ct}` rewrites them and restarts the container"
+    )
+}
+
+/// `NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver`.
+fn driver_unreachable_hint(ct: &str) -> String {
+    format!(
+        "nvidia-smi in the container cannot reach the driver through /dev/nvidiactl: the \
+         container lacks the node (its config does not pass it, or the container was not \
+         restarted since it does), or the host's driver is not loaded (then the host's own \
+         nvidia-smi fails too). `phoenix-gpu check {ct}` lists what the config misses; \
+         `phoenix-gpu apply {ct}` writes it and restarts the container"
+    )
+}
+
 /// What to do about a failed verification.
 fn verify_hint(cause: &VerifyCause, ct: &str) -> Option<String> {
     match cause {
         VerifyCause::SmiFailed { failure, .. } => match failure {
             SmiFailure::VersionMismatch => Some(mismatch_hint(ct)),
             SmiFailure::NoPermission => Some(permission_hint(ct)),
+            SmiFailure::DriverUnreachable => Some(driver_unreachable_hint(ct)),
+            SmiFailure::UnknownError => Some(unknown_error_hint(ct)),
+            SmiFailure::LibraryMissing => Some(format!(
+                "the container has nvidia-smi but not libnvidia-ml.so on its loader path: \
+                 `phoenix-gpu apply {ct}` installs the userspace (runfile) or runs ldconfig \
+                 for the host's libraries (host-libs)"
+            )),
             _ => None,
         },
         VerifyCause::Mismatch { problems } => {
@@ -188,11 +220,18 @@ fn verify_hint(cause: &VerifyCause, ct: &str) -> Option<String> {
     }
 }
 
-/// What to do about `e`, when there is something specific to say. Chosen by the error's
-/// variant and its cause, never by its wording; the flags and commands to use are named here.
-pub fn hint(e: &Error) -> Option<String> {
-    let ct = ct_of(e).unwrap_or("CTID");
+/// What to do about `e`, an error of the command `command` (`inventory`, `apply`, ...), when
+/// there is something specific to say. Chosen by the error's variant and its cause, never by
+/// its wording; the flags and commands to use are named here. A general hint names the
+/// command's help, and never tells to run the command that just failed.
+pub fn hint_in(e: &Error, command: Option<&str>) -> Option<String> {
     let specific = match e {
+        Error::NoDriver { .. } => Some(
+            "install the NVIDIA driver on the host (NVIDIA's .run installer or the \
+             distribution's packages) and load it (`modprobe nvidia`): the host's own nvidia-smi \
+             must work before a container can use a GPU"
+                .to_owned(),
+        ),
         Error::VersionMismatch { host, .. } => Some(format!(
             "the host's kernel module is {host}: drop --driver-version (or \
              NVIDIA_DRIVER_VERSION, or the orchestrator config's nvidia_driver_version), or \
@@ -241,10 +280,36 @@ pub fn hint(e: &Error) -> Option<String> {
              phoenix_lxc_configs.json with --phoenix-config FILE"
                 .to_owned(),
         ),
-        Error::OrchestratorConfig { .. } => Some(
-            "--phoenix-config takes the orchestrator's phoenix_lxc_configs.json (v1 or v2)"
+        Error::OrchestratorConfig { .. } | Error::NotLxcConfig { .. } => Some(
+            "--phoenix-config takes the orchestrator's phoenix_lxc_configs.json (v1 or v2), \
+             usually /usr/local/phoenix_hypervisor/etc/phoenix_lxc_configs.json; not \
+             phoenix_hypervisor_config.json"
                 .to_owned(),
         ),
+        Error::PrepareFolderMissing { which, .. } => Some(match which {
+            PrepareFolder::Snippets => format!(
+                "the hookscript lives in the snippets folder of Proxmox's local storage, which \
+                 needs the snippets content type: `pvesm set local --content <its types>,snippets` \
+                 (its types are on the content line under `dir: local` in /etc/pve/storage.cfg, \
+                 such as iso,vztmpl,backup), and `mkdir -p {HOOKSCRIPT_DIR}` if it is still \
+                 missing. Or leave out --hookscript"
+            ),
+            PrepareFolder::SystemdUnits => "host prepare installs a systemd unit; on a host \
+                 without systemd, run `nvidia-modprobe -u -c0` (and `nvidia-modprobe -m`) from \
+                 its boot scripts before containers start"
+                .to_owned(),
+            _ => return None,
+        }),
+        Error::HookscriptInUse { cts, .. } => Some(format!(
+            "detach it first: `pct set CTID --delete hookscript` for {}, then run again; or \
+             pass --force to delete it anyway (those containers then do not start until their \
+             hookscript line goes)",
+            if cts.len() == 1 {
+                format!("container {}", cts[0])
+            } else {
+                format!("each of {}", cts.join(", "))
+            }
+        )),
         Error::OrchestratorValue { field, .. } => Some(format!(
             "fix {field} in the orchestrator config, or give the value with its flag, which wins"
         )),
@@ -315,28 +380,63 @@ pub fn hint(e: &Error) -> Option<String> {
                 .to_owned(),
         );
     }
-    kind_hint(e.kind(), ct).map(str::to_owned)
+    if ssh_failed(e) {
+        return Some(
+            "the node cannot be reached over SSH: check its address (--host, or --node \
+             NAME=ssh://user@address), that its host key is in known_hosts (host keys are checked \
+             strictly) and that the key is accepted: `ssh -o BatchMode=yes root@NODE true` must \
+             work"
+                .to_owned(),
+        );
+    }
+    kind_hint(e.kind(), command, ct_of(e))
 }
 
-/// What to do about a CLI error.
-pub fn hint_cli(e: &CliError) -> Option<String> {
-    match e.core() {
-        Some(core) => hint(core),
-        None => kind_hint(e.kind(), "CTID").map(str::to_owned),
+/// Whether an SSH connection failed somewhere in the cause chain.
+fn ssh_failed(e: &(dyn StdError + 'static)) -> bool {
+    let mut cur: Option<&(dyn StdError + 'static)> = Some(e);
+    while let Some(c) = cur {
+        if matches!(c.downcast_ref::<ExecError>(), Some(ExecError::Ssh { .. })) {
+            return true;
+        }
+        cur = c.source();
+    }
+    false
+}
+
+/// What to do about a CLI error of the command `command`.
+pub fn hint_cli(e: &CliError, command: Option<&str>) -> Option<String> {
+    match (e, e.core()) {
+        (CliError::ReadConfig { .. }, _) => Some(
+            "--phoenix-config takes the path of the orchestrator's phoenix_lxc_configs.json, \
+             usually /usr/local/phoenix_hypervisor/etc/phoenix_lxc_configs.json"
+                .to_owned(),
+        ),
+        (_, Some(core)) => hint_in(core, command),
+        (_, None) => kind_hint(e.kind(), command, None),
     }
 }
 
-/// The general hint of a kind, when nothing more specific applies.
-pub fn kind_hint(kind: ErrorKind, _ct: &str) -> Option<&'static str> {
+/// The general hint of a kind, when nothing more specific applies; `command` is the command
+/// that failed (never suggested again), `ct` the container when the error names one.
+pub fn kind_hint(kind: ErrorKind, command: Option<&str>, ct: Option<&str>) -> Option<String> {
     Some(match kind {
-        ErrorKind::BadInput => "`phoenix-gpu help <command>` lists the accepted values",
-        ErrorKind::CtNotFound => "check the CTID (`pct list`) or --target/--lxcpath",
+        ErrorKind::BadInput => format!(
+            "`phoenix-gpu help {}` lists the accepted values",
+            command.unwrap_or("<command>")
+        ),
+        ErrorKind::CtNotFound => "check the CTID (`pct list`) or --target/--lxcpath".to_owned(),
         ErrorKind::ConfigMissing => {
-            "check the CTID, --target and --lxcpath, and that the config is readable"
+            "check the CTID, --target and --lxcpath, and that the config is readable".to_owned()
         }
-        ErrorKind::HostPrecondition => "`phoenix-gpu inventory` shows what this host has",
-        ErrorKind::Locked => "run again once the other task has finished",
-        ErrorKind::Drift => "`phoenix-gpu apply` with the same GPUs repairs it",
+        ErrorKind::HostPrecondition if command != Some("inventory") => {
+            "`phoenix-gpu inventory` shows what this host has".to_owned()
+        }
+        ErrorKind::Locked => "run again once the other task has finished".to_owned(),
+        ErrorKind::Drift => format!(
+            "`phoenix-gpu apply {}` with the same GPUs repairs it",
+            ct.unwrap_or("CTID")
+        ),
         _ => return None,
     })
 }
@@ -347,6 +447,10 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    fn hint(e: &Error) -> Option<String> {
+        hint_in(e, None)
+    }
 
     fn verify(cause: VerifyCause) -> Error {
         Error::Verify {
@@ -552,6 +656,200 @@ mod tests {
             detail: "y".into(),
         };
         assert_eq!(hint(&e), None);
+    }
+
+    fn smi(failure: SmiFailure) -> Error {
+        verify(VerifyCause::SmiFailed {
+            failure,
+            output: "x".into(),
+            expected: vec![],
+            driver: "580.159.04".into(),
+        })
+    }
+
+    /// Each kind of nvidia-smi failure gets its own hint (issue 20 item 5).
+    #[test]
+    fn nvidia_smi_failures_each_get_their_hint() {
+        let h = hint(&smi(SmiFailure::UnknownError)).unwrap();
+        for words in [
+            "allow lines missing",
+            "cgroup key this host's LXC ignores",
+            "stale major",
+            "`phoenix-gpu check 101`",
+        ] {
+            assert!(h.contains(words), "{words}: {h}");
+        }
+        let h = hint(&smi(SmiFailure::DriverUnreachable)).unwrap();
+        assert!(h.contains("/dev/nvidiactl"), "{h}");
+        assert!(h.contains("`phoenix-gpu check 101`"), "{h}");
+        let h = hint(&smi(SmiFailure::LibraryMissing)).unwrap();
+        assert!(h.contains("libnvidia-ml.so"), "{h}");
+        assert_eq!(hint(&smi(SmiFailure::Other)), None);
+    }
+
+    /// Every hint's key words are in docs/troubleshooting.md, so the page and the hints stay in
+    /// step: a hint changed without the page fails here.
+    #[test]
+    fn every_hint_is_in_the_troubleshooting_page() {
+        // Markdown wraps lines: compare with runs of whitespace as one space.
+        let page = include_str!("../../../docs/troubleshooting.md")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        let exec = |argv: &[&str]| ExecError::Spawn {
+            target: "localhost".into(),
+            argv: argv.iter().map(|a| (*a).to_owned()).collect(),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        };
+        let node = |p: &str| Error::NodeMissing {
+            path: PathBuf::from(p),
+            hint: "x".into(),
+        };
+        let install = |cause| Error::Install {
+            ct: "101".into(),
+            what: "x".into(),
+            cause,
+        };
+        let cases: Vec<(Error, &str)> = vec![
+            (
+                Error::VersionMismatch {
+                    wanted: "570.1.2".into(),
+                    host: "580.159.04".into(),
+                },
+                "--force-version",
+            ),
+            (smi(SmiFailure::VersionMismatch), "reboot the host"),
+            (smi(SmiFailure::NoPermission), "--mode dev"),
+            (
+                smi(SmiFailure::UnknownError),
+                "device cgroup denies a GPU node",
+            ),
+            (
+                smi(SmiFailure::DriverUnreachable),
+                "cannot reach the driver through /dev/nvidiactl",
+            ),
+            (
+                smi(SmiFailure::LibraryMissing),
+                "libnvidia-ml.so on its loader path",
+            ),
+            (node("/dev/nvidia-uvm"), "nvidia-modprobe -u -c0"),
+            (node("/dev/nvidia-modeset"), "nvidia-modprobe -m"),
+            (node("/dev/nvidia-caps/nvidia-cap1"), "MIG-capable GPUs"),
+            (
+                Error::HostUserspaceMissing {
+                    version: "580.159.04".into(),
+                    looked_in: vec![],
+                },
+                "install the driver's userspace on the host",
+            ),
+            (
+                Error::GpuGone {
+                    ct: "101".into(),
+                    minors: vec![7],
+                },
+                "--gpus LIST",
+            ),
+            (
+                Error::NoDriver { host: "h".into() },
+                "install the NVIDIA driver on the host",
+            ),
+            (Error::NoOrchestratorConfig, "--phoenix-config FILE"),
+            (
+                Error::NotLxcConfig {
+                    looks_like: "x".into(),
+                },
+                "not phoenix_hypervisor_config.json",
+            ),
+            (
+                Error::Locked {
+                    ct: "101".into(),
+                    lock: "backup".into(),
+                },
+                "pct unlock",
+            ),
+            (
+                Error::LockBusy {
+                    ct: "101".into(),
+                    source: ExecError::LockTimeout {
+                        target: "localhost".into(),
+                        path: "/run/lock/lxc/pve-config-101.lock".into(),
+                        after: Duration::from_secs(10),
+                    },
+                },
+                "lslocks",
+            ),
+            (
+                Error::Restart {
+                    ct: "101".into(),
+                    cause: RestartCause::Timeout {
+                        action: "start",
+                        after: Duration::from_secs(5),
+                    },
+                },
+                "--restart-timeout",
+            ),
+            (
+                install(InstallCause::WrongArch {
+                    arch: "aarch64".into(),
+                }),
+                "--strategy host-libs",
+            ),
+            (
+                install(InstallCause::NoCudaRepository { system: "x".into() }),
+                "--repo-url",
+            ),
+            (
+                install(InstallCause::NoPublishedChecksum {
+                    url: "u".into(),
+                    why: "w".into(),
+                }),
+                "--runfile-sha256",
+            ),
+            (
+                Error::PrepareFolderMissing {
+                    dir: "/var/lib/vz/snippets".into(),
+                    which: PrepareFolder::Snippets,
+                },
+                "pvesm set local --content",
+            ),
+            (
+                Error::PrepareFolderMissing {
+                    dir: "/etc/systemd/system".into(),
+                    which: PrepareFolder::SystemdUnits,
+                },
+                "on a host without systemd",
+            ),
+            (
+                Error::HookscriptInUse {
+                    volid: "local:snippets/phoenix-gpu-hook.sh".into(),
+                    cts: vec!["101".into()],
+                },
+                "pct set CTID --delete hookscript",
+            ),
+            (
+                Error::exec("x", exec(&["pct", "status", "101"])),
+                "--target lxc",
+            ),
+            (
+                Error::exec(
+                    "x",
+                    ExecError::Ssh {
+                        target: "pve2".into(),
+                        detail: "Connection refused".into(),
+                        source: None,
+                    },
+                ),
+                "ssh -o BatchMode=yes",
+            ),
+        ];
+        for (e, words) in cases {
+            let h = hint(&e).unwrap_or_else(|| panic!("no hint for {e:?}"));
+            assert!(h.contains(words), "{words:?} not in the hint of {e:?}: {h}");
+            assert!(
+                page.contains(words),
+                "{words:?} (the hint of {e:?}) is not in docs/troubleshooting.md"
+            );
+        }
     }
 
     #[test]

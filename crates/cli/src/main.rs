@@ -85,9 +85,14 @@ fn main() -> ExitCode {
             }
         };
     }
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::try_parse_from(&argv) {
         Ok(c) => c,
         Err(e) => {
+            // With --json anywhere on the line, the answer is JSON even when the line does
+            // not parse (clap's text still goes to stderr).
+            if e.use_stderr() && output::json_asked(&argv) {
+                output::print_parse_error(&e);
+            }
             let _ = e.print();
             // --help and --version are not failures; every other parse error is bad input.
             return ExitCode::from(if e.use_stderr() {
@@ -97,7 +102,7 @@ fn main() -> ExitCode {
             });
         }
     };
-    let printer = Printer::new(&cli.global);
+    let printer = Printer::new(&cli.global, command_name(&cli.command));
     let g = &cli.global;
     if let Some(w) = logging::init(g.verbose, g.quiet, g.log_file.as_deref(), printer.multi()) {
         printer.err_lines(&[format!("warning: {w}")], None);

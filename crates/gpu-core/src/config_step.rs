@@ -143,8 +143,9 @@ fn reconcile(
     Ok((remove.len(), missing.len()))
 }
 
-/// The unified diff between two versions of the config at `path`.
-pub(crate) fn unified_diff(path: &Path, old: &[u8], new: &[u8]) -> String {
+/// The unified diff between two versions of the config at `path`: `(current)` against
+/// `(planned)`, or once `new` is written, `(before)` against `(written)`.
+pub(crate) fn unified_diff(path: &Path, old: &[u8], new: &[u8], written: bool) -> String {
     if old == new {
         return String::new();
     }
@@ -154,7 +155,10 @@ pub(crate) fn unified_diff(path: &Path, old: &[u8], new: &[u8]) -> String {
     similar::TextDiff::from_lines(old.as_ref(), new.as_ref())
         .unified_diff()
         .context_radius(3)
-        .header(&format!("{p} (current)"), &format!("{p} (planned)"))
+        .header(
+            &format!("{p} ({})", if written { "before" } else { "current" }),
+            &format!("{p} ({})", if written { "written" } else { "planned" }),
+        )
         .to_string()
 }
 
@@ -210,7 +214,7 @@ pub(crate) async fn apply(
     let Loaded { path, bytes, .. } = loaded;
     let new = plan.bytes;
     let changed = new != bytes;
-    let diff = unified_diff(&path, &bytes, &new);
+    let diff = unified_diff(&path, &bytes, &new, false);
     let how = match plan.written {
         Written::Raw(layout) => format!("raw mode, {}", layout.allow_key()),
         Written::Dev => "dev mode".to_owned(),
@@ -239,6 +243,7 @@ pub(crate) async fn apply(
     }
     write(ctx, &path, &bytes, &new).await?;
     outcome.written = true;
+    outcome.diff = unified_diff(&path, &bytes, &new, true);
     Ok((outcome, StepStatus::Changed, detail))
 }
 
@@ -259,7 +264,7 @@ pub(crate) async fn remove(ctx: &Ctx<'_>, dry_run: bool) -> Result<(String, Step
     let root = host_root(ctx.host);
     let (removed, _) = reconcile(&mut doc, &[], &devices, &majors, root.as_deref())?;
     let new = doc.to_bytes();
-    let diff = unified_diff(&path, &bytes, &new);
+    let diff = unified_diff(&path, &bytes, &new, false);
     if new == bytes {
         return Ok((
             diff,
@@ -272,6 +277,7 @@ pub(crate) async fn remove(ctx: &Ctx<'_>, dry_run: bool) -> Result<(String, Step
         return Ok((diff, StepStatus::Planned, detail));
     }
     write(ctx, &path, &bytes, &new).await?;
+    let diff = unified_diff(&path, &bytes, &new, true);
     Ok((diff, StepStatus::Changed, detail))
 }
 

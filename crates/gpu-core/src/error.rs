@@ -18,14 +18,14 @@ use crate::finding::Finding;
 /// | kind | exit code | [`Error`] variants |
 /// |---|---|---|
 /// | (success) | 0 | |
-/// | [`Internal`](ErrorKind::Internal) | 1 | `Internal`, `Parse`, `Exec` with another backend error |
-/// | [`BadInput`](ErrorKind::BadInput) | 2 | `BadInput`, `OrchestratorConfig`, `NoOrchestratorConfig`, `OrchestratorValue` (and every command-line parse error) |
+/// | [`Internal`](ErrorKind::Internal) | 1 | `Internal`, `Parse`, `Exec` and `PrepareFailed` with another backend error |
+/// | [`BadInput`](ErrorKind::BadInput) | 2 | `BadInput`, `OrchestratorConfig`, `NotLxcConfig`, `NoOrchestratorConfig`, `OrchestratorValue` (and every command-line parse error) |
 /// | [`CtNotFound`](ErrorKind::CtNotFound) | 3 | `CtNotFound`, `Exec` with `ExecError::CtNotFound` |
 /// | [`ConfigMissing`](ErrorKind::ConfigMissing) | 4 | `ConfigUnreadable` |
 /// | [`Install`](ErrorKind::Install) | 5 | `Install` |
 /// | [`Restart`](ErrorKind::Restart) | 6 | `Restart` |
 /// | [`Verify`](ErrorKind::Verify) | 7 | `Verify` |
-/// | [`HostPrecondition`](ErrorKind::HostPrecondition) | 8 | `NoDriver`, `GpuNotPresent`, `GpuGone`, `NodeMissing`, `HostUserspaceMissing`, `VersionMismatch`, `Exec` with an SSH error |
+/// | [`HostPrecondition`](ErrorKind::HostPrecondition) | 8 | `NoDriver`, `GpuNotPresent`, `GpuGone`, `NodeMissing`, `HostUserspaceMissing`, `VersionMismatch`, `PrepareFolderMissing`, `HookscriptInUse`, `Exec` with an SSH error |
 /// | [`Locked`](ErrorKind::Locked) | 9 | `Locked`, `LockBusy`, `Exec` with a lock timeout or conflict |
 /// | [`Drift`](ErrorKind::Drift) | 10 | `Drift` (and `check` finding drift) |
 ///
@@ -244,6 +244,13 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+    /// The orchestrator config is JSON, but not `phoenix_lxc_configs.json` (it has no
+    /// `lxc_configs` object): the hypervisor config, say.
+    #[error("the orchestrator config has no lxc_configs object: it looks like {looks_like}; expected phoenix_lxc_configs.json, with lxc_configs keyed by CTID")]
+    NotLxcConfig {
+        /// What the file looks like instead.
+        looks_like: String,
+    },
     /// The containers of the orchestrator config are asked for, and no config was given.
     #[error("the containers of the orchestrator config are asked for, and no orchestrator config was given")]
     NoOrchestratorConfig,
@@ -263,6 +270,36 @@ pub enum Error {
     NodeUnreachable {
         /// The node.
         node: String,
+    },
+    /// A folder the host preparation writes into does not exist; nothing was written.
+    #[error("{} does not exist on this host ({which}); nothing was written", dir.display())]
+    PrepareFolderMissing {
+        /// The folder.
+        dir: PathBuf,
+        /// What it is for.
+        which: PrepareFolder,
+    },
+    /// The host preparation failed after it had written files; they were put back.
+    #[error("{doing} failed; {}", undo_note(undone, not_undone))]
+    PrepareFailed {
+        /// What failed: `writing /var/lib/vz/snippets/phoenix-gpu-hook.sh`, `systemctl ...`.
+        doing: String,
+        /// What was undone: `removed /etc/systemd/system/phoenix-gpu-nodes.service`.
+        undone: Vec<String>,
+        /// Files that could not be put back, with why.
+        not_undone: Vec<String>,
+        /// The backend error.
+        #[source]
+        source: ExecError,
+    },
+    /// The hookscript is to be deleted while containers' configs still name it; Proxmox
+    /// refuses to start a container whose hookscript is missing.
+    #[error("container(s) {} still name the hookscript {volid} (hookscript: in their config); Proxmox refuses to start a container whose hookscript is missing", cts.join(", "))]
+    HookscriptInUse {
+        /// The hookscript's volume id.
+        volid: String,
+        /// The containers, in id order.
+        cts: Vec<String>,
     },
     /// A bug: something that cannot happen did (a task panicked).
     #[error("internal error: {what}; this is a bug")]
@@ -308,6 +345,7 @@ impl Error {
         match self {
             Error::BadInput { .. }
             | Error::OrchestratorConfig { .. }
+            | Error::NotLxcConfig { .. }
             | Error::NoOrchestratorConfig
             | Error::OrchestratorValue { .. } => ErrorKind::BadInput,
             Error::NoDriver { .. }
@@ -321,13 +359,16 @@ impl Error {
             Error::Restart { .. } => ErrorKind::Restart,
             Error::Verify { .. } => ErrorKind::Verify,
             Error::Drift { .. } => ErrorKind::Drift,
-            Error::Exec { source, .. } => match source {
+            Error::Exec { source, .. } | Error::PrepareFailed { source, .. } => match source {
                 ExecError::CtNotFound { .. } => ErrorKind::CtNotFound,
                 ExecError::LockTimeout { .. } | ExecError::Conflict { .. } => ErrorKind::Locked,
                 // A node that cannot be reached (address, host key, authorization).
                 ExecError::Ssh { .. } => ErrorKind::HostPrecondition,
                 _ => ErrorKind::Internal,
             },
+            Error::PrepareFolderMissing { .. } | Error::HookscriptInUse { .. } => {
+                ErrorKind::HostPrecondition
+            }
             Error::GpuGone { .. }
             | Error::HostUserspaceMissing { .. }
             | Error::NodeUnreachable { .. } => ErrorKind::HostPrecondition,
@@ -577,16 +618,31 @@ impl RestartCause {
     }
 }
 
-/// How `nvidia-smi` failed, as far as its output tells.
+/// How `nvidia-smi` failed, as far as its output tells. Each variant is recognised by the
+/// message nvidia-smi prints for it (quoted in the variant's docs, with its exit status).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SmiFailure {
-    /// NVML: `Driver/library version mismatch` (or an API mismatch): the userspace differs from
-    /// the loaded module.
+    /// `Failed to initialize NVML: Driver/library version mismatch` (exit 18; newer drivers add
+    /// `NVML library version: X.Y`), or the kernel's `API mismatch`: the userspace differs
+    /// from the loaded module.
     VersionMismatch,
-    /// NVML: `Insufficient Permissions`, or a device node that cannot be opened.
+    /// `Failed to initialize NVML: Insufficient Permissions`, or a device node that cannot be
+    /// opened (`Permission denied`).
     NoPermission,
-    /// Anything else (`Unknown Error`, no devices, ...).
+    /// `NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver. Make sure
+    /// that the latest NVIDIA driver is installed and running.` (exit 9, NVML's "driver not
+    /// loaded"): `/dev/nvidiactl` is missing in the container (its config does not pass it,
+    /// or the container was not restarted since), or the host's driver is not loaded.
+    DriverUnreachable,
+    /// `Failed to initialize NVML: Unknown Error` (exit 255): in a container, the device
+    /// cgroup denies a node it has (allow lines missing, under the cgroup key the host's LXC
+    /// ignores, or for a stale major).
+    UnknownError,
+    /// `NVIDIA-SMI couldn't find libnvidia-ml.so library in your system.` (exit 12): the
+    /// userspace libraries are not on the container's loader path.
+    LibraryMissing,
+    /// Anything else (no devices, ...).
     Other,
 }
 
@@ -599,6 +655,12 @@ impl SmiFailure {
             || (output.contains("Permission denied") && output.contains("/dev/nvidia"))
         {
             SmiFailure::NoPermission
+        } else if output.contains("couldn't communicate with the NVIDIA driver") {
+            SmiFailure::DriverUnreachable
+        } else if output.contains("Failed to initialize NVML: Unknown Error") {
+            SmiFailure::UnknownError
+        } else if output.contains("couldn't find libnvidia-ml.so") {
+            SmiFailure::LibraryMissing
         } else {
             SmiFailure::Other
         }
@@ -696,10 +758,84 @@ pub enum VerifyProblem {
     },
 }
 
+/// A folder the host preparation writes into.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PrepareFolder {
+    /// `/etc/systemd/system`, for the boot unit.
+    SystemdUnits,
+    /// `/var/lib/vz/snippets`, the `local` storage's snippets folder, for the hookscript.
+    Snippets,
+}
+
+impl fmt::Display for PrepareFolder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PrepareFolder::SystemdUnits => {
+                "systemd's folder for local units, where the boot unit goes"
+            }
+            PrepareFolder::Snippets => {
+                "the snippets folder of Proxmox's local storage, where the hookscript goes"
+            }
+        })
+    }
+}
+
+fn undo_note(undone: &[String], not_undone: &[String]) -> String {
+    match (undone, not_undone) {
+        ([], []) => "nothing had been written".to_owned(),
+        (u, []) => format!("nothing is left changed ({})", u.join(", ")),
+        (u, n) => format!(
+            "{}could not put back {}: fix by hand",
+            if u.is_empty() {
+                String::new()
+            } else {
+                format!("{}; ", u.join(", "))
+            },
+            n.join(", ")
+        ),
+    }
+}
+
 fn summary(findings: &[Finding]) -> String {
     match findings {
         [] => "no findings".to_owned(),
         [one] => one.detail.clone(),
         [first, rest @ ..] => format!("{} (and {} more)", first.detail, rest.len()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SmiFailure;
+
+    /// nvidia-smi's own words for each failure (the stand-in's README names the sources).
+    #[test]
+    fn smi_failures_are_told_apart() {
+        for (output, want) in [
+            (
+                "nvidia-smi (exit code 9): NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver. Make sure that the latest NVIDIA driver is installed and running.",
+                SmiFailure::DriverUnreachable,
+            ),
+            (
+                "nvidia-smi (exit code 255): Failed to initialize NVML: Unknown Error",
+                SmiFailure::UnknownError,
+            ),
+            (
+                "nvidia-smi (exit code 18): Failed to initialize NVML: Driver/library version mismatch / NVML library version: 570.124",
+                SmiFailure::VersionMismatch,
+            ),
+            (
+                "Failed to initialize NVML: Insufficient Permissions",
+                SmiFailure::NoPermission,
+            ),
+            (
+                "NVIDIA-SMI couldn't find libnvidia-ml.so library in your system. Please make sure that the NVIDIA Display Driver is properly installed and present in your system.",
+                SmiFailure::LibraryMissing,
+            ),
+            ("No devices were found", SmiFailure::Other),
+        ] {
+            assert_eq!(SmiFailure::classify(output), want, "{output}");
+        }
     }
 }

@@ -21,6 +21,20 @@ pub enum FindingKind {
     DriverMismatch,
 }
 
+impl std::fmt::Display for FindingKind {
+    /// The kind in words, for a person (`stale major`); the JSON name is `stale_major`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FindingKind::StaleMajor => "stale major",
+            FindingKind::WrongCgroupKey => "wrong cgroup key",
+            FindingKind::MissingNode => "missing node",
+            FindingKind::WrongGpus => "wrong GPUs",
+            FindingKind::ConfigDiffers => "config differs",
+            FindingKind::DriverMismatch => "driver mismatch",
+        })
+    }
+}
+
 /// One piece of drift.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Finding {

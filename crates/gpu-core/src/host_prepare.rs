@@ -5,22 +5,33 @@
 //! started at boot then starts without them (raw mode: a GPU-less container; dev mode: a start
 //! failure). The unit runs `nvidia-modprobe` ordered before `pve-guests.service` and
 //! `lxc.service`. Optionally a Proxmox hookscript runs `phoenix-gpu check` at pre-start.
+//!
+//! All or nothing: every precondition (nvidia-modprobe, the folders the files go into, no
+//! container still naming the hookscript when it is removed) is checked before the first
+//! change, and a failure after it puts back what was written.
 
 use std::path::{Path, PathBuf};
 
-use exec_backend::{Cmd, Host, WriteOptions};
+use exec_backend::{Cmd, ExecError, FileKind, Host, WriteOptions};
 use serde::Serialize;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, PrepareFolder, Result};
 
+/// The folder of local systemd units.
+pub const UNIT_DIR: &str = "/etc/systemd/system";
 /// The unit's path.
 pub const UNIT_PATH: &str = "/etc/systemd/system/phoenix-gpu-nodes.service";
 /// The unit's name.
 pub const UNIT_NAME: &str = "phoenix-gpu-nodes.service";
+/// The `local` storage's snippets folder (it exists when the storage has the `snippets`
+/// content type).
+pub const HOOKSCRIPT_DIR: &str = "/var/lib/vz/snippets";
 /// Where the hookscript goes (the `local` storage's snippets folder).
 pub const HOOKSCRIPT_PATH: &str = "/var/lib/vz/snippets/phoenix-gpu-hook.sh";
 /// The hookscript's volume id for `pct set CTID --hookscript`.
 pub const HOOKSCRIPT_VOLID: &str = "local:snippets/phoenix-gpu-hook.sh";
+/// Where Proxmox VE keeps the configs of this node's containers.
+const PVE_LXC_DIR: &str = "/etc/pve/lxc";
 
 const MODPROBE_CANDIDATES: &[&str] = &[
     "/usr/bin/nvidia-modprobe",
@@ -42,6 +53,9 @@ pub struct PrepareOptions {
     pub systemctl: bool,
     /// Show, change nothing.
     pub dry_run: bool,
+    /// [`remove`]: delete the hookscript even while containers name it (they then fail to
+    /// start until their `hookscript:` line goes).
+    pub force: bool,
 }
 
 /// One file `host prepare` manages.
@@ -64,6 +78,9 @@ pub struct PrepareReport {
     pub files: Vec<ManagedFile>,
     /// Commands run (or that would run), as text.
     pub commands: Vec<String>,
+    /// Containers whose config still names the hookscript ([`remove`] with `force`: they will
+    /// not start until the line goes).
+    pub hookscript_users: Vec<String>,
 }
 
 /// The unit file's text for `modprobe` (the path of nvidia-modprobe).
@@ -133,7 +150,7 @@ async fn systemctl(
     args: &[&str],
     report: &mut PrepareReport,
     run: bool,
-) -> Result<()> {
+) -> std::result::Result<(), ExecError> {
     let mut argv = vec!["systemctl"];
     argv.extend_from_slice(args);
     report.commands.push(argv.join(" "));
@@ -143,13 +160,77 @@ async fn systemctl(
     let cmd = Cmd::new(argv.iter().copied()).timeout(std::time::Duration::from_secs(60));
     host.run(&cmd)
         .await
-        .and_then(|o| o.check(&host.name(), &cmd))
-        .map_err(|e| Error::exec("systemctl", e))?;
+        .and_then(|o| o.check(&host.name(), &cmd))?;
     Ok(())
 }
 
+/// The folder `dir` must exist (as a folder) before anything is written into it.
+async fn require_folder(host: &dyn Host, dir: &str, which: PrepareFolder) -> Result<()> {
+    let meta = host
+        .stat(Path::new(dir))
+        .await
+        .map_err(|e| Error::exec(format!("stat {dir}"), e))?;
+    match meta {
+        Some(m) if matches!(m.kind, FileKind::Dir | FileKind::Symlink) => Ok(()),
+        _ => Err(Error::PrepareFolderMissing {
+            dir: PathBuf::from(dir),
+            which,
+        }),
+    }
+}
+
+/// `rm -f PATH` on the host.
+async fn rm(host: &dyn Host, path: &Path) -> std::result::Result<(), ExecError> {
+    let resolved = host.resolve(path);
+    let cmd = Cmd::new([
+        std::ffi::OsStr::new("rm"),
+        std::ffi::OsStr::new("-f"),
+        resolved.as_os_str(),
+    ]);
+    host.run(&cmd)
+        .await
+        .and_then(|o| o.check(&host.name(), &cmd))
+        .map(|_| ())
+}
+
+/// One file written by [`prepare`]: what was there before, to put it back.
+struct Written {
+    path: PathBuf,
+    previous: Option<Vec<u8>>,
+    mode: u32,
+}
+
+/// Puts back what `written` changed (newest first): the previous bytes, or no file. Returns
+/// what was undone and what could not be, for the error.
+async fn undo(host: &dyn Host, written: &[Written]) -> (Vec<String>, Vec<String>) {
+    let (mut undone, mut left) = (Vec::new(), Vec::new());
+    for w in written.iter().rev() {
+        let r = match &w.previous {
+            Some(old) => {
+                let opts = WriteOptions {
+                    mode: Some(w.mode),
+                    ..WriteOptions::default()
+                };
+                host.write_file_atomic(&w.path, old, &opts)
+                    .await
+                    .map(|()| format!("put back the previous {}", w.path.display()))
+            }
+            None => rm(host, &w.path)
+                .await
+                .map(|()| format!("removed {}", w.path.display())),
+        };
+        match r {
+            Ok(done) => undone.push(done),
+            Err(e) => left.push(format!("{} ({e})", w.path.display())),
+        }
+    }
+    (undone, left)
+}
+
 /// Installs (or, with `dry_run`, shows) the boot unit and the optional hookscript. Idempotent:
-/// files with the wanted content are left alone and no command runs for them.
+/// files with the wanted content are left alone and no command runs for them. Every
+/// precondition is checked before the first write; when a write or `systemctl` fails, the
+/// files written are put back ([`Error::PrepareFailed`] says what was undone).
 pub async fn prepare(host: &dyn Host, opts: &PrepareOptions) -> Result<PrepareReport> {
     let modprobe = find_modprobe(host).await?;
     let mut wanted = vec![(
@@ -157,7 +238,9 @@ pub async fn prepare(host: &dyn Host, opts: &PrepareOptions) -> Result<PrepareRe
         unit_text(&modprobe, opts.modeset),
         0o644,
     )];
+    require_folder(host, UNIT_DIR, PrepareFolder::SystemdUnits).await?;
     if opts.hookscript {
+        require_folder(host, HOOKSCRIPT_DIR, PrepareFolder::Snippets).await?;
         wanted.push((
             PathBuf::from(HOOKSCRIPT_PATH),
             hookscript_text(&opts.binary),
@@ -168,8 +251,9 @@ pub async fn prepare(host: &dyn Host, opts: &PrepareOptions) -> Result<PrepareRe
         changed: false,
         files: Vec::new(),
         commands: Vec::new(),
+        hookscript_users: Vec::new(),
     };
-    let mut unit_changed = false;
+    let mut writes: Vec<(PathBuf, String, Option<Vec<u8>>, u32)> = Vec::new();
     for (path, content, mode) in wanted {
         let old = current(host, &path).await?;
         let action = match &old {
@@ -179,17 +263,7 @@ pub async fn prepare(host: &dyn Host, opts: &PrepareOptions) -> Result<PrepareRe
         };
         if action != "unchanged" {
             report.changed = true;
-            unit_changed |= path == Path::new(UNIT_PATH);
-            if !opts.dry_run {
-                let w = WriteOptions {
-                    expect_previous: Some(old),
-                    mode: Some(mode),
-                    ..WriteOptions::default()
-                };
-                host.write_file_atomic(&path, content.as_bytes(), &w)
-                    .await
-                    .map_err(|e| Error::exec(format!("write {}", path.display()), e))?;
-            }
+            writes.push((path.clone(), content.clone(), old, mode));
         }
         report.files.push(ManagedFile {
             path,
@@ -197,20 +271,118 @@ pub async fn prepare(host: &dyn Host, opts: &PrepareOptions) -> Result<PrepareRe
             action,
         });
     }
-    if unit_changed && opts.systemctl {
-        let run = !opts.dry_run;
-        systemctl(host, &["daemon-reload"], &mut report, run).await?;
-        systemctl(host, &["enable", "--now", UNIT_NAME], &mut report, run).await?;
+    let unit_changed = writes.iter().any(|(p, ..)| p == Path::new(UNIT_PATH));
+    let run_systemctl = unit_changed && opts.systemctl;
+    if opts.dry_run {
+        if run_systemctl {
+            for args in SYSTEMCTL_ENABLE {
+                report
+                    .commands
+                    .push(format!("systemctl {}", args.join(" ")));
+            }
+        }
+        return Ok(report);
     }
-    Ok(report)
+    let mut written: Vec<Written> = Vec::new();
+    let mut failure = None;
+    for (path, content, previous, mode) in writes {
+        let w = WriteOptions {
+            expect_previous: Some(previous.clone()),
+            mode: Some(mode),
+            ..WriteOptions::default()
+        };
+        match host.write_file_atomic(&path, content.as_bytes(), &w).await {
+            Ok(()) => written.push(Written {
+                path,
+                previous,
+                mode,
+            }),
+            Err(e) => {
+                failure = Some((format!("writing {}", path.display()), e));
+                break;
+            }
+        }
+    }
+    let mut ran = Vec::new();
+    if failure.is_none() && run_systemctl {
+        for args in SYSTEMCTL_ENABLE {
+            ran.push(args);
+            if let Err(e) = systemctl(host, args, &mut report, true).await {
+                failure = Some((format!("systemctl {}", args.join(" ")), e));
+                break;
+            }
+        }
+    }
+    let Some((doing, source)) = failure else {
+        return Ok(report);
+    };
+    // Undo, best effort: the error that stopped the run is the one to report. A new unit that
+    // `enable --now` may have enabled before failing is disabled while its file is there.
+    let new_unit = written
+        .iter()
+        .any(|w| w.path == Path::new(UNIT_PATH) && w.previous.is_none());
+    if new_unit && ran.len() == SYSTEMCTL_ENABLE.len() {
+        let _ = systemctl(host, &["disable", UNIT_NAME], &mut report, true).await;
+    }
+    let (undone, not_undone) = undo(host, &written).await;
+    if !ran.is_empty() {
+        // systemd read the unit that is now put back: let it read it again.
+        let _ = systemctl(host, &["daemon-reload"], &mut report, true).await;
+    }
+    Err(Error::PrepareFailed {
+        doing,
+        undone,
+        not_undone,
+        source,
+    })
 }
 
-/// Undoes [`prepare`]: disables the unit and deletes the files it wrote (only if they are ours).
+/// What `systemctl` runs after the unit changed.
+const SYSTEMCTL_ENABLE: [&[&str]; 2] = [&["daemon-reload"], &["enable", "--now", UNIT_NAME]];
+
+/// The containers of this node whose config names the hookscript (`hookscript:` in the main
+/// section, the one a start uses), in id order. None on a host without `/etc/pve/lxc`.
+pub async fn hookscript_users(host: &dyn Host) -> Result<Vec<String>> {
+    let entries = match host.read_dir(Path::new(PVE_LXC_DIR)).await {
+        Ok(e) => e,
+        Err(ExecError::NotFound { .. }) => return Ok(Vec::new()),
+        Err(e) => return Err(Error::exec(format!("list {PVE_LXC_DIR}"), e)),
+    };
+    let mut users: Vec<(u64, String)> = Vec::new();
+    for entry in entries {
+        let name = entry.name.to_string_lossy();
+        let Some(id) = name.strip_suffix(".conf") else {
+            continue;
+        };
+        let Ok(n) = id.parse::<u64>() else {
+            continue;
+        };
+        let path = Path::new(PVE_LXC_DIR).join(&*name);
+        let Some(bytes) = current(host, &path).await? else {
+            continue;
+        };
+        let doc = lxc_conf::Document::parse(&bytes, lxc_conf::Dialect::Pve);
+        if doc
+            .main()
+            .get("hookscript")
+            .is_some_and(|v| v.trim() == HOOKSCRIPT_VOLID)
+        {
+            users.push((n, id.to_owned()));
+        }
+    }
+    users.sort();
+    Ok(users.into_iter().map(|(_, id)| id).collect())
+}
+
+/// Undoes [`prepare`]: disables the unit and deletes the files it wrote (only if they are
+/// ours). The hookscript stays while containers name it ([`Error::HookscriptInUse`]: Proxmox
+/// refuses to start a container whose hookscript is missing), unless `force`.
 pub async fn remove(host: &dyn Host, opts: &PrepareOptions) -> Result<PrepareReport> {
     let mut report = PrepareReport {
         changed: false,
         files: Vec::new(),
         commands: Vec::new(),
+        hookscript_users: Vec::new(),
     };
     let mut unit_present = false;
     for path in [UNIT_PATH, HOOKSCRIPT_PATH] {
@@ -234,27 +406,40 @@ pub async fn remove(host: &dyn Host, opts: &PrepareOptions) -> Result<PrepareRep
             action,
         });
     }
+    let hook_goes = report
+        .files
+        .iter()
+        .any(|f| f.action == "remove" && f.path == Path::new(HOOKSCRIPT_PATH));
+    if hook_goes {
+        report.hookscript_users = hookscript_users(host).await?;
+        if !report.hookscript_users.is_empty() && !opts.force {
+            return Err(Error::HookscriptInUse {
+                volid: HOOKSCRIPT_VOLID.to_owned(),
+                cts: report.hookscript_users,
+            });
+        }
+    }
     let run = !opts.dry_run;
+    let exec = |what: &str, e| Error::exec(what.to_owned(), e);
     if unit_present && opts.systemctl {
-        systemctl(host, &["disable", "--now", UNIT_NAME], &mut report, run).await?;
+        systemctl(host, &["disable", "--now", UNIT_NAME], &mut report, run)
+            .await
+            .map_err(|e| exec("systemctl", e))?;
     }
     for f in report.files.iter().filter(|f| f.action == "remove") {
-        let resolved = host.resolve(&f.path);
-        let cmd = Cmd::new([
-            std::ffi::OsStr::new("rm"),
-            std::ffi::OsStr::new("-f"),
-            resolved.as_os_str(),
-        ]);
         report.commands.push(format!("rm -f {}", f.path.display()));
-        if run {
-            host.run(&cmd)
+    }
+    if run {
+        for f in report.files.iter().filter(|f| f.action == "remove") {
+            rm(host, &f.path)
                 .await
-                .and_then(|o| o.check(&host.name(), &cmd))
-                .map_err(|e| Error::exec(format!("remove {}", f.path.display()), e))?;
+                .map_err(|e| exec(&format!("remove {}", f.path.display()), e))?;
         }
     }
     if unit_present && opts.systemctl {
-        systemctl(host, &["daemon-reload"], &mut report, run).await?;
+        systemctl(host, &["daemon-reload"], &mut report, run)
+            .await
+            .map_err(|e| exec("systemctl", e))?;
     }
     Ok(report)
 }

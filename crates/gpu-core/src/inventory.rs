@@ -58,6 +58,17 @@ pub enum NodeKind {
     StandIn,
 }
 
+impl std::fmt::Display for NodeKind {
+    /// The kind in words, for a person; the JSON name is `char`, `dir` or `stand_in`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NodeKind::Char => "character device",
+            NodeKind::Dir => "directory",
+            NodeKind::StandIn => "stand-in file",
+        })
+    }
+}
+
 /// An NVIDIA device node found under `/dev`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct DeviceNode {

@@ -103,8 +103,8 @@ pub use config_step::{ConfigOutcome, BACKUPS_KEPT};
 pub use counting::{CountingExec, CountingHost, Tally};
 pub use engine::Engine;
 pub use error::{
-    chain, Error, ErrorKind, Input, InstallCause, RestartCause, Result, SmiFailure, VerifyCause,
-    VerifyProblem,
+    chain, Error, ErrorKind, Input, InstallCause, PrepareFolder, RestartCause, Result, SmiFailure,
+    VerifyCause, VerifyProblem,
 };
 pub use finding::{CheckReport, Finding, FindingKind};
 pub use inventory::{
@@ -114,6 +114,7 @@ pub use inventory::{
 pub use passthrough::MountEntry;
 pub use report::{
     Counters, Event, EventSink, Report, ReportedError, StepName, StepReport, StepStatus,
+    SCHEMA_VERSION,
 };
 pub use request::{Mode, Request, RequestTemplate, RestartPolicy, RunfileSource, Strategy};
 pub use select::{GpuSelection, Selector};

@@ -86,6 +86,37 @@ impl Features {
     }
 }
 
+/// What a JSON document that is not `phoenix_lxc_configs.json` looks like, for the error.
+fn looks_like(v: &serde_json::Value) -> String {
+    use serde_json::Value;
+    let Value::Object(map) = v else {
+        let what = match v {
+            Value::Array(_) => "array",
+            Value::String(_) => "string",
+            Value::Number(_) => "number",
+            Value::Bool(_) => "boolean",
+            _ => "null",
+        };
+        return format!("a JSON {what}, not an object");
+    };
+    let keys: Vec<&str> = map.keys().map(String::as_str).take(8).collect();
+    let keys = if keys.is_empty() {
+        "no keys".to_owned()
+    } else {
+        format!(
+            "the keys {}{}",
+            keys.join(", "),
+            if map.len() > keys.len() { ", ..." } else { "" }
+        )
+    };
+    // The orchestrator's other file, phoenix_hypervisor_config.json, has these.
+    if map.contains_key("core_paths") || map.contains_key("nvidia_driver") {
+        format!("the orchestrator's hypervisor config (phoenix_hypervisor_config.json: {keys})")
+    } else {
+        format!("a JSON object with {keys}")
+    }
+}
+
 /// A value of the config as `T`, or the error naming its field.
 fn value<T: std::str::FromStr<Err = Error>>(
     field: &'static str,
@@ -103,9 +134,22 @@ fn value<T: std::str::FromStr<Err = Error>>(
 }
 
 impl OrchestratorConfig {
-    /// Parses the file's bytes.
+    /// Parses the file's bytes. A JSON file without an `lxc_configs` object (the
+    /// orchestrator's own schema requires one) is [`Error::NotLxcConfig`], saying what it
+    /// looks like: taking the hypervisor config for it would otherwise be a run over no
+    /// containers that reports success.
     pub fn parse(bytes: &[u8]) -> Result<OrchestratorConfig> {
-        serde_json::from_slice(bytes).map_err(|source| Error::OrchestratorConfig { source })
+        let v: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(|source| Error::OrchestratorConfig { source })?;
+        if !v
+            .get("lxc_configs")
+            .is_some_and(serde_json::Value::is_object)
+        {
+            return Err(Error::NotLxcConfig {
+                looks_like: looks_like(&v),
+            });
+        }
+        serde_json::from_value(v).map_err(|source| Error::OrchestratorConfig { source })
     }
 
     /// The block of container `ctid`.
@@ -222,10 +266,37 @@ mod tests {
         assert_eq!(c.gpus(&"12345".parse().unwrap()).unwrap(), None);
     }
 
+    /// The orchestrator's hypervisor config given by mistake: refused, saying what it is.
+    #[test]
+    fn refuses_the_hypervisor_config_and_other_json() {
+        let p = test_support::testdata::phoenix("phoenix_hypervisor_config.v2.json");
+        let e = OrchestratorConfig::parse(&std::fs::read(p).unwrap()).unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::BadInput);
+        let msg = e.to_string();
+        assert!(msg.contains("no lxc_configs"), "{msg}");
+        assert!(
+            msg.contains("hypervisor config (phoenix_hypervisor_config.json: the keys behavior, core_paths, nvidia_driver, version)"),
+            "{msg}"
+        );
+        assert!(msg.contains("phoenix_lxc_configs.json"), "{msg}");
+        for (json, looks) in [
+            (&br#"[1, 2]"#[..], "a JSON array, not an object"),
+            (br#"{}"#, "a JSON object with no keys"),
+            (
+                br#"{"containers": {}}"#,
+                "a JSON object with the keys containers",
+            ),
+        ] {
+            let e = OrchestratorConfig::parse(json).unwrap_err().to_string();
+            assert!(e.contains(looks), "{e}");
+        }
+    }
+
     #[test]
     fn rejects_non_json_and_names_bad_values() {
         assert!(OrchestratorConfig::parse(b"{").is_err());
         assert!(OrchestratorConfig::parse(br#"{"lxc_configs": []}"#).is_err());
+        assert!(OrchestratorConfig::parse(br#"{"lxc_configs": {}}"#).is_ok());
         let c = OrchestratorConfig::parse(
             br#"{"nvidia_driver_version": "v580", "lxc_configs": {"101": {"gpu_assignment": "0,,1"}}}"#,
         )

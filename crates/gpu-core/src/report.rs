@@ -8,6 +8,17 @@ use tokio::sync::mpsc;
 
 use crate::error::ErrorKind;
 
+/// The version of the JSON contract: the field names and meanings of the serde types here
+/// ([`Report`], [`StepReport`], [`Counters`], [`ReportedError`], [`Event`]) and of the
+/// `phoenix-gpu` binary's `--json` output built from them, which carries it as
+/// `schema_version` (`docs/schema/phoenix-gpu.schema.json` documents that output).
+///
+/// It goes up by one when a change can break a reader: a field removed or renamed, a type or a
+/// meaning changed, a value of an enum removed. Adding a field, an optional object or an enum
+/// value does not change it: readers ignore fields they do not know and treat an unknown
+/// value as such.
+pub const SCHEMA_VERSION: u32 = 1;
+
 /// The steps of `apply`, in order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]

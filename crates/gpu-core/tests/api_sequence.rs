@@ -170,7 +170,17 @@ async fn plan_changes_nothing_then_apply_does_what_it_showed() {
     );
 
     let applied = engine.apply(&request()).await.unwrap();
-    assert_eq!(applied.config_diff, plan.config_diff);
+    // The same change, headed as planned by the plan and as written by the apply.
+    let hunks = |d: &str| d.splitn(3, '\n').nth(2).unwrap_or_default().to_owned();
+    assert_eq!(hunks(&applied.config_diff), hunks(&plan.config_diff));
+    assert!(plan.config_diff.starts_with(&format!(
+        "--- {0} (current)\n+++ {0} (planned)\n",
+        world::CONFIG
+    )));
+    assert!(applied.config_diff.starts_with(&format!(
+        "--- {0} (before)\n+++ {0} (written)\n",
+        world::CONFIG
+    )));
 
     let mut started = 0;
     while let Ok(e) = rx.try_recv() {

@@ -506,3 +506,76 @@ async fn sync_after_a_driver_upgrade_downloads_the_new_runfile_once() {
     );
     assert_eq!(srv.gets(&old_path), 1);
 }
+
+/// nvidia-smi's failures in a real container, each as the real tool words it (the stand-in's
+/// contract, `tests/support/README.md`) and each told apart: a module of another version, the
+/// device cgroup denying `/dev/nvidiactl`, and no `/dev/nvidiactl` at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nvidia_smi_failures_are_told_apart() {
+    use gpu_core::{Error, SmiFailure, VerifyCause};
+    if !can_run("nvidia_smi_failures_are_told_apart") {
+        return;
+    }
+    let gh = GpuHost::new();
+    gh.install_userspace(VER);
+    let ct = gh.container(&[]);
+    ct.start();
+    let e = engine(&gh);
+    let mut req = request(&ct, "1");
+    req.strategy = Strategy::HostLibs;
+    apply_ok(&e, &req).await;
+    let smi_failure = |f: gpu_core::Failure| match f.error {
+        Error::Verify {
+            cause: VerifyCause::SmiFailed {
+                failure, output, ..
+            },
+            ..
+        } => (failure, output),
+        e => panic!("not an nvidia-smi failure: {}", gpu_core::chain(&e)),
+    };
+    let without = |needle: &str| {
+        let cfg = ct.config();
+        let kept: String = cfg
+            .lines()
+            .filter(|l| !l.contains(needle))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_ne!(cfg, kept, "no line with {needle}");
+        (cfg, kept)
+    };
+    let restart_with = |config: &str| {
+        ct.stop();
+        std::fs::write(ct.config_path(), config).unwrap();
+        ct.start();
+    };
+
+    // The host's module is another version than the container's userspace.
+    let (rc, out) = ct.sh("echo 570.124.06 > /etc/standin-nvidia-module-version");
+    assert_eq!(rc, 0, "{out}");
+    let (failure, output) = smi_failure(e.verify(&req).await.unwrap_err());
+    assert_eq!(failure, SmiFailure::VersionMismatch, "{output}");
+    assert!(output.starts_with("nvidia-smi (exit code 18): Failed to initialize NVML: Driver/library version mismatch | NVML library version: 580.159"), "{output}");
+    ct.sh("rm /etc/standin-nvidia-module-version");
+
+    // The device cgroup denies /dev/nvidiactl (its allow line is gone).
+    let (full, denied) = without("c 195:255 rwm");
+    restart_with(&denied);
+    let (failure, output) = smi_failure(e.verify(&req).await.unwrap_err());
+    assert_eq!(failure, SmiFailure::UnknownError, "{output}");
+    assert_eq!(
+        output,
+        "nvidia-smi (exit code 255): Failed to initialize NVML: Unknown Error"
+    );
+
+    // No /dev/nvidiactl in the container (its mount is gone).
+    let (_, unmounted) = without("dev/nvidiactl none bind");
+    restart_with(&unmounted);
+    let (failure, output) = smi_failure(e.verify(&req).await.unwrap_err());
+    assert_eq!(failure, SmiFailure::DriverUnreachable, "{output}");
+    assert!(output.starts_with("nvidia-smi (exit code 9): NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver. Make sure that the latest NVIDIA driver is installed and running."), "{output}");
+
+    restart_with(&full);
+    e.verify(&req)
+        .await
+        .unwrap_or_else(|f| panic!("{}", gpu_core::chain(&f.error)));
+}

@@ -1,10 +1,13 @@
 //! Pins the JSON field names of the report types (the CLI's `--json`, read by other tools): a
-//! rename or a removed field fails here. Adding a field means adding it here, on purpose.
+//! rename or a removed field fails here. Adding a field means adding it here, on purpose (and
+//! to `docs/schema/phoenix-gpu.schema.json`); renaming or removing one also means raising
+//! `SCHEMA_VERSION` (docs/json.md).
 
 use std::collections::BTreeSet;
 
 use gpu_core::{
     Counters, ErrorKind, Event, Report, ReportedError, StepName, StepReport, StepStatus,
+    SCHEMA_VERSION,
 };
 use serde_json::{json, Value};
 
@@ -192,5 +195,18 @@ fn error_kind_names() {
             "drift",
             "internal"
         ]
+    );
+}
+
+/// The field names above are those of schema version 1: a change to them that breaks a reader
+/// raises the version, here and in the schema file.
+#[test]
+fn schema_version() {
+    assert_eq!(SCHEMA_VERSION, 1);
+    let schema: Value =
+        serde_json::from_str(include_str!("../../../docs/schema/phoenix-gpu.schema.json")).unwrap();
+    assert_eq!(
+        schema["$defs"]["schema_version"]["const"], SCHEMA_VERSION,
+        "the schema file's version"
     );
 }

@@ -16,13 +16,28 @@ use crate::cli::CheckArgs;
 use crate::error::CliError;
 use crate::exit;
 use crate::hints;
-use crate::output::Printer;
+use crate::output::{JsonError, Printer};
 
+/// A container `check` could not look at, as `--json` prints it.
 #[derive(Serialize)]
 struct JsonCheckError<'a> {
-    #[serde(flatten)]
-    error: &'a CheckFailure,
+    ct: &'a str,
+    node: &'a str,
+    kind: gpu_core::ErrorKind,
     exit_code: u8,
+    error: JsonError,
+}
+
+impl<'a> JsonCheckError<'a> {
+    fn new(f: &'a CheckFailure, command: Option<&str>) -> JsonCheckError<'a> {
+        JsonCheckError {
+            ct: &f.ct,
+            node: &f.node,
+            kind: f.kind,
+            exit_code: exit::code(f.kind),
+            error: JsonError::core(&f.cause, command),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -32,7 +47,7 @@ struct JsonCheck<'a> {
     errors: Vec<JsonCheckError<'a>>,
     /// Containers looked at that have no NVIDIA entries (with --all).
     without_gpu: usize,
-    exit_code: u8,
+    error: Option<JsonError>,
 }
 
 /// `check`: a table (or JSON) of what each container's config and userspace miss.
@@ -50,19 +65,19 @@ pub async fn run(
     let code = exit::code_of(worst);
     let (rows, errors) = (&run.containers, &run.errors);
     if printer.json() {
-        printer.json_out(&JsonCheck {
-            drift: run.drift(),
-            containers: rows,
-            errors: errors
-                .iter()
-                .map(|error| JsonCheckError {
-                    error,
-                    exit_code: exit::code(error.kind),
-                })
-                .collect(),
-            without_gpu: run.without_gpu,
-            exit_code: code,
-        })?;
+        printer.json_out(
+            &JsonCheck {
+                drift: run.drift(),
+                containers: rows,
+                errors: errors
+                    .iter()
+                    .map(|f| JsonCheckError::new(f, printer.command()))
+                    .collect(),
+                without_gpu: run.without_gpu,
+                error: None,
+            },
+            code,
+        )?;
     } else if !(printer.quiet() && worst.is_none()) {
         let quiet = printer.quiet();
         printer.out(|w| {
@@ -91,7 +106,7 @@ pub async fn run(
                         .report
                         .findings
                         .iter()
-                        .map(|f| format!("{:?}", f.kind))
+                        .map(|f| f.kind.to_string())
                         .collect();
                     writeln!(
                         w,
@@ -143,7 +158,7 @@ pub async fn run(
                     } else {
                         String::new()
                     };
-                    writeln!(w, "  {:?}: {}{see}", f.kind, f.detail)?;
+                    writeln!(w, "  {}: {}{see}", f.kind, f.detail)?;
                 }
                 for n in &r.report.not_checked {
                     writeln!(w, "  not checked: {n}")?;
@@ -155,7 +170,7 @@ pub async fn run(
     for e in errors {
         printer.err_lines(
             &hints::render_text(&format!("CT {} on {}: {}", e.ct, e.node, e.error)),
-            hints::hint(&e.cause).as_deref(),
+            hints::hint_in(&e.cause, printer.command()).as_deref(),
         );
     }
     Ok(worst)

@@ -19,7 +19,7 @@ use crate::cli::{FleetApplyArgs, SyncArgs};
 use crate::error::CliError;
 use crate::exit;
 use crate::hints;
-use crate::output::Printer;
+use crate::output::{JsonError, JsonReport, Printer};
 
 /// `apply` of several containers, or `--all` of the orchestrator config.
 pub async fn apply(
@@ -55,18 +55,40 @@ fn row_code(r: &FleetRow) -> u8 {
     exit::code_of(r.error_kind)
 }
 
+/// A row as `--json` prints it: the fields of gpu-core's [`FleetRow`] (its report with the one
+/// error shape) and the row's exit code. (A test in `output.rs` checks the fields.)
 #[derive(Serialize)]
-struct JsonRow<'a> {
-    #[serde(flatten)]
-    row: &'a FleetRow,
+pub struct JsonRow<'a> {
+    ct: &'a str,
+    node: &'a str,
+    gpus: &'a str,
+    result: RowResult,
+    error_kind: Option<gpu_core::ErrorKind>,
+    duration_ms: u64,
+    report: JsonReport<'a>,
     exit_code: u8,
+}
+
+/// `row` as `--json` prints it, with the hints of the command `command`.
+pub fn json_row<'a>(row: &'a FleetRow, command: Option<&str>) -> JsonRow<'a> {
+    let error = row.error.as_deref().map(|e| JsonError::core(e, command));
+    JsonRow {
+        ct: &row.ct,
+        node: &row.node,
+        gpus: &row.gpus,
+        result: row.result,
+        error_kind: row.error_kind,
+        duration_ms: row.duration_ms,
+        report: JsonReport::new(&row.report, error),
+        exit_code: row_code(row),
+    }
 }
 
 #[derive(Serialize)]
 struct JsonFleet<'a> {
     rows: Vec<JsonRow<'a>>,
     summary: Summary,
-    exit_code: u8,
+    error: Option<JsonError>,
 }
 
 fn secs(ms: u64) -> String {
@@ -89,17 +111,17 @@ fn rows(run: &FleetRun, printer: &Printer) -> Result<Worst, CliError> {
     let summary = run.summary();
     let rows = &run.rows;
     if printer.json() {
-        printer.json_out(&JsonFleet {
-            rows: rows
-                .iter()
-                .map(|row| JsonRow {
-                    row,
-                    exit_code: row_code(row),
-                })
-                .collect(),
-            summary,
-            exit_code: code,
-        })?;
+        printer.json_out(
+            &JsonFleet {
+                rows: rows
+                    .iter()
+                    .map(|row| json_row(row, printer.command()))
+                    .collect(),
+                summary,
+                error: None,
+            },
+            code,
+        )?;
     } else if !(printer.quiet() && worst.is_none()) {
         printer.out(|w| {
             let w_ct = rows.iter().map(|r| r.ct.len()).max().unwrap_or(0).max(4);
@@ -136,7 +158,7 @@ fn rows(run: &FleetRun, printer: &Printer) -> Result<Worst, CliError> {
         if let (Some(e), Some(reported)) = (&r.error, &r.report.error) {
             printer.err_lines(
                 &hints::render_text(&format!("CT {} on {}: {}", r.ct, r.node, reported.message)),
-                hints::hint(e).as_deref(),
+                hints::hint_in(e, printer.command()).as_deref(),
             );
         }
     }

@@ -11,14 +11,14 @@ use serde::Serialize;
 use super::Worst;
 use crate::cli::{Global, PrepareArgs};
 use crate::error::CliError;
-use crate::output::Printer;
+use crate::output::{JsonError, Printer};
 
 #[derive(Serialize)]
 struct JsonPrepare<'a> {
     #[serde(flatten)]
     report: &'a PrepareReport,
     systemctl_run: bool,
-    exit_code: u8,
+    error: Option<JsonError>,
 }
 
 /// Runs `host prepare`.
@@ -39,6 +39,7 @@ pub async fn prepare(
         binary,
         systemctl: !under_root,
         dry_run: p.dry_run,
+        force: p.force,
     };
     let report = if p.remove {
         host_prepare::remove(host, &opts).await?
@@ -46,12 +47,24 @@ pub async fn prepare(
         host_prepare::prepare(host, &opts).await?
     };
     if printer.json() {
-        printer.json_out(&JsonPrepare {
-            report: &report,
-            systemctl_run: opts.systemctl && !p.dry_run,
-            exit_code: 0,
-        })?;
+        printer.json_out(
+            &JsonPrepare {
+                report: &report,
+                systemctl_run: opts.systemctl && !p.dry_run,
+                error: None,
+            },
+            0,
+        )?;
         return Ok(None);
+    }
+    if !report.hookscript_users.is_empty() {
+        printer.err_lines(
+            &[format!(
+                "warning: container(s) {} still name the hookscript {HOOKSCRIPT_VOLID} and will not start until it is detached: pct set CTID --delete hookscript",
+                report.hookscript_users.join(", ")
+            )],
+            None,
+        );
     }
     printer.out(|w| {
         for f in &report.files {
@@ -84,12 +97,24 @@ pub async fn prepare(
                 if p.dry_run { "would run" } else { "ran" }
             )?;
         }
-        if under_root {
-            writeln!(
-                w,
-                "note: under --root, systemctl is not run; enable the unit on the real host with `systemctl daemon-reload && systemctl enable --now {}`",
-                host_prepare::UNIT_NAME
-            )?;
+        let unit_changed = report
+            .files
+            .iter()
+            .any(|f| f.path == std::path::Path::new(host_prepare::UNIT_PATH) && f.action != "unchanged" && f.action != "absent");
+        if under_root && unit_changed {
+            if p.remove {
+                writeln!(
+                    w,
+                    "note: under --root, systemctl is not run; on the real host, `systemctl disable --now {}` before and `systemctl daemon-reload` after removing the unit",
+                    host_prepare::UNIT_NAME
+                )?;
+            } else {
+                writeln!(
+                    w,
+                    "note: under --root, systemctl is not run; enable the unit on the real host with `systemctl daemon-reload && systemctl enable --now {}`",
+                    host_prepare::UNIT_NAME
+                )?;
+            }
         }
         if p.hookscript && !p.remove {
             writeln!(

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::Worst;
 use crate::error::CliError;
-use crate::output::Printer;
+use crate::output::{JsonError, Printer};
 
 /// Prints the inventory.
 pub async fn run(engine: &Engine, printer: &Printer) -> Result<Worst, CliError> {
@@ -17,12 +17,15 @@ pub async fn run(engine: &Engine, printer: &Printer) -> Result<Worst, CliError> 
         struct Out<'a> {
             #[serde(flatten)]
             inv: &'a Inventory,
-            exit_code: u8,
+            error: Option<JsonError>,
         }
-        printer.json_out(&Out {
-            inv: &inv,
-            exit_code: 0,
-        })?;
+        printer.json_out(
+            &Out {
+                inv: &inv,
+                error: None,
+            },
+            0,
+        )?;
         return Ok(None);
     }
     printer.out(|w| {
@@ -58,7 +61,7 @@ pub async fn run(engine: &Engine, printer: &Printer) -> Result<Worst, CliError> 
                 .rdev
                 .map(|(a, b)| format!("{a}:{b}"))
                 .unwrap_or_else(|| "-".into());
-            writeln!(w, "  {:<30} {:<8} {:?}", n.path.display(), rdev, n.kind)?;
+            writeln!(w, "  {:<30} {:<8} {}", n.path.display(), rdev, n.kind)?;
         }
         Ok(())
     })?;

@@ -8,6 +8,9 @@ mod host;
 mod inventory;
 mod single;
 
+#[cfg(test)]
+pub(crate) use fleet::json_row;
+
 use std::sync::Arc;
 
 use gpu_core::cluster::{Cluster, NodeConnector};

@@ -14,12 +14,23 @@ impl Engine {
     /// Converges one container: host check, config, restart, userspace, CUDA, tools, verify.
     /// A second run on a converged container is one probe exec and changes nothing.
     pub async fn apply(&self, req: &Request) -> std::result::Result<Report, Failure> {
+        self.apply_until(req, req.config_only).await
+    }
+
+    /// [`Engine::apply`], stopping after the config step when `config_only`. The host check
+    /// still judges `req` as it is: `plan` stops after the config step of a request that
+    /// would install the userspace, and its version precondition must hold.
+    pub(super) async fn apply_until(
+        &self,
+        req: &Request,
+        config_only: bool,
+    ) -> std::result::Result<Report, Failure> {
         let counted = self.counted();
         let ct = req.ct.as_ct_ref();
         let ctx = self.ctx(&counted, ct);
         let mut run = self.run(ct);
         let result = match self.admit(&req.ct) {
-            Ok(()) => steps(&ctx, req, &mut run).await,
+            Ok(()) => steps(&ctx, req, config_only, &mut run).await,
             Err(e) => Err(e),
         };
         run.finish(&counted.tally, result)
@@ -27,15 +38,18 @@ impl Engine {
 }
 
 /// The steps of `apply`, in order.
-async fn steps(ctx: &Ctx<'_>, req: &Request, run: &mut Run<'_>) -> Result<()> {
+async fn steps(ctx: &Ctx<'_>, req: &Request, config_only: bool, run: &mut Run<'_>) -> Result<()> {
     let (inv, gpus) = run
-        .step(StepName::HostCheck, host_check::run(ctx, req))
+        .step(
+            StepName::HostCheck,
+            host_check::run(ctx, req, host_check::Then::Apply),
+        )
         .await?;
     let cfg = run
         .step(StepName::Config, config_step::apply(ctx, req, &inv, &gpus))
         .await?;
     run.report.config_diff = cfg.diff.clone();
-    if req.config_only {
+    if config_only {
         for s in [
             StepName::Restart,
             StepName::Userspace,

@@ -20,11 +20,11 @@ impl Engine {
     /// Changes nothing. [`Engine::plan`] is the fuller dry run that also probes the container.
     pub async fn plan_config(&self, req: &Request) -> std::result::Result<Report, Failure> {
         let mut r = req.clone();
-        r.config_only = true;
-        // The forced --config-only would show in the step events; the steps are announced
-        // below as this plan reports them.
+        r.dry_run = true;
+        // Stopping after the config step would show in the step events; the steps are
+        // announced below as this plan reports them.
         let quiet = self.clone().with_events(EventSink::none());
-        let mut report = quiet.plan(&r).await?;
+        let mut report = quiet.apply_until(&r, true).await?;
         report
             .steps
             .retain(|s| s.name == StepName::HostCheck || s.name == StepName::Config);

@@ -19,7 +19,10 @@ impl Engine {
         let result = async {
             self.admit(&req.ct)?;
             let (inv, gpus) = run
-                .step(StepName::HostCheck, host_check::run(&ctx, req))
+                .step(
+                    StepName::HostCheck,
+                    host_check::run(&ctx, req, host_check::Then::Verify),
+                )
                 .await?;
             run.step(StepName::Verify, container::verify(&ctx, req, &inv, &gpus))
                 .await

@@ -1,12 +1,23 @@
 #!/bin/sh
-# STAND-IN for nvidia-smi (a test double, not NVIDIA's tool). It answers the two
-# queries phoenix-gpu makes the way the real one does on a working or broken container:
+# STAND-IN for nvidia-smi (a test double, not NVIDIA's tool). It answers the two queries
+# phoenix-gpu makes the way the real one does on a working or broken container, with the real
+# tool's words and exit statuses (README.md beside it names where each comes from):
 # - `--version`: the userspace version lines;
-# - `--query-gpu=index,uuid,driver_version --format=csv,noheader`: one line per GPU whose
-#   /dev/nvidia<minor> is a character device here, UUIDs from the table below; with no
-#   /dev/nvidiactl, or a node the device cgroup denies (open fails with EPERM), it prints
-#   "Failed to initialize NVML: Unknown Error" and exits 255 as the real one does; with no GPU,
-#   "No devices were found" and exit 6.
+# - `--query-gpu=index,uuid,driver_version --format=csv,noheader`, in the order NVML fails:
+#   1. no /dev/nvidiactl: "NVIDIA-SMI has failed because it couldn't communicate with the
+#      NVIDIA driver. Make sure that the latest NVIDIA driver is installed and running." and a
+#      blank line, exit 9 (NVML: driver not loaded);
+#   2. /dev/nvidiactl there but the device cgroup denies it (open fails with EPERM):
+#      "Failed to initialize NVML: Unknown Error", exit 255;
+#   3. the loaded module is another version than this userspace: "Failed to initialize NVML:
+#      Driver/library version mismatch" and "NVML library version: X.Y", exit 18;
+#   4. one line per GPU whose /dev/nvidia<minor> is a character device here, UUIDs from the
+#      table below; a GPU node the cgroup denies gives "Unknown Error", exit 255 as in 2;
+#      with no GPU, "No devices were found", exit 6.
+# The module's version: the real tool asks the driver through /dev/nvidiactl; with no driver
+# behind the node, this reads /proc/driver/nvidia/version when the machine has it, else
+# /etc/standin-nvidia-module-version (a test writes it to play a host whose module changed),
+# else takes the module to be this userspace's version.
 VERSION='@VERSION@'
 case "${1:-}" in
   --version)
@@ -23,15 +34,31 @@ denied() {
   case "$msg" in *"not permitted"*) return 0 ;; esac
   return 1
 }
-if [ ! -c /dev/nvidiactl ] || denied /dev/nvidiactl; then
-  echo "Failed to initialize NVML: Unknown Error"; exit 255
+unknown_error() { echo "Failed to initialize NVML: Unknown Error"; exit 255; }
+if [ ! -c /dev/nvidiactl ]; then
+  echo "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver. Make sure that the latest NVIDIA driver is installed and running."
+  echo
+  exit 9
+fi
+if denied /dev/nvidiactl; then unknown_error; fi
+module=$VERSION
+if [ -r /proc/driver/nvidia/version ]; then
+  # "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.159.04  Release Build ..."
+  module=$(sed -n 's/^NVRM version:.*  \([0-9][0-9.]*\)  .*/\1/p' /proc/driver/nvidia/version)
+elif [ -r /etc/standin-nvidia-module-version ]; then
+  read -r module < /etc/standin-nvidia-module-version
+fi
+if [ "$module" != "$VERSION" ]; then
+  echo "Failed to initialize NVML: Driver/library version mismatch"
+  echo "NVML library version: $(echo "$VERSION" | cut -d. -f1-2)"
+  exit 18
 fi
 i=0; out=""
 while read -r minor uuid; do
   [ -n "$minor" ] || continue
   dev=/dev/nvidia$minor
   [ -c "$dev" ] || continue
-  if denied "$dev"; then echo "Failed to initialize NVML: Unknown Error"; exit 255; fi
+  if denied "$dev"; then unknown_error; fi
   out="$out$i, $uuid, $VERSION
 "
   i=$((i + 1))
