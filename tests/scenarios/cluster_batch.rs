@@ -505,14 +505,14 @@ fn cluster_check_read_ahead_finds_what_one_by_one_finds() {
     for j in [&a, &s] {
         let e = &j["errors"];
         assert!(
-            e[0]["error"]
+            e[0]["error"]["message"]
                 .as_str()
                 .unwrap()
                 .contains("cannot read the config of container 613"),
             "{e:#}"
         );
         assert!(
-            e[1]["error"]
+            e[1]["error"]["message"]
                 .as_str()
                 .unwrap()
                 .contains("cannot reach cluster node pve3"),
