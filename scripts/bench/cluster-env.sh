@@ -1,8 +1,9 @@
 #!/bin/bash
 # Benchmark environment: a Proxmox VE cluster of NODES nodes simulated on this machine, with
-# PER_NODE containers on each (issue 21's setup). Root only (a private sshd, bind mounts).
+# CONTAINERS containers spread over them (issue 21's setup). Root only (a private sshd, bind
+# mounts).
 #
-#   cluster-env.sh create DIR NODES PER_NODE   build it and start its sshd
+#   cluster-env.sh create DIR NODES CONTAINERS build it and start its sshd
 #   cluster-env.sh sessions DIR                SSH sessions and connections sshd served so far
 #   cluster-env.sh reset DIR                   every config back to the example, no backups
 #   cluster-env.sh delegate DIR BIN            the other design, for comparison: BIN (absolute) run
@@ -17,12 +18,16 @@
 #   example CT 101: stale NVIDIA lines, a snapshot), `lxc` is the link to `nodes/pve1/lxc`.
 #   Each other node sees its own directory at its `/etc/pve/lxc` (a bind mount of
 #   DIR/pve1/etc/pve/nodes/pveK/lxc), as pmxcfs shows it: one file, two views.
-# - Container K*1000+i (i = 1..PER_NODE) lives on pveK; the orchestrator config DIR/pc.json
+# - Container K*1000+i (i = 1..n, n the node's share of CONTAINERS, the first nodes taking one
+#   more when they do not divide evenly) lives on pveK; the orchestrator config DIR/pc.json
 #   gives them GPUs 0, 1, 0,1 in turn.
 # - DIR/pct is a STAND-IN for `pct status` (tests only, NOT pct): every container is stopped,
 #   as each node's stand-in /proc/net/unix says too (no LXC command socket listed).
 # - One private sshd on 127.0.0.1 serves every node (OpenSSH's default MaxSessions 10),
-#   logging at DEBUG1 so that every session it opens is counted (`sessions`).
+#   logging at DEBUG1 so that every session it opens is counted (`sessions`). Its sessions run
+#   with SHLVL=1, so the login shell (bash, started by sshd) counts itself nested and does not
+#   source root's ~/.bashrc: a Proxmox node's stock one costs nothing, this machine's runs
+#   `pyenv init` (~0.15 s of CPU, 0.3-0.5 s under load, in every session).
 # - DIR/flags: the phoenix-gpu flags that reach this cluster, one per line.
 #
 #   B=target/release/phoenix-gpu
@@ -32,7 +37,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 fixture=$repo/testdata/hosts/h200x2
 example=$repo/examples/h200x2/etc/pve/lxc/101.conf
-cmd=${1:?usage: cluster-env.sh create|sessions|destroy DIR [NODES PER_NODE]}
+cmd=${1:?usage: cluster-env.sh create|sessions|reset|delegate|destroy DIR [NODES CONTAINERS | BIN]}
 dir=${2:?DIR}
 
 host_tree() {
@@ -53,7 +58,7 @@ host_tree() {
 
 case $cmd in
 create)
-    nodes=${3:?NODES}; per=${4:?PER_NODE}
+    nodes=${3:?NODES}; total=${4:?CONTAINERS}
     [ ! -e "$dir" ] || { echo "$dir exists" >&2; exit 1; }
     mkdir -p "$dir"
     pve=$dir/pve1/etc/pve
@@ -64,6 +69,7 @@ create)
         host_tree "$dir/pve$k"
         mkdir -p "$dir/pve$k/etc"; echo "pve$k" > "$dir/pve$k/etc/hostname"
         mkdir -p "$pve/nodes/pve$k/lxc"
+        per=$((total / nodes + (k <= total % nodes ? 1 : 0)))
         for i in $(seq 1 "$per"); do
             id=$((k * 1000 + i))
             sed "s/^hostname: .*/hostname: ct$id/" "$example" > "$pve/nodes/pve$k/lxc/$id.conf"
@@ -117,6 +123,7 @@ StrictModes no
 UsePAM no
 MaxStartups 50
 LogLevel DEBUG1
+SetEnv SHLVL=1
 EOF
         echo "[127.0.0.1]:$port $(cut -d' ' -f1,2 "$s/host_ed25519.pub")" > "$s/known_hosts"
         printf 'Host 127.0.0.1\n  IdentityFile %s\n  IdentitiesOnly yes\n  UserKnownHostsFile %s\n  BatchMode yes\n' \
@@ -128,7 +135,7 @@ EOF
               echo --node-root; echo "pve$k=$dir/pve$k"; } >> "$dir/flags"
         done
     fi
-    echo "$nodes node(s), $((nodes * per)) containers under $dir"
+    echo "$nodes node(s), $total containers under $dir"
     ;;
 sessions)
     log=$dir/sshd/sshd.log
@@ -170,5 +177,5 @@ destroy)
     done
     rm -rf "$dir"
     ;;
-*) echo "usage: cluster-env.sh create|sessions|destroy DIR [NODES PER_NODE]" >&2; exit 2 ;;
+*) echo "usage: cluster-env.sh create|sessions|reset|delegate|destroy DIR [NODES CONTAINERS | BIN]" >&2; exit 2 ;;
 esac
