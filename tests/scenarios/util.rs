@@ -14,6 +14,12 @@ pub const EXAMPLE_101: &str = include_str!("../../examples/h200x2/etc/pve/lxc/10
 /// The path of the example's config on the host.
 pub const CONF_101: &str = "/etc/pve/lxc/101.conf";
 
+/// The node record on the host.
+pub const RECORD: &str = "/var/lib/phoenix-gpu/nvidia-record";
+
+/// A node record of a run before the driver upgrade, when nvidia-uvm was 508.
+pub const RECORD_508: &str = "major 195 nvidia\nmajor 508 nvidia-uvm\n";
+
 /// A captured host in a temporary directory (its files: [`HostTree`]), and a log folder.
 pub struct TestHost {
     pub tree: HostTree,
@@ -62,8 +68,17 @@ impl Run {
 
 impl TestHost {
     /// The H200 host: its captured files, /dev nodes as empty stand-in files from dev.stat,
-    /// and the example CT 101.
+    /// the example CT 101, and a node record ([`RECORD_508`]) by which the example's
+    /// `c 508:*` is a stale NVIDIA major.
     pub fn h200x2() -> TestHost {
+        let h = TestHost::h200x2_unrecorded();
+        h.put(RECORD, RECORD_508);
+        h
+    }
+
+    /// The H200 host as `examples/h200x2` has it: no node record, so the example's
+    /// `c 508:*` (a major nobody holds now) is of doubtful origin.
+    pub fn h200x2_unrecorded() -> TestHost {
         let h = TestHost {
             tree: HostTree::h200x2(),
             log: tempfile::tempdir().unwrap(),

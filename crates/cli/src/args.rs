@@ -71,7 +71,7 @@ pub fn template(a: &ApplyOpts) -> Result<RequestTemplate, CliError> {
             ModeArg::Raw => Mode::Raw,
             ModeArg::Dev => Mode::Dev,
         },
-        strategy: strategy(a.strategy),
+        strategy: a.strategy.map(strategy),
         driver_version: opt("--driver-version", a.driver_version.as_deref())?,
         force_version: a.force_version,
         mig: a.mig,
@@ -92,6 +92,7 @@ pub fn template(a: &ApplyOpts) -> Result<RequestTemplate, CliError> {
         config_only: a.config_only,
         dry_run: a.dry_run,
         restart: restart(a.no_restart, a.start, a.restart_timeout)?,
+        remove_doubtful: a.remove_doubtful,
     })
 }
 

@@ -211,9 +211,14 @@ pub struct ApplyOpts {
     /// Accept a driver version that differs from the host module's
     #[arg(long)]
     pub force_version: bool,
-    /// How the container gets its driver userspace
-    #[arg(long, value_enum, default_value = "runfile")]
-    pub strategy: StrategyArg,
+    /// How the container gets its driver userspace [default: as its config shows: host-libs
+    /// when it bind-mounts the host's userspace, else runfile]
+    #[arg(long, value_enum)]
+    pub strategy: Option<StrategyArg>,
+    /// Also take out allow rules of doubtful origin (for a major no driver holds now and this
+    /// node never recorded as NVIDIA's; `check` lists them)
+    #[arg(long)]
+    pub remove_doubtful: bool,
     /// CUDA toolkit version X.Y, or none
     #[arg(long, value_name = "X.Y")]
     pub cuda: Option<String>,

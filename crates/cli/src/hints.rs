@@ -123,6 +123,7 @@ fn ct_of(e: &Error) -> Option<&str> {
     match e {
         Error::Locked { ct, .. }
         | Error::LockBusy { ct, .. }
+        | Error::PendingChange { ct, .. }
         | Error::Install { ct, .. }
         | Error::Restart { ct, .. }
         | Error::Verify { ct, .. }
@@ -316,6 +317,11 @@ pub fn hint_in(e: &Error, command: Option<&str>) -> Option<String> {
         Error::Locked { ct, .. } => Some(format!(
             "a Proxmox task (backup, snapshot, migration) set the lock; when no such task \
              runs any more (see the node's task list), `pct unlock {ct}` clears it"
+        )),
+        Error::PendingChange { ct, keys, .. } => Some(format!(
+            "`pct reboot {ct}` (`pct start {ct}` when it is stopped) lets Proxmox apply the \
+             pending change, `pct set {ct} --revert {}` drops it; then run phoenix-gpu again",
+            keys.join(",")
         )),
         Error::LockBusy { source, .. } => Some(match source {
             ExecError::LockTimeout { path, .. } => format!(
@@ -562,6 +568,14 @@ mod tests {
             lock: "backup".into(),
         };
         assert!(hint(&e).unwrap().contains("`pct unlock 101`"));
+        let e = Error::PendingChange {
+            ct: "101".into(),
+            lines: vec!["line 19 ([pve:pending]): dev4: /dev/nvidia0 passes /dev/nvidia0".into()],
+            keys: vec!["dev4".into()],
+        };
+        let h = hint(&e).unwrap();
+        assert!(h.contains("`pct reboot 101`"), "{h}");
+        assert!(h.contains("`pct set 101 --revert dev4`"), "{h}");
         let e = Error::LockBusy {
             ct: "101".into(),
             source: ExecError::LockTimeout {

@@ -64,7 +64,7 @@ async fn run() -> Result<(), gpu_core::Failure> {
         }
     };
     let mut req = Request::new(ct, gpus);
-    req.strategy = Strategy::None;
+    req.strategy = Some(Strategy::None);
 
     let plan = engine.plan(&req).await?;
     println!("{}", plan.config_diff);

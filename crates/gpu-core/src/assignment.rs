@@ -36,7 +36,7 @@ impl CurrentAssignment {
     pub fn request(&self) -> Request {
         let mut r = Request::new(self.ct.clone(), self.gpus.clone());
         r.mode = self.mode;
-        r.strategy = self.strategy;
+        r.strategy = Some(self.strategy);
         r.mig = self.mig;
         r
     }
@@ -48,7 +48,7 @@ pub(crate) async fn read(
     ct: &CtId,
     inv: &Inventory,
 ) -> Result<Option<CurrentAssignment>> {
-    let current = current::read(ctx, &inv.majors).await?;
+    let current = current::read(ctx, Some(inv), None).await?;
     if !current.any() {
         return Ok(None);
     }
@@ -82,11 +82,7 @@ pub(crate) async fn read(
         } else {
             Mode::Raw
         },
-        strategy: if current.host_userspace() {
-            Strategy::HostLibs
-        } else {
-            Strategy::Runfile
-        },
+        strategy: current.strategy(),
         mig: current.mig(),
     }))
 }
@@ -124,7 +120,7 @@ mod tests {
     fn req(gpus: &str, mode: Mode) -> Request {
         let mut r = Request::new("101".parse::<CtId>().unwrap(), gpus.parse().unwrap());
         r.mode = mode;
-        r.strategy = Strategy::None;
+        r.strategy = Some(Strategy::None);
         r.config_only = true;
         r
     }

@@ -4,10 +4,10 @@ use exec_backend::{CtState, ExecError};
 
 use crate::config_step;
 use crate::container;
-use crate::current::{self, Passes};
 use crate::error::{chain, Error, Result};
 use crate::finding::{CheckReport, Finding, FindingKind};
 use crate::inventory::{Inventory, NVIDIA_MAJOR};
+use crate::passthrough::{MajorState, Passes};
 use crate::request::{Request, Strategy};
 use crate::step::Ctx;
 use crate::version::DriverVersion;
@@ -74,27 +74,60 @@ pub(crate) async fn run(
     inv: &Inventory,
     expected: Option<&Request>,
 ) -> Result<CheckReport> {
-    let current = current::read(ctx, &inv.majors).await?;
+    let current = config_step::read_current(ctx, expected, Some(inv)).await?;
     let mut findings = Vec::new();
     let mut not_checked = Vec::new();
-    let majors = inv.majors.all();
     let honoured = inv.cgroup.allow_key();
-    for l in &current.lines {
+    let pending = &current.scan.pending;
+    for l in &current.scan.lines {
+        if l.superseded {
+            // A main line Proxmox drops when it applies pending; a line overridden by a later
+            // one of its key passes nothing and is not news.
+            if !l.pending && (pending.touches(&l.key) || l.key.starts_with("lxc.")) {
+                findings.push(finding(
+                    FindingKind::PendingChange,
+                    format!(
+                        "{} goes when Proxmox applies the pending section at the next start",
+                        l.at()
+                    ),
+                ));
+            }
+            continue;
+        }
+        if l.pending {
+            findings.push(finding(
+                FindingKind::PendingChange,
+                format!(
+                    "{} comes into force when Proxmox applies the pending section at the next start",
+                    l.at()
+                ),
+            ));
+        }
         match &l.passes {
-            Passes::Rule { major, .. } => {
-                if !majors.contains(major) {
-                    let uvm = inv
-                        .majors
-                        .nvidia_uvm
-                        .map(|m| format!(" (nvidia-uvm is {m} now)"))
-                        .unwrap_or_default();
-                    findings.push(finding(
-                        FindingKind::StaleMajor,
+            Passes::Rule { major, state, .. } => {
+                match state {
+                    MajorState::Nvidia => {}
+                    MajorState::Stale { was } => {
+                        let uvm = inv
+                            .majors
+                            .nvidia_uvm
+                            .map(|m| format!(" (nvidia-uvm is {m} now)"))
+                            .unwrap_or_default();
+                        findings.push(finding(
+                            FindingKind::StaleMajor,
+                            format!(
+                                "{} allows major {major}, which {was} held on this node and no driver holds now{uvm}",
+                                l.at()
+                            ),
+                        ));
+                    }
+                    MajorState::Reassigned { was, now } => findings.push(finding(
+                        FindingKind::ReassignedMajor,
                         format!(
-                            "{} allows major {major}, which no NVIDIA driver holds{uvm}",
+                            "{} allows major {major}, which {was} held on this node and {now} holds now: the container may open {now} devices",
                             l.at()
                         ),
-                    ));
+                    )),
                 }
                 if l.key != honoured {
                     findings.push(finding(
@@ -146,19 +179,30 @@ pub(crate) async fn run(
                 format!("the config passes GPU minor(s) {passed_minors:?}, expected {want:?}"),
             ));
         }
-        let planned =
-            config_step::planned(ctx, req, inv, &gpus, &current.loaded, &current.devices).await?;
-        if planned.bytes != current.loaded.bytes {
-            findings.push(finding(
-                FindingKind::ConfigDiffers,
-                format!(
-                    "apply would remove {} and add {} line(s)",
-                    planned.removed, planned.added
-                ),
-            ));
-        }
+        let strategy = match config_step::planned(ctx, req, inv, &gpus, &current).await {
+            Ok(planned) => {
+                if planned.bytes != current.loaded.bytes {
+                    findings.push(finding(
+                        FindingKind::ConfigDiffers,
+                        format!(
+                            "apply would remove {} and add {} line(s)",
+                            planned.removed, planned.added
+                        ),
+                    ));
+                }
+                planned.strategy
+            }
+            // Reported above, line by line: apply refuses until it is settled.
+            Err(Error::PendingChange { .. }) => {
+                not_checked.push(
+                    "what apply would write: the pending section must be settled first".into(),
+                );
+                req.strategy.unwrap_or_else(|| current.strategy())
+            }
+            Err(e) => return Err(e),
+        };
         if let VersionWanted::Exact(v) = &req.driver_version {
-            if *v != inv.driver_version && req.strategy == Strategy::Runfile && !req.force_version {
+            if *v != inv.driver_version && strategy == Strategy::Runfile && !req.force_version {
                 findings.push(finding(
                     FindingKind::DriverMismatch,
                     format!(
@@ -171,6 +215,18 @@ pub(crate) async fn run(
     } else {
         not_checked.push("the GPU assignment (no expected GPUs given)".to_owned());
     }
+    let doubtful = current
+        .scan
+        .doubtful
+        .iter()
+        .map(|d| {
+            let section = if d.pending { " ([pve:pending])" } else { "" };
+            format!(
+                "line {}{section}: {} allows major {}, which no driver holds now and this node never recorded as NVIDIA's",
+                d.line, d.text, d.major
+            )
+        })
+        .collect();
     match userspace_version(ctx).await? {
         UserspaceProbe::Skipped(why) => {
             not_checked.push(format!("the userspace version in the container: {why}"))
@@ -188,6 +244,7 @@ pub(crate) async fn run(
         ct: ctx.ct.to_string(),
         drift: !findings.is_empty(),
         findings,
+        doubtful,
         not_checked,
     })
 }
@@ -220,7 +277,7 @@ mod tests {
     fn req(gpus: &str) -> Request {
         let mut r = Request::new("101".parse::<CtId>().unwrap(), gpus.parse().unwrap());
         r.mode = Mode::Auto;
-        r.strategy = Strategy::None;
+        r.strategy = Some(Strategy::None);
         r.config_only = true;
         r
     }
@@ -229,9 +286,12 @@ mod tests {
         r.findings.iter().map(|f| f.kind).collect()
     }
 
+    const RECORD: &str = "/var/lib/phoenix-gpu/nvidia-record";
+
     #[tokio::test]
-    async fn finds_the_stale_uvm_major() {
-        let (_d, e, _h) = setup();
+    async fn a_recorded_uvm_major_nobody_holds_is_stale() {
+        let (_d, e, h) = setup();
+        h.put(RECORD, "major 508 nvidia-uvm\n");
         let r = e
             .check(&"101".parse::<CtId>().unwrap(), None)
             .await
@@ -239,12 +299,99 @@ mod tests {
         assert!(r.drift);
         assert_eq!(kinds(&r), vec![FindingKind::StaleMajor]);
         assert!(
-            r.findings[0].detail.contains("major 508"),
+            r.findings[0]
+                .detail
+                .contains("major 508, which nvidia-uvm held"),
             "{:?}",
             r.findings
         );
         assert!(r.findings[0].detail.contains("nvidia-uvm is 238 now"));
+        assert!(r.doubtful.is_empty());
         assert!(r.not_checked.iter().any(|n| n.contains("userspace")));
+    }
+
+    #[tokio::test]
+    async fn an_unrecorded_major_nobody_holds_is_doubtful_not_drift() {
+        let (_d, e, h) = setup();
+        h.put(
+            "/etc/pve/lxc/101.conf",
+            EXAMPLE_101.replacen(
+                "lxc.apparmor.profile",
+                "lxc.cgroup2.devices.allow: c 226:0 rwm\nlxc.cgroup2.devices.allow: c 189:* rwm\nlxc.apparmor.profile",
+                1,
+            ),
+        );
+        let r = e
+            .check(&"101".parse::<CtId>().unwrap(), None)
+            .await
+            .unwrap();
+        assert!(!r.drift, "{:?}", r.findings);
+        assert_eq!(r.doubtful.len(), 3, "{:?}", r.doubtful);
+        assert!(r.doubtful[0].contains("line 16: lxc.cgroup2.devices.allow: c 508:* rwm allows major 508, which no driver holds now"), "{:?}", r.doubtful);
+        assert!(r.doubtful[1].contains("c 226:0"));
+        assert!(r.doubtful[2].contains("c 189:*"));
+        // The tool's own lines are checked as ever: the wildcard passes every GPU.
+        let r = e
+            .check(&"101".parse::<CtId>().unwrap(), Some(&req("1")))
+            .await
+            .unwrap();
+        assert!(
+            kinds(&r).contains(&FindingKind::WrongGpus),
+            "{:?}",
+            r.findings
+        );
+    }
+
+    #[tokio::test]
+    async fn a_recorded_nvidia_major_another_driver_holds_now_is_drift() {
+        let (_d, e, h) = setup();
+        // 243 is hidraw on this host; the record says it was nvidia-caps at an earlier boot.
+        h.put(RECORD, "major 243 nvidia-caps\n");
+        h.put(
+            "/etc/pve/lxc/101.conf",
+            "arch: amd64\nlxc.cgroup2.devices.allow: c 195:1 rwm\nlxc.cgroup2.devices.allow: c 243:* rwm\n",
+        );
+        let r = e
+            .check(&"101".parse::<CtId>().unwrap(), None)
+            .await
+            .unwrap();
+        assert_eq!(kinds(&r), vec![FindingKind::ReassignedMajor]);
+        assert!(
+            r.findings[0].detail.contains("hidraw holds now"),
+            "{:?}",
+            r.findings
+        );
+        e.apply(&req("1")).await.unwrap();
+        assert!(!h.get("/etc/pve/lxc/101.conf").contains("243"));
+    }
+
+    #[tokio::test]
+    async fn pending_changes_of_the_passthrough_are_drift() {
+        let (_d, e, h) = setup();
+        h.put(
+            "/etc/pve/lxc/101.conf",
+            "arch: amd64\ndev0: /dev/nvidia1,mode=0666\n\n[pve:pending]\ndelete: dev0\ndev1: /dev/nvidia0\n",
+        );
+        let r = e
+            .check(&"101".parse::<CtId>().unwrap(), Some(&req("1")))
+            .await
+            .unwrap();
+        let k = kinds(&r);
+        assert_eq!(
+            k.iter()
+                .filter(|k| **k == FindingKind::PendingChange)
+                .count(),
+            2,
+            "{:?}",
+            r.findings
+        );
+        // After the next start the container would have GPU 0, not 1.
+        assert!(k.contains(&FindingKind::WrongGpus), "{:?}", r.findings);
+        assert!(
+            r.not_checked.iter().any(|n| n.contains("pending")),
+            "{:?}",
+            r.not_checked
+        );
     }
 
     #[tokio::test]
@@ -288,7 +435,7 @@ mod tests {
         let (_d, e, _h) = setup();
         e.apply(&req("1")).await.unwrap();
         let mut r = req("1");
-        r.strategy = Strategy::Runfile;
+        r.strategy = Some(Strategy::Runfile);
         r.driver_version = VersionWanted::Exact("580.76.05".parse().unwrap());
         let c = e
             .check(&"101".parse::<CtId>().unwrap(), Some(&r))

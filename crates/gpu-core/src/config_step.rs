@@ -1,12 +1,15 @@
 //! The config step: compute the container config with the wanted passthrough entries, show the
 //! diff, write it atomically under the lock, keep a backup.
 //!
-//! Only the main section is read and edited. The tool owns the lines
-//! [`passthrough::Ownership`](crate::passthrough::Ownership) describes; it removes those it no
-//! longer wants, keeps a wanted line that already exists exactly (wherever it is), adds the
-//! missing ones where `lxc-conf` puts new lines, and leaves every other byte alone. An
-//! unchanged config is not written at all (no backup either).
+//! Only the main section is edited; the pending section is read, because Proxmox applies it
+//! at the next start. The tool owns the lines [`Evidence`] proves to be NVIDIA passthrough;
+//! it removes those it no longer wants, keeps a wanted line that already exists (wherever it
+//! is), adds the missing ones where `lxc-conf` puts new lines, and leaves every other byte
+//! alone. An unchanged config is not written at all (no backup either). A config whose
+//! pending section would change the NVIDIA devices in a way no edit of the main section can
+//! settle is refused ([`Error::PendingChange`]).
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -14,14 +17,18 @@ use exec_backend::{Cmd, ExecError, Host, WriteOptions};
 use lxc_conf::Document;
 use tracing::{debug, info};
 
-use crate::ctconfig::{host_root, is_unprivileged, load, owned_flags, Loaded};
+use crate::ctconfig::{is_unprivileged, Loaded};
+use crate::current::{self, Current, OwnedLine, Pending, Scan};
 use crate::error::{Error, Input, Result};
+use crate::host_check;
 use crate::host_libs;
-use crate::inventory::{read_text, Gpu, Inventory, Majors, MigMinors, ProcDevices, MIG_MINORS};
-use crate::passthrough::{self, WantedLine, Wants, Written};
+use crate::inventory::{read_text, Gpu, Inventory, MigMinors, MIG_MINORS};
+use crate::passthrough::{self, Evidence, MountEntry, Passes, WantedLine, Wants, Written};
 use crate::report::StepStatus;
 use crate::request::{Request, Strategy};
+use crate::select::GpuSelection;
 use crate::step::Ctx;
+use crate::version::VersionWanted;
 
 /// How many previous versions of a config are kept under the backup root.
 pub const BACKUPS_KEPT: usize = 10;
@@ -37,20 +44,24 @@ pub struct ConfigOutcome {
     pub written: bool,
     /// Whether the container is unprivileged.
     pub unprivileged: bool,
+    /// The userspace strategy the config is written for: the request's, or when it leaves the
+    /// strategy open, the one the config shows (`host-libs` when it binds the host's
+    /// userspace, else `runfile`).
+    pub strategy: Strategy,
 }
 
-/// The lines the request wants in this config.
+/// The lines the request wants in this config, written as `written`.
 async fn wanted_lines(
     ctx: &Ctx<'_>,
     req: &Request,
     inv: &Inventory,
     gpus: &[Gpu],
-    unprivileged: bool,
-) -> Result<(Vec<WantedLine>, Written)> {
-    let written = passthrough::resolve_mode(req.mode, ctx.target, inv)?;
+    written: Written,
+    host_libs: &[MountEntry],
+) -> Result<Vec<WantedLine>> {
     if gpus.is_empty() {
         // No GPU: the container gets no NVIDIA passthrough at all.
-        return Ok((Vec::new(), written));
+        return Ok(Vec::new());
     }
     let mig = if req.mig {
         let text = read_text(ctx.host, MIG_MINORS)
@@ -63,62 +74,88 @@ async fn wanted_lines(
     } else {
         None
     };
-    let extra = if req.strategy == Strategy::HostLibs {
-        host_libs::mounts(ctx, inv).await?
-    } else {
-        Vec::new()
-    };
     let resolve = |p: &Path| ctx.host.resolve(p);
-    let lines = passthrough::wanted(
+    passthrough::wanted(
         inv,
         &Wants {
             written,
             gpus,
-            unprivileged,
             mig: mig.as_ref(),
-            extra_mounts: &extra,
+            extra_mounts: host_libs,
             resolve: ctx
                 .settings
                 .resolve_mount_sources
                 .then_some(&resolve as &(dyn Fn(&Path) -> PathBuf + Sync)),
         },
-    )?;
-    Ok((lines, written))
+    )
 }
 
-/// Brings the document's owned lines to `wanted`. Returns how many lines were removed and
-/// added.
-fn reconcile(
-    doc: &mut Document,
-    wanted: &[WantedLine],
-    devices: &ProcDevices,
-    majors: &Majors,
-    root: Option<&Path>,
-) -> Result<(usize, usize)> {
-    let owned = owned_flags(doc, devices, majors, root);
-    let entries = doc.main().entries();
-    let mut keep = vec![false; entries.len()];
+/// Whether an existing line gives what a wanted line gives: the same `lxc.*` line, or a
+/// `devN` entry that Proxmox reads as the same node (path, mode, owner, group, write access).
+fn gives(line: &OwnedLine, w: &WantedLine) -> bool {
+    match w {
+        WantedLine::Lxc { key, value } => line.key == *key && line.value == *value,
+        WantedLine::Dev { value } => {
+            passthrough::is_dev_key(&line.key)
+                && match (lxc_conf::parse_dev(&line.value), lxc_conf::parse_dev(value)) {
+                    (Ok(a), Ok(b)) => a.same_node(&b),
+                    _ => false,
+                }
+        }
+    }
+}
+
+/// Pairs each wanted line with an effective line of `scan` that gives it; the wanted lines
+/// no line gives, and for each line of `scan` whether it was paired.
+fn pair<'w>(scan: &Scan, wanted: &'w [WantedLine]) -> (Vec<&'w WantedLine>, Vec<bool>) {
+    let mut used = vec![false; scan.lines.len()];
     let mut missing = Vec::new();
     for w in wanted {
-        let hit = entries.iter().enumerate().position(|(i, e)| {
-            owned[i]
-                && !keep[i]
-                && match w {
-                    WantedLine::Lxc { key, value } => e.key == *key && e.value == value,
-                    WantedLine::Dev { value } => passthrough::is_dev_key(e.key) && e.value == value,
-                }
-        });
+        let hit = scan
+            .lines
+            .iter()
+            .enumerate()
+            .position(|(i, l)| !used[i] && !l.superseded && gives(l, w));
         match hit {
-            Some(i) => keep[i] = true,
+            Some(i) => used[i] = true,
             None => missing.push(w),
         }
     }
-    let remove: Vec<_> = entries
+    (missing, used)
+}
+
+/// How many lines a reconcile took out and put in.
+struct Edits {
+    removed: usize,
+    added: usize,
+}
+
+/// Brings the document's lines to `wanted`, editing the main section only: the tool's lines
+/// that give nothing wanted after the next start go (superseded ones too), a wanted line an
+/// effective line already gives stays where it is (in the main or the pending section), the
+/// others are added (`devN` at the lowest index the main section does not use and pending
+/// neither sets nor deletes); with `remove_doubtful`, the main section's doubtful lines go.
+/// Then the result is read again as Proxmox will read it after applying pending: when it does
+/// not give exactly `wanted`, the pending section stands in the way and nothing is changed.
+fn reconcile(
+    ct: &str,
+    doc: &mut Document,
+    ev: &Evidence,
+    wanted: &[WantedLine],
+    remove_doubtful: bool,
+) -> Result<Edits> {
+    let scan = Scan::of(doc, ev);
+    let (missing, used) = pair(&scan, wanted);
+    let mut remove: Vec<_> = scan
+        .lines
         .iter()
-        .enumerate()
-        .filter(|(i, _)| owned[*i] && !keep[*i])
-        .map(|(_, e)| e.id)
+        .zip(&used)
+        .filter(|(l, used)| !l.pending && !**used)
+        .map(|(l, _)| l.id)
         .collect();
+    if remove_doubtful {
+        remove.extend(scan.doubtful.iter().filter(|d| !d.pending).map(|d| d.id));
+    }
     for id in &remove {
         doc.remove(*id);
     }
@@ -128,19 +165,99 @@ fn reconcile(
                 doc.push_lxc(key, value);
             }
             WantedLine::Dev { value } => {
-                let n = doc
-                    .main()
-                    .next_free_index("dev", 255)
-                    .ok_or_else(|| Error::BadInput {
-                        what: Input::ContainerConfig,
-                        value: "dev0..dev255".into(),
-                        hint: "every devN index is taken; free some or use raw mode".into(),
-                    })?;
+                let n = free_dev_index(doc, &scan.pending).ok_or_else(|| Error::BadInput {
+                    what: Input::ContainerConfig,
+                    value: "dev0..dev255".into(),
+                    hint: "every devN index is taken (or named by the pending section); free some or use raw mode".into(),
+                })?;
                 doc.set(&format!("dev{n}"), value);
             }
         }
     }
-    Ok((remove.len(), missing.len()))
+    settled(ct, doc, ev, wanted)?;
+    Ok(Edits {
+        removed: remove.len(),
+        added: missing.len(),
+    })
+}
+
+/// The lowest `devN` index the main section does not use and the pending section neither
+/// sets nor deletes (Proxmox would replace or delete that entry at the next start).
+fn free_dev_index(doc: &Document, pending: &Pending) -> Option<u32> {
+    let used: BTreeSet<u32> = doc
+        .main()
+        .entries()
+        .iter()
+        .filter_map(|e| e.key.strip_prefix("dev").and_then(|n| n.parse().ok()))
+        .collect();
+    (0..256).find(|n| !used.contains(n) && !pending.touches(&format!("dev{n}")))
+}
+
+/// Refuses a planned document that, once Proxmox applies its pending section, would not give
+/// exactly `wanted`: a pending `devN` or raw line passes an NVIDIA device nobody asked for,
+/// or pending raw lines take the place of the main section's.
+fn settled(ct: &str, doc: &Document, ev: &Evidence, wanted: &[WantedLine]) -> Result<()> {
+    let scan = Scan::of(doc, ev);
+    let (missing, used) = pair(&scan, wanted);
+    let extra: Vec<&OwnedLine> = scan
+        .lines
+        .iter()
+        .zip(&used)
+        .filter(|(l, used)| !l.superseded && !**used)
+        .map(|(l, _)| l)
+        .collect();
+    if missing.is_empty() && extra.is_empty() {
+        return Ok(());
+    }
+    let mut lines: Vec<String> = extra
+        .iter()
+        .filter(|l| l.pending)
+        .map(|l| format!("{} passes {}", l.at(), describe(&l.passes)))
+        .collect();
+    let mut keys: Vec<String> = extra
+        .iter()
+        .filter(|l| l.pending)
+        .map(|l| {
+            if l.key.starts_with("lxc.") {
+                "lxc".to_owned()
+            } else {
+                l.key.clone()
+            }
+        })
+        .collect();
+    if scan.pending.replaces_raw() && missing.iter().any(|w| matches!(w, WantedLine::Lxc { .. })) {
+        lines.push(
+            "the pending section's lxc.* lines (or its delete: lxc) take the place of the main section's raw lines, the tool's included".into(),
+        );
+        keys.push("lxc".into());
+    }
+    keys.sort();
+    keys.dedup();
+    if lines.is_empty() {
+        // Not the pending section's doing: a bug of the plan.
+        return Err(Error::Internal {
+            what: format!(
+                "the planned config of container {ct} does not give the wanted passthrough"
+            ),
+        });
+    }
+    Err(Error::PendingChange {
+        ct: ct.to_owned(),
+        lines,
+        keys,
+    })
+}
+
+/// What a line passes, for a person.
+fn describe(p: &Passes) -> String {
+    match p {
+        Passes::Rule { major, minor, .. } => match minor {
+            Some(m) => format!("device {major}:{m}"),
+            None => format!("every device of major {major}"),
+        },
+        Passes::Node { path, .. } => path.clone(),
+        Passes::Userspace => "a file of the host's NVIDIA userspace".into(),
+    }
 }
 
 /// The unified diff between two versions of the config at `path`: `(current)` against
@@ -174,31 +291,72 @@ pub(crate) struct Planned {
     pub written: Written,
     /// Whether the container is unprivileged.
     pub unprivileged: bool,
+    /// The strategy the config is written for.
+    pub strategy: Strategy,
+    /// The `host-libs` mounts wanted (empty for another strategy), for the node record.
+    pub host_libs: Vec<MountEntry>,
 }
 
-/// What `req` makes of the config `loaded` (read with `devices`, the host's device table):
-/// the tool's lines brought to what the request wants, every other byte kept. Changes
-/// nothing; `check` compares it with the config, the config step writes it.
+/// What `req` makes of the config `current`: the tool's lines brought to what the request
+/// wants, every other byte kept. A request that leaves the strategy open keeps the one the
+/// config shows ([`Current::strategy`]). Changes nothing; `check` compares it with the
+/// config, the config step writes it.
 pub(crate) async fn planned(
     ctx: &Ctx<'_>,
     req: &Request,
     inv: &Inventory,
     gpus: &[Gpu],
-    loaded: &Loaded,
-    devices: &ProcDevices,
+    current: &Current,
 ) -> Result<Planned> {
+    let loaded = &current.loaded;
     let unprivileged = is_unprivileged(&loaded.doc);
-    let (wanted, written) = wanted_lines(ctx, req, inv, gpus, unprivileged).await?;
-    let root = host_root(ctx.host);
+    let written = passthrough::resolve_mode(req.mode, ctx.target, inv)?;
+    let strategy = req.strategy.unwrap_or_else(|| current.strategy());
+    let host_libs = if strategy == Strategy::HostLibs && !gpus.is_empty() {
+        match &current.evidence.host_files {
+            Some(files) if !files.is_empty() => files.clone(),
+            // Not gathered, or the host has none now: ask again, which says what is missing.
+            _ => host_libs::mounts(ctx, inv).await?,
+        }
+    } else {
+        Vec::new()
+    };
+    let wanted = wanted_lines(ctx, req, inv, gpus, written, &host_libs).await?;
     let mut doc = loaded.doc.clone();
-    let (removed, added) = reconcile(&mut doc, &wanted, devices, &inv.majors, root.as_deref())?;
+    let edits = reconcile(
+        ctx.ct.as_str(),
+        &mut doc,
+        &current.evidence,
+        &wanted,
+        req.remove_doubtful,
+    )?;
     Ok(Planned {
         bytes: doc.to_bytes(),
-        removed,
-        added,
+        removed: edits.removed,
+        added: edits.added,
         written,
         unprivileged,
+        strategy,
+        host_libs,
     })
+}
+
+/// Reads the config and its passthrough for `req`: the `host-libs` files are gathered when
+/// the request asks for that strategy (once, for the evidence and the wanted lines alike).
+pub(crate) async fn read_current(
+    ctx: &Ctx<'_>,
+    req: Option<&Request>,
+    inv: Option<&Inventory>,
+) -> Result<Current> {
+    let host_files = match (req, inv) {
+        (Some(r), Some(inv))
+            if r.strategy == Some(Strategy::HostLibs) && r.gpus != GpuSelection::None =>
+        {
+            Some(host_libs::mounts(ctx, inv).await?)
+        }
+        _ => None,
+    };
+    current::read(ctx, inv, host_files).await
 }
 
 /// Brings the config's passthrough entries to what `req` asks for.
@@ -208,9 +366,19 @@ pub(crate) async fn apply(
     inv: &Inventory,
     gpus: &[Gpu],
 ) -> Result<(ConfigOutcome, StepStatus, String)> {
-    let loaded = load(ctx).await?;
-    let devices = ctx.proc_devices().await?;
-    let plan = planned(ctx, req, inv, gpus, &loaded, &devices).await?;
+    let current = read_current(ctx, Some(req), Some(inv)).await?;
+    let plan = planned(ctx, req, inv, gpus, &current).await?;
+    // The request left the strategy open: the host check could not judge the version.
+    if req.strategy.is_none()
+        && host_check::installs_userspace(req, plan.strategy, host_check::Then::Apply)
+    {
+        if let VersionWanted::Exact(v) = &req.driver_version {
+            host_check::check_version(ctx, req, v, &inv.driver_version)?;
+        }
+    }
+    let Current {
+        loaded, evidence, ..
+    } = current;
     let Loaded { path, bytes, .. } = loaded;
     let new = plan.bytes;
     let changed = new != bytes;
@@ -224,7 +392,27 @@ pub(crate) async fn apply(
         changed,
         written: false,
         unprivileged: plan.unprivileged,
+        strategy: plan.strategy,
     };
+    if req.dry_run {
+        let status = if changed {
+            StepStatus::Planned
+        } else {
+            StepStatus::Ok
+        };
+        let detail = if changed {
+            format!(
+                "{}: -{} +{} line(s) ({how})",
+                path.display(),
+                plan.removed,
+                plan.added
+            )
+        } else {
+            format!("{} up to date ({how})", path.display())
+        };
+        return Ok((outcome, status, detail));
+    }
+    learn(ctx, evidence, &plan.host_libs).await?;
     if !changed {
         return Ok((
             outcome,
@@ -238,31 +426,43 @@ pub(crate) async fn apply(
         plan.removed,
         plan.added
     );
-    if req.dry_run {
-        return Ok((outcome, StepStatus::Planned, detail));
-    }
     write(ctx, &path, &bytes, &new).await?;
     outcome.written = true;
     outcome.diff = unified_diff(&path, &bytes, &new, true);
     Ok((outcome, StepStatus::Changed, detail))
 }
 
+/// Adds what this run saw to the node record (the NVIDIA majors of `/proc/devices`, the
+/// `host-libs` files wanted) before the config is written, so that the record covers every
+/// line the tool writes. Writes only when something is new.
+async fn learn(ctx: &Ctx<'_>, ev: Evidence, host_libs: &[MountEntry]) -> Result<()> {
+    let bound = host_libs
+        .iter()
+        .map(|m| (m.source.display().to_string(), m.target.clone()));
+    ctx.facts
+        .learn_record(ctx.host, &ctx.settings.record, ev.record, |r| {
+            r.learn(&ev.devices, bound)
+        })
+        .await
+}
+
 /// Takes the tool's lines out of the config. Returns the diff.
 pub(crate) async fn remove(ctx: &Ctx<'_>, dry_run: bool) -> Result<(String, StepStatus, String)> {
+    // Without a driver there is no inventory; the record and /proc/devices still decide.
+    let inv = match ctx.inventory().await {
+        Ok(inv) => Some(inv),
+        Err(Error::NoDriver { .. }) => None,
+        Err(e) => return Err(e),
+    };
+    let Current {
+        loaded, evidence, ..
+    } = current::read(ctx, inv.as_ref(), None).await?;
     let Loaded {
         path,
         bytes,
         mut doc,
-    } = load(ctx).await?;
-    let devices = ctx.proc_devices().await?;
-    let majors = devices.majors().unwrap_or(Majors {
-        nvidia: crate::inventory::NVIDIA_MAJOR,
-        nvidia_uvm: None,
-        nvidia_caps: None,
-        nvidia_modeset: None,
-    });
-    let root = host_root(ctx.host);
-    let (removed, _) = reconcile(&mut doc, &[], &devices, &majors, root.as_deref())?;
+    } = loaded;
+    let edits = reconcile(ctx.ct.as_str(), &mut doc, &evidence, &[], false)?;
     let new = doc.to_bytes();
     let diff = unified_diff(&path, &bytes, &new, false);
     if new == bytes {
@@ -272,10 +472,11 @@ pub(crate) async fn remove(ctx: &Ctx<'_>, dry_run: bool) -> Result<(String, Step
             format!("{} has no NVIDIA passthrough entries", path.display()),
         ));
     }
-    let detail = format!("{}: removed {removed} line(s)", path.display());
+    let detail = format!("{}: removed {} line(s)", path.display(), edits.removed);
     if dry_run {
         return Ok((diff, StepStatus::Planned, detail));
     }
+    learn(ctx, evidence, &[]).await?;
     write(ctx, &path, &bytes, &new).await?;
     let diff = unified_diff(&path, &bytes, &new, true);
     Ok((diff, StepStatus::Changed, detail))

@@ -82,7 +82,11 @@ impl Host for CountingHost {
         bytes: &[u8],
         opts: &WriteOptions,
     ) -> Result<(), ExecError> {
-        Tally::bump(&self.tally.config_writes);
+        // A config write keeps a backup of the bytes it replaces; the tool's own bookkeeping
+        // (the node record) does not, and is not a config write.
+        if opts.backup_to.is_some() {
+            Tally::bump(&self.tally.config_writes);
+        }
         self.inner.write_file_atomic(path, bytes, opts).await
     }
 

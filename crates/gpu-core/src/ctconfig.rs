@@ -1,5 +1,5 @@
-//! A container's config as read from the host: the file, its parsed document, and which of
-//! its lines are the tool's.
+//! A container's config as read from the host: the file, its parsed document, and the evidence
+//! that says which of its lines are the tool's.
 //!
 //! Every module that reads a config goes through here: the config step (before it edits),
 //! and the read-back of the current passthrough ([`crate::current`]).
@@ -10,8 +10,9 @@ use exec_backend::{ExecError, Host};
 use lxc_conf::{Dialect, Document};
 
 use crate::error::{Error, Result};
-use crate::inventory::{read_text, Majors, ProcDevices};
-use crate::passthrough::{LineRef, Ownership};
+use crate::host_libs;
+use crate::inventory::{read_text, Inventory};
+use crate::passthrough::{Evidence, MountEntry};
 use crate::step::Ctx;
 use crate::target::Target;
 
@@ -114,26 +115,42 @@ pub(crate) fn host_root(host: &dyn Host) -> Option<PathBuf> {
     (root != Path::new("/")).then_some(root)
 }
 
-/// The tool's lines of the main section, as flags parallel to `main().entries()`. `root`: see
-/// [`host_root`].
-pub(crate) fn owned_flags(
+/// The evidence the ownership rule decides by ([`Evidence`]): the host's `/proc/devices`, the
+/// node record, and, when a line of `doc` needs them, the files the `host-libs` strategy
+/// binds now (only with `inv`: without a driver there are none). `host_files`: those files
+/// when the caller has them already.
+pub(crate) async fn evidence(
+    ctx: &Ctx<'_>,
     doc: &Document,
-    devices: &ProcDevices,
-    majors: &Majors,
-    root: Option<&Path>,
-) -> Vec<bool> {
-    let entries = doc.main().entries();
-    let lines: Vec<LineRef<'_>> = entries
-        .iter()
-        .map(|e| LineRef {
-            key: e.key,
-            value: e.value,
-        })
-        .collect();
-    Ownership {
+    inv: Option<&Inventory>,
+    host_files: Option<Vec<MountEntry>>,
+) -> Result<Evidence> {
+    let devices = ctx.proc_devices().await?;
+    let record = ctx.facts.record(ctx.host, &ctx.settings.record).await?;
+    let mut ev = Evidence {
         devices,
-        majors,
-        root,
+        record,
+        host_files,
+        root: host_root(ctx.host),
+    };
+    let needed = || {
+        let pending = doc.pending();
+        let lines = doc
+            .main()
+            .entries()
+            .into_iter()
+            .chain(pending.iter().flat_map(|p| p.entries()));
+        lines
+            .into_iter()
+            .any(|e| ev.needs_host_files(e.key, e.value))
+    };
+    if let Some(inv) = inv.filter(|_| needed()) {
+        ev.host_files = Some(match host_libs::mounts(ctx, inv).await {
+            Ok(m) => m,
+            // No userspace of this version on the host: it binds nothing now.
+            Err(Error::HostUserspaceMissing { .. }) => Vec::new(),
+            Err(e) => return Err(e),
+        });
     }
-    .classify(&lines)
+    Ok(ev)
 }

@@ -26,7 +26,7 @@ use crate::finding::Finding;
 /// | [`Restart`](ErrorKind::Restart) | 6 | `Restart` |
 /// | [`Verify`](ErrorKind::Verify) | 7 | `Verify` |
 /// | [`HostPrecondition`](ErrorKind::HostPrecondition) | 8 | `NoDriver`, `GpuNotPresent`, `GpuGone`, `NodeMissing`, `HostUserspaceMissing`, `VersionMismatch`, `PrepareFolderMissing`, `HookscriptInUse`, `Exec` with an SSH error |
-/// | [`Locked`](ErrorKind::Locked) | 9 | `Locked`, `LockBusy`, `Exec` with a lock timeout or conflict |
+/// | [`Locked`](ErrorKind::Locked) | 9 | `Locked`, `LockBusy`, `PendingChange`, `Exec` with a lock timeout or conflict |
 /// | [`Drift`](ErrorKind::Drift) | 10 | `Drift` (and `check` finding drift) |
 ///
 /// ```
@@ -72,7 +72,8 @@ pub enum ErrorKind {
     ///
     /// Exit code 8.
     HostPrecondition,
-    /// The config is locked (`lock:` set, or the lock was not acquired in time).
+    /// The config is locked (`lock:` set, or the lock was not acquired in time), or a pending
+    /// change must be settled first.
     ///
     /// Exit code 9.
     Locked,
@@ -156,6 +157,19 @@ pub enum Error {
         ct: String,
         /// The lock value.
         lock: String,
+    },
+    /// The config's `[pve:pending]` section, which Proxmox applies at the next start, would
+    /// change the container's NVIDIA devices in a way no edit of the main section can settle
+    /// (a pending `devN` or raw line passes an NVIDIA device nobody asked for, or pending raw
+    /// lines take the place of the main section's). Nothing was changed.
+    #[error("container {ct} has a pending change that Proxmox applies at its next start and that would change its NVIDIA devices: {}; apply it (restart the container) or revert it (`pct set {ct} --revert {}`) first", lines.join("; "), keys.join(","))]
+    PendingChange {
+        /// The container.
+        ct: String,
+        /// The pending lines in the way, each with what it passes.
+        lines: Vec<String>,
+        /// The pending keys to revert (`dev3`, `lxc`).
+        keys: Vec<String>,
     },
     /// The config lock could not be taken, or the config changed under us.
     #[error("cannot update the config of container {ct}")]
@@ -354,7 +368,9 @@ impl Error {
             | Error::VersionMismatch { .. } => ErrorKind::HostPrecondition,
             Error::CtNotFound { .. } => ErrorKind::CtNotFound,
             Error::ConfigUnreadable { .. } => ErrorKind::ConfigMissing,
-            Error::Locked { .. } | Error::LockBusy { .. } => ErrorKind::Locked,
+            Error::Locked { .. } | Error::LockBusy { .. } | Error::PendingChange { .. } => {
+                ErrorKind::Locked
+            }
             Error::Install { .. } => ErrorKind::Install,
             Error::Restart { .. } => ErrorKind::Restart,
             Error::Verify { .. } => ErrorKind::Verify,

@@ -1,5 +1,5 @@
-//! What a run reads of a host once: its inventory, its character-device table and the run
-//! states of its containers.
+//! What a run reads of a host once: its inventory, its character-device table, the run
+//! states of its containers and its node record.
 //!
 //! An engine made for one run over many containers ([`Engine::for_run`](crate::Engine::for_run))
 //! keeps them ([`HostFacts::kept`]): the first container that needs one reads it, the others
@@ -28,6 +28,7 @@ use crate::error::{Error, Result};
 use crate::inventory::{
     gpu_information, read_proc_devices, Inventory, ProcDevices, LISTED_DIRS, PROC_GPUS, READ_FILES,
 };
+use crate::record::NodeRecord;
 
 /// A host's facts for one run, or none kept.
 #[derive(Debug, Default)]
@@ -40,6 +41,8 @@ pub(crate) struct HostFacts {
     devices: OnceCell<ProcDevices>,
     /// `None` inside: the container backend cannot answer for all containers at once.
     states: OnceCell<Option<Arc<CtStates>>>,
+    /// The node record as last read or written in this run (`None`: to be read).
+    record: tokio::sync::Mutex<Option<NodeRecord>>,
 }
 
 impl HostFacts {
@@ -97,6 +100,53 @@ impl HostFacts {
             .get_or_try_init(|| read_proc_devices(host))
             .await
             .cloned()
+    }
+
+    /// The host's node record at `path` (read once per run, and kept up to date by
+    /// [`HostFacts::learn_record`]).
+    pub async fn record(&self, host: &dyn Host, path: &Path) -> Result<NodeRecord> {
+        if !self.kept {
+            return NodeRecord::read(host, path).await;
+        }
+        let mut slot = self.record.lock().await;
+        if let Some(r) = &*slot {
+            return Ok(r.clone());
+        }
+        let r = NodeRecord::read(host, path).await?;
+        *slot = Some(r.clone());
+        Ok(r)
+    }
+
+    /// Adds to the node record what `learn` adds to it, and writes it when that was anything
+    /// ([`NodeRecord::learn`]). `read`: the record the caller read. In a run, the containers
+    /// of a host learn one at a time from the record as the run last saw or wrote it, so that
+    /// what one wrote is not written again by the next (nor refused as a change under it);
+    /// after a write someone else's changed, the record is read again at the next need.
+    pub async fn learn_record(
+        &self,
+        host: &dyn Host,
+        path: &Path,
+        read: NodeRecord,
+        learn: impl FnOnce(&mut NodeRecord) -> bool,
+    ) -> Result<()> {
+        if !self.kept {
+            let mut record = read;
+            if learn(&mut record) {
+                record.write(host, path).await?;
+            }
+            return Ok(());
+        }
+        let mut slot = self.record.lock().await;
+        let mut record = match slot.take() {
+            Some(r) => r,
+            None => NodeRecord::read(host, path).await?,
+        };
+        if !learn(&mut record) {
+            *slot = Some(record);
+            return Ok(());
+        }
+        *slot = record.write(host, path).await?;
+        Ok(())
     }
 
     /// The states of all the host's containers, asked once per run; `None` when reads are not
@@ -305,7 +355,7 @@ mod tests {
         let (a, b) = tokio::join!(kept.inventory(&host), kept.inventory(&host));
         assert_eq!(a.unwrap(), b.unwrap());
         let devices = kept.proc_devices(&host).await.unwrap();
-        assert!(devices.has_major(195));
+        assert_eq!(devices.majors().map(|m| m.nvidia), Some(195));
         assert_eq!(
             reads(host.calls(), "/proc/devices"),
             1,
@@ -347,6 +397,72 @@ mod tests {
         assert_eq!(reads(host.calls(), "/sys/module/nvidia/version"), 2);
         host.put("/sys/module/nvidia/version", "580.159.04\n");
         assert!(kept.inventory(&host).await.is_ok());
+    }
+
+    fn writes(calls: &CallLog) -> usize {
+        calls
+            .lines()
+            .iter()
+            .filter(|l| l.contains("write_file_atomic"))
+            .count()
+    }
+
+    #[tokio::test]
+    async fn a_run_reads_the_node_record_once_and_writes_what_is_new_once() {
+        let (_d, host) = FsHost::h200x2();
+        let host = host.with_calls(CallLog::new());
+        let path = Path::new("/var/lib/phoenix-gpu/nvidia-record");
+        let devices = read_proc_devices(&host).await.unwrap();
+        host.calls().take();
+        let kept = HostFacts::kept();
+        // Eight containers read it as evidence, then each learns the node's majors.
+        let mut seen = Vec::new();
+        for _ in 0..8 {
+            seen.push(kept.record(&host, path).await.unwrap());
+        }
+        for read in seen {
+            kept.learn_record(&host, path, read, |r| r.learn(&devices, []))
+                .await
+                .unwrap();
+        }
+        assert_eq!(reads(host.calls(), path.to_str().unwrap()), 1);
+        assert_eq!(writes(host.calls()), 1, "{:#?}", host.calls().lines());
+        assert!(host.get(path.to_str().unwrap()).contains("nvidia-uvm"));
+        assert!(kept
+            .record(&host, path)
+            .await
+            .unwrap()
+            .nvidia_major(195)
+            .is_some());
+        assert_eq!(reads(host.calls(), path.to_str().unwrap()), 1);
+
+        // Someone else changed it under the run: the write is refused, the next need reads it.
+        host.put(path.to_str().unwrap(), "major 500 nvidia-caps\n");
+        let read = kept.record(&host, path).await.unwrap();
+        let bound = (
+            "/usr/lib/libcuda.so.1".to_owned(),
+            "usr/lib/libcuda.so.1".to_owned(),
+        );
+        kept.learn_record(&host, path, read, |r| r.learn(&devices, [bound.clone()]))
+            .await
+            .unwrap();
+        assert_eq!(writes(host.calls()), 2);
+        assert_eq!(reads(host.calls(), path.to_str().unwrap()), 1);
+        let again = kept.record(&host, path).await.unwrap();
+        assert_eq!(reads(host.calls(), path.to_str().unwrap()), 2);
+        assert!(again.nvidia_major(500).is_some(), "{again:?}");
+
+        // Outside a run: read each time, written by each learner with something new.
+        host.calls().take();
+        let fresh = HostFacts::fresh();
+        for _ in 0..2 {
+            let read = fresh.record(&host, path).await.unwrap();
+            fresh
+                .learn_record(&host, path, read, |r| r.learn(&devices, []))
+                .await
+                .unwrap();
+        }
+        assert_eq!(reads(host.calls(), path.to_str().unwrap()), 2);
     }
 
     #[tokio::test]

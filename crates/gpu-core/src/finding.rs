@@ -7,8 +7,16 @@ use serde::Serialize;
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum FindingKind {
-    /// An allow rule for a major no NVIDIA driver holds now (moved uvm/caps major).
+    /// An allow rule for a major that an NVIDIA driver held on this node (the node record
+    /// says so) and no driver holds now: a uvm or caps major of an earlier boot.
     StaleMajor,
+    /// An allow rule for a major that an NVIDIA driver held on this node and another driver
+    /// holds now: the container can open that driver's devices. `apply` removes it.
+    ReassignedMajor,
+    /// The `[pve:pending]` section changes the NVIDIA passthrough at the next start: a
+    /// pending line passes an NVIDIA device, or pending deletes or replaces one of the tool's
+    /// lines.
+    PendingChange,
     /// Allow rules under the cgroup key the host's LXC ignores.
     WrongCgroupKey,
     /// The config passes a node the host does not have.
@@ -26,6 +34,8 @@ impl std::fmt::Display for FindingKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             FindingKind::StaleMajor => "stale major",
+            FindingKind::ReassignedMajor => "reassigned major",
+            FindingKind::PendingChange => "pending change",
             FindingKind::WrongCgroupKey => "wrong cgroup key",
             FindingKind::MissingNode => "missing node",
             FindingKind::WrongGpus => "wrong GPUs",
@@ -53,6 +63,11 @@ pub struct CheckReport {
     pub drift: bool,
     /// The drift found.
     pub findings: Vec<Finding>,
+    /// Allow rules of doubtful origin, kept and not drift: each for a character major that no
+    /// driver holds now and this node never recorded as NVIDIA's (an NVIDIA major of an
+    /// earlier boot, or a rule for a module that is not loaded). `apply` removes them only
+    /// when asked to.
+    pub doubtful: Vec<String>,
     /// Checks that did not run, and why.
     pub not_checked: Vec<String>,
 }

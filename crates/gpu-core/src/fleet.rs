@@ -365,8 +365,8 @@ pub struct Expectation {
 
 impl Expectation {
     /// What `ct` should have, as a request: the GPUs expected of it (from here, else from the
-    /// orchestrator config), devices only unless a driver version is expected; `None` when
-    /// neither says which GPUs.
+    /// orchestrator config) and the driver version expected, the strategy left open (each
+    /// container's config says it); `None` when neither says which GPUs.
     pub fn request(&self, ct: &CtId, orch: Option<&OrchestratorConfig>) -> Result<Option<Request>> {
         let gpus = match (&self.gpus, orch) {
             (Some(g), _) => Some(g.clone()),
@@ -376,11 +376,10 @@ impl Expectation {
         let Some(gpus) = gpus else {
             return Ok(None);
         };
+        // The strategy is left open: `check` reads it back from each config.
         let mut r = Request::new(ct.clone(), gpus);
-        r.strategy = Strategy::None;
         if let Some(v) = &self.driver_version {
             r.driver_version = v.clone();
-            r.strategy = Strategy::Runfile;
         }
         Ok(Some(r))
     }
@@ -602,8 +601,8 @@ pub async fn sync(
             continue;
         }
         let mut req = current.request();
-        if req.strategy == Strategy::Runfile {
-            req.strategy = opts.strategy.unwrap_or(Strategy::Runfile);
+        if req.strategy == Some(Strategy::Runfile) {
+            req.strategy = Some(opts.strategy.unwrap_or(Strategy::Runfile));
         }
         req.runfile = RunfileSource {
             url: runfile_url.clone(),
@@ -726,17 +725,15 @@ mod tests {
         let none = Expectation::default();
         assert_eq!(none.request(&ct, None).unwrap(), None);
         let r = none.request(&ct, Some(&orch)).unwrap().unwrap();
-        assert_eq!(
-            (r.gpus.to_string(), r.strategy),
-            ("1".into(), Strategy::None)
-        );
+        assert_eq!((r.gpus.to_string(), r.strategy), ("1".into(), None));
         let versioned = Expectation {
             gpus: Some("0".parse().unwrap()),
             driver_version: Some("580.159.04".parse().unwrap()),
         };
         let r = versioned.request(&ct, Some(&orch)).unwrap().unwrap();
         assert_eq!(r.gpus.to_string(), "0", "the caller's GPUs win");
-        assert_eq!(r.strategy, Strategy::Runfile);
+        assert_eq!(r.driver_version, "580.159.04".parse().unwrap());
+        assert_eq!(r.strategy, None, "each config says its strategy");
     }
 
     #[test]
@@ -774,6 +771,7 @@ mod tests {
                     ct: "101".into(),
                     drift: true,
                     findings: Vec::new(),
+                    doubtful: Vec::new(),
                     not_checked: Vec::new(),
                 },
             }],
@@ -795,7 +793,7 @@ mod tests {
                 .unwrap();
         let template = RequestTemplate {
             config_only: true,
-            strategy: Strategy::None,
+            strategy: Some(Strategy::None),
             ..RequestTemplate::default()
         };
         let cts = [CtId::pve("101").unwrap(), CtId::pve("102").unwrap()];

@@ -18,12 +18,14 @@ pub(crate) enum Then {
     Verify,
 }
 
-/// Whether a run of `req` can install the driver userspace: the runfile strategy, past the
-/// config step, with GPUs to use it. Only then does an asked-for version matter; a config-only
-/// run, `--gpus none` or `verify` installs nothing, so a pinned version cannot block it.
-pub(crate) fn installs_userspace(req: &Request, then: Then) -> bool {
+/// Whether a run of `req` with `strategy` (the request's, or the one the config step settled
+/// on when the request left it open) can install the driver userspace: the runfile strategy,
+/// past the config step, with GPUs to use it. Only then does an asked-for version matter; a
+/// config-only run, `--gpus none` or `verify` installs nothing, so a pinned version cannot
+/// block it.
+pub(crate) fn installs_userspace(req: &Request, strategy: Strategy, then: Then) -> bool {
     then == Then::Apply
-        && req.strategy == Strategy::Runfile
+        && strategy == Strategy::Runfile
         && !req.config_only
         && req.gpus != GpuSelection::None
 }
@@ -36,8 +38,9 @@ pub(crate) async fn run(
 ) -> Result<((Inventory, Vec<Gpu>), StepStatus, String)> {
     let inv = ctx.inventory().await?;
     let gpus: Vec<Gpu> = req.gpus.resolve(&inv)?.into_iter().cloned().collect();
-    if let VersionWanted::Exact(v) = &req.driver_version {
-        if installs_userspace(req, then) {
+    // A strategy left open is decided by the config step, which checks this then.
+    if let (VersionWanted::Exact(v), Some(strategy)) = (&req.driver_version, req.strategy) {
+        if installs_userspace(req, strategy, then) {
             check_version(ctx, req, v, &inv.driver_version)?;
         }
     }
@@ -53,7 +56,9 @@ pub(crate) async fn run(
     Ok(((inv, gpus), StepStatus::Ok, detail))
 }
 
-fn check_version(
+/// The version precondition: the runfile strategy installs `wanted`, which must be the host
+/// module's `host` unless the request forces it (with a notice).
+pub(crate) fn check_version(
     ctx: &Ctx<'_>,
     req: &Request,
     wanted: &DriverVersion,
@@ -113,15 +118,18 @@ mod tests {
 
     #[test]
     fn only_a_run_that_installs_userspace_needs_the_pinned_version() {
-        assert!(installs_userspace(&pinned(false), Then::Apply));
-        assert!(!installs_userspace(&pinned(true), Then::Apply));
-        assert!(!installs_userspace(&pinned(false), Then::Verify));
+        let runfile = Strategy::Runfile;
+        assert!(installs_userspace(&pinned(false), runfile, Then::Apply));
+        assert!(!installs_userspace(&pinned(true), runfile, Then::Apply));
+        assert!(!installs_userspace(&pinned(false), runfile, Then::Verify));
         let mut none = pinned(false);
         none.gpus = GpuSelection::None;
-        assert!(!installs_userspace(&none, Then::Apply));
-        let mut libs = pinned(false);
-        libs.strategy = Strategy::HostLibs;
-        assert!(!installs_userspace(&libs, Then::Apply));
+        assert!(!installs_userspace(&none, runfile, Then::Apply));
+        assert!(!installs_userspace(
+            &pinned(false),
+            Strategy::HostLibs,
+            Then::Apply
+        ));
     }
 
     /// The orchestrator's one-liner (`apply --config-only` with its pinned version) writes the

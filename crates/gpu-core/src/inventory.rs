@@ -291,11 +291,6 @@ impl ProcDevices {
             nvidia_modeset: self.find(&["nvidia-modeset"]),
         })
     }
-
-    /// Whether any character device driver holds `major`.
-    pub fn has_major(&self, major: u32) -> bool {
-        self.chars.iter().any(|(m, _)| *m == major)
-    }
 }
 
 impl Majors {

@@ -46,7 +46,7 @@
 //!
 //! // Plan GPU 1 for CT 101, devices only, stopping after the config step.
 //! let mut req = Request::new(Target::Pve.ct_id("101")?, "1".parse()?);
-//! req.strategy = Strategy::None;
+//! req.strategy = Some(Strategy::None);
 //! req.config_only = true;
 //! let plan = engine.plan(&req).await.map_err(|f| f.error)?;
 //! assert_eq!(plan.step(StepName::Config).unwrap().status, StepStatus::Planned);
@@ -69,6 +69,7 @@ mod error;
 mod finding;
 mod inventory;
 mod passthrough;
+mod record;
 mod report;
 mod request;
 mod select;

@@ -94,7 +94,7 @@ pub struct Counters {
     pub container_execs: u64,
     /// Commands run on the host.
     pub host_commands: u64,
-    /// Config files written.
+    /// Config files written (not the node record).
     pub config_writes: u64,
     /// Container restarts and starts.
     pub restarts: u64,

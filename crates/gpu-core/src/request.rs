@@ -23,10 +23,11 @@ pub enum Mode {
 }
 
 /// How the container gets its driver userspace.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Strategy {
-    /// NVIDIA's `.run` installer, at the host module's version.
+    /// NVIDIA's `.run` installer, at the host module's version (the default).
+    #[default]
     Runfile,
     /// Read-only bind mounts of the host's own userspace.
     HostLibs,
@@ -74,8 +75,9 @@ pub struct Request {
     pub gpus: GpuSelection,
     /// How passthrough is written.
     pub mode: Mode,
-    /// How the userspace is provided.
-    pub strategy: Strategy,
+    /// How the userspace is provided; `None`: as the container has it, read back from its
+    /// config (`host-libs` when it bind-mounts the host's userspace, else `runfile`).
+    pub strategy: Option<Strategy>,
     /// The userspace version wanted.
     pub driver_version: VersionWanted,
     /// Accept a version that differs from the host's (with a notice).
@@ -97,17 +99,22 @@ pub struct Request {
     pub restart: RestartPolicy,
     /// Compute and report, change nothing.
     pub dry_run: bool,
+    /// Also take out allow rules of doubtful origin: rules for a character major no driver
+    /// holds now and the node record never saw NVIDIA hold (they may be an NVIDIA major of an
+    /// earlier boot, or a rule for a module that is not loaded). Kept otherwise.
+    pub remove_doubtful: bool,
 }
 
 impl Request {
-    /// A request with the defaults: passthrough mode `auto`, strategy `runfile`, the host
-    /// module's driver version, no CUDA, no tools.
+    /// A request with the defaults: passthrough mode `auto`, the strategy the container has
+    /// (`runfile` unless it binds the host's userspace), the host module's driver version, no
+    /// CUDA, no tools.
     pub fn new(ct: CtId, gpus: GpuSelection) -> Request {
         Request {
             ct,
             gpus,
             mode: Mode::Auto,
-            strategy: Strategy::Runfile,
+            strategy: None,
             driver_version: VersionWanted::Auto,
             force_version: false,
             mig: false,
@@ -118,7 +125,15 @@ impl Request {
             config_only: false,
             restart: RestartPolicy::default(),
             dry_run: false,
+            remove_doubtful: false,
         }
+    }
+
+    /// The strategy asked for, else the default, `runfile`. The engine fills in a strategy
+    /// the request leaves open from the container's config before any container step runs,
+    /// so the steps see the one the config is written for.
+    pub fn strategy_or_default(&self) -> Strategy {
+        self.strategy.unwrap_or_default()
     }
 }
 
@@ -132,8 +147,8 @@ pub struct RequestTemplate {
     pub gpus: Option<GpuSelection>,
     /// How passthrough is written.
     pub mode: Mode,
-    /// How the userspace is provided.
-    pub strategy: Strategy,
+    /// How the userspace is provided; `None`: as each container has it.
+    pub strategy: Option<Strategy>,
     /// The userspace version; `None`: the orchestrator's, else the host module's.
     pub driver_version: Option<VersionWanted>,
     /// Accept a version that differs from the host's.
@@ -156,6 +171,8 @@ pub struct RequestTemplate {
     pub restart: RestartPolicy,
     /// Compute and report, change nothing.
     pub dry_run: bool,
+    /// Also take out allow rules of doubtful origin ([`Request::remove_doubtful`]).
+    pub remove_doubtful: bool,
 }
 
 impl Default for RequestTemplate {
@@ -163,7 +180,7 @@ impl Default for RequestTemplate {
         RequestTemplate {
             gpus: None,
             mode: Mode::Auto,
-            strategy: Strategy::Runfile,
+            strategy: None,
             driver_version: None,
             force_version: false,
             mig: false,
@@ -175,6 +192,7 @@ impl Default for RequestTemplate {
             config_only: false,
             restart: RestartPolicy::default(),
             dry_run: false,
+            remove_doubtful: false,
         }
     }
 }
@@ -224,6 +242,7 @@ impl RequestTemplate {
         r.config_only = self.config_only;
         r.restart = self.restart.clone();
         r.dry_run = self.dry_run;
+        r.remove_doubtful = self.remove_doubtful;
         Ok(r)
     }
 }

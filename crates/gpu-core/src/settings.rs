@@ -11,6 +11,10 @@ pub struct Settings {
     pub cache_dir: PathBuf,
     /// Where previous config bytes are kept (`/var/lib/phoenix-gpu/backups`).
     pub backup_root: PathBuf,
+    /// The node record: what the tool saw NVIDIA's driver hold on the node
+    /// (`/var/lib/phoenix-gpu/nvidia-record`), the evidence by which it knows its own lines
+    /// after a reboot moved a major or a driver upgrade replaced its files.
+    pub record: PathBuf,
     /// How long to wait for the config lock.
     pub lock_timeout: Duration,
     /// Write the sources of bind mounts (`lxc.mount.entry`) as the paths
@@ -25,6 +29,7 @@ impl Default for Settings {
         Settings {
             cache_dir: PathBuf::from("/var/cache/phoenix-gpu"),
             backup_root: PathBuf::from("/var/lib/phoenix-gpu/backups"),
+            record: PathBuf::from("/var/lib/phoenix-gpu/nvidia-record"),
             lock_timeout: Duration::from_secs(10),
             resolve_mount_sources: false,
         }

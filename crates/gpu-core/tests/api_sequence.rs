@@ -23,7 +23,7 @@ fn engine(w: &World, events: EventSink) -> Engine {
 
 fn request() -> Request {
     let mut r = Request::new(world::CT.parse().unwrap(), "1".parse().unwrap());
-    r.strategy = Strategy::None;
+    r.strategy = Some(Strategy::None);
     r
 }
 
@@ -42,6 +42,7 @@ const READS: &[&str] = &[
     "host read_file /var/lib/dpkg/status",
     "host read_file /var/lib/lxc/ct1/config",
     "host read_file /proc/devices",
+    "host read_file /var/lib/phoenix-gpu/nvidia-record",
 ];
 
 const PROBE: &str = "ct exec sh -c <script> phoenix-gpu";
@@ -67,6 +68,8 @@ async fn first_run_then_converged_run() {
     assert_eq!(
         w.take_calls(),
         expected(&[
+            // The node record learns the NVIDIA majors before the config is written.
+            "host write_file_atomic /var/lib/phoenix-gpu/nvidia-record",
             "host write_file_atomic /var/lib/lxc/ct1/config",
             "host read_dir /var/lib/phoenix-gpu/backups/ct1",
             "ct state",

@@ -316,7 +316,7 @@ async fn a_stopped_container_is_started_only_with_start() {
     let ct = gh.container(&[]);
     let e = engine(&gh);
     let mut req = request(&ct, "1");
-    req.strategy = Strategy::None;
+    req.strategy = Some(Strategy::None);
     let r = apply_ok(&e, &req).await;
     assert_eq!(r.counters.restarts, 0);
     assert_eq!(r.counters.container_execs, 0);
@@ -365,7 +365,7 @@ async fn a_start_that_never_comes_up_is_a_restart_error() {
     let hook_line = format!("lxc.hook.pre-start = {}", hook.display());
     let ct = gh.container(&[&hook_line]);
     let mut req = request(&ct, "1");
-    req.strategy = Strategy::None;
+    req.strategy = Some(Strategy::None);
     req.restart.start_if_stopped = true;
     req.restart.timeout = Duration::from_secs(5);
     let t0 = std::time::Instant::now();
@@ -395,7 +395,7 @@ async fn host_libs_are_mounted_read_only_and_linked() {
     ct.start();
     let e = engine(&gh);
     let mut req = request(&ct, "1");
-    req.strategy = Strategy::HostLibs;
+    req.strategy = Some(Strategy::HostLibs);
     // A dry run first: everything planned, one probe, nothing written or restarted.
     let before = ct.config();
     let p = e
@@ -522,7 +522,7 @@ async fn nvidia_smi_failures_are_told_apart() {
     ct.start();
     let e = engine(&gh);
     let mut req = request(&ct, "1");
-    req.strategy = Strategy::HostLibs;
+    req.strategy = Some(Strategy::HostLibs);
     apply_ok(&e, &req).await;
     let smi_failure = |f: gpu_core::Failure| match f.error {
         Error::Verify {

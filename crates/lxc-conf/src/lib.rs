@@ -38,12 +38,14 @@
 // Modules by concern (each one's doc comment says what it owns). They point one way:
 // `types` and `rules` (Proxmox's rules as data) at the bottom, then `line` (one line's
 // classification), `document` (the lines, lossless read and write), `section` (sections and
-// their read view), and on top `lint`, `edit` and `canonical` (Proxmox's writer).
+// their read view), and on top `lint`, `edit` and `canonical` (Proxmox's writer). `property`
+// (Proxmox's reading of a `devN` value and of a pending `delete:` list) stands alone.
 mod canonical;
 mod document;
 mod edit;
 mod line;
 mod lint;
+mod property;
 mod rules;
 mod section;
 mod types;
@@ -51,5 +53,6 @@ mod types;
 pub use document::Document;
 pub use edit::EditError;
 pub use lint::{Lint, LintKind, ParseError};
+pub use property::{parse_dev, pending_delete_keys, DevError, DevSpec};
 pub use section::SectionRef;
 pub use types::{Dialect, Entry, EntryId, EntryKind, SectionKind};

@@ -28,9 +28,11 @@ impl HostTree {
     /// (`dev.stat`) as empty files and directories: the stand-in nodes a tree without root
     /// privileges can hold (`examples/h200x2` is made the same way). gpu-core reads an empty
     /// file where a node belongs as a stand-in and takes its numbers from `/proc/devices`.
+    /// Each stand-in has the captured node's permission bits (`0666`, `0400`, ...).
     pub fn h200x2() -> HostTree {
-        HostTree::captured(|path, _, _| {
-            std::fs::write(path, b"").unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        HostTree::captured(|path, _, mode| {
+            std::fs::write(path, b"").unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            crate::chmod(path, mode & 0o777);
         })
     }
 

@@ -163,6 +163,16 @@ pub async fn run(
                 for n in &r.report.not_checked {
                     writeln!(w, "  not checked: {n}")?;
                 }
+                for d in &r.report.doubtful {
+                    writeln!(w, "  doubtful (kept): {d}")?;
+                }
+                if !r.report.doubtful.is_empty() {
+                    writeln!(
+                        w,
+                        "  hint: if these are NVIDIA majors of an earlier boot, `phoenix-gpu apply {} --remove-doubtful` takes them out; otherwise they are someone else's and stay",
+                        r.report.ct
+                    )?;
+                }
             }
             Ok(())
         })?;

@@ -39,9 +39,15 @@ fn snapshot_section() -> &'static str {
     &EXAMPLE_101[i..]
 }
 
+/// The node record of a run before the driver upgrade, when nvidia-uvm was 508: the
+/// evidence that makes the example's `c 508:*` a stale NVIDIA major.
+const RECORD_508: &str = "major 195 nvidia\nmajor 508 nvidia-uvm\n";
+const RECORD: &str = "/var/lib/phoenix-gpu/nvidia-record";
+
 fn host_with_101() -> (tempfile::TempDir, Arc<FsHost>) {
     let (d, host) = FsHost::h200x2();
     host.put(CONF, EXAMPLE_101);
+    host.put(RECORD, RECORD_508);
     (d, Arc::new(host))
 }
 
@@ -58,7 +64,7 @@ fn request(gpus: &str, mode: Mode) -> Request {
         gpus.parse::<GpuSelection>().unwrap(),
     );
     r.mode = mode;
-    r.strategy = Strategy::None;
+    r.strategy = Some(Strategy::None);
     r.config_only = true;
     r
 }
@@ -158,11 +164,16 @@ async fn dev_mode_for_an_unprivileged_ct_on_pve_8_2() {
         .apply(&request("1", Mode::Auto))
         .await
         .unwrap();
-    let gid = std::fs::metadata(host.path("/dev/nvidia1")).unwrap().gid();
+    // The host node's mode (the stand-ins carry the captured 0666) and its group when it is
+    // not root's (the stand-ins belong to whoever runs the test).
+    let gid = match std::fs::metadata(host.path("/dev/nvidia1")).unwrap().gid() {
+        0 => String::new(),
+        g => format!("gid={g},"),
+    };
     let head = HEAD.replace(
         "cores: 16\n",
         &format!(
-            "cores: 16\ndev0: /dev/nvidia1,gid={gid},mode=0666\ndev1: /dev/nvidiactl,gid={gid},mode=0666\ndev2: /dev/nvidia-uvm,gid={gid},mode=0666\ndev3: /dev/nvidia-uvm-tools,gid={gid},mode=0666\n"
+            "cores: 16\ndev0: /dev/nvidia1,{gid}mode=0666\ndev1: /dev/nvidiactl,{gid}mode=0666\ndev2: /dev/nvidia-uvm,{gid}mode=0666\ndev3: /dev/nvidia-uvm-tools,{gid}mode=0666\n"
         ),
     );
     let want = format!(
@@ -442,4 +453,272 @@ fn timestamps_sort_in_time_order() {
     assert_eq!(timestamp(UNIX_EPOCH), "19700101T000000.000Z");
     let leap = UNIX_EPOCH + std::time::Duration::from_secs(951_782_400);
     assert_eq!(timestamp(leap), "20000229T000000.000Z");
+}
+
+/// A Proxmox 8.2 host with `conf` as CT 101 (no node record).
+fn pve_host(conf: &str) -> (tempfile::TempDir, Arc<FsHost>) {
+    let (d, host) = FsHost::h200x2();
+    host.put(
+        "/var/lib/dpkg/status",
+        "Package: pve-manager\nStatus: install ok installed\nVersion: 8.2.4\n",
+    );
+    host.put(CONF, conf);
+    (d, Arc::new(host))
+}
+
+const BASE: &str = "arch: amd64\nhostname: t\nmemory: 512\nostype: debian\n";
+
+#[tokio::test]
+async fn lines_of_other_devices_stay_byte_for_byte_whatever_the_majors() {
+    // An iGPU, USB serial, sound, TUN, loop and the stock rtc rule, on a host where 226, 188,
+    // 189 and 116 are unassigned and 254 is ndctl; a user folder named nvidia-*.
+    let theirs = "lxc.cgroup2.devices.allow: c 226:0 rwm
+lxc.cgroup2.devices.allow: c 226:128 rwm
+lxc.mount.entry: /dev/dri/renderD128 dev/dri/renderD128 none bind,optional,create=file
+lxc.cgroup2.devices.allow: c 188:* rwm
+lxc.cgroup2.devices.allow: c 189:* rwm
+lxc.cgroup2.devices.allow: c 116:* rwm
+lxc.cgroup2.devices.allow: c 10:200 rwm
+lxc.cgroup2.devices.allow: b 7:* rwm
+lxc.cgroup.devices.allow: c 254:0 rm
+lxc.mount.entry: /opt/nvidia-container opt/nvidia-container none bind,optional,create=dir
+";
+    let conf = format!("{BASE}{theirs}lxc.cgroup2.devices.allow: c 195:* rwm\n");
+    let (_d, host) = pve_host(&conf);
+    let e = engine(&host, Target::Pve);
+    let r = e.apply(&request("0", Mode::Raw)).await.unwrap();
+    assert!(r.changed);
+    let after = host.get(CONF);
+    assert!(after.starts_with(&format!("{BASE}{theirs}")), "{after}");
+    // A second run changes nothing: the doubtful lines are not taken for stale majors.
+    let r = e.apply(&request("0", Mode::Raw)).await.unwrap();
+    assert!(!r.changed, "{}", r.config_diff);
+    // `remove` takes only the tool's lines out.
+    e.remove(&"101".parse::<CtId>().unwrap(), false)
+        .await
+        .unwrap();
+    assert_eq!(host.get(CONF), format!("{BASE}{theirs}"));
+}
+
+#[tokio::test]
+async fn doubtful_lines_go_only_when_asked() {
+    let (_d, host) = pve_host(&format!(
+        "{BASE}lxc.cgroup2.devices.allow: c 508:* rwm\nlxc.cgroup2.devices.allow: c 10:200 rwm\n"
+    ));
+    let e = engine(&host, Target::Pve);
+    let mut req = request("1", Mode::Raw);
+    e.apply(&req).await.unwrap();
+    assert!(host.get(CONF).contains("c 508:* rwm"));
+    req.remove_doubtful = true;
+    let r = e.apply(&req).await.unwrap();
+    assert!(r.changed);
+    let conf = host.get(CONF);
+    assert!(!conf.contains("c 508:* rwm"), "{conf}");
+    assert!(conf.contains("c 10:200 rwm"), "{conf}");
+}
+
+#[tokio::test]
+async fn the_record_makes_a_moved_uvm_major_the_tools_line() {
+    let (_d, host) = pve_host(BASE);
+    let e = engine(&host, Target::Pve);
+    e.apply(&request("1", Mode::Raw)).await.unwrap();
+    let record = host.get(RECORD);
+    assert!(record.contains("major 238 nvidia-uvm\n"), "{record}");
+    assert!(record.contains("major 241 nvidia-caps\n"), "{record}");
+    // Next boot: nvidia-uvm is 510, and 238 is free.
+    let devices = host
+        .get("/proc/devices")
+        .replace("238 nvidia-uvm", "510 nvidia-uvm");
+    host.put("/proc/devices", devices);
+    let r = e.apply(&request("1", Mode::Raw)).await.unwrap();
+    assert!(
+        r.config_diff
+            .contains("-lxc.cgroup2.devices.allow: c 238:* rwm"),
+        "{}",
+        r.config_diff
+    );
+    assert!(
+        r.config_diff
+            .contains("+lxc.cgroup2.devices.allow: c 510:* rwm"),
+        "{}",
+        r.config_diff
+    );
+    assert!(host.get(RECORD).contains("major 510 nvidia-uvm\n"));
+}
+
+#[tokio::test]
+async fn dev_values_are_read_as_proxmox_reads_them() {
+    let (_d, host) = pve_host(&format!(
+        "{BASE}dev0: gid=44,/dev/nvidia1\ndev1: mode=0666,path=/dev/nvidia-uvm\ndev2: /dev/dri/renderD128,gid=104\n"
+    ));
+    engine(&host, Target::Pve)
+        .apply(&request("0", Mode::Dev))
+        .await
+        .unwrap();
+    let conf = host.get(CONF);
+    assert!(!conf.contains("nvidia1"), "GPU 1 is gone:\n{conf}");
+    assert!(
+        conf.contains("dev2: /dev/dri/renderD128,gid=104\n"),
+        "{conf}"
+    );
+    assert!(conf.contains("/dev/nvidia0,"), "{conf}");
+    // Its uvm entry already gives the node as the host has it (0666): it stays as written.
+    assert!(
+        conf.contains("dev1: mode=0666,path=/dev/nvidia-uvm\n"),
+        "{conf}"
+    );
+}
+
+#[tokio::test]
+async fn a_pending_delete_is_never_reused_and_its_lines_are_replaced() {
+    // Removing GPU 0 from a running container left `delete: dev0,dev1` pending.
+    let (_d, host) = pve_host(&format!(
+        "{BASE}dev0: /dev/nvidia0,mode=0666\ndev1: /dev/nvidiactl,mode=0666\n\n[pve:pending]\ndelete: dev0,dev1\n"
+    ));
+    engine(&host, Target::Pve)
+        .apply(&request("0", Mode::Dev))
+        .await
+        .unwrap();
+    let conf = host.get(CONF);
+    let main = &conf[..conf.find("\n[").unwrap()];
+    assert!(!main.contains("dev0:") && !main.contains("dev1:"), "{conf}");
+    for (i, node) in ["nvidia0", "nvidiactl", "nvidia-uvm", "nvidia-uvm-tools"]
+        .iter()
+        .enumerate()
+    {
+        let line = format!("dev{}: /dev/{node},mode=0666\n", i + 2);
+        assert!(main.contains(&line), "{line:?} not in\n{conf}");
+    }
+    assert!(
+        conf.ends_with("[pve:pending]\ndelete: dev0,dev1\n"),
+        "{conf}"
+    );
+}
+
+#[tokio::test]
+async fn a_pending_device_of_someone_else_keeps_its_index() {
+    let (_d, host) = pve_host(&format!(
+        "{BASE}\n[pve:pending]\ndev0: /dev/dri/renderD128\n"
+    ));
+    engine(&host, Target::Pve)
+        .apply(&request("1", Mode::Dev))
+        .await
+        .unwrap();
+    let conf = host.get(CONF);
+    assert!(conf.contains("dev1: /dev/nvidia1,mode=0666\n"), "{conf}");
+    assert!(
+        !conf[..conf.find("\n[").unwrap()].contains("dev0:"),
+        "{conf}"
+    );
+}
+
+#[tokio::test]
+async fn a_pending_nvidia_device_is_refused_with_how_to_settle_it() {
+    let conf = format!("{BASE}\n[pve:pending]\ndev0: /dev/nvidia0\n");
+    let (_d, host) = pve_host(&conf);
+    let before = host.get(CONF);
+    let e = engine(&host, Target::Pve);
+    for (gpus, mode) in [("1", Mode::Dev), ("1", Mode::Raw), ("none", Mode::Dev)] {
+        let f = e.apply(&request(gpus, mode)).await.unwrap_err();
+        assert_eq!(f.error.kind(), ErrorKind::Locked, "{gpus} {mode:?}");
+        let msg = f.error.to_string();
+        assert!(
+            msg.contains("dev0: /dev/nvidia0 passes /dev/nvidia0"),
+            "{msg}"
+        );
+        assert!(msg.contains("pct set 101 --revert dev0"), "{msg}");
+        assert_eq!(host.get(CONF), before);
+    }
+    let f = e
+        .remove(&"101".parse::<CtId>().unwrap(), false)
+        .await
+        .unwrap_err();
+    assert_eq!(f.error.kind(), ErrorKind::Locked);
+    assert_eq!(host.get(CONF), before);
+    assert!(!host.path(RECORD).exists(), "a refused run writes nothing");
+}
+
+#[tokio::test]
+async fn a_pending_device_that_is_wanted_is_kept_as_it_is() {
+    let (_d, host) = pve_host(&format!(
+        "{BASE}dev0: /dev/nvidiactl,mode=0666\n\n[pve:pending]\ndev1: /dev/nvidia1,mode=0666\n"
+    ));
+    engine(&host, Target::Pve)
+        .apply(&request("1", Mode::Dev))
+        .await
+        .unwrap();
+    let conf = host.get(CONF);
+    let main = &conf[..conf.find("\n[").unwrap()];
+    assert!(
+        !main.contains("nvidia1"),
+        "the pending entry gives it:\n{conf}"
+    );
+    assert!(main.contains("dev0: /dev/nvidiactl,mode=0666\n"), "{conf}");
+    assert!(main.contains("dev2: /dev/nvidia-uvm,mode=0666\n"), "{conf}");
+}
+
+#[tokio::test]
+async fn pending_raw_lines_replace_the_main_ones() {
+    let conf = format!("{BASE}\n[pve:pending]\nlxc.cgroup2.devices.allow: c 10:200 rwm\n");
+    let (_d, host) = pve_host(&conf);
+    let e = engine(&host, Target::Pve);
+    let f = e.apply(&request("1", Mode::Raw)).await.unwrap_err();
+    assert_eq!(f.error.kind(), ErrorKind::Locked);
+    assert!(f.error.to_string().contains("--revert lxc"), "{}", f.error);
+    assert_eq!(host.get(CONF), conf);
+    // devN entries are not raw lines: dev mode is not in their way.
+    e.apply(&request("1", Mode::Dev)).await.unwrap();
+    assert!(host.get(CONF).contains("dev0: /dev/nvidia1,mode=0666\n"));
+}
+
+/// The host's userspace at the module's version, where `host-libs` finds it.
+fn with_host_libs(host: &FsHost) {
+    for name in ["libcuda.so.580.159.04", "libnvidia-ml.so.580.159.04"] {
+        host.put(&format!("/usr/local/nvidia/lib64/{name}"), b"\x7fELF");
+    }
+    host.put("/usr/local/nvidia/bin/nvidia-smi", b"#!");
+}
+
+#[tokio::test]
+async fn the_strategy_is_read_back_and_host_libs_lines_are_known_by_evidence() {
+    let user = "lxc.mount.entry: /opt/nvidia-container opt/nvidia-container none bind,optional,create=dir\nlxc.mount.entry: /srv/libcuda.so.1 usr/lib/x86_64-linux-gnu/libcuda.so.1 none bind,ro,create=file\n";
+    let (_d, host) = pve_host(&format!("{BASE}{user}"));
+    with_host_libs(&host);
+    let e = engine(&host, Target::Pve);
+    let mut req = request("1", Mode::Raw);
+    req.strategy = Some(Strategy::HostLibs);
+    e.apply(&req).await.unwrap();
+    let conf = host.get(CONF);
+    assert!(conf.contains("lxc.mount.entry: /usr/local/nvidia/lib64/libcuda.so.580.159.04 usr/lib/x86_64-linux-gnu/libcuda.so.580.159.04 none ro,bind,optional,create=file\n"), "{conf}");
+    assert!(host
+        .get(RECORD)
+        .contains("host-file /usr/local/nvidia/bin/nvidia-smi usr/bin/nvidia-smi\n"));
+    // Without a strategy, apply keeps host-libs and check finds no drift.
+    req.strategy = None;
+    let r = e.apply(&req).await.unwrap();
+    assert!(!r.changed, "{}", r.config_diff);
+    let mut stopped = MockContainerExec::new();
+    stopped
+        .expect_state()
+        .returning(|_| Ok(exec_backend::CtState::Stopped));
+    let c = Engine::new(host.clone(), Arc::new(stopped), Target::Pve)
+        .check(&"101".parse::<CtId>().unwrap(), Some(&req))
+        .await
+        .unwrap();
+    assert!(!c.drift, "{:?}", c.findings);
+    // A change of strategy takes out exactly the mounts host-libs wrote.
+    req.strategy = Some(Strategy::None);
+    e.apply(&req).await.unwrap();
+    let conf = host.get(CONF);
+    assert!(!conf.contains("/usr/local/nvidia"), "{conf}");
+    assert!(conf.starts_with(&format!("{BASE}{user}")), "{conf}");
+    // After a driver upgrade the old files are gone from the host; the record still knows
+    // they were the tool's.
+    req.strategy = Some(Strategy::HostLibs);
+    e.apply(&req).await.unwrap();
+    std::fs::remove_file(host.path("/usr/local/nvidia/lib64/libcuda.so.580.159.04")).unwrap();
+    e.remove(&"101".parse::<CtId>().unwrap(), false)
+        .await
+        .unwrap();
+    assert_eq!(host.get(CONF), format!("{BASE}{user}"));
 }

@@ -77,7 +77,7 @@ pub(crate) async fn converge(
     let (probe, mut changed) = run
         .step(StepName::Userspace, async {
             let probe = probe::probe(ctx, &req.tools).await?;
-            let (changed, status, detail) = match req.strategy {
+            let (changed, status, detail) = match req.strategy_or_default() {
                 Strategy::Runfile => runfile::step(ctx, req, inv, &probe).await?,
                 Strategy::HostLibs => {
                     hostlibs::step(ctx, req.dry_run, after.pending, inv, &probe).await?
@@ -125,7 +125,7 @@ pub(crate) async fn converge(
         } else {
             &probe
         };
-        let line = verify::check(ctx.ct.as_str(), req.strategy, seen, inv, gpus)?;
+        let line = verify::check(ctx.ct.as_str(), req.strategy_or_default(), seen, inv, gpus)?;
         Ok(((), StepStatus::Ok, line))
     })
     .await
@@ -140,6 +140,6 @@ pub(crate) async fn verify(
     gpus: &[Gpu],
 ) -> Result<((), StepStatus, String)> {
     let seen = probe::probe_smi(ctx).await?;
-    let line = verify::check(ctx.ct.as_str(), req.strategy, &seen, inv, gpus)?;
+    let line = verify::check(ctx.ct.as_str(), req.strategy_or_default(), &seen, inv, gpus)?;
     Ok(((), StepStatus::Ok, line))
 }

@@ -664,7 +664,7 @@ async fn strategy_none_checks_nodes_only() {
     let ct = Arc::new(fake_ct(CtState::Running));
     ct.with(|s| s.minors = vec![1]);
     let mut req = request();
-    req.strategy = Strategy::None;
+    req.strategy = Some(Strategy::None);
     req.cuda = None;
     req.tools.clear();
     let (r, _) = w.converge(ct, &req, false).await;

@@ -49,6 +49,11 @@ async fn steps(ctx: &Ctx<'_>, req: &Request, config_only: bool, run: &mut Run<'_
         .step(StepName::Config, config_step::apply(ctx, req, &inv, &gpus))
         .await?;
     run.report.config_diff = cfg.diff.clone();
+    // From here on the strategy is the one the config is written for.
+    let req = &Request {
+        strategy: Some(cfg.strategy),
+        ..req.clone()
+    };
     if config_only {
         for s in [
             StepName::Restart,

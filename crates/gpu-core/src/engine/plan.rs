@@ -1,8 +1,12 @@
 //! `plan`: what `apply` would do, changing nothing.
 
+use crate::current;
+use crate::error::Result;
+use crate::inventory::Inventory;
 use crate::report::{Event, EventSink, Report, StepName, StepReport, StepStatus};
 use crate::request::{Request, Strategy};
 use crate::step::{Failure, CONFIG_ONLY};
+use crate::values::CtId;
 
 use super::Engine;
 
@@ -56,7 +60,17 @@ impl Engine {
             } else {
                 "apply restarts the container if it runs".to_owned()
             };
-            let userspace = match req.strategy {
+            let strategy = match req.strategy {
+                Some(s) => s,
+                None => self
+                    .config_strategy(&req.ct)
+                    .await
+                    .map_err(|error| Failure {
+                        report: report.clone(),
+                        error,
+                    })?,
+            };
+            let userspace = match strategy {
                 Strategy::None => "strategy none: devices only".to_owned(),
                 Strategy::HostLibs => {
                     "apply runs ldconfig in the container for the host's libraries".to_owned()
@@ -96,5 +110,14 @@ impl Engine {
             });
         }
         Ok(report)
+    }
+
+    /// The strategy the container's config shows (`host-libs` when it binds the host's
+    /// userspace, else `runfile`): what a request that leaves it open keeps.
+    async fn config_strategy(&self, ct: &CtId) -> Result<Strategy> {
+        let counted = self.counted();
+        let ctx = self.ctx(&counted, ct.as_ct_ref());
+        let inv = Inventory::read(ctx.host).await?;
+        Ok(current::read(&ctx, Some(&inv), None).await?.strategy())
     }
 }

@@ -1,6 +1,7 @@
 //! `verify`: `nvidia-smi` inside the container against its assignment.
 
 use crate::container;
+use crate::current;
 use crate::host_check;
 use crate::report::{Report, StepName};
 use crate::request::Request;
@@ -24,6 +25,19 @@ impl Engine {
                     host_check::run(&ctx, req, host_check::Then::Verify),
                 )
                 .await?;
+            // A strategy left open: the one the config shows.
+            let resolved;
+            let req = match req.strategy {
+                Some(_) => req,
+                None => {
+                    let current = current::read(&ctx, Some(&inv), None).await?;
+                    resolved = Request {
+                        strategy: Some(current.strategy()),
+                        ..req.clone()
+                    };
+                    &resolved
+                }
+            };
             run.step(StepName::Verify, container::verify(&ctx, req, &inv, &gpus))
                 .await
         }
