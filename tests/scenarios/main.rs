@@ -8,6 +8,7 @@ mod cluster_batch;
 mod cluster_load;
 mod fleet;
 mod hints;
+mod hostile;
 mod json;
 mod orchestrator;
 mod ownership;

@@ -27,9 +27,9 @@ fn opt<T: FromStr<Err = Error>>(
     s.map(|s| value(flag, s)).transpose()
 }
 
-/// `--jobs`: at least 1.
-pub fn jobs(n: usize) -> Result<NonZeroUsize, CliError> {
-    NonZeroUsize::new(n).ok_or_else(|| {
+/// `--jobs` (clap keeps it within 1..=`MAX_JOBS`).
+pub fn jobs(n: u32) -> Result<NonZeroUsize, CliError> {
+    NonZeroUsize::new(n as usize).ok_or_else(|| {
         CliError::flag(
             "--jobs",
             "0",
@@ -132,15 +132,49 @@ pub fn selection(
     Ok(Selection::Named(cts))
 }
 
+/// The most bytes `--phoenix-config` may hold: the orchestrator's files are a few KiB.
+const MAX_ORCHESTRATOR_CONFIG: u64 = 16 * 1024 * 1024;
+
+/// Reads a small regular file of this machine: a FIFO, a device or a directory is refused on
+/// the opened descriptor (opened without blocking), and so is a file larger than `limit`.
+fn read_regular(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)?;
+    let md = file.metadata()?;
+    if !md.is_file() {
+        return Err(std::io::Error::other(
+            "it is not a regular file (a FIFO, a device or a directory)",
+        ));
+    }
+    if md.len() > limit {
+        return Err(std::io::Error::other(format!(
+            "it is larger than {limit} bytes"
+        )));
+    }
+    let mut bytes = Vec::new();
+    file.take(limit + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(std::io::Error::other(format!(
+            "it is larger than {limit} bytes"
+        )));
+    }
+    Ok(bytes)
+}
+
 /// The orchestrator config given with `--phoenix-config`, read from this machine.
 pub fn orchestrator(path: Option<&Path>) -> Result<Option<OrchestratorConfig>, CliError> {
     let Some(path) = path else {
         return Ok(None);
     };
-    let bytes = std::fs::read(path).map_err(|source| CliError::ReadConfig {
-        path: path.to_owned(),
-        source,
-    })?;
+    let bytes =
+        read_regular(path, MAX_ORCHESTRATOR_CONFIG).map_err(|source| CliError::ReadConfig {
+            path: path.to_owned(),
+            source,
+        })?;
     OrchestratorConfig::parse(&bytes)
         .map(Some)
         .map_err(|source| CliError::BadConfig {
@@ -227,11 +261,58 @@ mod tests {
             (&["--runfile-url", "ftp://x/y.run"][..], "--runfile-url"),
             (&["--cuda", "12"][..], "--cuda"),
             (&["--tools", "nvtop,,htop"][..], "--tools"),
-            (&["--restart-timeout", "0"][..], "--restart-timeout"),
         ] {
             let e = template(&apply_opts(args)).unwrap_err();
             assert!(e.to_string().contains(flag), "{args:?}: {e}");
             assert_eq!(e.kind(), gpu_core::ErrorKind::BadInput);
+        }
+    }
+
+    /// Numbers out of range stop at the parser, which names the accepted range (exit 2);
+    /// none reaches a semaphore, a clock or a remote `timeout`.
+    #[test]
+    fn numbers_are_bounded_by_the_parser() {
+        for (argv, range) in [
+            (
+                &["check", "--all", "--jobs", "2305843009213693952"][..],
+                "1..=1024",
+            ),
+            (&["check", "--all", "--jobs", "0"][..], "1..=1024"),
+            (&["apply", "101", "--jobs", "1025"][..], "1..=1024"),
+            (&["sync", "--all", "--jobs=-1"][..], ""),
+            (&["apply", "101", "--restart-timeout", "0"][..], "1..=86400"),
+            (
+                &["sync", "--all", "--restart-timeout", "18446744073709551615"][..],
+                "1..=86400",
+            ),
+            (
+                &["apply", "101", "--restart-timeout", "18446744073709551616"][..],
+                "",
+            ),
+            (&["check", "101", "--ssh-max-sessions", "0"][..], "1..=1024"),
+            (
+                &["check", "101", "--ssh-max-sessions", "4294967296"][..],
+                "",
+            ),
+        ] {
+            let mut full = vec!["phoenix-gpu"];
+            full.extend(argv);
+            let e = Cli::try_parse_from(&full).unwrap_err();
+            assert_eq!(
+                e.kind(),
+                clap::error::ErrorKind::ValueValidation,
+                "{argv:?}: {e}"
+            );
+            assert!(e.to_string().contains(range), "{argv:?}: {e}");
+        }
+        for ok in [
+            &["check", "--all", "--jobs", "1024"][..],
+            &["apply", "101", "--restart-timeout", "86400"],
+            &["check", "101", "--ssh-max-sessions", "1024"],
+        ] {
+            let mut full = vec!["phoenix-gpu"];
+            full.extend(ok);
+            assert!(Cli::try_parse_from(&full).is_ok(), "{ok:?}");
         }
     }
 

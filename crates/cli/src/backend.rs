@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use exec_backend::ssh::{BadDestination, Destination};
 use exec_backend::{
     ContainerExec, Host, KnownHostsCheck, LocalHost, LxcAttach, Pct, SshHost, SshOptions,
 };
@@ -32,36 +33,14 @@ pub struct Backends {
 #[derive(Debug, PartialEq, Eq)]
 pub struct BadUrl(&'static str);
 
-/// An `ssh://[user@]node[:port]` URL: `(user, node, port)`.
+/// An `ssh://[user@]node[:port]` URL, checked by exec-backend's rules for a destination (no
+/// part can be taken by ssh for an option): `(user, node, port)`.
 pub fn parse_ssh_url(url: &str) -> Result<(Option<String>, String, Option<u16>), BadUrl> {
-    let rest = url
-        .strip_prefix("ssh://")
-        .ok_or(BadUrl("expected ssh://user@node[:port]"))?;
-    let (user, hostport) = match rest.split_once('@') {
-        Some((u, h)) if !u.is_empty() => (Some(u.to_owned()), h),
-        Some(_) => return Err(BadUrl("the user before @ is empty")),
-        None => (None, rest),
-    };
-    let (node, port) = match hostport.rsplit_once(':') {
-        Some((n, p)) => (
-            n,
-            Some(
-                p.parse::<u16>()
-                    .map_err(|_| BadUrl("the port is not a number"))?,
-            ),
-        ),
-        None => (hostport, None),
-    };
-    let ok = !node.is_empty()
-        && node
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b));
-    if !ok {
-        return Err(BadUrl(
-            "the node name is empty or has characters a host name cannot have",
-        ));
+    if !url.starts_with("ssh://") {
+        return Err(BadUrl("expected ssh://user@node[:port]"));
     }
-    Ok((user, node.to_owned(), port))
+    let d = Destination::parse(url).map_err(|BadDestination(why)| BadUrl(why))?;
+    Ok((d.user, d.host, d.port))
 }
 
 /// SSH options from the global flags: strict host-key checking, the ssh_config file, the
@@ -89,20 +68,42 @@ fn pct(host: Arc<dyn Host>, program: Option<&PathBuf>) -> Arc<dyn ContainerExec>
 
 /// Chooses and connects the backends.
 pub async fn connect(g: &Global) -> Result<Backends, CliError> {
-    let host: Arc<dyn Host> = match (&g.host, &g.root) {
-        (Some(url), root) => {
-            let (_user, node, _port) =
-                parse_ssh_url(url).map_err(|BadUrl(hint)| CliError::flag("--host", url, hint))?;
-            // With --root too, the node's paths map under that directory on the node.
-            let opts = ssh_options(g.ssh_config.clone(), root.clone(), g.ssh_max_sessions);
-            let ssh = SshHost::connect(url, opts)
-                .await
-                .map_err(|e| Error::exec(format!("cannot connect to {node}"), e))?;
-            Arc::new(ssh)
-        }
-        (None, Some(root)) => Arc::new(LocalHost::with_root(root).with_search_path(search_path())),
-        (None, None) => Arc::new(LocalHost::new().with_search_path(search_path())),
-    };
+    let host: Arc<dyn Host> =
+        match (&g.host, &g.root) {
+            (Some(url), root) => {
+                let (_user, node, _port) = parse_ssh_url(url)
+                    .map_err(|BadUrl(hint)| CliError::flag("--host", url, hint))?;
+                // With --root too, the node's paths map under that directory on the node.
+                let opts = ssh_options(g.ssh_config.clone(), root.clone(), g.ssh_max_sessions);
+                let ssh = SshHost::connect(url, opts)
+                    .await
+                    .map_err(|e| Error::exec(format!("cannot connect to {node}"), e))?;
+                Arc::new(ssh)
+            }
+            (None, Some(root)) => {
+                // Every host path resolves under it: a root that is no directory would read as a
+                // host without a driver.
+                match std::fs::metadata(root) {
+                    Ok(md) if md.is_dir() => {}
+                    Ok(_) => return Err(CliError::flag(
+                        "--root",
+                        &root.display().to_string(),
+                        "it is not a directory; give the directory that stands for the host's /",
+                    )),
+                    Err(e) => {
+                        return Err(CliError::flag(
+                            "--root",
+                            &root.display().to_string(),
+                            format!(
+                        "it cannot be used ({e}); give the directory that stands for the host's /"
+                    ),
+                        ))
+                    }
+                }
+                Arc::new(LocalHost::with_root(root).with_search_path(search_path()))
+            }
+            (None, None) => Arc::new(LocalHost::new().with_search_path(search_path())),
+        };
     let target = match g.target {
         Some(TargetKind::Pve) => Target::Pve,
         Some(TargetKind::Lxc) => Target::Lxc {
@@ -135,14 +136,17 @@ impl SshConnector {
     pub fn new(g: &Global) -> Result<SshConnector, CliError> {
         let urls = args::pairs("--node", &g.nodes)?;
         for (name, url) in &urls {
-            parse_ssh_url(url).map_err(|_| {
+            parse_ssh_url(url).map_err(|BadUrl(why)| {
                 CliError::flag(
                     "--node",
                     &format!("{name}={url}"),
-                    "expected NAME=ssh://[user@]host[:port]",
+                    format!("expected NAME=ssh://[user@]host[:port]: {why}"),
                 )
             })?;
         }
+        // The user of every node without a --node address.
+        parse_ssh_url(&format!("ssh://{}@node", g.ssh_user))
+            .map_err(|BadUrl(why)| CliError::flag("--ssh-user", &g.ssh_user, why))?;
         Ok(SshConnector {
             ssh_user: g.ssh_user.clone(),
             urls,
@@ -207,13 +211,21 @@ mod tests {
             parse_ssh_url("ssh://pve2.lan").unwrap(),
             (None, "pve2.lan".into(), None)
         );
+        assert_eq!(
+            parse_ssh_url("ssh://[fd00::2]:22").unwrap(),
+            (None, "fd00::2".into(), Some(22))
+        );
         for bad in [
             "pve2",
+            "root@pve2",
             "ssh://",
             "ssh://@pve2",
             "ssh://root@",
             "ssh://a b",
             "ssh://x:port",
+            "ssh://-V",
+            "ssh://ro ot@x",
+            "ssh://-oProxyCommand=touch /tmp/pwned@x",
         ] {
             assert!(parse_ssh_url(bad).is_err(), "{bad}");
         }

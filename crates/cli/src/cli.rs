@@ -77,11 +77,28 @@ pub struct Global {
     /// below the node sshd's MaxSessions (OpenSSH's default is 10)
     #[arg(long, global = true, value_name = "N",
           default_value_t = exec_backend::ssh::DEFAULT_MAX_SESSIONS as u32,
-          value_parser = clap::value_parser!(u32).range(1..))]
+          value_parser = clap::value_parser!(u32).range(1..=MAX_SSH_SESSIONS))]
     pub ssh_max_sessions: u32,
     /// The pct program on every node (tests use a stand-in)
     #[arg(long, global = true, value_name = "PATH", hide = true)]
     pub pct_program: Option<PathBuf>,
+}
+
+/// The most containers worked on at once (`--jobs`): far more than one host runs in
+/// parallel with profit, and small enough that no count of tasks, sessions or permits
+/// derived from it can overflow.
+pub const MAX_JOBS: i64 = 1024;
+
+/// The most sessions `--ssh-max-sessions` opens at once on one connection.
+pub const MAX_SSH_SESSIONS: i64 = 1024;
+
+/// The longest `--restart-timeout`, in seconds (a day): added to clocks and given to remote
+/// `timeout`, so it is kept far from any overflow.
+pub const MAX_RESTART_TIMEOUT: u64 = 86_400;
+
+/// `--jobs`: 1 to [`MAX_JOBS`]; clap's error names the range.
+fn jobs_range() -> clap::builder::RangedI64ValueParser<u32> {
+    clap::value_parser!(u32).range(1..=MAX_JOBS)
 }
 
 /// `--target`.
@@ -171,8 +188,8 @@ pub struct FleetApplyArgs {
     #[arg(long)]
     pub all: bool,
     /// How many containers are worked on at once
-    #[arg(long, value_name = "N", default_value_t = 4)]
-    pub jobs: usize,
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = jobs_range())]
+    pub jobs: u32,
     /// What to do with each.
     #[command(flatten)]
     pub opts: ApplyOpts,
@@ -203,7 +220,8 @@ pub struct ApplyOpts {
     #[arg(long)]
     pub start: bool,
     /// How long to wait for the container to come up
-    #[arg(long, value_name = "SECS", default_value_t = 120)]
+    #[arg(long, value_name = "SECS", default_value_t = 120,
+          value_parser = clap::value_parser!(u64).range(1..=MAX_RESTART_TIMEOUT))]
     pub restart_timeout: u64,
     /// Driver userspace version: X.Y[.Z] or auto (the host module's)
     #[arg(long, env = "NVIDIA_DRIVER_VERSION", value_name = "VERSION")]
@@ -252,8 +270,8 @@ pub struct CheckArgs {
     #[arg(long, value_name = "VERSION")]
     pub driver_version: Option<String>,
     /// How many containers are checked at once
-    #[arg(long, value_name = "N", default_value_t = 8)]
-    pub jobs: usize,
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = jobs_range())]
+    pub jobs: u32,
 }
 
 /// Flags of sync.
@@ -266,8 +284,8 @@ pub struct SyncArgs {
     #[arg(long)]
     pub all: bool,
     /// How many containers are worked on at once
-    #[arg(long, value_name = "N", default_value_t = 4)]
-    pub jobs: usize,
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = jobs_range())]
+    pub jobs: u32,
     /// Start stopped containers to update them (else they are left for their next start)
     #[arg(long)]
     pub start: bool,
@@ -275,7 +293,8 @@ pub struct SyncArgs {
     #[arg(long)]
     pub no_restart: bool,
     /// How long to wait for a container to come up
-    #[arg(long, value_name = "SECS", default_value_t = 120)]
+    #[arg(long, value_name = "SECS", default_value_t = 120,
+          value_parser = clap::value_parser!(u64).range(1..=MAX_RESTART_TIMEOUT))]
     pub restart_timeout: u64,
     /// Userspace for containers that do not bind-mount the host's libraries [default: runfile]
     #[arg(long, value_enum)]

@@ -314,6 +314,12 @@ pub fn hint_in(e: &Error, command: Option<&str>) -> Option<String> {
         Error::OrchestratorValue { field, .. } => Some(format!(
             "fix {field} in the orchestrator config, or give the value with its flag, which wins"
         )),
+        Error::ConfigGarbled { path, backups, .. } => Some(format!(
+            "`ls -t {}` lists the backups, newest first; compare one with `diff` and copy it \
+             over {} once it is right (a config that is not a config is never rewritten)",
+            backups.display(),
+            path.display()
+        )),
         Error::Locked { ct, .. } => Some(format!(
             "a Proxmox task (backup, snapshot, migration) set the lock; when no such task \
              runs any more (see the node's task list), `pct unlock {ct}` clears it"
@@ -559,6 +565,20 @@ mod tests {
             },
         };
         assert!(hint(&e).unwrap().contains("run it as root"));
+    }
+
+    #[test]
+    fn a_garbled_config_points_to_its_backups_not_to_the_ctid() {
+        let e = Error::ConfigGarbled {
+            ct: "101".into(),
+            path: "/etc/pve/lxc/101.conf".into(),
+            problem: "it holds NUL bytes".into(),
+            backups: "/var/lib/phoenix-gpu/backups/101".into(),
+        };
+        let h = hint(&e).unwrap();
+        assert!(h.contains("ls -t /var/lib/phoenix-gpu/backups/101"), "{h}");
+        assert!(h.contains("/etc/pve/lxc/101.conf"), "{h}");
+        assert!(!h.contains("check the CTID"), "{h}");
     }
 
     #[test]

@@ -13,6 +13,7 @@
 
 use std::fs::OpenOptions;
 use std::io::{IsTerminal, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -108,7 +109,14 @@ pub fn init(
         None => (PathBuf::from(DEFAULT_LOG_FILE), false),
     };
     let mut warning = None;
-    let file = match OpenOptions::new().create(true).append(true).open(&path) {
+    // Without blocking: a FIFO nobody reads at the log's path must not hold up the run
+    // (opening it fails with ENXIO, a warning), nor a terminal become ours. `/dev/null` works.
+    let opened = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(&path);
+    let file = match opened {
         Ok(f) => Some(
             tracing_subscriber::fmt::layer()
                 .with_writer(Mutex::new(f))

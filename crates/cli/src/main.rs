@@ -136,5 +136,8 @@ fn main() -> ExitCode {
         .instrument(span),
     );
     printer.clear_progress();
+    // A host file read that hung was given up (it has a time limit); its blocking thread
+    // must not keep the process from exiting.
+    rt.shutdown_background();
     ExitCode::from(code)
 }

@@ -40,6 +40,7 @@ pub mod lxc;
 pub mod pct;
 pub mod process;
 pub mod quote;
+mod rooted;
 pub mod ssh;
 pub mod ssh_container;
 
@@ -285,7 +286,8 @@ pub struct WriteOptions {
     /// Under the lock, the file must still hold exactly these bytes (`Some(None)`: must not
     /// exist), else [`ExecError::Conflict`] and nothing is written.
     pub expect_previous: Option<Option<Vec<u8>>>,
-    /// Before replacing, copy the previous bytes to this file (its directory is created).
+    /// Before replacing, copy the previous bytes to this file (its directory is created). It
+    /// is kept only when the replacement happens.
     pub backup_to: Option<PathBuf>,
     /// Permission bits of the new file (`None`: those of the file it replaces, else 0o644).
     pub mode: Option<u32>,
@@ -308,7 +310,11 @@ pub trait Host: Send + Sync {
     /// Runs a command; any exit status is `Ok`. Errors are spawn failures, timeouts, transport.
     async fn run(&self, cmd: &Cmd) -> Result<Output, ExecError>;
 
-    /// Reads a whole file. A missing file is [`ExecError::NotFound`].
+    /// Reads a whole regular file. A missing file is [`ExecError::NotFound`]; a final
+    /// symbolic link (never followed), a FIFO, a socket, a device or a directory is
+    /// [`ExecError::NotRegular`] (nothing is opened for reading, nothing waits); a file larger
+    /// than [`local::MAX_READ`] is [`ExecError::TooLarge`]; a read that gets no answer in time
+    /// is [`ExecError::ReadTimeout`]. Under a root, nothing outside it is read.
     async fn read_file(&self, path: &Path) -> Result<Vec<u8>, ExecError>;
 
     /// Reads several files in one go: for each path, in order, what
@@ -326,8 +332,12 @@ pub trait Host: Send + Sync {
         Ok(out)
     }
 
-    /// Replaces a file atomically: lock, check, temp file in the same directory, fsync, rename,
-    /// fsync of the directory. Readers see the old bytes or the new, never a mix.
+    /// Replaces a regular file atomically: lock, check, temp file in the same directory with
+    /// the replaced file's owner, group and mode, fsync, then the backup, then rename and fsync
+    /// of the directory. Readers see the old bytes or the new, never a mix. A file that is not
+    /// a regular one is [`ExecError::NotRegular`]; a failed write leaves no temporary file and
+    /// no backup; a read-only file system is [`ExecError::ReadOnly`], a full one
+    /// [`ExecError::NoSpace`].
     async fn write_file_atomic(
         &self,
         path: &Path,

@@ -128,6 +128,137 @@ impl Default for SshOptions {
     }
 }
 
+/// Where an SSH connection goes: a user, a host and a port, each checked so that nothing of
+/// it can be taken by `ssh` for an option or reach a shell.
+///
+/// Forms: `ssh://[user@]host[:port]` and `[user@]host`. The host is a host name (labels of
+/// letters, digits, `-` and `_`, none starting or ending with `-`; an `ssh_config` alias is
+/// one), an IPv4 address, or an IPv6 address in brackets (`ssh://[fd00::2]:22`). The user is
+/// letters, digits, `.`, `_` and `-`, not starting with `-`. The port is 1 to 65535.
+///
+/// ```
+/// use exec_backend::ssh::Destination;
+///
+/// let d = Destination::parse("ssh://root@pve2:2222").unwrap();
+/// assert_eq!((d.user.as_deref(), d.host.as_str(), d.port), (Some("root"), "pve2", Some(2222)));
+/// assert!(Destination::parse("ssh://-oProxyCommand=touch /tmp/x@pve2").is_err());
+/// assert!(Destination::parse("ssh://-V").is_err());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Destination {
+    /// The login user, when given.
+    pub user: Option<String>,
+    /// The host as `ssh` takes it (an IPv6 address without brackets).
+    pub host: String,
+    /// The port, when given.
+    pub port: Option<u16>,
+}
+
+/// Why a destination is not one: what is wrong and what is accepted.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadDestination(pub &'static str);
+
+impl Destination {
+    /// Parses and checks a destination.
+    pub fn parse(dest: &str) -> Result<Destination, BadDestination> {
+        let (url, rest) = match dest.strip_prefix("ssh://") {
+            Some(r) => (true, r),
+            None => (false, dest),
+        };
+        let (user, hostport) = match rest.rsplit_once('@') {
+            Some((u, h)) => (Some(check_user(u)?), h),
+            None => (None, rest),
+        };
+        let (host, port) = if let Some(inner) = hostport.strip_prefix('[') {
+            let (addr, after) = inner
+                .split_once(']')
+                .ok_or(BadDestination("an IPv6 address in [ has no closing ]"))?;
+            let addr: std::net::Ipv6Addr = addr
+                .parse()
+                .map_err(|_| BadDestination("the address in [...] is not an IPv6 address"))?;
+            let port = match after {
+                "" => None,
+                p => match p.strip_prefix(':') {
+                    Some(p) if url => Some(check_port(p)?),
+                    _ => return Err(BadDestination("expected :PORT after the IPv6 address")),
+                },
+            };
+            (addr.to_string(), port)
+        } else {
+            let (host, port) =
+                match hostport.rsplit_once(':') {
+                    Some((h, p)) if url => (h, Some(check_port(p)?)),
+                    Some(_) => return Err(BadDestination(
+                        "a port is given as ssh://[user@]host:port; write an IPv6 address in [...]",
+                    )),
+                    None => (hostport, None),
+                };
+            (check_host(host)?, port)
+        };
+        Ok(Destination { user, host, port })
+    }
+}
+
+fn check_user(u: &str) -> Result<String, BadDestination> {
+    let ok_char = |b: u8| b.is_ascii_alphanumeric() || b"._-".contains(&b);
+    if u.is_empty() {
+        return Err(BadDestination("the user before @ is empty"));
+    }
+    if u.len() > 64 || !u.bytes().all(ok_char) || u.starts_with(['-', '.']) {
+        return Err(BadDestination(
+            "the user may hold only letters, digits, '.', '_' and '-', and may not start with '-' or '.'",
+        ));
+    }
+    Ok(u.to_owned())
+}
+
+fn check_port(p: &str) -> Result<u16, BadDestination> {
+    match p.parse::<u16>() {
+        Ok(n) if n > 0 && p.bytes().all(|b| b.is_ascii_digit()) => Ok(n),
+        _ => Err(BadDestination("the port must be a number from 1 to 65535")),
+    }
+}
+
+fn check_host(h: &str) -> Result<String, BadDestination> {
+    const BAD: BadDestination = BadDestination(
+        "the host must be a host name (letters, digits, '-', '_' and dots, no label starting or \
+         ending with '-'), an IPv4 address or an IPv6 address in [...]",
+    );
+    if h.is_empty() {
+        return Err(BadDestination("the host is empty"));
+    }
+    if h.parse::<std::net::Ipv4Addr>().is_ok() {
+        return Ok(h.to_owned());
+    }
+    let name = h.strip_suffix('.').unwrap_or(h);
+    if name.len() > 253 {
+        return Err(BadDestination(
+            "the host name is longer than 253 characters",
+        ));
+    }
+    let label_ok = |l: &str| {
+        (1..=63).contains(&l.len())
+            && l.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if !name.split('.').all(label_ok) {
+        return Err(BAD);
+    }
+    if name
+        .split('.')
+        .all(|l| l.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(BadDestination(
+            "the host looks like an IPv4 address but is not one",
+        ));
+    }
+    Ok(h.to_owned())
+}
+
 /// The master connection as last dialled: the session, or why it could not be opened.
 #[derive(Debug)]
 struct Master {
@@ -144,7 +275,7 @@ struct Master {
 pub(crate) struct SshLink {
     /// The node's name for messages: the destination without `ssh://`.
     pub(crate) name: String,
-    /// The destination as given.
+    /// The host to dial (user and port are in `builder`).
     dest: String,
     /// How the master is dialled.
     builder: openssh::SessionBuilder,
@@ -180,6 +311,13 @@ fn new_marker() -> String {
 impl SshLink {
     async fn connect(dest: &str, opts: &SshOptions) -> Result<SshLink, ExecError> {
         let name = dest.strip_prefix("ssh://").unwrap_or(dest).to_owned();
+        // The openssh crate puts the destination after its options without `--`; a checked
+        // destination cannot look like an option, and the user and port go in as values of
+        // `-l` and `-p`.
+        let to = Destination::parse(dest).map_err(|e| ExecError::InvalidDestination {
+            dest: dest.to_owned(),
+            detail: e.0,
+        })?;
         let mut b = openssh::SessionBuilder::default();
         b.known_hosts_check(match opts.known_hosts_check {
             KnownHostsCheck::Strict => openssh::KnownHosts::Strict,
@@ -194,25 +332,28 @@ impl SshLink {
         if let Some(k) = &opts.identity_file {
             b.keyfile(k);
         }
-        if let Some(p) = opts.port {
+        if let Some(p) = to.port.or(opts.port) {
             b.port(p);
+        }
+        if let Some(u) = &to.user {
+            b.user(u.clone());
         }
         if let Some(c) = &opts.config_file {
             b.config_file(c);
         }
         b.control_directory(opts.control_dir.clone().unwrap_or_else(std::env::temp_dir));
         debug!(dest, "opening ssh master connection");
-        let session = b.connect(dest).await.map_err(|e| ExecError::Ssh {
+        let session = b.connect(&to.host).await.map_err(|e| ExecError::Ssh {
             target: name.clone(),
             detail: "cannot open the connection; check the address, that the host key is in \
                      known_hosts and that the key is authorized"
                 .into(),
             source: Some(Box::new(e)),
         })?;
-        let limit = opts.max_sessions.max(1);
+        let limit = opts.max_sessions.clamp(1, Semaphore::MAX_PERMITS);
         Ok(SshLink {
             name,
-            dest: dest.to_owned(),
+            dest: to.host.clone(),
             builder: b,
             master: Mutex::new(Master {
                 generation: 0,
@@ -326,28 +467,7 @@ impl SshLink {
     /// The local client's argv: a session on the master at `socket`, and never a connection
     /// of its own (see the module docs).
     fn client_argv(&self, socket: &Path, line: Vec<u8>) -> Vec<OsString> {
-        let mut argv: Vec<OsString> = vec!["ssh".into(), "-F".into()];
-        argv.push(
-            self.config_file
-                .as_deref()
-                .unwrap_or(Path::new("/dev/null"))
-                .into(),
-        );
-        argv.extend(["-S".into(), socket.into()]);
-        let proxy = format!("ProxyCommand=sh -c 'echo \"{}\" >&2; exit 1'", self.marker);
-        for o in [
-            "BatchMode=yes",
-            "ControlMaster=no",
-            "CanonicalizeHostname=no",
-            &proxy,
-        ] {
-            argv.extend(["-o".into(), o.into()]);
-        }
-        argv.extend(["-T".into(), "-x".into(), "-e".into(), "none".into()]);
-        // Only the failing ProxyCommand above ever sees this name.
-        argv.push("phoenix-gpu-mux".into());
-        argv.push(OsString::from_vec(line));
-        argv
+        client_argv(self.config_file.as_deref(), &self.marker, socket, line)
     }
 
     /// Runs `cmd` on the node through the master. `rerun`: whether the command may run again
@@ -443,6 +563,29 @@ impl SshLink {
     }
 }
 
+/// A client's argv: `ssh -F CONFIG -S SOCKET` with the failing `ProxyCommand` printing
+/// `marker`, options ended by `--`, the placeholder host, the remote command line.
+fn client_argv(config: Option<&Path>, marker: &str, socket: &Path, line: Vec<u8>) -> Vec<OsString> {
+    let mut argv: Vec<OsString> = vec!["ssh".into(), "-F".into()];
+    argv.push(config.unwrap_or(Path::new("/dev/null")).into());
+    argv.extend(["-S".into(), socket.into()]);
+    let proxy = format!("ProxyCommand=sh -c 'echo \"{marker}\" >&2; exit 1'");
+    for o in [
+        "BatchMode=yes",
+        "ControlMaster=no",
+        "CanonicalizeHostname=no",
+        &proxy,
+    ] {
+        argv.extend(["-o".into(), o.into()]);
+    }
+    argv.extend(["-T".into(), "-x".into(), "-e".into(), "none".into()]);
+    // Only the failing ProxyCommand ever sees this name. `--` ends the options.
+    argv.push("--".into());
+    argv.push("phoenix-gpu-mux".into());
+    argv.push(OsString::from_vec(line));
+    argv
+}
+
 /// What ssh said before `marker` when a client's output carries it: the master gave the
 /// client no session and the command did not run. `None`: the command ran, or ssh lost the
 /// connection while it ran.
@@ -477,25 +620,72 @@ pub struct SshHost {
 /// Exit codes the remote snippets use.
 const RC_NOT_FOUND: i32 = 44;
 const RC_NOT_DIR: i32 = 45;
+const RC_SYMLINK: i32 = 46;
+const RC_NOT_REGULAR: i32 = 47;
+const RC_OUTSIDE_ROOT: i32 = 48;
 const RC_LOCK_TIMEOUT: i32 = 75;
 const RC_CONFLICT: i32 = 76;
 
-const READ_SCRIPT: &str = r#"[ -e "$1" ] || [ -L "$1" ] || exit 44; exec cat -- "$1""#;
+/// Shell functions every file snippet starts with. `$root` is the root on the node ('' none).
+/// `in_root DIR`: DIR must exist (else exit 44) and, with a root, resolve inside it (else exit
+/// 48): a shell cannot open a path component by component as `LocalHost` does, so over SSH a
+/// link that leads out of the root is refused, after `realpath` of the directory.
+/// `parent_in_root PATH`: the same for the directory PATH is in (PATH itself when it is the
+/// root).
+const PRELUDE: &str = r#"in_root() {
+  d=$(realpath -e -- "$1" 2>/dev/null) || exit 44
+  [ -z "$root" ] && return 0
+  r=$(realpath -e -- "$root") || exit 44
+  [ "$r" = / ] && return 0
+  case "$d/" in "$r"/*) return 0;; esac
+  exit 48
+}
+parent_in_root() {
+  if [ -n "$root" ] && [ "$(realpath -e -- "$1" 2>/dev/null)" = "$(realpath -e -- "$root")" ]; then
+    in_root "$1"
+  else
+    in_root "$(dirname -- "$1")"
+  fi
+}
+"#;
 
-/// Several files in one session: one line per argument, in order: `0 BASE64` (the bytes),
-/// `44` (no such file) or `1 BASE64` (why it could not be read). Base64 keeps any bytes on one
-/// line; `base64` is GNU coreutils.
-const READ_MANY_SCRIPT: &str = r#"for p do
-  if [ -e "$p" ] || [ -L "$p" ]; then
-    if b=$(base64 -w0 2>&1 < "$p"); then printf '0 %s\n' "$b"
-    else printf '1 %s\n' "$(printf '%s' "$b" | base64 -w0)"; fi
-  else echo 44; fi
+/// Reads `$1` (a regular file, never through a final link, never waiting on a FIFO), at most
+/// `$3` bytes; `$2` the root.
+const READ_SCRIPT: &str = r#"p=$1 root=$2 max=$3
+parent_in_root "$p"
+[ -L "$p" ] && exit 46
+[ -e "$p" ] || exit 44
+[ -f "$p" ] || { stat -c %F -- "$p"; exit 47; }
+exec dd if="$p" iflag=nofollow,nonblock,count_bytes count="$max" bs=65536 status=none"#;
+/// Several files in one session ([`SshHost::read_files`]): `$1` the root, `$2` the most bytes
+/// read of each, then the paths. Each is read as [`READ_SCRIPT`] reads one, in a subshell of its
+/// own; its answer is one line, `BASE64 RC`: what it printed (base64 keeps any bytes on one
+/// line; `base64` is GNU coreutils) and its exit code.
+const READ_MANY_SCRIPT: &str = r#"root=$1 max=$2
+shift 2
+one() {
+  p=$1
+  parent_in_root "$p"
+  [ -L "$p" ] && exit 46
+  [ -e "$p" ] || exit 44
+  [ -f "$p" ] || { stat -c %F -- "$p"; exit 47; }
+  exec dd if="$p" iflag=nofollow,nonblock,count_bytes count="$max" bs=65536 status=none
+}
+exec 3>&1
+for p do
+  rc=$( { { (one "$p") 2>/dev/null; echo $? >&4; } | base64 -w0 >&3; } 4>&1 )
+  echo " $rc"
 done"#;
 
-const STAT_SCRIPT: &str =
-    r#"[ -e "$1" ] || [ -L "$1" ] || exit 44; exec stat -c '%f %t %T %u %g %s' -- "$1""#;
+const STAT_SCRIPT: &str = r#"p=$1 root=$2
+parent_in_root "$p"
+[ -e "$p" ] || [ -L "$p" ] || exit 44
+exec stat -c '%f %t %T %u %g %s' -- "$p""#;
 
-const LIST_SCRIPT: &str = r#"cd -- "$1" 2>/dev/null || { [ -e "$1" ] || [ -L "$1" ] || exit 44; exit 45; }
+const LIST_SCRIPT: &str = r#"root=$2
+[ -e "$1" ] || [ -L "$1" ] || exit 44
+in_root "$1"
+cd -- "$1" 2>/dev/null || exit 45
 set --
 for f in * .[!.]* ..?*; do
   if [ -e "$f" ] || [ -L "$f" ]; then set -- "$@" "$f"; fi
@@ -505,47 +695,105 @@ exec stat --printf='%f %t %T %u %g %s %n\0' -- "$@""#;
 
 /// Atomic replace on the node: `$1` path, `$2` lock ('' none), `$3` lock wait in seconds,
 /// `$4` expected previous (`-` unchecked, `absent`, or the SHA-256 in hex), `$5` backup
-/// ('' none), `$6` mode in octal ('' keep). The new bytes come on stdin.
+/// ('' none), `$6` mode in octal ('' keep), `$7` the root ('' none), `$8` `1` when the file is
+/// on Proxmox's cluster file system (its owner and mode are its own: a refused chown or chmod
+/// is ignored). The new bytes come on stdin. The replaced file keeps its owner, group and
+/// mode; the backup is taken back when the replacement fails; temporary files of writers
+/// that are no longer alive are removed under the lock.
 const WRITE_SCRIPT: &str = r#"set -e
-p=$1 lock=$2 wait=$3 expect=$4 backup=$5 mode=$6
+p=$1 lock=$2 wait=$3 expect=$4 backup=$5 mode=$6 root=$7 pve=$8
+made_from= made_to=
+mkdir_in() {
+  a=$1
+  while [ ! -e "$a" ] && [ ! -L "$a" ]; do a=$(dirname -- "$a"); done
+  in_root "$a"
+  mkdir -p -- "$1"
+  if [ "$a" != "$1" ]; then made_from=$a made_to=$1; fi
+  in_root "$1"
+}
+unmake() {
+  d=$made_to
+  while [ -n "$d" ] && [ "$d" != "$made_from" ]; do
+    rmdir -- "$d" 2>/dev/null || break
+    d=$(dirname -- "$d")
+  done
+}
+alive() { kill -0 "$1" 2>/dev/null || [ -d "/proc/$1" ]; }
+clean() {
+  for f in "$1"/"$2"*; do
+    case $f in *.phoenix-tmp.*) ;; *) continue;; esac
+    [ -e "$f" ] || [ -L "$f" ] || continue
+    n=${f##*.phoenix-tmp.}
+    pid=${n%%.*}
+    case $pid in ''|*[!0-9]*) continue;; esac
+    [ "$pid" = "$$" ] || alive "$pid" || rm -f -- "$f"
+  done
+}
 if [ -n "$lock" ]; then
-  mkdir -p -- "$(dirname -- "$lock")"
+  mkdir_in "$(dirname -- "$lock")"
+  [ -L "$lock" ] && exit 46
   exec 9>>"$lock"
   flock -w "$wait" -E 75 9 || exit 75
 fi
 dir=$(dirname -- "$p")
 base=$(basename -- "$p")
 [ -d "$dir" ] || exit 44
+in_root "$dir"
+[ -L "$p" ] && exit 46
+if [ -e "$p" ] && [ ! -f "$p" ]; then stat -c %F -- "$p"; exit 47; fi
 if [ "$expect" = absent ]; then
-  if [ -e "$p" ] || [ -L "$p" ]; then exit 76; fi
+  if [ -e "$p" ]; then exit 76; fi
 elif [ "$expect" != - ]; then
   [ -f "$p" ] || exit 76
   h=$(sha256sum < "$p")
   [ "${h%% *}" = "$expect" ] || exit 76
 fi
-if [ -n "$lock" ]; then rm -f -- "$dir/.$base.phoenix-tmp."*; fi
+if [ -n "$lock" ]; then clean "$dir" ".$base.phoenix-tmp."; fi
+owner=
+if [ -e "$p" ]; then owner=$(stat -c %u:%g -- "$p"); fi
 if [ -z "$mode" ]; then
   if [ -e "$p" ]; then mode=$(stat -c %a -- "$p"); else mode=644; fi
 fi
-t=
-trap 'if [ -n "$t" ]; then rm -f -- "$t"; fi' EXIT
-if [ -n "$backup" ] && [ -e "$p" ]; then
-  mkdir -p -- "$(dirname -- "$backup")"
-  t=$(mktemp -- "$(dirname -- "$backup")/.$(basename -- "$backup").phoenix-tmp.XXXXXX")
-  cat -- "$p" > "$t"
-  chmod -- "$(stat -c %a -- "$p")" "$t"
-  sync -- "$t"
-  mv -f -- "$t" "$backup"
-fi
-t=$(mktemp -- "$dir/.$base.phoenix-tmp.XXXXXX")
+t= bt= b=
+trap 'for f in "$t" "$bt" "$b"; do [ -n "$f" ] && rm -f -- "$f"; done; unmake' EXIT
+# The new file first (a read-only or full file system fails here), then the backup, then
+# the rename: a backup is kept only for a write that happened.
+t=$(mktemp -- "$dir/.$base.phoenix-tmp.$$.XXXXXX")
 cat > "$t"
+if [ -n "$owner" ] && [ "$(stat -c %u:%g -- "$t")" != "$owner" ]; then
+  chown -- "$owner" "$t" || [ -n "$pve" ]
+fi
 # Only when it differs (/etc/pve fixes each file's mode and may refuse a chmod).
-[ "$(stat -c %a -- "$t")" = "$mode" ] || chmod -- "$mode" "$t"
+[ "$(stat -c %a -- "$t")" = "$mode" ] || chmod -- "$mode" "$t" || [ -n "$pve" ]
 sync -- "$t"
+if [ -n "$backup" ] && [ -e "$p" ]; then
+  bd=$(dirname -- "$backup")
+  mkdir_in "$bd"
+  if [ -n "$lock" ]; then clean "$bd" "."; fi
+  bt=$(mktemp -- "$bd/.$(basename -- "$backup").phoenix-tmp.$$.XXXXXX")
+  cat -- "$p" > "$bt"
+  chmod -- "$(stat -c %a -- "$p")" "$bt"
+  sync -- "$bt"
+  mv -f -- "$bt" "$backup"
+  bt= b=$backup
+fi
 mv -f -- "$t" "$p"
-t=
+t= b= made_to=
 sync -- "$dir"
 "#;
+
+/// What `stat -c %F` says a file is, as [`ExecError::NotRegular`] words.
+fn describe_stat_type(text: &str) -> &'static str {
+    match text.trim() {
+        "symbolic link" => "a symbolic link",
+        "directory" => "a directory",
+        "fifo" => "a FIFO (named pipe)",
+        "socket" => "a socket",
+        "character special file" => "a character device",
+        "block special file" => "a block device",
+        _ => "a file of unknown type",
+    }
+}
 
 /// Parses `%f %t %T %u %g %s` (raw mode, major, minor in hex; uid, gid, size in decimal).
 pub(crate) fn parse_stat_fields(fields: &[&str]) -> Option<FileMeta> {
@@ -621,7 +869,9 @@ fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 impl SshHost {
-    /// Opens the master connection to `dest` (`ssh://user@host:port` or `user@host`).
+    /// Opens the master connection to `dest` (`ssh://user@host:port` or `user@host`; see
+    /// [`Destination`]: a destination that is not one is [`ExecError::InvalidDestination`]
+    /// and nothing is run).
     ///
     /// A host key that is unknown (with [`KnownHostsCheck::Strict`]) or changed, a refused
     /// key or an unreachable host is [`ExecError::Ssh`].
@@ -653,7 +903,8 @@ impl SshHost {
         timeout: Duration,
         rerun: bool,
     ) -> Result<(Cmd, Output), ExecError> {
-        let mut cmd = Cmd::new(["sh", "-c", script, "sh"]);
+        let script = format!("{PRELUDE}{script}");
+        let mut cmd = Cmd::new(["sh", "-c", script.as_str(), "sh"]);
         cmd.argv.extend(args.iter().map(|a| a.to_os_string()));
         cmd.stdin = stdin;
         cmd.timeout = Some(timeout);
@@ -662,10 +913,62 @@ impl SshHost {
         Ok((cmd, out))
     }
 
-    fn not_found(&self, path: &Path) -> ExecError {
-        ExecError::NotFound {
-            target: self.link.name.clone(),
-            path: path.to_owned(),
+    /// The root as the snippets take it ('' none).
+    fn root_arg(&self) -> &std::ffi::OsStr {
+        self.root.as_deref().map_or("".as_ref(), Path::as_os_str)
+    }
+
+    /// The error a file snippet's own exit code stands for, if it is one of them.
+    fn file_error(&self, path: &Path, out: &Output) -> Option<ExecError> {
+        let target = self.link.name.clone();
+        let path = path.to_owned();
+        Some(match out.status {
+            ExitStatus::Code(RC_NOT_FOUND) => ExecError::NotFound { target, path },
+            ExitStatus::Code(RC_SYMLINK) => ExecError::NotRegular {
+                target,
+                path,
+                what: "a symbolic link",
+            },
+            ExitStatus::Code(RC_NOT_REGULAR) => ExecError::NotRegular {
+                target,
+                path,
+                what: describe_stat_type(&out.stdout_str()),
+            },
+            ExitStatus::Code(RC_OUTSIDE_ROOT) => ExecError::OutsideRoot {
+                target,
+                path,
+                root: self.root.clone().unwrap_or_default(),
+            },
+            _ => return None,
+        })
+    }
+
+    /// A failed write's error: a read-only file system (or, under `/etc/pve`, the permission
+    /// error of Proxmox's cluster file system without quorum) and a full disk are told by
+    /// what the node's tools printed (the snippet runs with `LC_ALL=C`).
+    fn write_failure(&self, path: &Path, cmd: &Cmd, out: Output) -> ExecError {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let target = self.link.name.clone();
+        let os = |code| std::io::Error::from_raw_os_error(code);
+        if stderr.contains("Read-only file system")
+            || (crate::error::is_pmxcfs_path(path) && stderr.contains("Permission denied"))
+        {
+            return ExecError::ReadOnly {
+                target,
+                path: path.to_owned(),
+                source: os(libc::EROFS),
+            };
+        }
+        if stderr.contains("No space left on device") || stderr.contains("Disk quota exceeded") {
+            return ExecError::NoSpace {
+                target,
+                path: path.to_owned(),
+                source: os(libc::ENOSPC),
+            };
+        }
+        match out.check(&self.link.name, cmd) {
+            Err(e) => e,
+            Ok(_) => self.protocol("the write snippet", "it failed without a status".into()),
         }
     }
 
@@ -678,7 +981,11 @@ impl SshHost {
     }
 }
 
+/// The time limit of a write on the node (plus the lock wait).
 const FILE_OP_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The time limit of a read, `stat` or listing on the node.
+const READ_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[async_trait]
 impl Host for SshHost {
@@ -701,23 +1008,34 @@ impl Host for SshHost {
     #[instrument(level = "debug", skip(self), fields(node = %self.link.name))]
     async fn read_file(&self, path: &Path) -> Result<Vec<u8>, ExecError> {
         let real = self.resolve(path);
+        let max = (crate::local::MAX_READ + 1).to_string();
         let (cmd, out) = self
             .snippet(
                 READ_SCRIPT,
-                &[real.as_os_str()],
+                &[real.as_os_str(), self.root_arg(), max.as_ref()],
                 None,
-                FILE_OP_TIMEOUT,
+                READ_TIMEOUT,
                 true,
             )
             .await?;
-        match out.status {
-            ExitStatus::Code(RC_NOT_FOUND) => Err(self.not_found(path)),
-            _ => Ok(out.check(&self.link.name, &cmd)?.stdout),
+        if let Some(e) = self.file_error(path, &out) {
+            return Err(e);
         }
+        let bytes = out.check(&self.link.name, &cmd)?.stdout;
+        if bytes.len() as u64 > crate::local::MAX_READ {
+            return Err(ExecError::TooLarge {
+                target: self.link.name.clone(),
+                path: path.to_owned(),
+                limit: crate::local::MAX_READ,
+            });
+        }
+        Ok(bytes)
     }
 
     /// All the files in one session ([`READ_MANY_SCRIPT`]), each answered as
-    /// [`read_file`](Host::read_file) would answer it.
+    /// [`read_file`](Host::read_file) answers it: the same checks on the node, the same errors
+    /// for the same exit codes; a file whose read failed otherwise is read again on its own, so
+    /// that its error is `read_file`'s own.
     #[instrument(level = "debug", skip(self, paths), fields(node = %self.link.name, files = paths.len()))]
     async fn read_files(
         &self,
@@ -727,9 +1045,11 @@ impl Host for SshHost {
             return Ok(Vec::new());
         }
         let real: Vec<PathBuf> = paths.iter().map(|p| self.resolve(p)).collect();
-        let args: Vec<&std::ffi::OsStr> = real.iter().map(|p| p.as_os_str()).collect();
+        let max = (crate::local::MAX_READ + 1).to_string();
+        let mut args: Vec<&std::ffi::OsStr> = vec![self.root_arg(), max.as_ref()];
+        args.extend(real.iter().map(|p| p.as_os_str()));
         let (cmd, out) = self
-            .snippet(READ_MANY_SCRIPT, &args, None, FILE_OP_TIMEOUT, true)
+            .snippet(READ_MANY_SCRIPT, &args, None, READ_TIMEOUT, true)
             .await?;
         let out = out.check(&self.link.name, &cmd)?;
         let lines: Vec<&[u8]> = out
@@ -745,25 +1065,35 @@ impl Host for SshHost {
         }
         let mut files = Vec::with_capacity(paths.len());
         for (line, path) in lines.into_iter().zip(paths) {
-            let (code, data) = match line.iter().position(|&b| b == b' ') {
-                Some(i) => (&line[..i], &line[i + 1..]),
-                None => (line, &b""[..]),
-            };
-            let bytes = base64_decode(data).ok_or_else(|| {
+            let bad = || {
                 self.protocol(
                     "a batch of reads",
-                    format!("bad base64 for {}", path.display()),
+                    format!("a garbled answer for {}", path.display()),
                 )
-            })?;
-            files.push(match code {
-                b"0" => Ok(bytes),
-                b"44" => Err(self.not_found(path)),
-                _ => Err(ExecError::Failed {
+            };
+            let at = line.iter().rposition(|&b| b == b' ').ok_or_else(bad)?;
+            let rc: i32 = std::str::from_utf8(&line[at + 1..])
+                .ok()
+                .and_then(|t| t.parse().ok())
+                .ok_or_else(bad)?;
+            let stdout = base64_decode(&line[..at]).ok_or_else(bad)?;
+            let answer = Output {
+                status: ExitStatus::Code(rc),
+                stdout,
+                stderr: Vec::new(),
+            };
+            files.push(if let Some(e) = self.file_error(path, &answer) {
+                Err(e)
+            } else if rc != 0 {
+                self.read_file(path).await
+            } else if answer.stdout.len() as u64 > crate::local::MAX_READ {
+                Err(ExecError::TooLarge {
                     target: self.link.name.clone(),
-                    argv: vec!["cat".into(), "--".into(), path.display().to_string()],
-                    status: ExitStatus::Code(1),
-                    stderr_tail: crate::tail_text(&bytes, 2048),
-                }),
+                    path: path.to_owned(),
+                    limit: crate::local::MAX_READ,
+                })
+            } else {
+                Ok(answer.stdout)
             });
         }
         Ok(files)
@@ -798,13 +1128,20 @@ impl Host for SshHost {
             .map(|b| self.resolve(b))
             .unwrap_or_default();
         let wait_s = format!("{:.3}", wait.as_secs_f64());
-        let args: [&std::ffi::OsStr; 6] = [
+        let pve = if crate::error::is_pmxcfs_path(path) {
+            "1"
+        } else {
+            ""
+        };
+        let args: [&std::ffi::OsStr; 8] = [
             real.as_os_str(),
             lock.as_os_str(),
             wait_s.as_ref(),
             expect.as_ref(),
             backup.as_os_str(),
             mode.as_ref(),
+            self.root_arg(),
+            pve.as_ref(),
         ];
         let (cmd, out) = self
             .snippet(
@@ -815,8 +1152,10 @@ impl Host for SshHost {
                 false,
             )
             .await?;
+        if let Some(e) = self.file_error(path, &out) {
+            return Err(e);
+        }
         match out.status {
-            ExitStatus::Code(RC_NOT_FOUND) => Err(self.not_found(path)),
             ExitStatus::Code(RC_LOCK_TIMEOUT) => Err(ExecError::LockTimeout {
                 target: self.link.name.clone(),
                 path: opts.lock.clone().unwrap_or_default(),
@@ -826,7 +1165,8 @@ impl Host for SshHost {
                 target: self.link.name.clone(),
                 path: path.to_owned(),
             }),
-            _ => out.check(&self.link.name, &cmd).map(|_| ()),
+            ExitStatus::Code(0) => Ok(()),
+            _ => Err(self.write_failure(path, &cmd, out)),
         }
     }
 
@@ -836,14 +1176,16 @@ impl Host for SshHost {
         let (cmd, out) = self
             .snippet(
                 LIST_SCRIPT,
-                &[real.as_os_str()],
+                &[real.as_os_str(), self.root_arg()],
                 None,
-                FILE_OP_TIMEOUT,
+                READ_TIMEOUT,
                 true,
             )
             .await?;
         match out.status {
-            ExitStatus::Code(RC_NOT_FOUND) => return Err(self.not_found(path)),
+            ExitStatus::Code(RC_NOT_FOUND | RC_OUTSIDE_ROOT) => {
+                return Err(self.file_error(path, &out).expect("a file snippet status"))
+            }
             ExitStatus::Code(RC_NOT_DIR) => {
                 return Err(ExecError::Io {
                     target: self.link.name.clone(),
@@ -885,14 +1227,16 @@ impl Host for SshHost {
         let (cmd, out) = self
             .snippet(
                 STAT_SCRIPT,
-                &[real.as_os_str()],
+                &[real.as_os_str(), self.root_arg()],
                 None,
-                FILE_OP_TIMEOUT,
+                READ_TIMEOUT,
                 true,
             )
             .await?;
-        if out.status == ExitStatus::Code(RC_NOT_FOUND) {
-            return Ok(None);
+        match self.file_error(path, &out) {
+            Some(ExecError::NotFound { .. }) => return Ok(None),
+            Some(e) => return Err(e),
+            None => {}
         }
         let out = out.check(&self.link.name, &cmd)?;
         let text = out.stdout_str();
@@ -969,6 +1313,79 @@ mod tests {
         for bad in ["Zg=", "Z===", "Zg==Zg==", "Zm9*", "Zm 9"] {
             assert_eq!(base64_decode(bad.as_bytes()), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn destinations_are_checked() {
+        let ok = |s: &str| Destination::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"));
+        let d = ok("ssh://root@pve2:2222");
+        assert_eq!(
+            (d.user.as_deref(), d.host.as_str(), d.port),
+            (Some("root"), "pve2", Some(2222))
+        );
+        let d = ok("ssh://[fd00::2]:22");
+        assert_eq!(
+            (d.user, d.host.as_str(), d.port),
+            (None, "fd00::2", Some(22))
+        );
+        let d = ok("admin@10.0.0.2");
+        assert_eq!(
+            (d.user.as_deref(), d.host.as_str(), d.port),
+            (Some("admin"), "10.0.0.2", None)
+        );
+        for good in [
+            "ssh://pve2.lan.",
+            "ssh://pve_2",
+            "ssh://u.s-e_r@h",
+            "ssh://[::1]",
+            "x",
+        ] {
+            ok(good);
+        }
+        for bad in [
+            "ssh://-V",
+            "ssh://ro ot@x",
+            "ssh://-oProxyCommand=touch /tmp/pwned@x",
+            "ssh://root@-oProxyCommand=x",
+            "ssh://root@",
+            "ssh://@pve2",
+            "ssh://",
+            "",
+            "ssh://a b",
+            "ssh://x:port",
+            "ssh://x:0",
+            "ssh://x:65536",
+            "ssh://x:+22",
+            "ssh://x:",
+            "ssh://-x-",
+            "ssh://x-.lan",
+            "ssh://999.1.1.1",
+            "ssh://1.2.3",
+            "ssh://[::1",
+            "ssh://[not-v6]",
+            "ssh://[::1]x",
+            "ssh://fd00::2",
+            "ssh://h\tx",
+            "ssh://h\nx",
+            "ssh://root\n@h",
+            "ssh://.root@h",
+            "host:22",
+            "ssh://h/x",
+            "ssh://h;touch x",
+            "ssh://$(id)",
+        ] {
+            assert!(Destination::parse(bad).is_err(), "{bad:?}");
+        }
+        assert!(Destination::parse(&format!("ssh://{}", "a".repeat(64))).is_err());
+        assert!(Destination::parse(&format!("ssh://{}@h", "u".repeat(65))).is_err());
+    }
+
+    #[test]
+    fn clients_end_options_before_the_host() {
+        let argv = client_argv(None, "m", Path::new("/s"), b"true".to_vec());
+        let at = argv.iter().position(|a| a == "--").expect("a --");
+        assert_eq!(argv[at + 1], "phoenix-gpu-mux");
+        assert_eq!(at + 3, argv.len(), "{argv:?}");
     }
 
     #[test]

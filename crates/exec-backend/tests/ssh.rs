@@ -651,18 +651,35 @@ async fn ssh_reads_many_files_in_one_session() {
     std::fs::write(t.join("empty"), b"").unwrap();
     std::fs::write(t.join("two lines"), b"a\nb").unwrap();
     std::fs::create_dir(t.join("dir")).unwrap();
+    std::os::unix::fs::symlink("bytes", t.join("link")).unwrap();
+    std::os::unix::fs::symlink("/etc", t.join("out")).unwrap();
+    let fifo = t.join("fifo");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
     let mut opts = sshd.options();
     opts.root = Some(t.to_owned());
     let host = SshHost::connect(&sshd.dest(), opts).await.unwrap();
     let sessions = || sshd.log().matches("ctype session").count();
-    let paths: Vec<std::path::PathBuf> = ["/bytes", "/empty", "/missing", "/two lines", "/dir"]
-        .iter()
-        .map(Into::into)
-        .collect();
+    let paths: Vec<std::path::PathBuf> = [
+        "/bytes",
+        "/empty",
+        "/missing",
+        "/two lines",
+        "/dir",
+        "/link",
+        "/fifo",
+        "/out/hostname",
+    ]
+    .iter()
+    .map(Into::into)
+    .collect();
     let before = sessions();
     let got = host.read_files(&paths).await.unwrap();
     assert_eq!(sessions() - before, 1, "one session for all");
-    assert_eq!(got.len(), 5);
+    assert_eq!(got.len(), 8);
     assert_eq!(got[0].as_deref().unwrap(), &every_byte[..]);
     assert_eq!(got[1].as_deref().unwrap(), b"");
     assert!(
@@ -671,15 +688,25 @@ async fn ssh_reads_many_files_in_one_session() {
         got[2]
     );
     assert_eq!(got[3].as_deref().unwrap(), b"a\nb");
-    // What read_file says of each, the batch says too.
+    for (i, what) in [(4, "a directory"), (5, "a symbolic link"), (6, "a FIFO")] {
+        assert!(
+            matches!(&got[i], Err(ExecError::NotRegular { what: w, .. }) if w.contains(what)),
+            "{}: {:?}",
+            paths[i].display(),
+            got[i]
+        );
+    }
+    assert!(
+        matches!(&got[7], Err(ExecError::OutsideRoot { .. })),
+        "{:?}",
+        got[7]
+    );
+    // What read_file says of each, the batch says too, in the same words.
     for (p, batch) in paths.iter().zip(&got) {
         let one = host.read_file(p).await;
         match (one, batch) {
             (Ok(a), Ok(b)) => assert_eq!(&a, b, "{}", p.display()),
-            (Err(ExecError::NotFound { .. }), Err(ExecError::NotFound { .. })) => {}
-            (Err(ExecError::Failed { .. }), Err(ExecError::Failed { stderr_tail, .. })) => {
-                assert!(stderr_tail.contains("Is a directory"), "{stderr_tail}")
-            }
+            (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "{}", p.display()),
             (one, batch) => panic!("{}: {one:?} against {batch:?}", p.display()),
         }
     }

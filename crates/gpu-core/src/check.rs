@@ -78,6 +78,7 @@ pub(crate) async fn run(
     let mut findings = Vec::new();
     let mut not_checked = Vec::new();
     let honoured = inv.cgroup.allow_key();
+    let stale = inv.stale_nodes();
     let pending = &current.scan.pending;
     for l in &current.scan.lines {
         if l.superseded {
@@ -144,6 +145,19 @@ pub(crate) async fn run(
                     findings.push(finding(
                         FindingKind::MissingNode,
                         format!("{} passes {path}, which the host does not have", l.at()),
+                    ));
+                }
+                if let Some((n, (ma, mi))) = stale
+                    .iter()
+                    .find(|(n, _)| n.path.as_os_str() == path.as_str())
+                {
+                    let (was_ma, was_mi) = n.rdev.unwrap_or_default();
+                    findings.push(finding(
+                        FindingKind::StaleNode,
+                        format!(
+                            "{} passes {path}, which is {was_ma}:{was_mi} on the host but the driver's is {ma}:{mi} now (a node left from before a module reload); recreate it: rm {path}; nvidia-modprobe -u -c0 (or reboot)",
+                            l.at()
+                        ),
                     ));
                 }
             }

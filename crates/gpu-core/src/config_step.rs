@@ -15,7 +15,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use exec_backend::{Cmd, ExecError, Host, WriteOptions};
 use lxc_conf::Document;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::ctconfig::{is_unprivileged, Loaded};
 use crate::current::{self, Current, OwnedLine, Pending, Scan};
@@ -412,8 +412,8 @@ pub(crate) async fn apply(
         };
         return Ok((outcome, status, detail));
     }
-    learn(ctx, evidence, &plan.host_libs).await?;
     if !changed {
+        learn(ctx, evidence, &plan.host_libs).await;
         return Ok((
             outcome,
             StepStatus::Ok,
@@ -427,23 +427,37 @@ pub(crate) async fn apply(
         plan.added
     );
     write(ctx, &path, &bytes, &new).await?;
+    learn(ctx, evidence, &plan.host_libs).await;
     outcome.written = true;
     outcome.diff = unified_diff(&path, &bytes, &new, true);
     Ok((outcome, StepStatus::Changed, detail))
 }
 
 /// Adds what this run saw to the node record (the NVIDIA majors of `/proc/devices`, the
-/// `host-libs` files wanted) before the config is written, so that the record covers every
-/// line the tool writes. Writes only when something is new.
-async fn learn(ctx: &Ctx<'_>, ev: Evidence, host_libs: &[MountEntry]) -> Result<()> {
+/// `host-libs` files wanted), once the config is what the run wants: after a write that
+/// happened, or on a converged run (which heals a record an earlier run could not write). A
+/// failed config write therefore changes nothing, not even the record. Writes only when
+/// something is new (in a run, what an earlier container of the node wrote is not new). A
+/// record that cannot be written is a warning, not a failure: the config is right, the record
+/// is evidence for later runs, and the next run adds the same facts (until then a line it
+/// would have covered is at worst doubtful, and kept).
+async fn learn(ctx: &Ctx<'_>, ev: Evidence, host_libs: &[MountEntry]) {
     let bound = host_libs
         .iter()
         .map(|m| (m.source.display().to_string(), m.target.clone()));
-    ctx.facts
+    let learnt = ctx
+        .facts
         .learn_record(ctx.host, &ctx.settings.record, ev.record, |r| {
             r.learn(&ev.devices, bound)
         })
-        .await
+        .await;
+    if let Err(e) = learnt {
+        warn!(
+            ct = %ctx.ct,
+            error = %crate::error::chain(&e),
+            "the node record could not be updated; the next run adds the same facts"
+        );
+    }
 }
 
 /// Takes the tool's lines out of the config. Returns the diff.
@@ -476,8 +490,8 @@ pub(crate) async fn remove(ctx: &Ctx<'_>, dry_run: bool) -> Result<(String, Step
     if dry_run {
         return Ok((diff, StepStatus::Planned, detail));
     }
-    learn(ctx, evidence, &[]).await?;
     write(ctx, &path, &bytes, &new).await?;
+    learn(ctx, evidence, &[]).await;
     let diff = unified_diff(&path, &bytes, &new, true);
     Ok((diff, StepStatus::Changed, detail))
 }
@@ -511,7 +525,8 @@ async fn write(ctx: &Ctx<'_>, path: &Path, old: &[u8], new: &[u8]) -> Result<()>
     prune_backups(ctx.host, &dir).await
 }
 
-/// Keeps the newest [`BACKUPS_KEPT`] backups of one container.
+/// Keeps the newest [`BACKUPS_KEPT`] backups of one container, and the oldest one: the
+/// config as it was before the tool first changed it is never pruned.
 async fn prune_backups(host: &dyn Host, dir: &Path) -> Result<()> {
     let entries = match host.read_dir(dir).await {
         Ok(e) => e,
@@ -524,10 +539,10 @@ async fn prune_backups(host: &dyn Host, dir: &Path) -> Result<()> {
         .filter(|n| n.ends_with(".conf"))
         .collect();
     names.sort();
-    if names.len() <= BACKUPS_KEPT {
+    if names.len() <= BACKUPS_KEPT + 1 {
         return Ok(());
     }
-    let old = &names[..names.len() - BACKUPS_KEPT];
+    let old = &names[1..names.len() - BACKUPS_KEPT];
     let mut argv = vec!["rm".to_owned(), "-f".to_owned(), "--".to_owned()];
     argv.extend(
         old.iter()

@@ -61,6 +61,14 @@ pub(crate) async fn load(ctx: &Ctx<'_>) -> Result<Loaded> {
         }
     };
     let doc = Document::parse(&bytes, ctx.target.dialect());
+    if let Some(problem) = not_a_config(&bytes, &doc) {
+        return Err(Error::ConfigGarbled {
+            ct: ctx.ct.to_string(),
+            path,
+            problem,
+            backups: ctx.settings.backup_root.join(ctx.ct.as_str()),
+        });
+    }
     if ctx.target.dialect() == Dialect::Pve {
         if let Some(lock) = doc.main().get("lock") {
             return Err(Error::Locked {
@@ -70,6 +78,52 @@ pub(crate) async fn load(ctx: &Ctx<'_>) -> Result<Loaded> {
         }
     }
     Ok(Loaded { path, bytes, doc })
+}
+
+/// Why `bytes` (parsed as `doc`) cannot be a container config, if it cannot: the rule that
+/// keeps the tool from appending GPU lines to a file a crash zeroed or to something else
+/// copied over a config.
+///
+/// - a NUL byte anywhere: no config holds one; a file zeroed by a crash is all NUL bytes;
+/// - no config line at all (`key: value` on Proxmox, `key = value` on LXC; comments and
+///   blank lines are not config lines): an empty file, or text that is not a config;
+/// - more lines the reader drops (or LXC refuses) than config lines: junk with a few lines
+///   that happen to parse, such as random bytes.
+///
+/// Anything else passes, however odd: CRLF line ends, bytes that are not UTF-8 (a latin-1
+/// description), odd spacing, a few invalid lines (Proxmox warns and skips them; the tool
+/// keeps them byte for byte).
+pub(crate) fn not_a_config(bytes: &[u8], doc: &Document) -> Option<String> {
+    let nuls = bytes.iter().filter(|&&b| b == 0).count();
+    if nuls > 0 {
+        return Some(format!(
+            "it holds {nuls} NUL byte(s), which no config has (a crash may have zeroed it)"
+        ));
+    }
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Some("it is empty".to_owned());
+    }
+    let mut keys = doc.main().entries().len();
+    keys += doc
+        .snapshots()
+        .iter()
+        .map(|s| s.entries().len())
+        .sum::<usize>();
+    keys += doc.pending().map_or(0, |s| s.entries().len());
+    let form = match doc.dialect() {
+        Dialect::Pve => "key: value",
+        Dialect::Lxc => "key = value",
+    };
+    if keys == 0 {
+        return Some(format!("none of its lines is a config line ({form})"));
+    }
+    let junk = doc.invalid_lines().len();
+    if junk > keys {
+        return Some(format!(
+            "{junk} of its lines are not config lines ({form}) and only {keys} are"
+        ));
+    }
+    None
 }
 
 /// On Proxmox, whether the cluster's `/etc/pve/.vmlist` says no container has this id.
@@ -153,4 +207,102 @@ pub(crate) async fn evidence(
         });
     }
     Ok(ev)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn verdict(bytes: &[u8], dialect: Dialect) -> Option<String> {
+        not_a_config(bytes, &Document::parse(bytes, dialect))
+    }
+
+    fn every_file(dir: &str) -> Vec<std::path::PathBuf> {
+        let dir = test_support::testdata::lxc_corpus().join(dir);
+        let mut v: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        v.sort();
+        assert!(!v.is_empty(), "{}", dir.display());
+        v
+    }
+
+    /// Every real config of the corpus (CRLF, latin-1 and UTF-8 descriptions, odd spacing,
+    /// a malformed header, invalid lines) is a config; the one file of comments only (an
+    /// LXC include fragment) is not.
+    #[test]
+    fn the_corpus_is_made_of_configs() {
+        for (dir, dialect) in [
+            ("pve", Dialect::Pve),
+            ("pve_rewrites", Dialect::Pve),
+            ("synthetic", Dialect::Pve),
+            ("plain_lxc", Dialect::Lxc),
+        ] {
+            for f in every_file(dir) {
+                let bytes = std::fs::read(&f).unwrap();
+                let v = verdict(&bytes, dialect);
+                // An include fragment of LXC's, all comments: no container's config.
+                if f.ends_with("lxc-oci.common.conf.in") {
+                    assert!(v.unwrap().contains("none of its lines"));
+                    continue;
+                }
+                assert_eq!(v, None, "{}", f.display());
+            }
+        }
+    }
+
+    #[test]
+    fn the_rule_at_its_edges() {
+        use Dialect::{Lxc, Pve};
+        let ok: &[(&[u8], Dialect)] = &[
+            (b"arch: amd64\n", Pve),
+            (b"arch: amd64", Pve),
+            (b"arch:amd64\r\nhostname:   gpu \r\n", Pve),
+            (b"#caf\xe9 cr\xe8me\narch: amd64\n", Pve),
+            (b"arch: amd64\nthis line is junk\n", Pve),
+            (b"arch: amd64\nmemory: 2048\nj1 j1\nj2 j2\n", Pve),
+            (b"# comment\n\n\narch: amd64\n", Pve),
+            (b"lxc.arch = x86_64\n", Lxc),
+            (b"lxc.arch=x86_64\n", Lxc),
+            (b"\xff\xfe arch: amd64\narch: amd64\n", Pve),
+        ];
+        for (bytes, d) in ok {
+            assert_eq!(
+                verdict(bytes, *d),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(bytes)
+            );
+        }
+        let refused: &[(&[u8], Dialect, &str)] = &[
+            (b"", Pve, "empty"),
+            (b" \n\t\n\r\n", Pve, "empty"),
+            (&[0u8; 1855], Pve, "1855 NUL byte(s)"),
+            (b"arch: amd64\n\0", Pve, "1 NUL byte(s)"),
+            (b"arch: amd64\x00\nmemory: 1\n", Lxc, "NUL"),
+            (b"# only a comment\n", Pve, "none of its lines"),
+            (b"Note: hello\n", Pve, "none of its lines"),
+            (b"arch = amd64\n", Pve, "none of its lines"),
+            (b"lxc.arch: x86_64\n", Lxc, "none of its lines"),
+            (b"arch: amd64\nj1 j1\nj2 j2\n", Pve, "2 of its lines"),
+        ];
+        for (bytes, d, needle) in refused {
+            let v = verdict(bytes, *d)
+                .unwrap_or_else(|| panic!("accepted {:?}", String::from_utf8_lossy(bytes)));
+            assert!(v.contains(needle), "{v:?} lacks {needle:?}");
+        }
+        // Random bytes without a NUL: junk, with perhaps a line that parses by chance.
+        let mut x: u32 = 0x1234_5678;
+        let random: Vec<u8> = (0..1855)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                (x % 255) as u8 + 1
+            })
+            .collect();
+        assert!(verdict(&random, Pve).is_some());
+        assert!(verdict(&random, Lxc).is_some());
+    }
 }

@@ -21,11 +21,11 @@ use crate::finding::Finding;
 /// | [`Internal`](ErrorKind::Internal) | 1 | `Internal`, `Parse`, `Exec` and `PrepareFailed` with another backend error |
 /// | [`BadInput`](ErrorKind::BadInput) | 2 | `BadInput`, `OrchestratorConfig`, `NotLxcConfig`, `NoOrchestratorConfig`, `OrchestratorValue` (and every command-line parse error) |
 /// | [`CtNotFound`](ErrorKind::CtNotFound) | 3 | `CtNotFound`, `Exec` with `ExecError::CtNotFound` |
-/// | [`ConfigMissing`](ErrorKind::ConfigMissing) | 4 | `ConfigUnreadable` |
+/// | [`ConfigMissing`](ErrorKind::ConfigMissing) | 4 | `ConfigUnreadable`, `ConfigGarbled` |
 /// | [`Install`](ErrorKind::Install) | 5 | `Install` |
 /// | [`Restart`](ErrorKind::Restart) | 6 | `Restart` |
 /// | [`Verify`](ErrorKind::Verify) | 7 | `Verify` |
-/// | [`HostPrecondition`](ErrorKind::HostPrecondition) | 8 | `NoDriver`, `GpuNotPresent`, `GpuGone`, `NodeMissing`, `HostUserspaceMissing`, `VersionMismatch`, `PrepareFolderMissing`, `HookscriptInUse`, `Exec` with an SSH error |
+/// | [`HostPrecondition`](ErrorKind::HostPrecondition) | 8 | `NoDriver`, `GpuNotPresent`, `GpuGone`, `NodeMissing`, `HostUserspaceMissing`, `VersionMismatch`, `PrepareFolderMissing`, `HookscriptInUse`, `BadInventory`, `Exec` with an SSH error, a host file that is not a regular file, too large or hangs, a read-only or full file system |
 /// | [`Locked`](ErrorKind::Locked) | 9 | `Locked`, `LockBusy`, `PendingChange`, `Exec` with a lock timeout or conflict |
 /// | [`Drift`](ErrorKind::Drift) | 10 | `Drift` (and `check` finding drift) |
 ///
@@ -150,6 +150,19 @@ pub enum Error {
         #[source]
         source: ExecError,
     },
+    /// The config file holds something that is not a container config (NUL bytes from a
+    /// crash, no config line, more junk than config lines); nothing is changed.
+    #[error("the config of container {ct} at {} is not a container config: {problem}; nothing was changed: restore it from one of the backups in {} (or from a backup of the container)", path.display(), backups.display())]
+    ConfigGarbled {
+        /// The container.
+        ct: String,
+        /// The config path.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: String,
+        /// Where the tool keeps this container's backups.
+        backups: PathBuf,
+    },
     /// The config carries `lock:`.
     #[error("container {ct} is locked ({lock}); wait for the running task or clear it with `pct unlock {ct}`")]
     Locked {
@@ -242,6 +255,16 @@ pub enum Error {
         version: String,
         /// The directories looked in.
         looked_in: Vec<PathBuf>,
+    },
+    /// What the host's driver reports does not hold together: a file cut short or holding
+    /// junk where numbers belong, two GPUs with one device minor, a GPU minor that is another
+    /// node's.
+    #[error("the host's NVIDIA driver information cannot be right: {problem} (in {}); reload the NVIDIA driver or reboot the host, then look at these files", files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", "))]
+    BadInventory {
+        /// What is wrong.
+        problem: String,
+        /// The host files that say so.
+        files: Vec<PathBuf>,
     },
     /// Something the host reported could not be understood.
     #[error("cannot understand {what}: {detail}")]
@@ -367,7 +390,9 @@ impl Error {
             | Error::NodeMissing { .. }
             | Error::VersionMismatch { .. } => ErrorKind::HostPrecondition,
             Error::CtNotFound { .. } => ErrorKind::CtNotFound,
-            Error::ConfigUnreadable { .. } => ErrorKind::ConfigMissing,
+            Error::ConfigUnreadable { .. } | Error::ConfigGarbled { .. } => {
+                ErrorKind::ConfigMissing
+            }
             Error::Locked { .. } | Error::LockBusy { .. } | Error::PendingChange { .. } => {
                 ErrorKind::Locked
             }
@@ -380,12 +405,21 @@ impl Error {
                 ExecError::LockTimeout { .. } | ExecError::Conflict { .. } => ErrorKind::Locked,
                 // A node that cannot be reached (address, host key, authorization).
                 ExecError::Ssh { .. } => ErrorKind::HostPrecondition,
+                // A host file that is not what it must be, or a host that cannot be written.
+                ExecError::NotRegular { .. }
+                | ExecError::TooLarge { .. }
+                | ExecError::ReadTimeout { .. }
+                | ExecError::OutsideRoot { .. }
+                | ExecError::ReadOnly { .. }
+                | ExecError::NoSpace { .. } => ErrorKind::HostPrecondition,
+                ExecError::InvalidDestination { .. } => ErrorKind::BadInput,
                 _ => ErrorKind::Internal,
             },
             Error::PrepareFolderMissing { .. } | Error::HookscriptInUse { .. } => {
                 ErrorKind::HostPrecondition
             }
             Error::GpuGone { .. }
+            | Error::BadInventory { .. }
             | Error::HostUserspaceMissing { .. }
             | Error::NodeUnreachable { .. } => ErrorKind::HostPrecondition,
             Error::Parse { .. } | Error::Internal { .. } => ErrorKind::Internal,

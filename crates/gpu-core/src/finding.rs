@@ -21,6 +21,9 @@ pub enum FindingKind {
     WrongCgroupKey,
     /// The config passes a node the host does not have.
     MissingNode,
+    /// A device node the config passes has other numbers than the driver's now (a node left
+    /// from before a module reload moved its major).
+    StaleNode,
     /// The config passes other GPUs than expected, or GPUs the host lacks.
     WrongGpus,
     /// The config differs from what `apply` would write.
@@ -38,6 +41,7 @@ impl std::fmt::Display for FindingKind {
             FindingKind::PendingChange => "pending change",
             FindingKind::WrongCgroupKey => "wrong cgroup key",
             FindingKind::MissingNode => "missing node",
+            FindingKind::StaleNode => "stale node",
             FindingKind::WrongGpus => "wrong GPUs",
             FindingKind::ConfigDiffers => "config differs",
             FindingKind::DriverMismatch => "driver mismatch",

@@ -235,7 +235,8 @@ where
     F: Fn(I) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = T> + Send + 'static,
 {
-    let sem = Arc::new(Semaphore::new(jobs.max(1)));
+    // A bound above the semaphore's limit would panic; no run has that many items anyway.
+    let sem = Arc::new(Semaphore::new(jobs.clamp(1, Semaphore::MAX_PERMITS)));
     let f = Arc::new(f);
     let n = items.len();
     let mut set = JoinSet::new();
@@ -674,6 +675,14 @@ mod tests {
     }
 
     const EXAMPLE_101: &str = include_str!("../../../examples/h200x2/etc/pve/lxc/101.conf");
+
+    #[tokio::test]
+    async fn any_bound_runs_without_panic() {
+        for jobs in [0, 1, usize::MAX] {
+            let out = run_bounded(vec![1, 2, 3], jobs, |n: u32| async move { n * 2 }).await;
+            assert_eq!(out, vec![Some(2), Some(4), Some(6)], "jobs {jobs}");
+        }
+    }
 
     #[tokio::test]
     async fn selections_resolve_each_container_once() {

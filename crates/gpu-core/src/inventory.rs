@@ -136,11 +136,13 @@ impl Inventory {
         let devices = read_text(host, PROC_DEVICES)
             .await?
             .ok_or_else(|| Error::NoDriver { host: host.name() })?;
+        check_proc_devices(&devices)?;
         let table = ProcDevices::parse(&devices);
         let majors = table
             .majors()
             .ok_or_else(|| Error::NoDriver { host: host.name() })?;
         let gpus = read_gpus(host).await?;
+        check_gpus(&gpus)?;
         let nodes = read_nodes(host, &majors).await?;
         let cgroup = read_cgroup_layout(host).await?;
         let pve_version = read_pve_version(host).await?;
@@ -162,6 +164,22 @@ impl Inventory {
             pve_version,
         };
         Ok((inv, table))
+    }
+
+    /// The device nodes whose numbers are not those the driver has now (`/proc/devices` and
+    /// the fixed minors): a node left from before a module reload that moved a major (the
+    /// uvm major is dynamic). Each with the numbers it should have. Stand-in files under a
+    /// root carry the numbers their names give, so only real nodes can be stale.
+    pub fn stale_nodes(&self) -> Vec<(&DeviceNode, (u32, u32))> {
+        self.nodes
+            .iter()
+            .filter(|n| n.kind == NodeKind::Char)
+            .filter_map(|n| {
+                let rel = n.path.strip_prefix("/dev").ok()?.to_str()?;
+                let want = rdev_from_name(rel, &self.majors)?;
+                (n.rdev != Some(want)).then_some((n, want))
+            })
+            .collect()
     }
 
     /// The node at `path`, if the host has it.
@@ -232,14 +250,113 @@ pub(crate) async fn read_proc_devices(host: &dyn Host) -> Result<ProcDevices> {
 async fn read_driver_version(host: &dyn Host) -> Result<DriverVersion> {
     for path in [SYS_MODULE_VERSION, PROC_DRIVER_VERSION] {
         if let Some(text) = read_text(host, path).await? {
-            return DriverVersion::find_in(&text).ok_or_else(|| Error::Parse {
-                what: path.to_owned(),
-                detail: format!("no driver version in {:?}", text.trim()),
+            return DriverVersion::find_in(&text).ok_or_else(|| Error::BadInventory {
+                problem: format!("it names no driver version: {:?}", clip(text.trim())),
+                files: vec![PathBuf::from(path)],
             });
         }
     }
     Err(Error::NoDriver { host: host.name() })
 }
+
+/// At most 80 characters of `text`, for messages about files that hold junk.
+fn clip(text: &str) -> String {
+    match text.char_indices().nth(80) {
+        Some((i, _)) => format!("{}...", &text[..i]),
+        None => text.to_owned(),
+    }
+}
+
+/// Refuses a `/proc/devices` that is not the kernel's table: no `Character devices:`
+/// section (an empty file), or a character device line that is not `MAJOR NAME` with a
+/// major the kernel can have (0 to 4095).
+fn check_proc_devices(text: &str) -> Result<()> {
+    let bad = |problem: String| Error::BadInventory {
+        problem,
+        files: vec![PathBuf::from(PROC_DEVICES)],
+    };
+    let mut in_chars = false;
+    let mut seen = false;
+    for line in text.lines() {
+        let t = line.trim();
+        if t.eq_ignore_ascii_case("Character devices:") {
+            in_chars = true;
+            seen = true;
+            continue;
+        }
+        if t.ends_with(':') {
+            in_chars = false;
+            continue;
+        }
+        if !in_chars || t.is_empty() {
+            continue;
+        }
+        let mut it = t.split_whitespace();
+        let ok = match (it.next(), it.next(), it.next()) {
+            (Some(num), Some(_), None) => num.parse::<u32>().is_ok_and(|n| n <= 4095),
+            _ => false,
+        };
+        if !ok {
+            return Err(bad(format!(
+                "its line {:?} is not a character device (MAJOR NAME)",
+                clip(t)
+            )));
+        }
+    }
+    if !seen {
+        return Err(bad(if text.trim().is_empty() {
+            "it is empty".to_owned()
+        } else {
+            "it has no \"Character devices:\" section".to_owned()
+        }));
+    }
+    Ok(())
+}
+
+/// Refuses GPUs whose device minors or UUIDs cannot be right: a minor above 253 (254 is
+/// `/dev/nvidia-modeset`'s, 255 `/dev/nvidiactl`'s), two GPUs with one minor or one UUID.
+/// Passing such a GPU would write allow lines for another node, or the same lines twice.
+fn check_gpus(gpus: &[Gpu]) -> Result<()> {
+    let info = |g: &Gpu| PathBuf::from(format!("{PROC_GPUS}/{}/information", g.pci_bus_id));
+    for g in gpus {
+        if g.minor > MAX_GPU_MINOR {
+            let whose = match g.minor {
+                NVIDIACTL_MINOR => ", which is /dev/nvidiactl's",
+                MODESET_MINOR => ", which is /dev/nvidia-modeset's",
+                _ => "",
+            };
+            return Err(Error::BadInventory {
+                problem: format!(
+                    "GPU {} has device minor {}{whose}; GPU minors are 0 to {MAX_GPU_MINOR}",
+                    g.pci_bus_id, g.minor
+                ),
+                files: vec![info(g)],
+            });
+        }
+    }
+    for (i, a) in gpus.iter().enumerate() {
+        for b in &gpus[i + 1..] {
+            let same = if a.minor == b.minor {
+                format!("device minor {}", a.minor)
+            } else if !a.uuid.is_empty() && a.uuid == b.uuid {
+                format!("UUID {}", a.uuid)
+            } else {
+                continue;
+            };
+            return Err(Error::BadInventory {
+                problem: format!(
+                    "GPUs {} and {} have the same {same}",
+                    a.pci_bus_id, b.pci_bus_id
+                ),
+                files: vec![info(a), info(b)],
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The highest device minor of a GPU: 254 and 255 are the modeset and control nodes.
+pub const MAX_GPU_MINOR: u32 = 253;
 
 /// The character-device table of `/proc/devices`: `(major, name)` pairs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -317,18 +434,32 @@ pub(crate) fn parse_gpu_information(bus: &str, text: &str) -> Result<Gpu> {
         };
         let v = v.trim();
         match k.trim() {
-            "Device Minor" => minor = v.parse::<u32>().ok(),
+            "Device Minor" => minor = Some(v),
             "Bus Location" => pci = Some(v.to_owned()),
             "GPU UUID" => uuid = Some(v.to_owned()),
             "Model" => model = Some(v.to_owned()),
             _ => {}
         }
     }
-    let what = format!("{PROC_GPUS}/{bus}/information");
-    let minor = minor.ok_or_else(|| Error::Parse {
-        what: what.clone(),
-        detail: "no numeric Device Minor".into(),
-    })?;
+    let bad = |problem: String| Error::BadInventory {
+        problem,
+        files: vec![PathBuf::from(format!("{PROC_GPUS}/{bus}/information"))],
+    };
+    let minor = match minor {
+        Some(m) => m
+            .parse::<u32>()
+            .map_err(|_| bad(format!("its Device Minor {:?} is not a number", clip(m))))?,
+        None if text.trim().is_empty() => return Err(bad("it is empty".into())),
+        None => return Err(bad("it has no Device Minor line (is it cut short?)".into())),
+    };
+    if let Some(p) = &pci {
+        if pci_key(p).is_none() {
+            return Err(bad(format!(
+                "its Bus Location {:?} is not a PCI bus id",
+                clip(p)
+            )));
+        }
+    }
     Ok(Gpu {
         index: 0,
         minor,

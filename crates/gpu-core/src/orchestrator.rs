@@ -40,8 +40,9 @@ pub struct OrchestratorConfig {
     /// `nvidia_runfile_url` (v2).
     #[serde(default)]
     pub nvidia_runfile_url: Option<String>,
-    /// `lxc_configs`, keyed by CTID.
-    #[serde(default)]
+    /// `lxc_configs`, keyed by CTID. A CTID given twice is refused: the two blocks may
+    /// differ, and JSON readers disagree on which one counts (most keep the last silently).
+    #[serde(default, deserialize_with = "unique_keys")]
     pub lxc_configs: BTreeMap<String, CtConfig>,
 }
 
@@ -84,6 +85,42 @@ impl Features {
             Features::List(l) => l.clone(),
         }
     }
+}
+
+/// `lxc_configs` as a map whose keys are each given once.
+fn unique_keys<'de, D>(d: D) -> std::result::Result<BTreeMap<String, CtConfig>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    use serde::de::{Error as _, MapAccess, Visitor};
+
+    struct Unique;
+
+    impl<'de> Visitor<'de> for Unique {
+        type Value = BTreeMap<String, CtConfig>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an object of container blocks keyed by CTID")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> std::result::Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some((key, block)) = map.next_entry::<String, CtConfig>()? {
+                if out.contains_key(&key) {
+                    return Err(A::Error::custom(format!(
+                        "container {key:?} is given twice in lxc_configs; keep one block for it"
+                    )));
+                }
+                out.insert(key, block);
+            }
+            Ok(out)
+        }
+    }
+
+    d.deserialize_map(Unique)
 }
 
 /// What a JSON document that is not `phoenix_lxc_configs.json` looks like, for the error.
@@ -149,7 +186,9 @@ impl OrchestratorConfig {
                 looks_like: looks_like(&v),
             });
         }
-        serde_json::from_value(v).map_err(|source| Error::OrchestratorConfig { source })
+        // From the bytes again, not from `v`: a `Value` keeps only the last of keys given
+        // twice, and a CTID given twice must be refused.
+        serde_json::from_slice(bytes).map_err(|source| Error::OrchestratorConfig { source })
     }
 
     /// The block of container `ctid`.
@@ -289,6 +328,25 @@ mod tests {
         ] {
             let e = OrchestratorConfig::parse(json).unwrap_err().to_string();
             assert!(e.contains(looks), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_container_given_twice_is_refused() {
+        let e = OrchestratorConfig::parse(
+            br#"{"lxc_configs": {"101": {"gpu_assignment": "0"}, "102": {}, "101": {"gpu_assignment": "1"}}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::BadInput);
+        let text = crate::error::chain(&e);
+        assert!(text.contains(r#"container "101" is given twice"#), "{text}");
+        // A field given twice in one block, or at the top, is refused too (serde's own rule).
+        for twice in [
+            &br#"{"lxc_configs": {"101": {"gpu_assignment": "0", "gpu_assignment": "1"}}}"#[..],
+            br#"{"nvidia_driver_version": "580.1", "nvidia_driver_version": "570.1", "lxc_configs": {}}"#,
+        ] {
+            let e = OrchestratorConfig::parse(twice).unwrap_err();
+            assert!(crate::error::chain(&e).contains("duplicate field"), "{e}");
         }
     }
 

@@ -17,7 +17,7 @@
 //! ```
 //! Facts are only added, never removed (a major stays evidence of what the tool may have
 //! written). A line the reader does not understand is skipped: less evidence, never more.
-//! It is written through [`Host::write_file_atomic`] (under `--root` inside the root), under
+//! It is written after the config write it covers (a failed write leaves it as it was), through [`Host::write_file_atomic`] (under `--root` inside the root), under
 //! a lock beside it, and only by operations that write configs (`apply`, `remove`, `sync`,
 //! not their dry runs), never by `check` or `plan`.
 //!

@@ -372,7 +372,7 @@ async fn gpus_none_removes_the_passthrough() {
 }
 
 #[tokio::test]
-async fn keeps_the_last_ten_backups() {
+async fn keeps_the_first_and_the_last_ten_backups() {
     let (_d, host) = host_with_101();
     for i in 0..12 {
         host.put(
@@ -388,9 +388,12 @@ async fn keeps_the_last_ten_backups() {
         .await
         .unwrap();
     let b = backups(&host, "101");
-    assert_eq!(b.len(), BACKUPS_KEPT);
+    assert_eq!(b.len(), BACKUPS_KEPT + 1);
     assert!(b.last().unwrap().starts_with("20"), "{b:?}");
-    assert!(!b.iter().any(|n| n == "20200100T000000.000Z.conf"));
+    // The config before the tool's first change stays; the next oldest go.
+    assert_eq!(b[0], "20200100T000000.000Z.conf");
+    assert!(!b.iter().any(|n| n == "20200100T000000.010Z.conf"), "{b:?}");
+    assert!(!b.iter().any(|n| n == "20200101T000000.001Z.conf"), "{b:?}");
 }
 
 #[tokio::test]

@@ -172,3 +172,130 @@ fn pci_keys() {
     assert_eq!(pci_key("81:00"), None);
     assert_eq!(pci_key("x:00.0"), None);
 }
+
+/// The H200 host with one GPU's `information` file changed by `edit`.
+fn with_gpu_info(edit: impl Fn(&str) -> String) -> (tempfile::TempDir, FsHost) {
+    let (d, host) = FsHost::h200x2();
+    let p = "proc/driver/nvidia/gpus/0000:00:07.0/information";
+    let text = edit(&host.get(p));
+    host.put(p, text);
+    (d, host)
+}
+
+/// Inventory errors: exit 8, with the problem and the host files in the message.
+async fn refused(host: &FsHost, needles: &[&str]) {
+    let e = Inventory::read(host).await.unwrap_err();
+    assert!(matches!(e, Error::BadInventory { .. }), "{e:?}");
+    assert_eq!(e.kind(), ErrorKind::HostPrecondition);
+    let text = e.to_string();
+    for n in needles {
+        assert!(text.contains(n), "{n:?} not in {text}");
+    }
+}
+
+#[tokio::test]
+async fn gpu_minors_that_cannot_be_right_are_refused() {
+    let b0 = "/proc/driver/nvidia/gpus/0000:00:06.0/information";
+    let b1 = "/proc/driver/nvidia/gpus/0000:00:07.0/information";
+    let minor = |m: &str| {
+        let m = m.to_owned();
+        move |t: &str| t.replace("Device Minor: \t 1", &format!("Device Minor: \t {m}"))
+    };
+    let (_d, host) = with_gpu_info(minor("0"));
+    refused(&host, &["the same device minor 0", b0, b1]).await;
+    let (_d, host) = with_gpu_info(minor("255"));
+    refused(&host, &["device minor 255, which is /dev/nvidiactl's", b1]).await;
+    let (_d, host) = with_gpu_info(minor("254"));
+    refused(&host, &["device minor 254, which is /dev/nvidia-modeset's"]).await;
+    let (_d, host) = with_gpu_info(minor("300"));
+    refused(&host, &["device minor 300; GPU minors are 0 to 253"]).await;
+    // 253 is a GPU's.
+    let (_d, host) = with_gpu_info(minor("253"));
+    assert_eq!(Inventory::read(&host).await.unwrap().gpus[1].minor, 253);
+}
+
+#[tokio::test]
+async fn gpu_information_that_is_junk_or_cut_short_is_refused() {
+    let (_d, host) = with_gpu_info(|t| t.replace("Device Minor: \t 1", "Device Minor: \t one"));
+    refused(&host, &["its Device Minor \"one\" is not a number"]).await;
+    let (_d, host) = with_gpu_info(|t| t.replace("Device Minor: \t 1", "Device Minor: \t -1"));
+    refused(&host, &["is not a number"]).await;
+    let (_d, host) = with_gpu_info(|t| t[..t.find("Device Minor").unwrap()].to_owned());
+    refused(&host, &["no Device Minor line (is it cut short?)"]).await;
+    let (_d, host) = with_gpu_info(|_| String::new());
+    refused(&host, &["it is empty", "0000:00:07.0/information"]).await;
+    let (_d, host) = with_gpu_info(|t| t.replace("0000:00:07.0", "zz:zz"));
+    refused(&host, &["Bus Location \"zz:zz\" is not a PCI bus id"]).await;
+    let (_d, host) = with_gpu_info(|t| {
+        let uuid = "GPU-7fc3e24c-6572-362c-3b22-0d1167fae655";
+        t.replace(uuid, "GPU-8ec68ad8-ed9b-8b4b-3e1f-0a019c95b836")
+    });
+    refused(&host, &["the same UUID GPU-8ec68ad8"]).await;
+}
+
+#[tokio::test]
+async fn a_proc_devices_that_is_not_the_kernels_is_refused() {
+    for (text, needle) in [
+        ("", "it is empty"),
+        ("\n\n", "it is empty"),
+        (
+            "Block devices:\n8 sd\n",
+            "no \"Character devices:\" section",
+        ),
+        (
+            "Character devices:\n195 nvidia\nabc nvidia-uvm\n",
+            "\"abc nvidia-uvm\"",
+        ),
+        (
+            "Character devices:\n195 nvidia\n99999 nvidia-uvm\n",
+            "\"99999 nvidia-uvm\"",
+        ),
+        ("Character devices:\n195\n", "\"195\""),
+        (
+            "Character devices:\n195 nvidia extra\n",
+            "is not a character device",
+        ),
+    ] {
+        let (_d, host) = FsHost::h200x2();
+        host.put("/proc/devices", text);
+        refused(&host, &[needle, "/proc/devices"]).await;
+    }
+}
+
+#[tokio::test]
+async fn a_driver_version_file_of_junk_is_refused() {
+    let (_d, host) = FsHost::h200x2();
+    host.put("/sys/module/nvidia/version", "\u{0}\u{0}garbage\n");
+    refused(
+        &host,
+        &["names no driver version", "/sys/module/nvidia/version"],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_node_left_from_before_a_module_reload_is_stale() {
+    let mut nodes = test_support::testdata::h200x2_dev();
+    let (_d, host) = FsHost::h200x2();
+    let host = host.with_char_devices(&nodes);
+    let inv = Inventory::read(&host).await.unwrap();
+    assert!(inv.stale_nodes().is_empty(), "{:?}", inv.stale_nodes());
+    // The uvm major was 237 before a reload; /proc/devices says 238 now.
+    for n in &mut nodes {
+        if n.path == "/dev/nvidia-uvm" {
+            n.rdev = Some((237, 0));
+        }
+    }
+    let (_d, host) = FsHost::h200x2();
+    let host = host.with_char_devices(&nodes);
+    let inv = Inventory::read(&host).await.unwrap();
+    let stale: Vec<_> = inv
+        .stale_nodes()
+        .into_iter()
+        .map(|(n, want)| (n.path.display().to_string(), n.rdev, want))
+        .collect();
+    assert_eq!(
+        stale,
+        vec![("/dev/nvidia-uvm".to_owned(), Some((237, 0)), (238, 0))]
+    );
+}
