@@ -1032,7 +1032,7 @@ impl Host for SshHost {
         Ok(bytes)
     }
 
-    /// All the files in one session ([`READ_MANY_SCRIPT`]), each answered as
+    /// All the files in one session (`READ_MANY_SCRIPT`), each answered as
     /// [`read_file`](Host::read_file) answers it: the same checks on the node, the same errors
     /// for the same exit codes; a file whose read failed otherwise is read again on its own, so
     /// that its error is `read_file`'s own.
