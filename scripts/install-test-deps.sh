@@ -20,3 +20,8 @@ apt-get install -y -qq --no-install-recommends \
   zsh fish logrotate strace \
   >/dev/null
 mkdir -p /run/sshd
+# Unprivileged test containers map their ids to 100000.. as Proxmox VE does; LXC maps them with
+# newuidmap/newgidmap, which allow only root's subordinate ranges.
+for f in /etc/subuid /etc/subgid; do
+  grep -qs '^root:100000:65536$' "$f" || echo 'root:100000:65536' >>"$f"
+done

@@ -30,6 +30,7 @@ if [ -n "$smi" ]; then
     in_ct nvidia-smi --version 2>/dev/null | sed -n 's/^NVIDIA-SMI version *:/smi_version=/p'
 fi
 # 8. the userspace libraries
+# shellcheck disable=SC2016 # the container's sh expands them
 in_ct sh -c 'for d in /usr/lib/x86_64-linux-gnu /lib/x86_64-linux-gnu /usr/lib64 /usr/lib /lib64 /lib /usr/local/nvidia/lib64 /usr/local/lib; do ls "$d"/libnvidia-ml.so.* "$d"/libcuda.so.* 2>/dev/null; done' | sed 's/^/lib=/'
 # 9. what ldconfig knows
 in_ct sh -c 'command -v ldconfig >/dev/null && ldconfig -p' 2>/dev/null | awk '$1=="libcuda.so.1"||$1=="libnvidia-ml.so.1" {print "ldconfig=" $1 " " $NF}'

@@ -188,7 +188,15 @@ fn cluster_apply_and_check_over_ssh() {
             .find(|s| s["name"] == "verify")
             .unwrap()
             .clone();
-        assert_eq!(verify["status"], "ok", "{row:#}");
+        // The first verification puts the tool's gpu-check into the container: a change.
+        assert_eq!(verify["status"], "changed", "{row:#}");
+        assert!(
+            verify["detail"]
+                .as_str()
+                .unwrap()
+                .ends_with("; gpu-check put in place"),
+            "{row:#}"
+        );
     }
     assert!(
         rows[3]["report"]["error"]["message"]

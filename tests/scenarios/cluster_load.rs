@@ -24,11 +24,16 @@ use test_support::{have, sshd_available, Sshd};
 /// The real `pct status CTID` prints `status: running` or `status: stopped` and exits 0 (an
 /// unknown CTID: exit 2), and takes about half a second (it asks the cluster's API). This one
 /// sleeps 0.5 s, appends `status CTID` to `pct.log` beside it, and says `status: stopped`, so
-/// that `check` reads the container's state but runs nothing inside it. A CTID listed in
-/// `hold` beside it instead waits (for a node that goes down while it answers). Anything
-/// other than `status CTID` is refused with exit 64.
+/// that `check` reads the container's state but runs nothing inside it. `pct exec CTID --
+/// ...` on a stopped container fails (the real one dies saying the container is not running,
+/// exit 255); `check` tries its probe first and asks the state when it fails, so this one
+/// answers that way. A CTID listed in `hold` beside it instead waits in `status` (for a node
+/// that goes down while it answers). Any other argv is refused with exit 64.
 const PCT_STATUS_STANDIN: &str = r#"#!/bin/sh
 here=$(dirname -- "$0")
+if [ "$#" -ge 4 ] && [ "$1" = exec ] && [ "$3" = -- ]; then
+    echo "container '$2' not running!" >&2; exit 255
+fi
 [ "$#" -eq 2 ] && [ "$1" = status ] || { echo "pct-status-standin: unexpected argv: $*" >&2; exit 64; }
 echo "status $2" >> "$here/pct.log"
 if grep -qx -- "$2" "$here/hold" 2>/dev/null; then exec sleep 600; fi

@@ -155,7 +155,14 @@ fn fleet_apply_check_and_sync_on_real_containers() {
         assert_eq!(row["node"], "localhost");
         let c = &row["report"]["counters"];
         assert_eq!(c["config_writes"], 1, "{row:#}");
-        assert_eq!(c["restarts"], if *running { 1 } else { 0 }, "{row:#}");
+        // A running container gets its GPUs live (devices only), a stopped one at its start.
+        assert_eq!(c["restarts"], 0, "{row:#}");
+        let by = &row["report"]["activation"]["by"];
+        if *running {
+            assert_eq!(by, "live", "{row:#}");
+        } else {
+            assert!(by.is_null(), "{row:#}");
+        }
         let ct = cts.iter().find(|c| c.name == row["ct"]).unwrap();
         let text = config(ct);
         for m in *minors {
@@ -175,7 +182,15 @@ fn fleet_apply_check_and_sync_on_real_containers() {
         let steps = row["report"]["steps"].as_array().unwrap();
         let verify = steps.iter().find(|s| s["name"] == "verify").unwrap();
         if *running {
-            assert_eq!(verify["status"], "ok", "{row:#}");
+            // The first verification puts the tool's gpu-check into the container: a change.
+            assert_eq!(verify["status"], "changed", "{row:#}");
+            assert!(
+                verify["detail"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with("; gpu-check put in place"),
+                "{row:#}"
+            );
         } else {
             assert_eq!(verify["status"], "skipped", "{row:#}");
         }
@@ -202,11 +217,11 @@ fn fleet_apply_check_and_sync_on_real_containers() {
         let c = &row["report"]["counters"];
         assert_eq!(c["config_writes"], 0);
         assert_eq!(c["restarts"], 0);
-        assert_eq!(
-            c["container_execs"],
-            if *running { 1 } else { 0 },
-            "{row:#}"
-        );
+        // One probe each: a running container answers it; a stopped one cannot be entered,
+        // and then its state is asked (the probe is tried first: a converged running
+        // container costs the one exec and no state question).
+        assert_eq!(c["container_execs"], 1, "{row:#}");
+        assert_eq!(c["host_commands"], if *running { 1 } else { 2 }, "{row:#}");
     }
 
     // Several CTIDs, one of them missing: that row fails (4), the other still runs; the

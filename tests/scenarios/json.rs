@@ -206,7 +206,8 @@ fn run_case(c: &Case, json: bool) -> Run {
     h.run(&args)
 }
 
-fn schema() -> (boon::Schemas, boon::SchemaIndex) {
+/// The compiled schema (also used by `live.rs` on the reports of live changes).
+pub fn schema() -> (boon::Schemas, boon::SchemaIndex) {
     let mut schemas = boon::Schemas::new();
     let mut compiler = boon::Compiler::new();
     let idx = compiler

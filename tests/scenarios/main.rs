@@ -1,5 +1,7 @@
 //! Scenarios through the `phoenix-gpu` binary against a copy of the captured H200 host.
 
+mod gpu_host;
+mod live;
 mod real_lxc;
 mod util;
 
@@ -519,6 +521,12 @@ fn bad_inputs() {
             vec![],
             2,
             "invalid value 'soon'",
+        ),
+        (
+            vec!["apply", "101", "--gpus", "1", "--restart", "--no-restart"],
+            vec![],
+            2,
+            "cannot be used with",
         ),
         (
             vec!["apply", "101", "--gpus", "1", "--mode", "dev"],

@@ -38,7 +38,8 @@ pub fn jobs(n: u32) -> Result<NonZeroUsize, CliError> {
     })
 }
 
-/// A restart policy; `--restart-timeout` is at least 1 second.
+/// A restart policy (`--no-restart`, `--start`, `--restart-timeout`); `--restart-timeout` is
+/// at least 1 second.
 fn restart(no_restart: bool, start: bool, timeout: u64) -> Result<RestartPolicy, CliError> {
     if timeout == 0 {
         return Err(CliError::flag(
@@ -51,6 +52,7 @@ fn restart(no_restart: bool, start: bool, timeout: u64) -> Result<RestartPolicy,
         no_restart,
         start_if_stopped: start,
         timeout: Duration::from_secs(timeout),
+        ..RestartPolicy::default()
     })
 }
 
@@ -91,7 +93,11 @@ pub fn template(a: &ApplyOpts) -> Result<RequestTemplate, CliError> {
         repo_url: opt("--repo-url", a.repo_url.as_deref())?,
         config_only: a.config_only,
         dry_run: a.dry_run,
-        restart: restart(a.no_restart, a.start, a.restart_timeout)?,
+        restart: RestartPolicy {
+            always: a.restart,
+            take_held: a.force,
+            ..restart(a.no_restart, a.start, a.restart_timeout)?
+        },
         remove_doubtful: a.remove_doubtful,
     })
 }

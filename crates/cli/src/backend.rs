@@ -12,7 +12,7 @@ use exec_backend::{
     ContainerExec, Host, KnownHostsCheck, LocalHost, LxcAttach, Pct, SshHost, SshOptions,
 };
 use gpu_core::cluster::{NodeBackends, NodeConnector};
-use gpu_core::{Error, Input, Target};
+use gpu_core::{BackendHost, Error, Input, Target};
 use tracing::info;
 
 use crate::args;
@@ -58,8 +58,10 @@ fn ssh_options(
     o
 }
 
-/// `pct` on `host` (the stand-in of `--pct-program` in tests).
+/// `pct` on `host` (the stand-in of `--pct-program` in tests); its commands count into the
+/// run they run for.
 fn pct(host: Arc<dyn Host>, program: Option<&PathBuf>) -> Arc<dyn ContainerExec> {
+    let host: Arc<dyn Host> = Arc::new(BackendHost::new(host));
     match program {
         Some(p) => Arc::new(Pct::with_program(host, p.as_os_str())),
         None => Arc::new(Pct::new(host)),
@@ -113,7 +115,10 @@ pub async fn connect(g: &Global) -> Result<Backends, CliError> {
     };
     let cts: Arc<dyn ContainerExec> = match &target {
         Target::Pve => pct(host.clone(), g.pct_program.as_ref()),
-        Target::Lxc { lxcpath } => Arc::new(LxcAttach::with_lxcpath(host.clone(), lxcpath.clone())),
+        Target::Lxc { lxcpath } => Arc::new(LxcAttach::with_lxcpath(
+            Arc::new(BackendHost::new(host.clone())) as Arc<dyn Host>,
+            lxcpath.clone(),
+        )),
     };
     Ok(Backends { host, cts, target })
 }

@@ -132,9 +132,11 @@ pub enum Command {
     /// Prepare this host: device nodes at boot, an optional pre-start check
     #[command(subcommand)]
     Host(HostCommand),
-    /// Run nvidia-smi in the container and check it sees exactly its GPUs
+    /// Check in the container that every passed device node opens, nvidia-smi sees exactly its
+    /// GPUs and CUDA creates a context on each
     Verify(ApplyArgs),
-    /// Take the tool's passthrough entries out of the container's config
+    /// Take the tool's passthrough entries out of the container's config; a running container
+    /// is restarted and what the tool left inside is removed
     Remove(RemoveArgs),
 }
 
@@ -210,9 +212,18 @@ pub struct ApplyOpts {
     /// Stop after the config step
     #[arg(long)]
     pub config_only: bool,
-    /// Never restart the container, even when its config changed
+    /// Never restart the container, even when its config changed (a change of device nodes
+    /// only is still made live in a running container)
     #[arg(long)]
     pub no_restart: bool,
+    /// Restart a running container whose config changed, even when the change could be made
+    /// live
+    #[arg(long, conflicts_with = "no_restart")]
+    pub restart: bool,
+    /// Take GPUs away from a running container even while its processes hold them open (they
+    /// keep their open handles until they exit)
+    #[arg(long)]
+    pub force: bool,
     /// Compute and report, change nothing
     #[arg(long)]
     pub dry_run: bool,

@@ -41,7 +41,7 @@ pub const CODES: &[(u8, &str)] = &[
     ),
     (
         9,
-        "config locked: lock: set, lock not acquired in time, or config changed under us",
+        "config locked (lock: set, lock not acquired in time, config changed under us), or a GPU to take from a running container is held open in it",
     ),
     (10, "check found drift"),
 ];

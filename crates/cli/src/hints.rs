@@ -123,6 +123,7 @@ fn ct_of(e: &Error) -> Option<&str> {
     match e {
         Error::Locked { ct, .. }
         | Error::LockBusy { ct, .. }
+        | Error::DevicesHeld { ct, .. }
         | Error::PendingChange { ct, .. }
         | Error::Install { ct, .. }
         | Error::Restart { ct, .. }
@@ -184,21 +185,26 @@ fn driver_unreachable_hint(ct: &str) -> String {
     )
 }
 
+/// What to do about nvidia-smi failing so.
+fn smi_hint(failure: SmiFailure, ct: &str) -> Option<String> {
+    match failure {
+        SmiFailure::VersionMismatch => Some(mismatch_hint(ct)),
+        SmiFailure::NoPermission => Some(permission_hint(ct)),
+        SmiFailure::DriverUnreachable => Some(driver_unreachable_hint(ct)),
+        SmiFailure::UnknownError => Some(unknown_error_hint(ct)),
+        SmiFailure::LibraryMissing => Some(format!(
+            "the container has nvidia-smi but not libnvidia-ml.so on its loader path: \
+             `phoenix-gpu apply {ct}` installs the userspace (runfile) or runs ldconfig \
+             for the host's libraries (host-libs)"
+        )),
+        _ => None,
+    }
+}
+
 /// What to do about a failed verification.
 fn verify_hint(cause: &VerifyCause, ct: &str) -> Option<String> {
     match cause {
-        VerifyCause::SmiFailed { failure, .. } => match failure {
-            SmiFailure::VersionMismatch => Some(mismatch_hint(ct)),
-            SmiFailure::NoPermission => Some(permission_hint(ct)),
-            SmiFailure::DriverUnreachable => Some(driver_unreachable_hint(ct)),
-            SmiFailure::UnknownError => Some(unknown_error_hint(ct)),
-            SmiFailure::LibraryMissing => Some(format!(
-                "the container has nvidia-smi but not libnvidia-ml.so on its loader path: \
-                 `phoenix-gpu apply {ct}` installs the userspace (runfile) or runs ldconfig \
-                 for the host's libraries (host-libs)"
-            )),
-            _ => None,
-        },
+        VerifyCause::SmiFailed { failure, .. } => smi_hint(*failure, ct),
         VerifyCause::Mismatch { problems } => {
             let version = problems.iter().any(|p| {
                 matches!(
@@ -209,12 +215,24 @@ fn verify_hint(cause: &VerifyCause, ct: &str) -> Option<String> {
             let uvm = problems.iter().any(|p| {
                 matches!(p, VerifyProblem::NodeMissing { path } if path.starts_with("/dev/nvidia-uvm"))
             });
+            let refused = problems
+                .iter()
+                .any(|p| matches!(p, VerifyProblem::NodeRefused { .. }));
+            let smi = problems.iter().find_map(|p| match p {
+                VerifyProblem::Smi { failure, .. } => Some(*failure),
+                _ => None,
+            });
             if version {
                 Some(mismatch_hint(ct))
             } else if uvm {
                 Some(uvm_hint())
+            } else if refused {
+                Some(format!(
+                    "`phoenix-gpu apply {ct}` writes the allow lines this host honours for its \
+                     current majors and restarts the container"
+                ))
             } else {
-                None
+                smi.and_then(|f| smi_hint(f, ct))
             }
         }
         _ => None,
@@ -343,6 +361,11 @@ pub fn hint_in(e: &Error, command: Option<&str>) -> Option<String> {
                 .to_owned(),
             _ => "run again once the other task has finished".to_owned(),
         }),
+        Error::DevicesHeld { ct, .. } => Some(format!(
+            "nothing was changed. Stop the processes and run again; or --force takes the GPUs \
+             away live anyway (the processes keep their open handles until they exit); or \
+             --restart applies the change with a restart of {ct}, which ends them"
+        )),
         Error::Verify { cause, ct } => verify_hint(cause, ct),
         Error::Restart { cause, ct } => match cause {
             RestartCause::DeviceNodeMissing { .. } => Some(format!(
@@ -521,6 +544,18 @@ mod tests {
         }))
         .unwrap();
         assert!(h.contains("nvidia-modprobe -u -c0"), "{h}");
+        let h = hint(&verify(VerifyCause::Mismatch {
+            problems: vec![VerifyProblem::NodeRefused {
+                path: "/dev/nvidia-uvm".into(),
+                rdev: (238, 0),
+                cause: gpu_core::NodeRefusal::StaleMajor {
+                    major: 238,
+                    stale: vec![509],
+                },
+            }],
+        }))
+        .unwrap();
+        assert!(h.contains("phoenix-gpu apply 101"), "{h}");
         let start = ExecError::Failed {
             target: "localhost".into(),
             argv: vec!["pct".into(), "start".into(), "101".into()],
@@ -538,6 +573,53 @@ mod tests {
             hint: "x".into(),
         };
         assert!(hint(&e).unwrap().contains("nvidia-modprobe -m"));
+    }
+
+    #[test]
+    fn a_node_problem_with_nvidia_smi_failing_after_it() {
+        // /dev/nvidiactl missing: the node problem carries no hint of its own, nvidia-smi's
+        // failure (its effect) does.
+        let output = "nvidia-smi (exit code 9): NVIDIA-SMI has failed because it couldn't \
+                      communicate with the NVIDIA driver.";
+        let h = hint(&verify(VerifyCause::Mismatch {
+            problems: vec![
+                VerifyProblem::NodeMissing {
+                    path: "/dev/nvidiactl".into(),
+                },
+                VerifyProblem::Smi {
+                    failure: SmiFailure::classify(output),
+                    output: output.into(),
+                },
+            ],
+        }))
+        .unwrap();
+        assert!(
+            h.contains("cannot reach the driver through /dev/nvidiactl"),
+            "{h}"
+        );
+        // A refused node: the node's hint wins, and reads as one sentence.
+        let h = hint(&verify(VerifyCause::Mismatch {
+            problems: vec![
+                VerifyProblem::NodeRefused {
+                    path: "/dev/nvidiactl".into(),
+                    rdev: (195, 255),
+                    cause: gpu_core::NodeRefusal::NoAllowLine {
+                        major: 195,
+                        minor: 255,
+                    },
+                },
+                VerifyProblem::Smi {
+                    failure: SmiFailure::UnknownError,
+                    output: "nvidia-smi (exit code 255): Unknown Error".into(),
+                },
+            ],
+        }))
+        .unwrap();
+        assert_eq!(
+            h,
+            "`phoenix-gpu apply 101` writes the allow lines this host honours for its current \
+             majors and restarts the container"
+        );
     }
 
     #[test]
@@ -618,6 +700,28 @@ mod tests {
             },
         };
         assert!(hint(&e).unwrap().contains("nothing was written"));
+    }
+
+    #[test]
+    fn a_held_gpu_names_force_and_restart() {
+        let e = Error::DevicesHeld {
+            ct: "101".into(),
+            holders: vec![gpu_core::Holder {
+                pid: 42,
+                comm: "python3".into(),
+                device: "/dev/nvidia0".into(),
+            }],
+        };
+        assert!(e
+            .to_string()
+            .contains("pid 42 (python3) holds /dev/nvidia0"));
+        assert!(
+            !e.to_string().contains("--"),
+            "library messages name no flag"
+        );
+        let h = hint(&e).unwrap();
+        assert!(h.contains("--force") && h.contains("--restart"), "{h}");
+        assert!(h.contains("restart of 101"), "{h}");
     }
 
     #[test]
@@ -863,6 +967,13 @@ mod tests {
             (
                 Error::exec("x", exec(&["pct", "status", "101"])),
                 "--target lxc",
+            ),
+            (
+                Error::DevicesHeld {
+                    ct: "101".into(),
+                    holders: vec![],
+                },
+                "the processes keep their open handles until they exit",
             ),
             (
                 Error::exec(

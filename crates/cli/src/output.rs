@@ -16,7 +16,7 @@ use std::error::Error as StdError;
 use std::io::{self, IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use gpu_core::{Counters, ErrorKind, Event, EventSink, Report, StepReport, StepStatus};
+use gpu_core::{Activation, Counters, ErrorKind, Event, EventSink, Report, StepReport, StepStatus};
 use serde::Serialize;
 use tracing::{debug, info, warn};
 
@@ -99,6 +99,7 @@ pub struct JsonReport<'a> {
     steps: &'a [StepReport],
     counters: &'a Counters,
     config_diff: &'a str,
+    activation: &'a Option<Activation>,
     error: Option<JsonError>,
     duration_ms: u64,
 }
@@ -112,6 +113,7 @@ impl<'a> JsonReport<'a> {
             steps: &report.steps,
             counters: &report.counters,
             config_diff: &report.config_diff,
+            activation: &report.activation,
             error: error.or_else(|| report.error.as_ref().map(JsonError::reported)),
             duration_ms: report.duration_ms,
         }
@@ -419,6 +421,7 @@ mod tests {
             "steps",
             "counters",
             "config_diff",
+            "activation",
             "duration_ms",
         ] {
             assert_eq!(lib[k], cli[k], "{k}");

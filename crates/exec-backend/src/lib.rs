@@ -375,6 +375,36 @@ impl fmt::Display for CtRef {
     }
 }
 
+/// How LXC on a backend's host names a container: what the host's LXC tools (`lxc-info`,
+/// `lxc-cgroup`) take as `-n NAME -P LXCPATH`. A Proxmox VE container is the LXC container named
+/// by its CTID under `/var/lib/lxc`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LxcName {
+    /// The container's LXC name.
+    pub name: String,
+    /// The LXC path as a command run on the host must give it (already [`Host::resolve`]d).
+    pub lxcpath: PathBuf,
+}
+
+impl LxcName {
+    /// `TOOL -n NAME -P LXCPATH ARGS...`, a command for the host.
+    pub fn command<I, S>(&self, tool: &str, args: I) -> Cmd
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        let mut argv: Vec<OsString> = vec![
+            tool.into(),
+            "-n".into(),
+            self.name.clone().into(),
+            "-P".into(),
+            self.lxcpath.clone().into_os_string(),
+        ];
+        argv.extend(args.into_iter().map(Into::into));
+        Cmd::new(argv)
+    }
+}
+
 /// A container's run state.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CtState {
@@ -441,6 +471,14 @@ pub trait ContainerExec: Send + Sync {
 
     /// Stops the container.
     async fn stop(&self, ct: &CtRef) -> Result<(), ExecError>;
+
+    /// How LXC on the backend's host knows `ct`, for work on the running container from the
+    /// host (its init process, its device cgroup) with commands run on that host. `None` (the
+    /// default): the backend does not reach the container through LXC on a host.
+    fn lxc_name(&self, ct: &CtRef) -> Option<LxcName> {
+        let _ = ct;
+        None
+    }
 }
 
 /// Runs `outer`, a wrapper such as `pct exec` or `lxc-attach` around `cmd`, on `host`. A
@@ -532,6 +570,9 @@ macro_rules! forward_backends {
             }
             async fn stop(&self, ct: &CtRef) -> Result<(), ExecError> {
                 (**self).stop(ct).await
+            }
+            fn lxc_name(&self, ct: &CtRef) -> Option<LxcName> {
+                (**self).lxc_name(ct)
             }
         }
     )+};

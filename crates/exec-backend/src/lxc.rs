@@ -9,7 +9,9 @@ use async_trait::async_trait;
 use tracing::{debug, instrument};
 
 use crate::process::BASE_PATH;
-use crate::{Cmd, ContainerExec, CtRef, CtState, ExecError, FileKind, Host, Output, WriteOptions};
+use crate::{
+    Cmd, ContainerExec, CtRef, CtState, ExecError, FileKind, Host, LxcName, Output, WriteOptions,
+};
 
 /// The default LXC path.
 pub const DEFAULT_LXCPATH: &str = "/var/lib/lxc";
@@ -69,17 +71,17 @@ impl<H: Host> LxcAttach<H> {
         format!("CT {ct} on {}", self.host.name())
     }
 
+    /// How the host's LXC tools name `ct`.
+    fn name(&self, ct: &CtRef) -> LxcName {
+        LxcName {
+            name: ct.as_str().to_owned(),
+            lxcpath: self.host.resolve(&self.lxcpath),
+        }
+    }
+
     /// `TOOL -n NAME -P LXCPATH` followed by `rest`.
     fn tool(&self, tool: &str, ct: &CtRef, rest: &[&str]) -> Cmd {
-        let mut argv: Vec<OsString> = vec![
-            tool.into(),
-            "-n".into(),
-            ct.as_str().into(),
-            "-P".into(),
-            self.host.resolve(&self.lxcpath).into_os_string(),
-        ];
-        argv.extend(rest.iter().map(OsString::from));
-        Cmd::new(argv)
+        self.name(ct).command(tool, rest)
     }
 
     /// The `lxc-attach` command for `cmd`.
@@ -345,6 +347,10 @@ impl<H: Host> ContainerExec for LxcAttach<H> {
         self.run_checked(ct, &kill).await?;
         Ok(())
     }
+
+    fn lxc_name(&self, ct: &CtRef) -> Option<LxcName> {
+        self.check_name(ct).ok().map(|()| self.name(ct))
+    }
 }
 
 #[cfg(test)]
@@ -389,5 +395,27 @@ mod tests {
         );
         assert!(lxc.check_name(&CtRef::new("../etc")).is_err());
         assert!(lxc.check_name(&CtRef::new("-x")).is_err());
+    }
+
+    #[test]
+    fn lxc_name_resolves_the_lxcpath() {
+        let tree = tempfile::tempdir().unwrap();
+        let lxc = LxcAttach::with_lxcpath(crate::LocalHost::with_root(tree.path()), "/srv/lxc");
+        let name = lxc.lxc_name(&CtRef::new("c1")).unwrap();
+        assert_eq!(name.lxcpath, tree.path().join("srv/lxc"));
+        assert_eq!(
+            name.command("lxc-cgroup", ["devices.allow", "c 195:1 rwm"])
+                .display_argv(),
+            [
+                "lxc-cgroup",
+                "-n",
+                "c1",
+                "-P",
+                &tree.path().join("srv/lxc").display().to_string(),
+                "devices.allow",
+                "c 195:1 rwm"
+            ]
+        );
+        assert_eq!(lxc.lxc_name(&CtRef::new("../etc")), None);
     }
 }

@@ -10,6 +10,10 @@
 //! - An unknown CTID: `Configuration file 'nodes/NODE/lxc/CTID.conf' does not exist` on stderr,
 //!   exit code 2; this backend turns it into [`ExecError::CtNotFound`].
 //!
+//! A running Proxmox VE container is the LXC container named by its CTID under `/var/lib/lxc`
+//! ([`ContainerExec::lxc_name`]), so the host's `lxc-info -n CTID` and `lxc-cgroup -n CTID`
+//! reach it as they reach any LXC container.
+//!
 //! The states of all containers at once ([`ContainerExec::states`]) are not asked of `pct`:
 //! `pct status` and `pct list` both decide "running" by Proxmox's own test
 //! (`PVE::LXC::list_active_containers`): the container's LXC command socket
@@ -24,8 +28,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tracing::instrument;
 
+use crate::lxc::DEFAULT_LXCPATH;
 use crate::process::BASE_PATH;
-use crate::{Cmd, ContainerExec, CtRef, CtState, CtStates, ExecError, ExitStatus, Host, Output};
+use crate::{
+    Cmd, ContainerExec, CtRef, CtState, CtStates, ExecError, ExitStatus, Host, LxcName, Output,
+};
 
 /// Where the node lists its unix sockets (Proxmox's test of a running container reads it).
 const PROC_NET_UNIX: &str = "/proc/net/unix";
@@ -263,6 +270,14 @@ impl<H: Host> ContainerExec for Pct<H> {
         let cmd = self.pct("stop", ct).timeout(self.lifecycle_timeout);
         self.run_checked(ct, &cmd).await.map(|_| ())
     }
+
+    fn lxc_name(&self, ct: &CtRef) -> Option<LxcName> {
+        self.check_ctid(ct).ok()?;
+        Some(LxcName {
+            name: ct.as_str().to_owned(),
+            lxcpath: self.host.resolve(Path::new(DEFAULT_LXCPATH)),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -345,6 +360,17 @@ mod tests {
             &CtRef::new("10"),
             &out
         ));
+    }
+
+    #[test]
+    fn a_proxmox_container_is_lxc_named_by_its_ctid() {
+        let pct = Pct::new(crate::LocalHost::new());
+        let name = pct.lxc_name(&CtRef::new("101")).unwrap();
+        assert_eq!(
+            name.command("lxc-info", ["-pH"]).display_argv(),
+            ["lxc-info", "-n", "101", "-P", "/var/lib/lxc", "-pH"]
+        );
+        assert_eq!(pct.lxc_name(&CtRef::new("x1")), None);
     }
 
     #[tokio::test]

@@ -26,43 +26,36 @@ enum UserspaceProbe {
     Installed(Option<DriverVersion>),
 }
 
-/// The NVIDIA userspace version in a running container, through the one probe exec. A node
-/// that does not answer is an error (the whole check failed), not a note.
+/// The NVIDIA userspace version in a running container, through the one probe exec. A probe
+/// that answers says the container runs, so its state is asked only when the probe fails
+/// (stopped, starting, unreachable): a running container's check is the one exec, as a
+/// converged `apply` is. A node that does not answer is an error (the whole check failed), not
+/// a note.
 async fn userspace_version(ctx: &Ctx<'_>) -> Result<UserspaceProbe> {
-    match ctx.cts.state(ctx.ct).await {
-        Ok(CtState::Running) => {}
-        Ok(CtState::Stopped) => {
-            return Ok(UserspaceProbe::Skipped("the container is stopped".into()))
-        }
-        Ok(CtState::Other(s)) => {
-            return Ok(UserspaceProbe::Skipped(format!("the container is {s}")))
-        }
-        Err(e @ ExecError::Ssh { .. }) => {
-            return Err(Error::exec(
-                format!("cannot read the state of container {}", ctx.ct),
-                e,
-            ))
-        }
-        Err(e) => {
-            return Ok(UserspaceProbe::Skipped(format!(
-                "cannot read the container's state: {}",
-                chain(&e)
-            )))
-        }
-    }
-    match container::probe(ctx, &[]).await {
-        Ok(p) => Ok(UserspaceProbe::Installed(
-            p.smi_version
-                .or_else(|| p.libs.first().map(|(_, v)| v.clone())),
-        )),
+    let failed = match container::probe(ctx, &[]).await {
+        Ok(p) => return Ok(UserspaceProbe::Installed(p.userspace_version())),
         Err(
             e @ Error::Exec {
                 source: ExecError::Ssh { .. },
                 ..
             },
-        ) => Err(e),
-        Err(e) => Ok(UserspaceProbe::Skipped(format!(
+        ) => return Err(e),
+        Err(e) => e,
+    };
+    match ctx.cts.state(ctx.ct).await {
+        Ok(CtState::Running) => Ok(UserspaceProbe::Skipped(format!(
             "the container probe failed: {}",
+            chain(&failed)
+        ))),
+        Ok(CtState::Stopped) => Ok(UserspaceProbe::Skipped("the container is stopped".into())),
+        Ok(CtState::Other(s)) => Ok(UserspaceProbe::Skipped(format!("the container is {s}"))),
+        Err(e @ ExecError::Ssh { .. }) => Err(Error::exec(
+            format!("cannot read the state of container {}", ctx.ct),
+            e,
+        )),
+        Err(e) => Ok(UserspaceProbe::Skipped(format!(
+            "the container probe failed ({}) and its state cannot be read: {}",
+            chain(&failed),
             chain(&e)
         ))),
     }
@@ -283,6 +276,20 @@ mod tests {
         host.put("/etc/pve/lxc/101.conf", EXAMPLE_101);
         let host = Arc::new(host);
         let mut cts = MockContainerExec::new();
+        // A stopped container: the probe cannot enter it (as `pct exec` fails), its state
+        // says why.
+        cts.expect_exec().returning(|_, cmd| {
+            Err(ExecError::Failed {
+                target: "localhost".into(),
+                argv: cmd
+                    .argv
+                    .iter()
+                    .map(|a| a.to_string_lossy().into_owned())
+                    .collect(),
+                status: exec_backend::ExitStatus::Code(255),
+                stderr_tail: "CT 101 not running".into(),
+            })
+        });
         cts.expect_state().returning(|_| Ok(CtState::Stopped));
         let e = Engine::new(host.clone(), Arc::new(cts), Target::Pve);
         (d, e, host)
@@ -321,7 +328,13 @@ mod tests {
         );
         assert!(r.findings[0].detail.contains("nvidia-uvm is 238 now"));
         assert!(r.doubtful.is_empty());
-        assert!(r.not_checked.iter().any(|n| n.contains("userspace")));
+        assert!(
+            r.not_checked
+                .iter()
+                .any(|n| n == "the userspace version in the container: the container is stopped"),
+            "{:?}",
+            r.not_checked
+        );
     }
 
     #[tokio::test]
@@ -478,7 +491,7 @@ mod tests {
 mod probe_tests {
     use std::sync::Arc;
 
-    use exec_backend::{CtState, MockContainerExec, Output};
+    use exec_backend::{MockContainerExec, Output};
 
     use super::*;
     use crate::engine::Engine;
@@ -494,7 +507,8 @@ mod probe_tests {
             include_str!("../../../examples/h200x2/etc/pve/lxc/101.conf"),
         );
         let mut cts = MockContainerExec::new();
-        cts.expect_state().returning(|_| Ok(CtState::Running));
+        // The probe answering says the container runs: no state is asked.
+        cts.expect_state().times(0);
         cts.expect_exec().times(1).returning(|_, _| {
             Ok(Output::ok(
                 "probe=1\nsmi_path=/usr/bin/nvidia-smi\nsmi_version= 550.127.05\n",

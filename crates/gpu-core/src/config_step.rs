@@ -22,6 +22,7 @@ use crate::current::{self, Current, OwnedLine, Pending, Scan};
 use crate::error::{Error, Input, Result};
 use crate::host_check;
 use crate::host_libs;
+use crate::idmap::IdMap;
 use crate::inventory::{read_text, Gpu, Inventory, MigMinors, MIG_MINORS};
 use crate::passthrough::{self, Evidence, MountEntry, Passes, WantedLine, Wants, Written};
 use crate::report::StepStatus;
@@ -48,6 +49,43 @@ pub struct ConfigOutcome {
     /// strategy open, the one the config shows (`host-libs` when it binds the host's
     /// userspace, else `runfile`).
     pub strategy: Strategy,
+    /// The tool's lines before and after: what a live change of a running container compares.
+    pub(crate) lines: LineChange,
+}
+
+/// One of the tool's lines: its key, its value, and what it passes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ToolLine {
+    /// Its key.
+    pub key: String,
+    /// Its value.
+    pub value: String,
+    /// What it passes.
+    pub passes: Passes,
+}
+
+impl From<&OwnedLine> for ToolLine {
+    fn from(l: &OwnedLine) -> ToolLine {
+        ToolLine {
+            key: l.key.clone(),
+            value: l.value.clone(),
+            passes: l.passes.clone(),
+        }
+    }
+}
+
+/// The tool's lines of a config before and after the change, and the container's id map:
+/// what a live change of a running container works from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct LineChange {
+    /// The tool's lines of the main section as the config was read: what the running
+    /// container was started with.
+    pub before: Vec<ToolLine>,
+    /// The tool's lines the new config gives at the next start (its main section, with the
+    /// pending section applied): what a live change gives the running container now.
+    pub after: Vec<ToolLine>,
+    /// The container's id map.
+    pub idmap: IdMap,
 }
 
 /// The lines the request wants in this config, written as `written`.
@@ -295,6 +333,8 @@ pub(crate) struct Planned {
     pub strategy: Strategy,
     /// The `host-libs` mounts wanted (empty for another strategy), for the node record.
     pub host_libs: Vec<MountEntry>,
+    /// The tool's lines before and after.
+    pub lines: LineChange,
 }
 
 /// What `req` makes of the config `current`: the tool's lines brought to what the request
@@ -330,6 +370,20 @@ pub(crate) async fn planned(
         &wanted,
         req.remove_doubtful,
     )?;
+    let lines = LineChange {
+        before: current
+            .scan
+            .lines
+            .iter()
+            .filter(|l| !l.pending)
+            .map(ToolLine::from)
+            .collect(),
+        after: Scan::of(&doc, &current.evidence)
+            .effective()
+            .map(ToolLine::from)
+            .collect(),
+        idmap: IdMap::of(&loaded.doc, unprivileged),
+    };
     Ok(Planned {
         bytes: doc.to_bytes(),
         removed: edits.removed,
@@ -338,6 +392,7 @@ pub(crate) async fn planned(
         unprivileged,
         strategy,
         host_libs,
+        lines,
     })
 }
 
@@ -359,13 +414,35 @@ pub(crate) async fn read_current(
     current::read(ctx, inv, host_files).await
 }
 
-/// Brings the config's passthrough entries to what `req` asks for.
-pub(crate) async fn apply(
+/// The config as read and as `req` wants it, before anything is written: [`prepare`] makes
+/// it, [`commit`] writes it. In between, the caller may refuse the change (a live change that
+/// would take away a device a process holds).
+pub(crate) struct Prepared {
+    path: PathBuf,
+    bytes: Vec<u8>,
+    evidence: Evidence,
+    plan: Planned,
+}
+
+impl Prepared {
+    /// Whether the config changes.
+    pub fn changed(&self) -> bool {
+        self.plan.bytes != self.bytes
+    }
+
+    /// The tool's lines before and after.
+    pub fn lines(&self) -> &LineChange {
+        &self.plan.lines
+    }
+}
+
+/// Reads the config and computes what `req` makes of it; writes nothing.
+pub(crate) async fn prepare(
     ctx: &Ctx<'_>,
     req: &Request,
     inv: &Inventory,
     gpus: &[Gpu],
-) -> Result<(ConfigOutcome, StepStatus, String)> {
+) -> Result<Prepared> {
     let current = read_current(ctx, Some(req), Some(inv)).await?;
     let plan = planned(ctx, req, inv, gpus, &current).await?;
     // The request left the strategy open: the host check could not judge the version.
@@ -380,6 +457,27 @@ pub(crate) async fn apply(
         loaded, evidence, ..
     } = current;
     let Loaded { path, bytes, .. } = loaded;
+    Ok(Prepared {
+        path,
+        bytes,
+        evidence,
+        plan,
+    })
+}
+
+/// Brings the config's passthrough entries to what `req` asks for: writes the prepared config
+/// (unless it is unchanged or this is a dry run).
+pub(crate) async fn commit(
+    ctx: &Ctx<'_>,
+    req: &Request,
+    prepared: Prepared,
+) -> Result<(ConfigOutcome, StepStatus, String)> {
+    let Prepared {
+        path,
+        bytes,
+        evidence,
+        plan,
+    } = prepared;
     let new = plan.bytes;
     let changed = new != bytes;
     let diff = unified_diff(&path, &bytes, &new, false);
@@ -393,6 +491,7 @@ pub(crate) async fn apply(
         written: false,
         unprivileged: plan.unprivileged,
         strategy: plan.strategy,
+        lines: plan.lines,
     };
     if req.dry_run {
         let status = if changed {

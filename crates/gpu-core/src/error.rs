@@ -26,7 +26,7 @@ use crate::finding::Finding;
 /// | [`Restart`](ErrorKind::Restart) | 6 | `Restart` |
 /// | [`Verify`](ErrorKind::Verify) | 7 | `Verify` |
 /// | [`HostPrecondition`](ErrorKind::HostPrecondition) | 8 | `NoDriver`, `GpuNotPresent`, `GpuGone`, `NodeMissing`, `HostUserspaceMissing`, `VersionMismatch`, `PrepareFolderMissing`, `HookscriptInUse`, `BadInventory`, `Exec` with an SSH error, a host file that is not a regular file, too large or hangs, a read-only or full file system |
-/// | [`Locked`](ErrorKind::Locked) | 9 | `Locked`, `LockBusy`, `PendingChange`, `Exec` with a lock timeout or conflict |
+/// | [`Locked`](ErrorKind::Locked) | 9 | `Locked`, `LockBusy`, `PendingChange`, `DevicesHeld`, `Exec` with a lock timeout or conflict |
 /// | [`Drift`](ErrorKind::Drift) | 10 | `Drift` (and `check` finding drift) |
 ///
 /// ```
@@ -72,8 +72,9 @@ pub enum ErrorKind {
     ///
     /// Exit code 8.
     HostPrecondition,
-    /// The config is locked (`lock:` set, or the lock was not acquired in time), or a pending
-    /// change must be settled first.
+    /// The config is locked (`lock:` set, or the lock was not acquired in time), a pending
+    /// change must be settled first, or a device to take away from a running container is
+    /// busy (held open by a process in it).
     ///
     /// Exit code 9.
     Locked,
@@ -338,6 +339,15 @@ pub enum Error {
         /// The containers, in id order.
         cts: Vec<String>,
     },
+    /// A live change would take devices away from a running container while its processes
+    /// hold them open: they would keep using the devices while new opens fail.
+    #[error("processes in container {ct} hold devices that the change takes away: {}; stop them, or restart the container", holders.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))]
+    DevicesHeld {
+        /// The container.
+        ct: String,
+        /// Who holds what.
+        holders: Vec<Holder>,
+    },
     /// A bug: something that cannot happen did (a task panicked).
     #[error("internal error: {what}; this is a bug")]
     Internal {
@@ -393,9 +403,10 @@ impl Error {
             Error::ConfigUnreadable { .. } | Error::ConfigGarbled { .. } => {
                 ErrorKind::ConfigMissing
             }
-            Error::Locked { .. } | Error::LockBusy { .. } | Error::PendingChange { .. } => {
-                ErrorKind::Locked
-            }
+            Error::Locked { .. }
+            | Error::LockBusy { .. }
+            | Error::PendingChange { .. }
+            | Error::DevicesHeld { .. } => ErrorKind::Locked,
             Error::Install { .. } => ErrorKind::Install,
             Error::Restart { .. } => ErrorKind::Restart,
             Error::Verify { .. } => ErrorKind::Verify,
@@ -432,6 +443,23 @@ impl Error {
             context: context.into(),
             source,
         }
+    }
+}
+
+/// A process in a container that holds a device open.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Holder {
+    /// Its pid, as the container sees it.
+    pub pid: u32,
+    /// Its command name (`/proc/PID/comm`).
+    pub comm: String,
+    /// The device: its node in the container (`/dev/nvidia0`), or `c MAJOR:MINOR`.
+    pub device: String,
+}
+
+impl fmt::Display for Holder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "pid {} ({}) holds {}", self.pid, self.comm, self.device)
     }
 }
 
@@ -806,6 +834,111 @@ pub enum VerifyProblem {
         /// Its GPU minor.
         minor: u32,
     },
+    /// The device cgroup refuses a node (`open` fails with `EPERM`): the uvm case, where
+    /// nvidia-smi works and every CUDA program fails.
+    #[error("{path} ({}:{}) cannot be opened in the container (EPERM: the device cgroup refuses it): {cause}", rdev.0, rdev.1)]
+    NodeRefused {
+        /// The node.
+        path: String,
+        /// Its `(major, minor)` on the host.
+        rdev: (u32, u32),
+        /// What the container's config says about it.
+        cause: NodeRefusal,
+    },
+    /// A node opens to no device (`ENXIO`): no driver serves its numbers.
+    #[error("{path} opens to no device (ENXIO): the host's driver does not serve its numbers")]
+    NodeNoDevice {
+        /// The node.
+        path: String,
+    },
+    /// A node cannot be opened for another reason.
+    #[error("{path} cannot be opened in the container ({errno})")]
+    NodeOpen {
+        /// The node.
+        path: String,
+        /// The errno name gpu-check gave (`EACCES`, ...).
+        errno: String,
+    },
+    /// `libcuda.so.1` cannot be loaded, or is not the driver's.
+    #[error("libcuda.so.1 {}", match error { Some(e) => format!("cannot be loaded in the container: {e}"), None => "in the container lacks the CUDA driver API".to_owned() })]
+    CudaLibrary {
+        /// The loader's error (`None`: it loaded but lacks the functions).
+        error: Option<String>,
+    },
+    /// `cuInit` failed.
+    #[error("CUDA does not initialise in the container (cuInit returned {result}){}", if *nodes_open { " although every passed device node opens; check that the host's nvidia-uvm module is loaded (nvidia-modprobe -u -c0) and that the container's libcuda is the host module's version" } else { "" })]
+    CudaInit {
+        /// The result: `999 CUDA_ERROR_UNKNOWN`.
+        result: String,
+        /// Whether every node opened (else the node problems are the reason).
+        nodes_open: bool,
+    },
+    /// CUDA lists other GPUs than the assigned ones.
+    #[error("CUDA sees [{}], expected [{}]", seen.join(", "), expected.join(", "))]
+    CudaGpus {
+        /// The UUIDs CUDA lists.
+        seen: Vec<String>,
+        /// The UUIDs expected.
+        expected: Vec<String>,
+    },
+    /// nvidia-smi (or NVML) failed as well: the effect of the node problems reported before
+    /// it.
+    #[error("and so {output}")]
+    Smi {
+        /// How it failed, as far as its output tells.
+        failure: SmiFailure,
+        /// Its output on one line, with its exit status.
+        output: String,
+    },
+    /// A context (or the 1 MiB round trip in it) failed on one GPU.
+    #[error("CUDA {what} on device {index} ({uuid}) failed: {result}")]
+    CudaContext {
+        /// The CUDA ordinal.
+        index: u32,
+        /// Its UUID, when known.
+        uuid: String,
+        /// `context creation` or `1 MiB alloc/memset/read-back`.
+        what: &'static str,
+        /// The result.
+        result: String,
+    },
+}
+
+/// What the container's config says about a node the device cgroup refuses: the likely cause.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeRefusal {
+    /// No allow line covers the node's numbers.
+    #[error("the config has no allow line for c {major}:{minor} (nor c {major}:*)")]
+    NoAllowLine {
+        /// The node's major.
+        major: u32,
+        /// Its minor.
+        minor: u32,
+    },
+    /// The allow line is written for the other cgroup version, which this host's LXC ignores.
+    #[error("its allow line uses {key}, which this host's LXC ignores (it honours {honoured})")]
+    WrongCgroupKey {
+        /// The key used.
+        key: String,
+        /// The key the host honours.
+        honoured: String,
+    },
+    /// The config allows a major no driver holds any more (the driver was reloaded and took
+    /// another dynamic major, as nvidia-uvm does after a reboot).
+    #[error("the config allows major {}, which no driver holds now; the node's major is {major} (a stale major after a driver reload or reboot)", stale.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))]
+    StaleMajor {
+        /// The node's major now.
+        major: u32,
+        /// The stale majors the config allows.
+        stale: Vec<u32>,
+    },
+    /// The config allows it: the container still runs with an older config.
+    #[error("the config allows it, so the container runs with an older config; restart it")]
+    NotApplied,
+    /// The config could not be read.
+    #[error("the container's config could not be read to say why")]
+    Unknown,
 }
 
 /// A folder the host preparation writes into.

@@ -17,8 +17,8 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use exec_backend::{
-    Cmd, ContainerExec, CtRef, CtState, CtStates, DirEntry, ExecError, FileMeta, Host, Output,
-    WriteOptions,
+    Cmd, ContainerExec, CtRef, CtState, CtStates, DirEntry, ExecError, FileMeta, Host, LxcName,
+    Output, WriteOptions,
 };
 use futures_util::future::join_all;
 use tokio::sync::OnceCell;
@@ -334,6 +334,10 @@ impl ContainerExec for KnownStates<'_> {
 
     async fn stop(&self, ct: &CtRef) -> std::result::Result<(), ExecError> {
         self.inner.stop(ct).await
+    }
+
+    fn lxc_name(&self, ct: &CtRef) -> Option<LxcName> {
+        self.inner.lxc_name(ct)
     }
 }
 

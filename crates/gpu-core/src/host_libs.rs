@@ -1,8 +1,9 @@
 //! The host's own driver userspace, for the `host-libs` strategy: which host files are
 //! bind-mounted read-only into a container, and where they go.
 //!
-//! Which files: the directories that the host's `ldconfig -p` lists NVIDIA libraries in (or,
-//! when it lists none, the usual driver folders), and in them the regular files named
+//! Which files: the directories that the host's loader cache (`/etc/ld.so.cache`, read as a
+//! file: what `ldconfig -p` prints, without running it) lists NVIDIA libraries in (or, when it
+//! lists none, the usual driver folders), and in them the regular files named
 //! `lib*.so.<module version>`; the driver binaries (`nvidia-smi`, ...) found beside them or in
 //! the usual bin dirs; the firmware folder `/lib/firmware/nvidia/<version>` when present.
 //! Libraries go to `usr/lib/x86_64-linux-gnu/` (the multiarch dir of Debian and Ubuntu),
@@ -13,9 +14,8 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use exec_backend::{Cmd, ExecError, FileKind};
+use exec_backend::{ExecError, FileKind};
 
 use crate::error::{Error, Result};
 use crate::inventory::Inventory;
@@ -32,7 +32,7 @@ pub const BINARIES: &[&str] = &[
     "nvidia-cuda-mps-control",
     "nvidia-cuda-mps-server",
 ];
-/// Where libraries are looked for when `ldconfig -p` lists none.
+/// Where libraries are looked for when the loader cache lists none.
 const FALLBACK_LIB_DIRS: &[&str] = &[
     "/usr/local/nvidia/lib64",
     "/usr/lib/x86_64-linux-gnu",
@@ -138,27 +138,66 @@ pub(crate) async fn mounts(ctx: &Ctx<'_>, inv: &Inventory) -> Result<Vec<MountEn
     Ok(out)
 }
 
-/// The directories `ldconfig -p` on the host lists driver libraries in, in its order.
+/// The host's loader cache.
+const LD_SO_CACHE: &str = "/etc/ld.so.cache";
+
+/// The directories the host's loader cache lists driver libraries in, in its order (empty
+/// when it cannot be read).
 async fn ldconfig_dirs(ctx: &Ctx<'_>) -> Vec<PathBuf> {
-    let cmd = Cmd::new(["ldconfig", "-p"]).timeout(Duration::from_secs(60));
-    match ctx.host.run(&cmd).await {
-        Ok(out) if out.status.success() => parse_ldconfig_dirs(&out.stdout_str()),
-        _ => Vec::new(),
+    match ctx.host.read_file(Path::new(LD_SO_CACHE)).await {
+        Ok(bytes) => dirs_of(&cache_entries(&bytes).unwrap_or_default()),
+        Err(_) => Vec::new(),
     }
 }
 
-/// Parses `ldconfig -p` lines (`\tlibcuda.so.1 (libc6,x86-64) => /usr/lib/libcuda.so.1`).
-pub(crate) fn parse_ldconfig_dirs(text: &str) -> Vec<PathBuf> {
-    let mut dirs: Vec<PathBuf> = Vec::new();
-    for line in text.lines() {
-        let Some((left, path)) = line.split_once("=>") else {
-            continue;
-        };
-        let name = left.split_whitespace().next().unwrap_or_default();
-        if !LIB_PREFIXES.iter().any(|p| name.starts_with(p)) || !left.contains("x86-64") {
+/// The x86-64 entries `(soname, path)` of a glibc loader cache (`ldconfig -p` lists the same):
+/// the new format (`glibc-ld.so.cache1.1`, alone as glibc 2.32 and later write it, or after
+/// the old `ld.so-1.7.0` table). `None` when the bytes are not such a cache.
+pub(crate) fn cache_entries(b: &[u8]) -> Option<Vec<(String, String)>> {
+    const OLD: &[u8] = b"ld.so-1.7.0";
+    const NEW: &[u8] = b"glibc-ld.so.cache1.1";
+    let u32_at =
+        |o: usize| -> Option<u32> { Some(u32::from_le_bytes(b.get(o..o + 4)?.try_into().ok()?)) };
+    let start = if b.starts_with(NEW) {
+        0
+    } else if b.starts_with(OLD) {
+        // The old header (magic, count) and its 12-byte entries, then the new table, 8-aligned.
+        let n = u32_at(12)? as usize;
+        (16 + n * 12).div_ceil(8) * 8
+    } else {
+        return None;
+    };
+    if !b.get(start..)?.starts_with(NEW) {
+        return None;
+    }
+    let n = u32_at(start + 20)? as usize;
+    // Strings are offsets from the start of the new header.
+    let text = |off: u32| -> Option<String> {
+        let from = start + off as usize;
+        let len = b.get(from..)?.iter().position(|c| *c == 0)?;
+        Some(String::from_utf8_lossy(&b[from..from + len]).into_owned())
+    };
+    let mut out = Vec::with_capacity(n.min(4096));
+    for i in 0..n {
+        let e = start + 48 + i * 24;
+        let flags = u32_at(e)?;
+        // FLAG_ELF_LIBC6 (3) with FLAG_X8664_LIB64 (0x0300): "(libc6,x86-64)".
+        if flags & 0xffff != 0x0303 {
             continue;
         }
-        if let Some(dir) = Path::new(path.trim()).parent() {
+        out.push((text(u32_at(e + 4)?)?, text(u32_at(e + 8)?)?));
+    }
+    Some(out)
+}
+
+/// The directories of the driver's libraries among cache entries, in order.
+pub(crate) fn dirs_of(entries: &[(String, String)]) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    for (name, path) in entries {
+        if !LIB_PREFIXES.iter().any(|p| name.starts_with(p)) {
+            continue;
+        }
+        if let Some(dir) = Path::new(path).parent() {
             if dir.is_absolute() && !dirs.iter().any(|d| d == dir) {
                 dirs.push(dir.to_path_buf());
             }
@@ -181,24 +220,95 @@ async fn list(ctx: &Ctx<'_>, dir: &Path) -> Result<Vec<exec_backend::DirEntry>> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::process::Command;
 
+    /// A loader cache written by this machine's `ldconfig` over stub libraries with the
+    /// driver's sonames, read back as `ldconfig -p` lists it.
     #[test]
-    fn ldconfig_dirs_of_the_h200_host() {
-        let path = test_support::testdata::h200x2().join("commands/ldconfig-p-nvidia.txt");
-        let text = std::fs::read_to_string(path).unwrap();
-        let dirs = parse_ldconfig_dirs(&text);
-        assert_eq!(
-            dirs,
-            vec![
-                PathBuf::from("/usr/local/nvidia/lib64"),
-                PathBuf::from("/lib")
-            ]
+    fn reads_the_loader_cache_as_ldconfig_lists_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("nv/lib64"), dir.path().join("lib"));
+        std::fs::create_dir_all(&a).unwrap();
+        std::fs::create_dir_all(&b).unwrap();
+        let c = dir.path().join("stub.c");
+        std::fs::write(&c, "int phoenix_stub(void) { return 0; }\n").unwrap();
+        for (d, name, soname) in [
+            (&a, "libnvidia-ml.so.580.159.04", "libnvidia-ml.so.1"),
+            (&b, "libcuda.so.580.159.04", "libcuda.so.1"),
+            (&b, "libz-stub.so.1.0", "libz-stub.so.1"),
+        ] {
+            let built = Command::new("gcc")
+                .args(["-shared", "-fPIC", &format!("-Wl,-soname,{soname}"), "-o"])
+                .arg(d.join(name))
+                .arg(&c)
+                .status();
+            if !built.is_ok_and(|s| s.success()) {
+                test_support::cannot_run("reads_the_loader_cache_as_ldconfig_lists_it", "gcc");
+                return;
+            }
+        }
+        let conf = dir.path().join("ld.so.conf");
+        std::fs::write(&conf, format!("{}\n{}\n", a.display(), b.display())).unwrap();
+        let cache = dir.path().join("ld.so.cache");
+        let ok = Command::new("ldconfig")
+            .arg("-C")
+            .arg(&cache)
+            .arg("-f")
+            .arg(&conf)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            test_support::cannot_run("reads_the_loader_cache_as_ldconfig_lists_it", "ldconfig");
+            return;
+        }
+        let entries = cache_entries(&std::fs::read(&cache).unwrap()).unwrap();
+        let printed = Command::new("ldconfig")
+            .arg("-p")
+            .arg("-C")
+            .arg(&cache)
+            .output()
+            .unwrap();
+        let printed = String::from_utf8_lossy(&printed.stdout);
+        for (name, path) in &entries {
+            assert!(
+                printed.contains(&format!("{name} (libc6,x86-64) => {path}")),
+                "{printed}"
+            );
+        }
+        assert!(
+            entries.iter().any(|(n, _)| n == "libz-stub.so.1"),
+            "{entries:?}"
         );
+        assert_eq!(dirs_of(&entries), vec![a.clone(), b.clone()]);
     }
 
     #[test]
-    fn ignores_other_libraries_and_noise() {
-        let text = "123 libs found in cache `/etc/ld.so.cache'\n\tlibc.so.6 (libc6,x86-64) => /lib/x86_64-linux-gnu/libc.so.6\n\tlibcuda.so.1 (libc6) => /usr/lib32/libcuda.so.1\n\tlibnvidia-ml.so.1 (libc6,x86-64) => relative/x\ngarbage =>\n";
-        assert!(parse_ldconfig_dirs(text).is_empty());
+    fn anything_else_is_not_a_cache() {
+        assert_eq!(cache_entries(b""), None);
+        assert_eq!(cache_entries(b"glibc-ld.so.cache1.1"), None);
+        assert_eq!(cache_entries(b"ld.so-1.7.0\0\xff\xff\xff\xff"), None);
+        // Five entries announced, the table cut short.
+        let mut truncated = b"glibc-ld.so.cache1.1".to_vec();
+        truncated.extend(5u32.to_le_bytes());
+        truncated.extend([0u8; 48]);
+        assert_eq!(cache_entries(&truncated), None);
+        let entries = vec![
+            (
+                "libc.so.6".to_owned(),
+                "/lib/x86_64-linux-gnu/libc.so.6".to_owned(),
+            ),
+            (
+                "libcuda.so.1".to_owned(),
+                "/usr/local/nvidia/lib64/libcuda.so.1".to_owned(),
+            ),
+            (
+                "libnvidia-ml.so.1".to_owned(),
+                "relative/libnvidia-ml.so.1".to_owned(),
+            ),
+        ];
+        assert_eq!(
+            dirs_of(&entries),
+            vec![PathBuf::from("/usr/local/nvidia/lib64")]
+        );
     }
 }

@@ -80,6 +80,8 @@ pub struct DeviceNode {
     pub rdev: Option<(u32, u32)>,
     /// Permission bits.
     pub mode: u32,
+    /// Owner id (a live change gives the container a node owned as the host's).
+    pub uid: u32,
     /// Group id (for `devN` entries of unprivileged containers).
     pub gid: u32,
 }
@@ -555,6 +557,7 @@ fn node_from(path: String, rel: &str, meta: &FileMeta, majors: &Majors) -> Optio
         kind,
         rdev,
         mode: meta.mode,
+        uid: meta.uid,
         gid: meta.gid,
     })
 }

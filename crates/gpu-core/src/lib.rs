@@ -67,6 +67,7 @@
 // read-back; the steps; the operations of the engine; many containers and the cluster.
 mod error;
 mod finding;
+mod idmap;
 mod inventory;
 mod passthrough;
 mod record;
@@ -101,11 +102,11 @@ pub mod orchestrator;
 
 pub use assignment::CurrentAssignment;
 pub use config_step::{ConfigOutcome, BACKUPS_KEPT};
-pub use counting::{CountingExec, CountingHost, Tally};
+pub use counting::{scope, BackendHost, CountingExec, CountingHost, Tally};
 pub use engine::Engine;
 pub use error::{
-    chain, Error, ErrorKind, Input, InstallCause, PrepareFolder, RestartCause, Result, SmiFailure,
-    VerifyCause, VerifyProblem,
+    chain, Error, ErrorKind, Holder, Input, InstallCause, NodeRefusal, PrepareFolder, RestartCause,
+    Result, SmiFailure, VerifyCause, VerifyProblem,
 };
 pub use finding::{CheckReport, Finding, FindingKind};
 pub use inventory::{
@@ -114,8 +115,8 @@ pub use inventory::{
 };
 pub use passthrough::MountEntry;
 pub use report::{
-    Counters, Event, EventSink, Report, ReportedError, StepName, StepReport, StepStatus,
-    SCHEMA_VERSION,
+    Activation, Counters, Event, EventSink, LiveChange, Report, ReportedError, RestartReason,
+    StepName, StepReport, StepStatus, SCHEMA_VERSION,
 };
 pub use request::{Mode, Request, RequestTemplate, RestartPolicy, RunfileSource, Strategy};
 pub use select::{GpuSelection, Selector};

@@ -585,6 +585,7 @@ mod tests {
             kind: crate::inventory::NodeKind::Char,
             rdev: Some((195, 0)),
             mode,
+            uid: 0,
             gid,
         };
         assert_eq!(

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use crate::error::ErrorKind;
+use crate::error::{ErrorKind, Holder};
 
 /// The version of the JSON contract: the field names and meanings of the serde types here
 /// ([`Report`], [`StepReport`], [`Counters`], [`ReportedError`], [`Event`]) and of the
@@ -92,12 +92,80 @@ pub struct StepReport {
 pub struct Counters {
     /// Commands run inside the container (exec and push).
     pub container_execs: u64,
-    /// Commands run on the host.
+    /// Processes started inside the container: what the probe, the verification and the
+    /// clean-up report (`/proc/sys/kernel/ns_last_pid`), one for any other exec or push.
+    pub container_processes: u64,
+    /// Processes started on the host: the domain's own commands and the container backend's
+    /// (`lxc-attach`, `lxc-info`, `pct`; over SSH each `ssh` client).
     pub host_commands: u64,
     /// Config files written (not the node record).
     pub config_writes: u64,
     /// Container restarts and starts.
     pub restarts: u64,
+}
+
+/// How a running container got its changed config.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "by", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Activation {
+    /// In the running container, without a restart: its device cgroup and its device nodes
+    /// were changed to what the new config gives at a start.
+    Live(LiveChange),
+    /// By restarting the container.
+    Restart {
+        /// Why it could not be changed live.
+        reason: RestartReason,
+        /// The reason in words.
+        detail: String,
+    },
+    /// Not yet: a restart is needed and restarts are off (or this is a dry run); the container
+    /// keeps its old devices until its next restart.
+    Pending {
+        /// Why it could not be changed live.
+        reason: RestartReason,
+        /// The reason in words.
+        detail: String,
+    },
+}
+
+/// What a live change did in a running container.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct LiveChange {
+    /// Device nodes made (or remade with other numbers, mode or owner) inside: `/dev/nvidia1`.
+    pub added: Vec<String>,
+    /// Device nodes taken away inside.
+    pub removed: Vec<String>,
+    /// Device cgroup rules allowed: `c 195:1 rwm`.
+    pub allowed: Vec<String>,
+    /// Device cgroup rules denied.
+    pub denied: Vec<String>,
+    /// Processes that hold a taken device open and were left running (the change was forced):
+    /// they keep their open handles until they exit.
+    pub held: Vec<Holder>,
+}
+
+/// Why a running container is restarted instead of changed live.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum RestartReason {
+    /// The caller asked for a restart.
+    Asked,
+    /// Bind mounts of the host's userspace (`host-libs`) come or go: a running container
+    /// cannot gain or lose a mount entry of its config.
+    HostLibs,
+    /// The MIG capability nodes change (a bind mount of the `/dev/nvidia-caps` directory).
+    Mig,
+    /// The container backend does not reach the container through LXC on its host.
+    NoLxc,
+    /// The container lacks a program the live change runs inside (`mount`, `umount`, `stat`).
+    ContainerTools,
+    /// On a cgroup v1 host, processes of the container sit in nested device cgroups, which an
+    /// allow rule written to the container's cgroup does not reach.
+    NestedCgroupV1,
+    /// The live change was tried and failed.
+    LiveFailed,
 }
 
 /// The error part of a report.
@@ -122,6 +190,9 @@ pub struct Report {
     pub counters: Counters,
     /// The unified diff of the config (empty when it did not change).
     pub config_diff: String,
+    /// How the running container got the changed config (`None`: the config did not change,
+    /// or the container was not running).
+    pub activation: Option<Activation>,
     /// The failure, when the operation failed.
     pub error: Option<ReportedError>,
     /// Wall time in milliseconds.
@@ -137,6 +208,7 @@ impl Report {
             steps: Vec::new(),
             counters: Counters::default(),
             config_diff: String::new(),
+            activation: None,
             error: None,
             duration_ms: 0,
         }

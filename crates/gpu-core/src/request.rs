@@ -44,11 +44,23 @@ pub struct RunfileSource {
     pub sha256: Option<Sha256>,
 }
 
-/// When the container is restarted.
+/// When the container is restarted, and how a running container gets a changed config.
+///
+/// A running container whose change is only in device nodes (another GPU, a GPU added or
+/// taken away, a repaired uvm major) is changed live, without a restart; anything else that a
+/// running container cannot take (bind mounts of the host's userspace coming or going) needs a
+/// restart.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct RestartPolicy {
-    /// Never restart, even when the config changed.
+    /// Never restart, even when the config changed (a live change still happens).
     pub no_restart: bool,
+    /// Restart a running container whose config changed even when the change could be made
+    /// live.
+    pub always: bool,
+    /// Take devices away from a running container even while its processes hold them open;
+    /// they keep their open handles until they exit. Otherwise such a change is refused
+    /// ([`Error::DevicesHeld`]).
+    pub take_held: bool,
     /// Start a stopped container.
     pub start_if_stopped: bool,
     /// How long to wait until it is up.
@@ -59,6 +71,8 @@ impl Default for RestartPolicy {
     fn default() -> RestartPolicy {
         RestartPolicy {
             no_restart: false,
+            always: false,
+            take_held: false,
             start_if_stopped: false,
             timeout: Duration::from_secs(120),
         }

@@ -11,16 +11,18 @@ use std::time::Duration;
 
 use exec_backend::{LocalHost, LxcAttach};
 use gpu_core::{
-    Engine, ErrorKind, Event, EventSink, FindingKind, GpuSelection, Report, Request, Settings,
-    StepName, StepStatus, Strategy, Target,
+    BackendHost, Engine, ErrorKind, Event, EventSink, FindingKind, GpuSelection, Report, Request,
+    Settings, StepName, StepStatus, Strategy, Target,
 };
 use support::{can_run, GpuHost, Server, TestCt, GPUS, VER};
 
 fn engine(gh: &GpuHost) -> Engine {
     let host = gh.host.clone();
+    // The backend's commands (lxc-attach, lxc-info) count into each run, as in the binary.
+    let backend_host: Arc<dyn exec_backend::Host> =
+        Arc::new(BackendHost::new(Arc::new(LocalHost::with_root(gh.root()))));
     let cts = Arc::new(
-        LxcAttach::with_lxcpath(LocalHost::with_root(gh.root()), "/lxc")
-            .lifecycle_timeout(Duration::from_secs(60)),
+        LxcAttach::with_lxcpath(backend_host, "/lxc").lifecycle_timeout(Duration::from_secs(60)),
     );
     Engine::new(
         host,
@@ -97,13 +99,18 @@ async fn runfile_cuda_and_tools_then_converged_then_a_host_upgrade() {
     req.repo_url = Some(repo.parse().unwrap());
     req.tools = vec!["nvtop".parse().unwrap()];
 
-    // First apply: config, restart, install everything, verify.
+    // First apply: config, the GPU given live (a first GPU is a change of device nodes only;
+    // no restart), install everything, verify.
     let r = apply_ok(&e, &req).await;
     for s in &r.steps {
         eprintln!("{:>10} {:?}: {}", s.name.as_str(), s.status, s.detail);
     }
     assert!(r.changed);
-    assert_eq!(r.counters.restarts, 1, "{r:#?}");
+    assert_eq!(r.counters.restarts, 0, "{r:#?}");
+    assert!(
+        matches!(r.activation, Some(gpu_core::Activation::Live(_))),
+        "{r:#?}"
+    );
     for s in [
         StepName::Config,
         StepName::Restart,
@@ -113,9 +120,17 @@ async fn runfile_cuda_and_tools_then_converged_then_a_host_upgrade() {
     ] {
         assert_eq!(status(&r, s), StepStatus::Changed, "{s:?}: {r:#?}");
     }
-    assert_eq!(status(&r, StepName::Verify), StepStatus::Ok);
-    assert!(detail(&r, StepName::Verify).contains(GPUS[1].1), "{r:#?}");
-    assert!(!detail(&r, StepName::Verify).contains(GPUS[0].1));
+    // The verification put gpu-check in place and ran it: the nodes open (stand-ins: ENXIO),
+    // CUDA (the stand-in driver) creates a context on the one GPU.
+    assert_eq!(status(&r, StepName::Verify), StepStatus::Changed);
+    let v = detail(&r, StepName::Verify);
+    assert!(v.contains(GPUS[1].1), "{r:#?}");
+    assert!(!v.contains(GPUS[0].1));
+    assert!(v.contains("4 device node(s) open"), "{v}");
+    assert!(
+        v.contains("CUDA context and 1 MiB round trip on 1 GPU(s)"),
+        "{v}"
+    );
     let (rc, out) = ct.sh("nvidia-smi --query-gpu=index,uuid,driver_version --format=csv,noheader; /usr/local/cuda/bin/nvcc --version; nvtop; ls /root");
     assert_eq!(rc, 0, "{out}");
     assert!(out.contains(&format!("0, {}, {VER}", GPUS[1].1)), "{out}");
@@ -149,6 +164,15 @@ async fn runfile_cuda_and_tools_then_converged_then_a_host_upgrade() {
     assert_eq!(r.counters.restarts, 0);
     assert_eq!(r.counters.config_writes, 0);
     assert_eq!(status(&r, StepName::Verify), StepStatus::Ok);
+    // gpu-check answered through NVML: nvidia-smi did not run in the converged probe.
+    assert!(
+        detail(&r, StepName::Verify).starts_with("NVML lists 1 GPU(s)"),
+        "{r:#?}"
+    );
+    // Inside: the probe's shell, gpu-check and the fork that counts them; on the host: the one
+    // lxc-attach (the probe answering says the container runs; no lxc-info).
+    assert_eq!(r.counters.container_processes, 3, "{r:#?}");
+    assert_eq!(r.counters.host_commands, 1, "{r:#?}");
 
     // The host's module is upgraded: verification sees the old userspace, apply replaces it.
     let new = "580.160.01";
@@ -327,8 +351,13 @@ async fn a_stopped_container_is_started_only_with_start() {
     let r = apply_ok(&e, &req).await;
     assert_eq!(status(&r, StepName::Restart), StepStatus::Changed, "{r:#?}");
     assert_eq!(r.counters.restarts, 1);
-    // Strategy none: the nodes are there as the host's character devices.
-    assert_eq!(status(&r, StepName::Verify), StepStatus::Ok, "{r:#?}");
+    // Strategy none: the nodes are there as the host's character devices, and open (the
+    // verification put gpu-check in place).
+    assert_eq!(status(&r, StepName::Verify), StepStatus::Changed, "{r:#?}");
+    assert!(
+        detail(&r, StepName::Verify).contains("4 device node(s) open"),
+        "{r:#?}"
+    );
     let (_, out) = ct.sh("stat -c '%n %F %t:%T' /dev/nvidia*");
     for want in [
         "/dev/nvidia1 character special file c3:1",
@@ -414,7 +443,7 @@ async fn host_libs_are_mounted_read_only_and_linked() {
         StepStatus::Changed,
         "{r:#?}"
     );
-    assert_eq!(status(&r, StepName::Verify), StepStatus::Ok, "{r:#?}");
+    assert_eq!(status(&r, StepName::Verify), StepStatus::Changed, "{r:#?}");
     assert!(detail(&r, StepName::Verify).contains(GPUS[1].1));
     let cfg = ct.config();
     assert!(
@@ -439,6 +468,62 @@ async fn host_libs_are_mounted_read_only_and_linked() {
     let r = apply_ok(&e, &req).await;
     assert_eq!(r.counters.container_execs, 1, "{r:#?}");
     assert!(!r.changed);
+
+    // The uvm allow line goes (as after a hand edit): nvidia-smi still lists the GPU, CUDA
+    // fails, and verify says which node the device cgroup refuses and why.
+    let cfg = ct.config();
+    let cut: String = cfg
+        .lines()
+        .filter(|l| !(l.contains("devices.allow") && l.contains("c 238:")))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_ne!(cut, cfg);
+    std::fs::write(ct.config_path(), &cut).unwrap();
+    ct.stop();
+    ct.start();
+    let (rc, out) = ct.sh("nvidia-smi --query-gpu=index,uuid,driver_version --format=csv,noheader");
+    assert_eq!(rc, 0, "{out}");
+    assert!(out.contains(GPUS[1].1), "{out}");
+    let f = e.verify(&req).await.unwrap_err();
+    assert_eq!(f.error.kind(), ErrorKind::Verify);
+    let text = gpu_core::chain(&f.error);
+    assert!(
+        text.contains("/dev/nvidia-uvm (238:0) cannot be opened in the container (EPERM: the device cgroup refuses it): the config has no allow line for c 238:0"),
+        "{text}"
+    );
+    assert!(
+        text.contains("cuInit returned 999 CUDA_ERROR_UNKNOWN"),
+        "{text}"
+    );
+    // apply puts the line back and restarts.
+    let r = apply_ok(&e, &req).await;
+    assert_eq!(status(&r, StepName::Restart), StepStatus::Changed, "{r:#?}");
+    assert!(
+        detail(&r, StepName::Verify).contains("CUDA context and 1 MiB round trip on 1 GPU(s)"),
+        "{r:#?}"
+    );
+
+    // remove: the running container restarts without the mounts, and nothing of ours is left
+    // inside: no placeholder, no link to one, no gpu-check.
+    let r = e
+        .remove(&req.ct, false)
+        .await
+        .unwrap_or_else(|f| panic!("{}", f.error));
+    assert_eq!(status(&r, StepName::Restart), StepStatus::Changed, "{r:#?}");
+    assert_eq!(
+        status(&r, StepName::Userspace),
+        StepStatus::Changed,
+        "{r:#?}"
+    );
+    let (_, out) = ct.sh(
+        "ls -la /usr/lib/x86_64-linux-gnu | grep -E 'nvidia|cuda'; ls /usr/bin | grep nvidia; \
+         ldconfig -p | grep -E 'nvidia|cuda'; ls /usr/local/lib/phoenix-gpu; true",
+    );
+    assert!(
+        !out.contains("nvidia") && !out.contains("cuda"),
+        "debris left: {out}"
+    );
+    assert!(out.contains("No such file or directory"), "{out}");
 }
 
 /// `sync` after a host driver upgrade, as the CLI does it: each container's assignment is read
@@ -512,7 +597,7 @@ async fn sync_after_a_driver_upgrade_downloads_the_new_runfile_once() {
 /// device cgroup denying `/dev/nvidiactl`, and no `/dev/nvidiactl` at all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nvidia_smi_failures_are_told_apart() {
-    use gpu_core::{Error, SmiFailure, VerifyCause};
+    use gpu_core::{Error, SmiFailure, VerifyCause, VerifyProblem};
     if !can_run("nvidia_smi_failures_are_told_apart") {
         return;
     }
@@ -557,10 +642,33 @@ async fn nvidia_smi_failures_are_told_apart() {
     assert!(output.starts_with("nvidia-smi (exit code 18): Failed to initialize NVML: Driver/library version mismatch | NVML library version: 580.159"), "{output}");
     ct.sh("rm /etc/standin-nvidia-module-version");
 
+    // Where a node is the cause, verification names it first (gpu-check opens every passed
+    // node) and nvidia-smi's failure follows as its effect.
+    let node_then_smi = |f: gpu_core::Failure| match f.error {
+        Error::Verify {
+            cause: VerifyCause::Mismatch { problems },
+            ..
+        } => {
+            let smi = problems.iter().find_map(|p| match p {
+                VerifyProblem::Smi { failure, output } => Some((*failure, output.clone())),
+                _ => None,
+            });
+            (
+                problems.first().cloned(),
+                smi.expect("nvidia-smi's failure"),
+            )
+        }
+        e => panic!("not a node problem: {}", gpu_core::chain(&e)),
+    };
+
     // The device cgroup denies /dev/nvidiactl (its allow line is gone).
     let (full, denied) = without("c 195:255 rwm");
     restart_with(&denied);
-    let (failure, output) = smi_failure(e.verify(&req).await.unwrap_err());
+    let (node, (failure, output)) = node_then_smi(e.verify(&req).await.unwrap_err());
+    assert!(
+        matches!(&node, Some(VerifyProblem::NodeRefused { path, .. }) if path == "/dev/nvidiactl"),
+        "{node:?}"
+    );
     assert_eq!(failure, SmiFailure::UnknownError, "{output}");
     assert_eq!(
         output,
@@ -570,7 +678,11 @@ async fn nvidia_smi_failures_are_told_apart() {
     // No /dev/nvidiactl in the container (its mount is gone).
     let (_, unmounted) = without("dev/nvidiactl none bind");
     restart_with(&unmounted);
-    let (failure, output) = smi_failure(e.verify(&req).await.unwrap_err());
+    let (node, (failure, output)) = node_then_smi(e.verify(&req).await.unwrap_err());
+    assert!(
+        matches!(&node, Some(VerifyProblem::NodeMissing { path }) if path == "/dev/nvidiactl"),
+        "{node:?}"
+    );
     assert_eq!(failure, SmiFailure::DriverUnreachable, "{output}");
     assert!(output.starts_with("nvidia-smi (exit code 9): NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver. Make sure that the latest NVIDIA driver is installed and running."), "{output}");
 

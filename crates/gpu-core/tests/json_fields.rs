@@ -6,8 +6,8 @@
 use std::collections::BTreeSet;
 
 use gpu_core::{
-    Counters, ErrorKind, Event, Report, ReportedError, StepName, StepReport, StepStatus,
-    SCHEMA_VERSION,
+    Activation, Counters, ErrorKind, Event, Holder, LiveChange, Report, ReportedError,
+    RestartReason, StepName, StepReport, StepStatus, SCHEMA_VERSION,
 };
 use serde_json::{json, Value};
 
@@ -49,6 +49,7 @@ fn report_fields() {
             "steps",
             "counters",
             "config_diff",
+            "activation",
             "error",
             "duration_ms"
         ])
@@ -57,6 +58,73 @@ fn report_fields() {
     assert_eq!(v["error"]["kind"], "host_precondition");
     assert_eq!(
         serde_json::to_value(Report::new("101")).unwrap()["error"],
+        Value::Null
+    );
+}
+
+#[test]
+fn activation_fields_and_values() {
+    let live = Activation::Live(LiveChange {
+        added: vec!["/dev/nvidia1".into()],
+        removed: vec!["/dev/nvidia0".into()],
+        allowed: vec!["c 195:1 rwm".into()],
+        denied: vec!["c 195:0 rwm".into()],
+        held: vec![Holder {
+            pid: 42,
+            comm: "python3".into(),
+            device: "/dev/nvidia0".into(),
+        }],
+    });
+    assert_eq!(
+        serde_json::to_value(&live).unwrap(),
+        json!({
+            "by": "live",
+            "added": ["/dev/nvidia1"],
+            "removed": ["/dev/nvidia0"],
+            "allowed": ["c 195:1 rwm"],
+            "denied": ["c 195:0 rwm"],
+            "held": [{"pid": 42, "comm": "python3", "device": "/dev/nvidia0"}]
+        })
+    );
+    let restart = Activation::Restart {
+        reason: RestartReason::HostLibs,
+        detail: "d".into(),
+    };
+    assert_eq!(
+        serde_json::to_value(&restart).unwrap(),
+        json!({"by": "restart", "reason": "host_libs", "detail": "d"})
+    );
+    let pending = Activation::Pending {
+        reason: RestartReason::Asked,
+        detail: "d".into(),
+    };
+    assert_eq!(serde_json::to_value(&pending).unwrap()["by"], "pending");
+    let reasons: Vec<Value> = [
+        RestartReason::Asked,
+        RestartReason::HostLibs,
+        RestartReason::Mig,
+        RestartReason::NoLxc,
+        RestartReason::ContainerTools,
+        RestartReason::NestedCgroupV1,
+        RestartReason::LiveFailed,
+    ]
+    .iter()
+    .map(|r| serde_json::to_value(r).unwrap())
+    .collect();
+    assert_eq!(
+        reasons,
+        [
+            "asked",
+            "host_libs",
+            "mig",
+            "no_lxc",
+            "container_tools",
+            "nested_cgroup_v1",
+            "live_failed"
+        ]
+    );
+    assert_eq!(
+        serde_json::to_value(Report::new("101")).unwrap()["activation"],
         Value::Null
     );
 }
@@ -115,13 +183,14 @@ fn step_report_fields_and_values() {
 fn counters_fields() {
     let c = Counters {
         container_execs: 1,
+        container_processes: 5,
         host_commands: 2,
         config_writes: 3,
         restarts: 4,
     };
     assert_eq!(
         serde_json::to_value(c).unwrap(),
-        json!({"container_execs": 1, "host_commands": 2, "config_writes": 3, "restarts": 4})
+        json!({"container_execs": 1, "container_processes": 5, "host_commands": 2, "config_writes": 3, "restarts": 4})
     );
 }
 

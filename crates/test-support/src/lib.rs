@@ -43,7 +43,9 @@ pub use fs_host::FsHost;
 pub use host_tree::HostTree;
 pub use lxc::{unique_name, TestCt};
 pub use process::{run_bytes, run_ok};
-pub use require::{cannot_run, have, is_root, lxc_available, sshd_available};
+pub use require::{
+    cannot_run, have, is_root, lxc_available, sshd_available, unprivileged_lxc_available,
+};
 pub use scripted_ct::{CtModel, CtScript, ScriptedCt};
 pub use sshd::{free_port, Sshd};
 pub use testdata::{testdata, DevNode};

@@ -53,16 +53,39 @@ impl TestCt {
     /// A stopped busybox container `name` under `lxcpath`, a directory the caller keeps (for
     /// tests that need a given name or an LXC path inside a host tree).
     pub fn create_at(lxcpath: &Path, name: &str) -> TestCt {
+        TestCt::create_with(lxcpath, name, "")
+    }
+
+    /// An unprivileged busybox container `name` under `lxcpath` (the caller keeps it): root
+    /// inside is uid and gid 100000 on the host, as Proxmox VE maps them
+    /// (`lxc.idmap = u 0 100000 65536`, the same for groups; the template shifts the rootfs).
+    /// Needs root's subordinate ids ([`crate::unprivileged_lxc_available`]), and every
+    /// directory above `lxcpath` searchable by uid 100000.
+    pub fn create_unprivileged_at(lxcpath: &Path, name: &str) -> TestCt {
+        TestCt::create_with(
+            lxcpath,
+            name,
+            "lxc.idmap = u 0 100000 65536\nlxc.idmap = g 0 100000 65536\n",
+        )
+    }
+
+    /// A busybox container with `conf` (config lines) given to `lxc-create -f`.
+    fn create_with(lxcpath: &Path, name: &str, conf: &str) -> TestCt {
         let ct = TestCt {
             name: name.to_owned(),
             lxcpath: lxcpath.to_owned(),
             _tmp: None,
         };
-        run_ok(
-            Command::new("lxc-create")
-                .args(["-t", "busybox", "-n", name, "-P"])
-                .arg(&ct.lxcpath),
-        );
+        let extra = tempfile::NamedTempFile::new().unwrap();
+        let mut create = Command::new("lxc-create");
+        create
+            .args(["-t", "busybox", "-n", name, "-P"])
+            .arg(&ct.lxcpath);
+        if !conf.is_empty() {
+            std::fs::write(extra.path(), conf).unwrap();
+            create.arg("-f").arg(extra.path());
+        }
+        run_ok(&mut create);
         let text = ct.config();
         let mut kept: Vec<&str> = text
             .lines()

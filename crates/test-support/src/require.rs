@@ -84,6 +84,36 @@ pub fn lxc_available(test: &str) -> bool {
         )
 }
 
+/// Whether an `/etc/subuid`-style file gives `root` the ids 100000..=165535.
+fn root_has_subids(text: &str) -> bool {
+    text.lines().any(|l| {
+        let f: Vec<&str> = l.trim().split(':').collect();
+        let (Some(start), Some(count)) = (
+            f.get(1).and_then(|s| s.parse::<u64>().ok()),
+            f.get(2).and_then(|s| s.parse::<u64>().ok()),
+        ) else {
+            return false;
+        };
+        matches!(f[0], "root" | "0") && start <= 100_000 && start + count >= 165_536
+    })
+}
+
+/// What [`lxc_available`] needs, `newuidmap`/`newgidmap` (`uidmap`), and root's subordinate
+/// ids 100000-165535 in `/etc/subuid` and `/etc/subgid` (LXC maps an unprivileged
+/// container's ids through them; `scripts/install-test-deps.sh` adds them).
+pub fn unprivileged_lxc_available(test: &str) -> bool {
+    if !(lxc_available(test) && have(test, &["newuidmap", "newgidmap"])) {
+        return false;
+    }
+    let ok = ["/etc/subuid", "/etc/subgid"]
+        .iter()
+        .all(|f| std::fs::read_to_string(f).is_ok_and(|t| root_has_subids(&t)));
+    ok || cannot_run(
+        test,
+        "root's subordinate ids 100000-165535 in /etc/subuid and /etc/subgid (scripts/install-test-deps.sh adds them)",
+    )
+}
+
 /// Root, `sshd`, `ssh` and `ssh-keygen` (`openssh-server`, `openssh-client`).
 pub fn sshd_available(test: &str) -> bool {
     is_root(test) && have(test, &["/usr/sbin/sshd", "ssh", "ssh-keygen"])
@@ -127,6 +157,15 @@ mod tests {
                 assert!(text.contains("and CI is set"), "{text}");
             }
         }
+    }
+
+    #[test]
+    fn subordinate_id_ranges() {
+        assert!(root_has_subids("root:100000:65536\n"));
+        assert!(root_has_subids("alice:100000:65536\nroot:0:200000\n"));
+        assert!(!root_has_subids("root:100000:1000\n"));
+        assert!(!root_has_subids("alice:100000:65536\n"));
+        assert!(!root_has_subids("root:x:y\n"));
     }
 
     /// Run by the test above in a child process.

@@ -37,12 +37,24 @@ pub struct Inside {
     nodes: BTreeMap<String, (u32, u32)>,
     /// The container's `/dev/nvidia*`: path and numbers.
     pub dev: Vec<(String, (u32, u32))>,
+    /// gpu-check was put in place. This busybox container has no glibc, so it cannot run.
+    pub gpu_check: bool,
 }
 
 impl Inside {
-    /// What the probe (any exec) prints inside the container.
-    fn probe_output(&self) -> String {
+    /// What the probe (any exec) prints inside the container; `mode` is the probe's third
+    /// argument (`install` puts gpu-check in place).
+    fn probe_output(&mut self, mode: Option<&str>) -> String {
         let mut out = String::from("probe=1\nos_id=busybox\narch=x86_64\n");
+        if mode == Some("install") && !self.gpu_check {
+            self.gpu_check = true;
+            out.push_str("gpu_check_installed=1\n");
+        }
+        if self.gpu_check {
+            out.push_str(
+                "gpu_check_present=1\ngpu_check_rc=127\ngpu_check_error=sh: gpu-check: not found\n",
+            );
+        }
         for (path, (major, minor)) in &self.dev {
             out.push_str(&format!("dev={path} c {major:x}:{minor:x}\n"));
         }
@@ -60,7 +72,8 @@ impl CtScript for Inside {
                 stderr_tail: "container is not running".into(),
             });
         }
-        Ok(Output::ok(ct.probe_output()))
+        let mode = cmd.argv.get(6).map(|m| m.to_string_lossy().into_owned());
+        Ok(Output::ok(ct.probe_output(mode.as_deref())))
     }
 
     /// The container takes the config's NVIDIA mount entries as its /dev.
@@ -113,6 +126,7 @@ impl World {
                 .filter_map(|n| Some((n.path.clone(), n.rdev?)))
                 .collect(),
             dev: Vec::new(),
+            gpu_check: false,
         };
         let ct = ScriptedCt::new(CtState::Running, inside)
             .named(CT)

@@ -58,6 +58,35 @@ fn engine(host: &Arc<FsHost>, target: Target) -> Engine {
     })
 }
 
+/// A stopped container: its state says so, and nothing can run inside (`pct exec` fails).
+fn stopped_ct() -> MockContainerExec {
+    let mut cts = MockContainerExec::new();
+    cts.expect_state()
+        .returning(|_| Ok(exec_backend::CtState::Stopped));
+    cts.expect_exec().returning(|_, cmd| {
+        Err(exec_backend::ExecError::Failed {
+            target: "localhost".into(),
+            argv: cmd
+                .argv
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect(),
+            status: exec_backend::ExitStatus::Code(255),
+            stderr_tail: "CT 101 not running".into(),
+        })
+    });
+    cts
+}
+
+/// An engine whose container is stopped (`remove` reads the state; `check` tries its probe,
+/// then reads the state).
+fn stopped_engine(host: &Arc<FsHost>, target: Target) -> Engine {
+    Engine::new(host.clone(), Arc::new(stopped_ct()), target).with_settings(Settings {
+        lock_timeout: std::time::Duration::from_secs(2),
+        ..Settings::default()
+    })
+}
+
 fn request(gpus: &str, mode: Mode) -> Request {
     let mut r = Request::new(
         "101".parse::<CtId>().unwrap(),
@@ -238,7 +267,7 @@ async fn resolved_mount_sources_are_written_recognised_and_removed() {
     assert!(!r.changed, "{}", r.config_diff);
     assert_eq!(host.get(CONF), conf);
     // Without the setting they are still recognised, and replaced by host paths.
-    let plain = engine(&host, Target::Pve);
+    let plain = stopped_engine(&host, Target::Pve);
     let r = plain.apply(&request("1", Mode::Raw)).await.unwrap();
     assert!(r.changed);
     let conf = host.get(CONF);
@@ -336,7 +365,7 @@ async fn missing_config_and_unknown_ct() {
 #[tokio::test]
 async fn remove_takes_out_only_the_tools_lines() {
     let (_d, host) = host_with_101();
-    let r = engine(&host, Target::Pve)
+    let r = stopped_engine(&host, Target::Pve)
         .remove(&"101".parse::<CtId>().unwrap(), false)
         .await
         .unwrap();
@@ -349,7 +378,7 @@ lxc.mount.entry: /dev/net/tun dev/net/tun none bind,create=file
         snapshot_section()
     );
     assert_eq!(host.get(CONF), want);
-    let r = engine(&host, Target::Pve)
+    let r = stopped_engine(&host, Target::Pve)
         .remove(&"101".parse::<CtId>().unwrap(), false)
         .await
         .unwrap();
@@ -488,7 +517,7 @@ lxc.mount.entry: /opt/nvidia-container opt/nvidia-container none bind,optional,c
 ";
     let conf = format!("{BASE}{theirs}lxc.cgroup2.devices.allow: c 195:* rwm\n");
     let (_d, host) = pve_host(&conf);
-    let e = engine(&host, Target::Pve);
+    let e = stopped_engine(&host, Target::Pve);
     let r = e.apply(&request("0", Mode::Raw)).await.unwrap();
     assert!(r.changed);
     let after = host.get(CONF);
@@ -687,7 +716,7 @@ async fn the_strategy_is_read_back_and_host_libs_lines_are_known_by_evidence() {
     let user = "lxc.mount.entry: /opt/nvidia-container opt/nvidia-container none bind,optional,create=dir\nlxc.mount.entry: /srv/libcuda.so.1 usr/lib/x86_64-linux-gnu/libcuda.so.1 none bind,ro,create=file\n";
     let (_d, host) = pve_host(&format!("{BASE}{user}"));
     with_host_libs(&host);
-    let e = engine(&host, Target::Pve);
+    let e = stopped_engine(&host, Target::Pve);
     let mut req = request("1", Mode::Raw);
     req.strategy = Some(Strategy::HostLibs);
     e.apply(&req).await.unwrap();
@@ -700,11 +729,7 @@ async fn the_strategy_is_read_back_and_host_libs_lines_are_known_by_evidence() {
     req.strategy = None;
     let r = e.apply(&req).await.unwrap();
     assert!(!r.changed, "{}", r.config_diff);
-    let mut stopped = MockContainerExec::new();
-    stopped
-        .expect_state()
-        .returning(|_| Ok(exec_backend::CtState::Stopped));
-    let c = Engine::new(host.clone(), Arc::new(stopped), Target::Pve)
+    let c = Engine::new(host.clone(), Arc::new(stopped_ct()), Target::Pve)
         .check(&"101".parse::<CtId>().unwrap(), Some(&req))
         .await
         .unwrap();

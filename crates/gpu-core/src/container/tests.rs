@@ -10,7 +10,7 @@ use std::time::Duration;
 use exec_backend::{Cmd, CtState, ExecError, ExitStatus, Output};
 use test_support::{sha256_hex, CtModel, CtScript, FsHost, HostTree, ScriptedCt, Web};
 
-use super::probe::{SCRIPT, SMI_SCRIPT};
+use super::probe::{CLEANUP_SCRIPT, SCRIPT, VERIFY_SCRIPT};
 use crate::config_step::ConfigOutcome;
 use crate::counting::{CountingExec, CountingHost, Tally};
 use crate::error::{chain, Error, ErrorKind, InstallCause, RestartCause};
@@ -61,6 +61,10 @@ struct CtInner {
     minors_after_start: Vec<u32>,
     minors: Vec<u32>,
     installer_fails: bool,
+    /// gpu-check is in place.
+    gpu_check: bool,
+    /// Empty files left by host-libs mounts.
+    placeholders: Vec<String>,
 }
 
 type FakeCt = ScriptedCt<CtInner>;
@@ -75,6 +79,8 @@ fn fake_ct(state: CtState) -> FakeCt {
             minors_after_start: vec![1],
             minors: vec![],
             installer_fails: false,
+            gpu_check: false,
+            placeholders: vec![],
         },
     )
 }
@@ -86,48 +92,103 @@ fn converged_ct() -> FakeCt {
         s.minors = vec![1];
         s.packages.insert("cuda-toolkit-12-8".into());
         s.packages.insert("nvtop".into());
+        s.gpu_check = true;
     });
     ct
 }
 
 impl CtInner {
-    fn smi_lines(&self) -> String {
+    /// The GPU part (gpu.sh after head.sh): gpu-check's answer where it is in place, else the
+    /// nodes; nvidia-smi where NVML did not answer, or always in verification.
+    fn gpu_lines(&self, gc_args: &str, mode: &str) -> String {
         let mut s = String::new();
-        for m in &self.minors {
-            s.push_str(&format!("dev=/dev/nvidia{m} c c3:{m:x}\n"));
+        let nvml_ok = self.gpu_check && self.userspace.is_some();
+        if self.gpu_check {
+            s.push_str("gpu_check_present=1\ncheck_version=1\narch=x86_64\ndisk_free_kb=9999999\n");
+            for m in &self.minors {
+                s.push_str(&format!("dev=/dev/nvidia{m} c c3:{m:x}\n"));
+            }
+            let words: Vec<&str> = gc_args.split(' ').collect();
+            if let Some(i) = words.iter().position(|w| *w == "--open") {
+                for n in words[i + 1].split(',') {
+                    s.push_str(&format!("node={n} ok\n"));
+                }
+            }
+            if let Some(v) = &self.userspace {
+                s.push_str(&format!(
+                    "loaded=libnvidia-ml.so.1 /usr/lib/x86_64-linux-gnu/libnvidia-ml.so.{v}\n"
+                ));
+                if gc_args.contains("--nvml") {
+                    s.push_str(&format!(
+                        "nvml_lib=ok\nnvml_init=0 Success\nnvml_driver={v}\n"
+                    ));
+                    for (i, m) in self.minors.iter().enumerate() {
+                        s.push_str(&format!(
+                            "nvml_dev{i}_uuid={}\nnvml_dev{i}_minor={m}\n",
+                            uuid(*m)
+                        ));
+                    }
+                }
+                if gc_args.contains("--ctx") {
+                    s.push_str("cuda_lib=ok\ncuda_init=0 CUDA_SUCCESS\n");
+                    for (i, m) in self.minors.iter().enumerate() {
+                        s.push_str(&format!(
+                            "cuda_dev{i}_uuid={}\ncuda_dev{i}_ctx=0 CUDA_SUCCESS\ncuda_dev{i}_mem=0 CUDA_SUCCESS\n",
+                            uuid(*m)
+                        ));
+                    }
+                }
+            } else if gc_args.contains("--nvml") {
+                s.push_str("nvml_lib=missing\n");
+                if gc_args.contains("--ctx") {
+                    s.push_str("cuda_lib=missing\ncuda_lib_error=libcuda.so.1: cannot open shared object file\n");
+                }
+            }
+            s.push_str("check_end=1\n");
+        } else {
+            for m in &self.minors {
+                s.push_str(&format!("dev=/dev/nvidia{m} c c3:{m:x}\n"));
+            }
         }
         if let Some(v) = &self.userspace {
             s.push_str("smi_path=/usr/bin/nvidia-smi\n");
-            for (i, m) in self.minors.iter().enumerate() {
-                s.push_str(&format!("smi={i}, {}, {v}\n", uuid(*m)));
+            if mode != "probe" || !nvml_ok {
+                for (i, m) in self.minors.iter().enumerate() {
+                    s.push_str(&format!("smi={i}, {}, {v}\n", uuid(*m)));
+                }
+                s.push_str("smi_rc=0\n");
             }
-            s.push_str("smi_rc=0\n");
         }
         s
     }
 
-    fn probe(&self, tools: &[String]) -> String {
-        let mut s = format!(
-            "probe=1\nos_id={}\nos_version_id=12\narch=x86_64\ndisk_free_kb=9999999\n",
-            self.os_id
-        );
+    fn probe(&self, gc_args: &str, tools: &[String]) -> String {
+        let mut s = format!("probe=1\nos_id={}\nos_version_id=12\n", self.os_id);
+        if !self.gpu_check {
+            s.push_str("arch=x86_64\ndisk_free_kb=9999999\n");
+        }
         if self.os_id == "debian" {
             s.push_str("apt_get=1\ndpkg=1\n");
         }
         if let Some(v) = &self.userspace {
             s.push_str(&format!(
-                "smi_version={v}\nlib=/usr/lib/x86_64-linux-gnu/libnvidia-ml.so.{v}\n"
+                "lib=/usr/lib/x86_64-linux-gnu/libnvidia-ml.so.{v}\n"
             ));
-            s.push_str(&format!(
-                "ldconfig=libnvidia-ml.so.1 /usr/lib/x86_64-linux-gnu/libnvidia-ml.so.{v}\n"
-            ));
+            if !self.gpu_check {
+                s.push_str(&format!(
+                    "smi_version={v}\nldconfig=libnvidia-ml.so.1 /usr/lib/x86_64-linux-gnu/libnvidia-ml.so.{v}\n"
+                ));
+            }
+        }
+        for p in &self.placeholders {
+            s.push_str(&format!("placeholder={p}\n"));
         }
         for p in &self.packages {
             if p.starts_with("cuda-toolkit-") || tools.contains(p) {
                 s.push_str(&format!("pkg=ii  {p}\n"));
             }
         }
-        s + &self.smi_lines()
+        s + &self.gpu_lines(gc_args, "probe")
     }
 }
 
@@ -138,11 +199,15 @@ fn uuid(minor: u32) -> String {
 impl CtScript for CtInner {
     fn exec(s: &mut CtModel<CtInner>, cmd: &Cmd) -> Result<Output, ExecError> {
         let argv: Vec<String> = cmd.argv.iter().map(text).collect();
-        assert_eq!(
-            s.state,
-            CtState::Running,
-            "exec in a stopped container: {argv:?}"
-        );
+        if s.state != CtState::Running {
+            // As lxc-attach into a stopped container.
+            return Err(ExecError::Failed {
+                target: "scripted container".into(),
+                argv,
+                status: ExitStatus::Code(1),
+                stderr_tail: "lxc-attach: 101: Failed to get init pid".into(),
+            });
+        }
         if argv[0] == "tail" {
             return Ok(out(0, "ERROR: Unable to load the kernel module 'nvidia.ko'\nERROR: Installation has failed.\n", ""));
         }
@@ -150,10 +215,29 @@ impl CtScript for CtInner {
         let script = argv[2].as_str();
         let args = &argv[4..];
         if script == SCRIPT {
-            return Ok(out(0, s.probe(args), ""));
+            assert_eq!(args[2], "probe");
+            return Ok(out(0, s.probe(&args[1], &args[3..]), ""));
         }
-        if script == SMI_SCRIPT {
-            return Ok(out(0, s.smi_lines(), ""));
+        if script == VERIFY_SCRIPT {
+            let mut text = String::from("probe=1\n");
+            if args[2] == "install" && !s.gpu_check {
+                assert!(args[0].starts_with("/usr/local/lib/phoenix-gpu/gpu-check-"));
+                assert_eq!(cmd.stdin.as_deref(), Some(super::gpucheck::BYTES));
+                s.gpu_check = true;
+                text.push_str("gpu_check_installed=1\n");
+            }
+            return Ok(out(0, text + &s.gpu_lines(&args[1], &args[2]), ""));
+        }
+        if script == CLEANUP_SCRIPT {
+            let mut text = String::new();
+            for p in std::mem::take(&mut s.placeholders) {
+                text.push_str(&format!("removed={p}\n"));
+            }
+            if args[1] == "all" && s.gpu_check {
+                s.gpu_check = false;
+                text.push_str("removed=/usr/local/lib/phoenix-gpu/gpu-check-x\n");
+            }
+            return Ok(out(0, text, ""));
         }
         if args.iter().any(|a| a == "--no-kernel-module") {
             let file = args[0].clone();
@@ -302,7 +386,17 @@ impl World {
             ..ConfigOutcome::default()
         };
         let mut run = Run::new(req.ct.as_ct_ref(), &sink);
-        let r = super::converge(&ctx, req, &inv, &gpus, &cfg, &mut run).await;
+        // A changed config is restarted (the live decision is tested in live/).
+        let decision = if changed {
+            super::live::Decision::Restart {
+                reason: crate::report::RestartReason::Asked,
+                detail: "a restart was asked for".into(),
+            }
+        } else {
+            super::live::Decision::Nothing
+        };
+        let decision = (decision, None);
+        let r = super::converge(&ctx, req, &inv, &gpus, &cfg, decision, &mut run).await;
         let mut report = run.report;
         report.counters = tally.counters();
         (r, report)
@@ -356,8 +450,10 @@ async fn a_first_apply_restarts_installs_and_verifies() {
             "{s:?}: {report:#?}"
         );
     }
-    assert_eq!(status(&report, StepName::Verify), StepStatus::Ok);
+    // The verification exec put gpu-check in place.
+    assert_eq!(status(&report, StepName::Verify), StepStatus::Changed);
     ct.with(|s| {
+        assert!(s.gpu_check);
         assert_eq!(s.userspace.as_deref(), Some(VER));
         assert!(s.packages.contains("cuda-toolkit-12-8") && s.packages.contains("nvtop"));
         assert!(
@@ -579,7 +675,7 @@ async fn a_stopped_container_is_started_only_with_start() {
     r.unwrap();
     assert_eq!(report.counters.restarts, 1);
     assert_eq!(status(&report, StepName::Restart), StepStatus::Changed);
-    assert_eq!(status(&report, StepName::Verify), StepStatus::Ok);
+    assert_eq!(status(&report, StepName::Verify), StepStatus::Changed);
 }
 
 #[tokio::test]
@@ -750,4 +846,57 @@ async fn no_gpu_assigned_restarts_for_the_removed_lines_and_installs_nothing() {
             "{s:?}: {report:#?}"
         );
     }
+}
+
+/// A container converged by an earlier version (no gpu-check): one probe, then the
+/// verification exec puts gpu-check in place; the next run is one exec again.
+#[tokio::test]
+async fn gpu_check_is_put_in_place_once() {
+    let w = World::new();
+    let ct = Arc::new(converged_ct());
+    ct.with(|s| s.gpu_check = false);
+    let (r, report) = w.converge(ct.clone(), &request(), false).await;
+    r.unwrap();
+    assert_eq!(report.counters.container_execs, 2, "{report:#?}");
+    assert_eq!(status(&report, StepName::Verify), StepStatus::Changed);
+    let detail = &report.step(StepName::Verify).unwrap().detail;
+    assert!(
+        detail.contains("CUDA context and 1 MiB round trip on 1 GPU(s)"),
+        "{detail}"
+    );
+    assert!(detail.ends_with("gpu-check put in place"), "{detail}");
+    assert!(ct.with(|s| s.gpu_check));
+    let (r, report) = w.converge(ct.clone(), &request(), false).await;
+    r.unwrap();
+    assert_eq!(report.counters.container_execs, 1, "{report:#?}");
+    assert!(!report.changed);
+    let detail = &report.step(StepName::Verify).unwrap().detail;
+    assert!(
+        detail.starts_with("NVML lists 1 GPU(s) [GPU-00000001]"),
+        "{detail}"
+    );
+}
+
+/// Placeholders of host-libs mounts that are gone are removed before the userspace step, so
+/// they never pass for an installed userspace.
+#[tokio::test]
+async fn placeholders_are_removed() {
+    let w = World::new();
+    let ct = Arc::new(converged_ct());
+    ct.with(|s| s.placeholders = vec!["/usr/lib/x86_64-linux-gnu/libcuda.so.550.54.14".into()]);
+    let (r, report) = w.converge(ct.clone(), &request(), false).await;
+    r.unwrap();
+    assert_eq!(status(&report, StepName::Userspace), StepStatus::Changed);
+    let detail = &report.step(StepName::Userspace).unwrap().detail;
+    assert!(detail.starts_with("removed 1 placeholder(s)"), "{detail}");
+    // probe, clean-up, verification
+    assert_eq!(report.counters.container_execs, 3, "{report:#?}");
+    assert!(ct.with(|s| s.placeholders.is_empty()));
+    // A dry run leaves them.
+    ct.with(|s| s.placeholders = vec!["/usr/lib/x86_64-linux-gnu/libcuda.so.1".into()]);
+    let mut req = request();
+    req.dry_run = true;
+    let (r, _) = w.converge(ct.clone(), &req, false).await;
+    r.unwrap();
+    assert!(!ct.with(|s| s.placeholders.is_empty()));
 }

@@ -1,7 +1,7 @@
 //! `apply`: converge one container.
 
 use crate::config_step;
-use crate::container;
+use crate::container::{self, live};
 use crate::error::Result;
 use crate::host_check;
 use crate::report::{Report, StepName};
@@ -11,8 +11,9 @@ use crate::step::{Ctx, Failure, Run, CONFIG_ONLY};
 use super::Engine;
 
 impl Engine {
-    /// Converges one container: host check, config, restart, userspace, CUDA, tools, verify.
-    /// A second run on a converged container is one probe exec and changes nothing.
+    /// Converges one container: host check, config, restart (or a live change of a running
+    /// container's devices), userspace, CUDA, tools, verify. A second run on a converged
+    /// container is one probe exec and changes nothing.
     pub async fn apply(&self, req: &Request) -> std::result::Result<Report, Failure> {
         self.apply_until(req, req.config_only).await
     }
@@ -29,10 +30,11 @@ impl Engine {
         let ct = req.ct.as_ct_ref();
         let ctx = self.ctx(&counted, ct);
         let mut run = self.run(ct);
-        let result = match self.admit(&req.ct) {
-            Ok(()) => steps(&ctx, req, config_only, &mut run).await,
-            Err(e) => Err(e),
-        };
+        let result = crate::counting::scope(counted.tally.clone(), async {
+            self.admit(&req.ct)?;
+            steps(&ctx, req, config_only, &mut run).await
+        })
+        .await;
         run.finish(&counted.tally, result)
     }
 }
@@ -45,8 +47,20 @@ async fn steps(ctx: &Ctx<'_>, req: &Request, config_only: bool, run: &mut Run<'_
             host_check::run(ctx, req, host_check::Then::Apply),
         )
         .await?;
-    let cfg = run
-        .step(StepName::Config, config_step::apply(ctx, req, &inv, &gpus))
+    // How a running container gets the change is decided before the config is written: a
+    // live change that would take away a device a process holds is refused with nothing
+    // written.
+    let (cfg, decision) = run
+        .step(StepName::Config, async {
+            let prepared = config_step::prepare(ctx, req, &inv, &gpus).await?;
+            let decision = if config_only {
+                (live::Decision::Nothing, None)
+            } else {
+                live::decide(ctx, req, &inv, &prepared).await?
+            };
+            let (cfg, status, detail) = config_step::commit(ctx, req, prepared).await?;
+            Ok(((cfg, decision), status, detail))
+        })
         .await?;
     run.report.config_diff = cfg.diff.clone();
     // From here on the strategy is the one the config is written for.
@@ -66,5 +80,5 @@ async fn steps(ctx: &Ctx<'_>, req: &Request, config_only: bool, run: &mut Run<'_
         }
         return Ok(());
     }
-    container::converge(ctx, req, &inv, &gpus, &cfg, run).await
+    container::converge(ctx, req, &inv, &gpus, &cfg, decision, run).await
 }

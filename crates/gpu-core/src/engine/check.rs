@@ -29,7 +29,7 @@ impl Engine {
             ..self.ctx(&counted, ct.as_ct_ref())
         };
         let mut run = self.run(ct.as_ct_ref());
-        let result = async {
+        let result = crate::counting::scope(counted.tally.clone(), async {
             self.admit(ct)?;
             let inv = run
                 .step(StepName::HostCheck, async {
@@ -52,7 +52,7 @@ impl Engine {
                 Ok((r, StepStatus::Ok, detail))
             })
             .await
-        }
+        })
         .await;
         run.finish_with(&counted.tally, result)
             .map(|(report, _)| report)

@@ -55,10 +55,12 @@ impl Engine {
         } else {
             let restart = if !config_changes {
                 "not needed: the config does not change".to_owned()
+            } else if req.restart.always {
+                "apply restarts the container if it runs (as asked)".to_owned()
             } else if req.restart.no_restart {
-                "restarts are off: the new config takes effect at the next start".to_owned()
+                "restarts are off: a running container gets a change of device nodes live, anything else at its next start".to_owned()
             } else {
-                "apply restarts the container if it runs".to_owned()
+                "apply changes a running container's device nodes live, and restarts it when more changes (host-libs mounts, MIG nodes)".to_owned()
             };
             let strategy = match req.strategy {
                 Some(s) => s,

@@ -17,7 +17,7 @@ impl Engine {
         let ct = req.ct.as_ct_ref();
         let ctx = self.ctx(&counted, ct);
         let mut run = self.run(ct);
-        let result = async {
+        let result = crate::counting::scope(counted.tally.clone(), async {
             self.admit(&req.ct)?;
             let (inv, gpus) = run
                 .step(
@@ -40,7 +40,7 @@ impl Engine {
             };
             run.step(StepName::Verify, container::verify(&ctx, req, &inv, &gpus))
                 .await
-        }
+        })
         .await;
         run.finish(&counted.tally, result)
     }

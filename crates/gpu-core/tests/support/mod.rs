@@ -138,20 +138,22 @@ impl GpuHost {
 }
 
 /// `libcuda.so.<v>` (SONAME libcuda.so.1) and `libnvidia-ml.so.<v>` (SONAME libnvidia-ml.so.1)
-/// built with gcc into `dir`.
+/// built with gcc into `dir` from the stand-in driver (`standin-driver.c`: NVML and the CUDA
+/// driver API over the stand-in nodes, the fixture's GPUs).
 pub fn stub_libs(version: &str, dir: &Path) {
-    let src = tempfile::tempdir().unwrap();
-    let c = src.path().join("stub.c");
-    std::fs::write(&c, "int phoenix_stub(void) { return 0; }\n").unwrap();
+    let gpus: Vec<String> = GPUS.iter().map(|(m, u)| format!("{m}:{u}")).collect();
     for (name, soname) in [
         ("libcuda", "libcuda.so.1"),
         ("libnvidia-ml", "libnvidia-ml.so.1"),
     ] {
         run_ok(
             Command::new("gcc")
-                .args(["-shared", "-fPIC", &format!("-Wl,-soname,{soname}"), "-o"])
+                .args(["-shared", "-fPIC", &format!("-Wl,-soname,{soname}")])
+                .arg(format!("-DSTANDIN_VERSION=\"{version}\""))
+                .arg(format!("-DSTANDIN_GPUS=\"{}\"", gpus.join(",")))
+                .arg("-o")
                 .arg(dir.join(format!("{name}.so.{version}")))
-                .arg(&c),
+                .arg(format!("{SUPPORT}/standin-driver.c")),
         );
     }
 }

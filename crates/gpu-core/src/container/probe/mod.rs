@@ -1,18 +1,26 @@
 //! The one probe: a POSIX `sh` script run inside the container that prints `key=value` lines
 //! answering every question the container steps ask ([`parse`] reads them).
 //!
-//! The script is kept as shell files beside this module (`questions.sh`, then `smi.sh`), so
-//! shellcheck lints them (`.ci/run`). It assumes nothing beyond a POSIX shell and what busybox
+//! The script is kept as shell files beside this module (`head.sh`, `questions.sh`, `gpu.sh`),
+//! so shellcheck lints them (`.ci/run`). `head.sh` runs gpu-check ([`super::gpucheck`]) when
+//! the container has it: one process answers the system, device-node, library and NVML
+//! questions, and the shell parts skip the tools it replaces. Without it (a first run, a
+//! container without glibc) the script assumes nothing beyond a POSIX shell and what busybox
 //! or a Debian minbase have (`sed`, `stat`, `df`, `uname`); every command is optional and a
 //! missing one leaves its keys out. The tools to look for are passed as positional arguments,
 //! never pasted into the script.
 //!
 //! Output keys (one per line, repeated keys allowed where noted):
 //! `probe`, `os_id`, `os_version_id`, `os_codename`, `arch`, `apt_get`, `dpkg`,
-//! `disk_free_kb`, `smi_path`, `smi_version`, `lib` (repeated), `ldconfig` (repeated, `soname
-//! target`), `cuda_json`, `cuda_nvcc`, `pkg` (repeated, `status name`), `cmd` (repeated),
-//! `dev` (repeated, `path type [major:minor in hex]`), `smi` (repeated, nvidia-smi query output
-//! with stderr), `smi_rc`.
+//! `disk_free_kb`, `smi_path`, `smi_version`, `lib` (repeated), `placeholder` (repeated, an
+//! empty file where a driver library is named), `ldconfig` (repeated, `soname target`; from
+//! gpu-check `loaded`), `cuda_json`, `cuda_nvcc`, `pkg` (repeated, `status name`), `cmd`
+//! (repeated), `dev` (repeated, `path type [major:minor in hex]`), `smi` (repeated,
+//! nvidia-smi query output with stderr), `smi_rc`; from gpu-check: `check_version`, `node`
+//! (repeated, `path errno-name`), `nvml_lib`, `nvml_init`, `nvml_driver`, `nvml_count`,
+//! `nvml_dev<i>_uuid`, `nvml_dev<i>_minor`, `cuda_lib`, `cuda_lib_error`, `cuda_init`,
+//! `cuda_count`, `cuda_dev<i>_{uuid,pci,ctx,mem,error}`, `check_end`; around it
+//! `gpu_check_present`, `gpu_check_installed`, `gpu_check_rc`, `gpu_check_error`.
 
 mod parse;
 
@@ -24,18 +32,28 @@ use crate::error::{Error, Result};
 use crate::step::Ctx;
 use crate::values::PackageName;
 
-pub(crate) use parse::{CtNodeKind, Probe};
+use super::gpucheck::{self, Ask};
+
+pub(crate) use parse::{CtNodeKind, GpuCheckRun, LibState, Probe};
 
 /// How long the probe may run (it runs `nvidia-smi`, which can be slow on a busy GPU).
 const PROBE_TIMEOUT: Duration = Duration::from_secs(90);
+/// How long the verification may run (CUDA initialises and creates a context on every GPU).
+const VERIFY_TIMEOUT: Duration = Duration::from_secs(180);
 
-/// The `nvidia-smi --query-gpu=index,uuid,driver_version` part of the probe (also the
-/// verification's own exec).
-pub(crate) const SMI_SCRIPT: &str = include_str!("smi.sh");
-
-/// The whole probe: its own questions, then [`SMI_SCRIPT`], so that a converged run's
+/// The whole probe: gpu-check, the questions, the GPU part, so that a converged run's
 /// verification comes from the same exec.
-pub(crate) const SCRIPT: &str = concat!(include_str!("questions.sh"), include_str!("smi.sh"));
+pub(crate) const SCRIPT: &str = concat!(
+    include_str!("head.sh"),
+    include_str!("questions.sh"),
+    include_str!("gpu.sh")
+);
+
+/// The verification exec after a change: gpu-check (with a CUDA context) and nvidia-smi.
+pub(crate) const VERIFY_SCRIPT: &str = concat!(include_str!("head.sh"), include_str!("gpu.sh"));
+
+/// Takes out what phoenix-gpu left in a container (placeholders, gpu-check).
+pub(crate) const CLEANUP_SCRIPT: &str = include_str!("cleanup.sh");
 
 /// Runs `script` in the container with `args` as `$1...` and returns its stdout.
 pub(crate) async fn run_script(
@@ -45,6 +63,18 @@ pub(crate) async fn run_script(
     args: &[String],
     timeout: Duration,
 ) -> Result<exec_backend::Output> {
+    run_script_with(ctx, what, script, args, timeout, None).await
+}
+
+/// [`run_script`] with bytes on the script's stdin.
+async fn run_script_with(
+    ctx: &Ctx<'_>,
+    what: &str,
+    script: &str,
+    args: &[String],
+    timeout: Duration,
+    stdin: Option<&[u8]>,
+) -> Result<exec_backend::Output> {
     let mut argv = vec![
         "sh".to_owned(),
         "-c".to_owned(),
@@ -52,16 +82,47 @@ pub(crate) async fn run_script(
         "phoenix-gpu".to_owned(),
     ];
     argv.extend(args.iter().cloned());
-    let cmd = Cmd::new(argv).timeout(timeout);
+    let mut cmd = Cmd::new(argv).timeout(timeout);
+    if let Some(bytes) = stdin {
+        cmd = cmd.stdin(bytes);
+    }
     ctx.cts
         .exec(ctx.ct, &cmd)
         .await
         .map_err(|e| Error::exec(format!("{what} in container {}", ctx.ct), e))
 }
 
-/// Asks the container everything in one exec. `tools` are the packages to look for.
+/// The three arguments of `head.sh`; `packages` are the ones to read dpkg's status for.
+fn head_args(ask: Ask, nodes: &[String], packages: &[String], mode: &str) -> Vec<String> {
+    let path = if gpucheck::available() {
+        gpucheck::path()
+    } else {
+        String::new()
+    };
+    vec![path, gpucheck::args(ask, nodes, packages), mode.to_owned()]
+}
+
+/// Asks the container everything in one exec (`check`): the system, the userspace, the
+/// packages `tools`; no device node is opened and NVML is not asked.
 pub(crate) async fn probe(ctx: &Ctx<'_>, tools: &[PackageName]) -> Result<Probe> {
-    let args: Vec<String> = tools.iter().map(ToString::to_string).collect();
+    probe_gpus(ctx, tools, Ask::System, &[]).await
+}
+
+/// Asks the container everything in one exec, gpu-check opening `nodes` and asking what `ask`
+/// says. `tools` are the packages to look for.
+pub(crate) async fn probe_gpus(
+    ctx: &Ctx<'_>,
+    tools: &[PackageName],
+    ask: Ask,
+    nodes: &[String],
+) -> Result<Probe> {
+    let tools: Vec<String> = tools.iter().map(ToString::to_string).collect();
+    // The packages questions.sh asks dpkg-query for, read by gpu-check instead.
+    let packages: Vec<String> = std::iter::once("cuda-toolkit-*".to_owned())
+        .chain(tools.iter().cloned())
+        .collect();
+    let mut args = head_args(ask, nodes, &packages, "probe");
+    args.extend(tools);
     let out = run_script(ctx, "probing", SCRIPT, &args, PROBE_TIMEOUT).await?;
     if out.status != ExitStatus::Code(0) {
         return Err(Error::Parse {
@@ -72,21 +133,42 @@ pub(crate) async fn probe(ctx: &Ctx<'_>, tools: &[PackageName]) -> Result<Probe>
     Probe::parse(&out.stdout_str())
 }
 
-/// Runs the nodes and nvidia-smi part of the probe again (after something was installed).
-pub(crate) async fn probe_smi(ctx: &Ctx<'_>) -> Result<Probe> {
-    let out = run_script(ctx, "running nvidia-smi", SMI_SCRIPT, &[], PROBE_TIMEOUT).await?;
-    Probe::parse(&format!("probe=1\n{}", out.stdout_str()))
+/// The verification exec: the nodes, gpu-check with `ask` (a CUDA context on every GPU for
+/// a strategy with a userspace) and nvidia-smi. With `install`, gpu-check is put in place
+/// first (its bytes on stdin; other versions removed).
+pub(crate) async fn verify_exec(
+    ctx: &Ctx<'_>,
+    ask: Ask,
+    nodes: &[String],
+    install: bool,
+) -> Result<Probe> {
+    let install = install && gpucheck::available();
+    let mode = if install { "install" } else { "verify" };
+    let args = head_args(ask, nodes, &[], mode);
+    let stdin = install.then_some(gpucheck::BYTES);
+    let out = run_script_with(
+        ctx,
+        "verifying",
+        VERIFY_SCRIPT,
+        &args,
+        VERIFY_TIMEOUT,
+        stdin,
+    )
+    .await?;
+    Probe::parse(&out.stdout_str())
 }
 
 /// The probe script itself, run by the shells it must work in (dash as Debian's `sh`, and
-/// busybox), against this machine plus a stand-in `nvidia-smi` on `PATH`.
+/// busybox), against this machine plus a stand-in `nvidia-smi` on `PATH`, without gpu-check and
+/// with the embedded one.
 #[cfg(test)]
 mod shell_tests {
     use super::*;
+    use std::io::Write;
     use std::os::unix::fs::PermissionsExt;
-    use std::process::Command;
+    use std::process::{Command, Stdio};
 
-    fn run(shell: &[&str], script: &str, args: &[&str]) -> Option<String> {
+    fn run(shell: &[&str], script: &str, args: &[&str], stdin: &[u8]) -> Option<String> {
         let dir = tempfile::tempdir().unwrap();
         let smi = dir.path().join("nvidia-smi");
         std::fs::write(
@@ -102,19 +184,24 @@ mod shell_tests {
             .arg(script)
             .arg("phoenix-gpu")
             .args(args);
-        let out = match cmd
+        let child = cmd
             .env_clear()
             .env("PATH", path)
             .env("LC_ALL", "C")
-            .output()
-        {
-            Ok(o) => o,
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn();
+        let mut child = match child {
+            Ok(c) => c,
             Err(e) => {
                 let needs = format!("{} ({e})", shell[0]);
                 test_support::cannot_run("probe_runs_in_dash_and_busybox", &needs);
                 return None;
             }
         };
+        child.stdin.take().unwrap().write_all(stdin).unwrap();
+        let out = child.wait_with_output().unwrap();
         assert!(
             out.status.success(),
             "{:?}: {}",
@@ -128,11 +215,17 @@ mod shell_tests {
     fn probe_runs_in_dash_and_busybox() {
         let mut ran = 0;
         for shell in [&["/bin/sh"][..], &["busybox", "sh"][..], &["dash"][..]] {
-            let Some(text) = run(shell, SCRIPT, &["dpkg", "no-such-tool"]) else {
+            let Some(text) = run(
+                shell,
+                SCRIPT,
+                &["", "", "probe", "dpkg", "no-such-tool"],
+                b"",
+            ) else {
                 continue;
             };
             ran += 1;
             let p = Probe::parse(&text).unwrap();
+            assert_eq!(p.gpu_check, GpuCheckRun::Absent, "{shell:?}: {text}");
             assert!(p.os_id.is_some(), "{shell:?}: {text}");
             assert!(p.arch.is_some(), "{shell:?}: {text}");
             assert!(p.disk_free_kb.is_some_and(|k| k > 0), "{shell:?}: {text}");
@@ -145,13 +238,86 @@ mod shell_tests {
             assert_eq!(gpus[0].uuid, "GPU-7fc3e24c");
             assert!(p.tool_present("dpkg"), "{shell:?}: {text}");
             assert!(!p.tool_present("no-such-tool"));
-            let v = Probe::parse(&format!(
-                "probe=1\n{}",
-                run(shell, SMI_SCRIPT, &[]).unwrap()
-            ))
-            .unwrap();
+            let v = Probe::parse(&run(shell, VERIFY_SCRIPT, &["", "", "verify"], b"").unwrap())
+                .unwrap();
             assert_eq!(v.smi.unwrap().rc, Some(0));
         }
         assert!(ran > 0, "no POSIX shell found");
+    }
+
+    /// The install mode puts gpu-check in place from stdin and removes other versions; the
+    /// probe then runs it instead of uname, df, stat and nvidia-smi --version.
+    #[test]
+    fn gpu_check_is_installed_then_answers_the_probe() {
+        if !gpucheck::available() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let lib = dir.path().join("lib/phoenix-gpu");
+        std::fs::create_dir_all(&lib).unwrap();
+        std::fs::write(lib.join("gpu-check-0000000000000000"), b"old").unwrap();
+        let gc = lib.join("gpu-check-1111111111111111");
+        let gc = gc.to_str().unwrap();
+        let args = "--sys --dev --libs --nvml --ctx --open /dev/null,/dev/no-such-node";
+        for shell in [&["/bin/sh"][..], &["busybox", "sh"][..]] {
+            let _ = std::fs::remove_file(gc);
+            let Some(text) = run(
+                shell,
+                VERIFY_SCRIPT,
+                &[gc, args, "install"],
+                gpucheck::BYTES,
+            ) else {
+                continue;
+            };
+            let v = Probe::parse(&text).unwrap();
+            assert_eq!(v.gpu_check_installed, Some(true), "{text}");
+            assert_eq!(v.gpu_check, GpuCheckRun::Ran, "{text}");
+            assert_eq!(std::fs::read(gc).unwrap(), gpucheck::BYTES);
+            let left: Vec<_> = std::fs::read_dir(&lib)
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            assert_eq!(
+                left,
+                [std::ffi::OsString::from("gpu-check-1111111111111111")]
+            );
+            assert_eq!(v.opens[0], ("/dev/null".into(), "ok".into()), "{text}");
+            assert_eq!(v.opens[1].1, "ENOENT", "{text}");
+            assert_eq!(v.nvml.as_ref().unwrap().lib, LibState::Missing, "{text}");
+            assert_eq!(v.cuda.as_ref().unwrap().lib, LibState::Missing, "{text}");
+            // Verification runs nvidia-smi too.
+            assert_eq!(v.smi.unwrap().rc, Some(0), "{text}");
+
+            let text = run(
+                shell,
+                SCRIPT,
+                &[gc, "--sys --dev --libs --nvml", "probe"],
+                b"",
+            )
+            .unwrap();
+            let p = Probe::parse(&text).unwrap();
+            assert_eq!(p.gpu_check, GpuCheckRun::Ran, "{text}");
+            assert_eq!(p.arch.as_deref(), Some("x86_64"));
+            assert!(p.disk_free_kb.is_some(), "{text}");
+            // gpu-check replaced nvidia-smi --version; NVML is missing here, so the probe
+            // asked nvidia-smi for the GPUs.
+            assert_eq!(p.smi_version, None, "{text}");
+            assert_eq!(p.smi.unwrap().rc, Some(0), "{text}");
+        }
+        // A gpu-check that cannot run is reported, and the shell parts answer.
+        std::fs::write(gc, b"#!/no/such/interpreter\n").unwrap();
+        let text = run(&["/bin/sh"], SCRIPT, &[gc, "--sys", "probe"], b"").unwrap();
+        let p = Probe::parse(&text).unwrap();
+        assert!(
+            matches!(
+                p.gpu_check,
+                GpuCheckRun::Failed {
+                    rc: Some(126 | 127),
+                    ..
+                }
+            ),
+            "{text}"
+        );
+        assert!(p.arch.is_some() && p.smi_version.is_some(), "{text}");
     }
 }

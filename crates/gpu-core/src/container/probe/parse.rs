@@ -87,6 +87,122 @@ impl SmiQuery {
     }
 }
 
+/// A result code with its name: `999 CUDA_ERROR_UNKNOWN`, `0 Success`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Code {
+    /// The number (0 is success).
+    pub code: i64,
+    /// Its name or message as the library gives it.
+    pub name: String,
+}
+
+impl Code {
+    fn parse(value: &str) -> Option<Code> {
+        let (code, name) = value.split_once(' ').unwrap_or((value, ""));
+        Some(Code {
+            code: code.parse().ok()?,
+            name: name.trim().to_owned(),
+        })
+    }
+
+    /// Whether it is success.
+    pub fn ok(&self) -> bool {
+        self.code == 0
+    }
+}
+
+impl std::fmt::Display for Code {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.code, self.name)
+    }
+}
+
+/// How a driver library was found by gpu-check's `dlopen`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LibState {
+    /// Not reported.
+    #[default]
+    Unknown,
+    /// Loaded, with every function gpu-check calls.
+    Ok,
+    /// Not found (or not loadable: an empty placeholder is "file too short").
+    Missing,
+    /// Loaded, but without the functions gpu-check calls (not the driver's library).
+    Incomplete,
+}
+
+impl LibState {
+    fn parse(value: &str) -> LibState {
+        match value {
+            "ok" => LibState::Ok,
+            "missing" => LibState::Missing,
+            "incomplete" => LibState::Incomplete,
+            _ => LibState::Unknown,
+        }
+    }
+}
+
+/// What NVML said through gpu-check (what `nvidia-smi --query-gpu` would).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Nvml {
+    /// `libnvidia-ml.so.1`.
+    pub lib: LibState,
+    /// `nvmlInit_v2`'s result and message.
+    pub init: Option<Code>,
+    /// The driver version.
+    pub driver: Option<String>,
+    /// Each GPU by NVML index: (UUID, minor).
+    pub gpus: std::collections::BTreeMap<u32, (String, Option<u32>)>,
+}
+
+/// One GPU as CUDA saw it through gpu-check.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct CudaGpu {
+    /// `GPU-...`.
+    pub uuid: Option<String>,
+    /// `cuCtxCreate`'s result.
+    pub ctx: Option<Code>,
+    /// The 1 MiB alloc, memset and read-back.
+    pub mem: Option<Code>,
+    /// `cuDeviceGet`'s failure.
+    pub error: Option<Code>,
+}
+
+/// What CUDA said through gpu-check.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Cuda {
+    /// `libcuda.so.1`.
+    pub lib: LibState,
+    /// The loader's error when it is missing.
+    pub lib_error: Option<String>,
+    /// `cuInit`'s result.
+    pub init: Option<Code>,
+    /// `cuDeviceGetCount`'s failure.
+    pub count_error: Option<Code>,
+    /// Each device by CUDA ordinal.
+    pub gpus: std::collections::BTreeMap<u32, CudaGpu>,
+}
+
+/// Whether gpu-check ran in the container.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GpuCheckRun {
+    /// It is not there.
+    #[default]
+    Absent,
+    /// It ran and answered.
+    Ran,
+    /// It is there but did not answer (no glibc in the container, a damaged file): its exit
+    /// status and output.
+    Failed {
+        /// Its exit status.
+        rc: Option<i32>,
+        /// What it printed.
+        output: String,
+    },
+}
+
 /// Everything the container told the probe.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Probe {
@@ -124,6 +240,18 @@ pub struct Probe {
     pub nodes: Vec<CtNode>,
     /// The nvidia-smi query, when nvidia-smi is there.
     pub smi: Option<SmiQuery>,
+    /// Empty regular files where a driver library is named: placeholders a bind mount left.
+    pub placeholders: Vec<String>,
+    /// Whether gpu-check ran.
+    pub gpu_check: GpuCheckRun,
+    /// Whether the exec put gpu-check in place (only asked in the install mode).
+    pub gpu_check_installed: Option<bool>,
+    /// The nodes gpu-check opened read-write and the errno name of each (`ok`, `EPERM`).
+    pub opens: Vec<(String, String)>,
+    /// NVML through gpu-check.
+    pub nvml: Option<Nvml>,
+    /// CUDA through gpu-check (verification only).
+    pub cuda: Option<Cuda>,
 }
 
 impl Probe {
@@ -168,6 +296,13 @@ impl Probe {
         }
         p.libs.sort();
         p.libs.dedup();
+        // A loader cache entry that names a placeholder is not a library.
+        let placeholders = std::mem::take(&mut p.placeholders);
+        p.ldconfig.retain(|(_, t)| !placeholders.contains(t));
+        p.placeholders = placeholders;
+        if let GpuCheckRun::Failed { output, .. } = &mut p.gpu_check {
+            *output = output.trim_end().to_owned();
+        }
         Ok(p)
     }
 
@@ -211,6 +346,79 @@ impl Probe {
                 .lines
                 .push(value.to_owned()),
             "smi_rc" => self.smi.get_or_insert_with(SmiQuery::default).rc = value.parse().ok(),
+            "placeholder" => self.placeholders.push(value.to_owned()),
+            // What the loader resolves (gpu-check's dlopen): the same answer as ldconfig's.
+            "loaded" => {
+                if let Some((soname, target)) = value.split_once(' ') {
+                    self.ldconfig
+                        .push((soname.to_owned(), target.trim().to_owned()));
+                }
+            }
+            _ => self.parse_gpu_check(key, value),
+        }
+    }
+
+    /// gpu-check's keys (`check_*`, `node`, `nvml_*`, `cuda_*`) and the install's.
+    fn parse_gpu_check(&mut self, key: &str, value: &str) {
+        match key {
+            "check_version" => self.gpu_check = GpuCheckRun::Ran,
+            "gpu_check_installed" => self.gpu_check_installed = Some(value == "1"),
+            "gpu_check_rc" => {
+                self.gpu_check = GpuCheckRun::Failed {
+                    rc: value.parse().ok(),
+                    output: String::new(),
+                }
+            }
+            "gpu_check_error" => {
+                if let GpuCheckRun::Failed { output, .. } = &mut self.gpu_check {
+                    output.push_str(value);
+                    output.push('\n');
+                }
+            }
+            "node" => {
+                if let Some((path, errno)) = value.split_once(' ') {
+                    self.opens.push((path.to_owned(), errno.trim().to_owned()));
+                }
+            }
+            _ if key.starts_with("nvml_") => {
+                let n = self.nvml.get_or_insert_with(Nvml::default);
+                match key {
+                    "nvml_lib" => n.lib = LibState::parse(value),
+                    "nvml_init" => n.init = Code::parse(value),
+                    "nvml_driver" => n.driver = (!value.is_empty()).then(|| value.to_owned()),
+                    _ => {
+                        if let Some((i, field)) = indexed(key, "nvml_dev") {
+                            let gpu = n.gpus.entry(i).or_insert_with(|| (String::new(), None));
+                            match field {
+                                "uuid" => gpu.0 = value.to_owned(),
+                                "minor" => gpu.1 = value.parse().ok(),
+                                _ => {}
+                            }
+                        }
+                    }
+                }
+            }
+            _ if key.starts_with("cuda_") => {
+                let c = self.cuda.get_or_insert_with(Cuda::default);
+                match key {
+                    "cuda_lib" => c.lib = LibState::parse(value),
+                    "cuda_lib_error" => c.lib_error = Some(value.to_owned()),
+                    "cuda_init" => c.init = Code::parse(value),
+                    "cuda_count_error" => c.count_error = Code::parse(value),
+                    _ => {
+                        if let Some((i, field)) = indexed(key, "cuda_dev") {
+                            let gpu = c.gpus.entry(i).or_default();
+                            match field {
+                                "uuid" => gpu.uuid = Some(value.to_owned()),
+                                "ctx" => gpu.ctx = Code::parse(value),
+                                "mem" => gpu.mem = Code::parse(value),
+                                "error" => gpu.error = Code::parse(value),
+                                _ => {}
+                            }
+                        }
+                    }
+                }
+            }
             _ => {}
         }
     }
@@ -264,6 +472,13 @@ impl Probe {
             self.arch.as_deref().unwrap_or("?")
         )
     }
+}
+
+/// `nvml_dev3_uuid` with prefix `nvml_dev` → `(3, "uuid")`.
+fn indexed<'k>(key: &'k str, prefix: &str) -> Option<(u32, &'k str)> {
+    let rest = key.strip_prefix(prefix)?;
+    let (i, field) = rest.split_once('_')?;
+    Some((i.parse().ok()?, field))
 }
 
 fn parse_node(value: &str) -> Option<CtNode> {
@@ -397,6 +612,45 @@ smi_rc=0
         assert_eq!(p.nodes[0].rdev, None);
         assert!(p.libs.is_empty());
         assert_eq!(p.smi.unwrap().rc, None);
+    }
+
+    #[test]
+    fn parses_gpu_check() {
+        let p = Probe::parse(
+            "probe=1\ngpu_check_present=1\ncheck_version=1\narch=x86_64\ndisk_free_kb=42\n\
+             dev=/dev/nvidia0 c c3:0\nnode=/dev/nvidia0 ok\nnode=/dev/nvidia-uvm EPERM\n\
+             loaded=libnvidia-ml.so.1 /usr/lib/x86_64-linux-gnu/libnvidia-ml.so.580.159.04\n\
+             nvml_lib=ok\nnvml_init=0 Success\nnvml_driver=580.159.04\nnvml_count=1\n\
+             nvml_dev0_uuid=GPU-aaa\nnvml_dev0_minor=0\n\
+             cuda_lib=ok\ncuda_init=999 CUDA_ERROR_UNKNOWN\ncuda_dev0_uuid=GPU-aaa\ncuda_dev0_ctx=0 CUDA_SUCCESS\n\
+             placeholder=/usr/lib/x86_64-linux-gnu/libcuda.so.550.54.14\ncheck_end=1\n",
+        )
+        .unwrap();
+        assert_eq!(p.gpu_check, GpuCheckRun::Ran);
+        assert_eq!(p.arch.as_deref(), Some("x86_64"));
+        assert_eq!(p.opens[1], ("/dev/nvidia-uvm".into(), "EPERM".into()));
+        assert_eq!(p.userspace_version().unwrap().as_str(), "580.159.04");
+        let n = p.nvml.unwrap();
+        assert_eq!((n.lib, n.init.unwrap().ok()), (LibState::Ok, true));
+        assert_eq!(n.gpus[&0], ("GPU-aaa".to_owned(), Some(0)));
+        let c = p.cuda.unwrap();
+        assert_eq!(
+            c.init.as_ref().unwrap().to_string(),
+            "999 CUDA_ERROR_UNKNOWN"
+        );
+        assert!(c.gpus[&0].ctx.as_ref().unwrap().ok());
+        assert_eq!(p.placeholders.len(), 1);
+        let f = Probe::parse(
+            "probe=1\ngpu_check_present=1\ngpu_check_rc=127\ngpu_check_error=sh: not found\n",
+        )
+        .unwrap();
+        assert_eq!(
+            f.gpu_check,
+            GpuCheckRun::Failed {
+                rc: Some(127),
+                output: "sh: not found".into()
+            }
+        );
     }
 
     #[test]

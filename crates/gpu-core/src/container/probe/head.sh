@@ -1,0 +1,37 @@
+# shellcheck shell=sh
+# shellcheck disable=SC2034 # gc_ok is read by questions.sh and gpu.sh
+# The start of every probe script, run inside a container with `sh -c` (POSIX sh: dash,
+# busybox). Arguments: $1 gpu-check's path in the container, $2 its arguments (words split),
+# $3 the mode: `probe`, `verify` (nvidia-smi too), or `install` (verify, after putting gpu-check
+# in place from stdin and removing other versions of it); the rest are the probe's own
+# arguments (the packages to look for). gpu-check answers the GPU questions in one process;
+# where it is missing or cannot run (no glibc) the shell parts ask the usual tools instead.
+gc=$1 gc_args=$2 mode=$3
+shift 3
+echo probe=1
+if [ "$mode" = install ] && [ ! -e "$gc" ]; then
+  d=${gc%/*}
+  [ -d "$d" ] || mkdir -p "$d"
+  for f in "$d"/gpu-check-*; do
+    if [ -e "$f" ] && [ "$f" != "$gc" ]; then rm -f "$f"; fi
+  done
+  if cat > "$gc.new" && chmod 755 "$gc.new" && mv -f "$gc.new" "$gc"; then
+    echo gpu_check_installed=1
+  else
+    rm -f "$gc.new"
+    echo gpu_check_installed=0
+  fi
+fi
+gc_ok=
+gc_out=
+if [ -n "$gc" ] && [ -e "$gc" ]; then
+  echo gpu_check_present=1
+  # shellcheck disable=SC2086 # gc_args are words: flags and a comma-separated node list
+  gc_out=$("$gc" $gc_args 2>&1)
+  gc_rc=$?
+  case "$gc_out" in
+    *check_end=1*) gc_ok=1; printf '%s\n' "$gc_out" ;;
+    *) echo "gpu_check_rc=$gc_rc"
+       printf '%s\n' "$gc_out" | while IFS= read -r l; do echo "gpu_check_error=$l"; done ;;
+  esac
+fi
