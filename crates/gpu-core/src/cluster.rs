@@ -659,6 +659,8 @@ mod tests {
     fn pve2_cts(batched: bool) -> exec_backend::MockContainerExec {
         use exec_backend::{CtState, CtStates, Output};
         let mut cts = exec_backend::MockContainerExec::new();
+        // Not an LXC container on a host the tests see (as Pct over SSH would say: the node's).
+        cts.expect_lxc_name().returning(|_| None);
         let state = |ct: &str| {
             if ct == "103" {
                 CtState::Running
@@ -676,8 +678,9 @@ mod tests {
             cts.expect_state().never();
         } else {
             cts.expect_states().returning(|| Ok(None));
+            // The stopped two, after their probes fail (103's probe answers: it runs).
             cts.expect_state()
-                .times(3)
+                .times(2)
                 .returning(move |ct| Ok(state(ct.as_str())));
         }
         cts.expect_exec()
@@ -688,7 +691,23 @@ mod tests {
                     "probe=1\nsmi_path=/usr/bin/nvidia-smi\nsmi_version= 550.127.05\n",
                 ))
             });
+        // Without the states of all, a stopped container is probed first (the probe fails,
+        // then its state is asked); with them it is not probed at all.
+        cts.expect_exec()
+            .withf(|ct, _| ct.as_str() != "103")
+            .times(if batched { 0 } else { 2 })
+            .returning(|_, _| Err(stopped_exec()));
         cts
+    }
+
+    /// What `pct exec` into a stopped container fails with.
+    fn stopped_exec() -> ExecError {
+        ExecError::Failed {
+            target: "pve2".into(),
+            argv: vec!["pct".into(), "exec".into()],
+            status: exec_backend::ExitStatus::Code(255),
+            stderr_tail: "container is not running".into(),
+        }
     }
 
     /// `check` of 101 (pve1) and 102..104 (pve2) in one run: the rows as JSON, and what pve2
@@ -718,6 +737,11 @@ mod tests {
         let mut local_cts = exec_backend::MockContainerExec::new();
         // The local host tree has no /proc/net/unix: asked one by one.
         local_cts.expect_states().returning(|| Ok(None));
+        local_cts.expect_lxc_name().returning(|_| None);
+        local_cts
+            .expect_exec()
+            .times(1)
+            .returning(|_, _| Err(stopped_exec()));
         local_cts
             .expect_state()
             .times(1)
