@@ -528,17 +528,20 @@ fn cluster_check_read_ahead_finds_what_one_by_one_finds() {
     assert_eq!(s["drift"], a["drift"]);
     assert_eq!(s["without_gpu"], a["without_gpu"]);
 
-    // Read ahead, no container was asked its state; one by one, each with a config was.
+    // Read ahead, no container was asked its state and only the running one was probed; one
+    // by one, each with a config was probed, and each whose probe failed asked its state.
     assert_eq!(log_ahead, "exec 612\n", "{log_ahead}");
     let mut asked: Vec<&str> = log_single.lines().collect();
     asked.sort_unstable();
     assert_eq!(
         asked,
         [
+            "exec 601",
+            "exec 611",
             "exec 612",
+            "exec 614",
             "status 601",
             "status 611",
-            "status 612",
             "status 614"
         ],
         "{log_single}"
