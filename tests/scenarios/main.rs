@@ -6,6 +6,7 @@ mod real_lxc;
 mod util;
 
 mod cluster;
+mod cluster_batch;
 mod cluster_load;
 mod fleet;
 mod hints;

@@ -317,6 +317,21 @@ pub trait Host: Send + Sync {
     /// is [`ExecError::ReadTimeout`]. Under a root, nothing outside it is read.
     async fn read_file(&self, path: &Path) -> Result<Vec<u8>, ExecError>;
 
+    /// Reads several files in one go: for each path, in order, what
+    /// [`read_file`](Host::read_file) would give. The outer error: the whole batch could not
+    /// be read (then each file can still be read on its own). [`SshHost`] reads them in one
+    /// session; the default reads them one by one.
+    async fn read_files(
+        &self,
+        paths: &[PathBuf],
+    ) -> Result<Vec<Result<Vec<u8>, ExecError>>, ExecError> {
+        let mut out = Vec::with_capacity(paths.len());
+        for p in paths {
+            out.push(self.read_file(p).await);
+        }
+        Ok(out)
+    }
+
     /// Replaces a regular file atomically: lock, check, temp file in the same directory with
     /// the replaced file's owner, group and mode, fsync, then the backup, then rename and fsync
     /// of the directory. Readers see the old bytes or the new, never a mix. A file that is not
@@ -425,6 +440,30 @@ pub enum CtState {
     Other(String),
 }
 
+/// The run states of all the containers of a host, read in one question
+/// ([`ContainerExec::states`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CtStates {
+    listed: std::collections::BTreeMap<String, CtState>,
+    unlisted: CtState,
+}
+
+impl CtStates {
+    /// The containers in `listed` are in the state given there; every other container of the
+    /// host is `unlisted` (on Proxmox VE: the running ones are listed, the rest are stopped).
+    pub fn new(listed: std::collections::BTreeMap<String, CtState>, unlisted: CtState) -> CtStates {
+        CtStates { listed, unlisted }
+    }
+
+    /// The state of `ct`, a container of the host.
+    pub fn of(&self, ct: &CtRef) -> CtState {
+        self.listed
+            .get(ct.as_str())
+            .cloned()
+            .unwrap_or_else(|| self.unlisted.clone())
+    }
+}
+
 /// A way into a container.
 #[cfg_attr(any(test, feature = "mock"), mockall::automock)]
 #[async_trait]
@@ -443,6 +482,13 @@ pub trait ContainerExec: Send + Sync {
 
     /// The container's state. An unknown container is [`ExecError::CtNotFound`].
     async fn state(&self, ct: &CtRef) -> Result<CtState, ExecError>;
+
+    /// The states of all the host's containers in one question, for a caller that needs the
+    /// state of many: one read instead of one [`state`](ContainerExec::state) per container.
+    /// `Ok(None)` (the default): this backend cannot answer for all at once; ask per container.
+    async fn states(&self) -> Result<Option<CtStates>, ExecError> {
+        Ok(None)
+    }
 
     /// Starts the container (returns once the backend says it started).
     async fn start(&self, ct: &CtRef) -> Result<(), ExecError>;
@@ -513,6 +559,12 @@ macro_rules! forward_backends {
             async fn read_file(&self, path: &Path) -> Result<Vec<u8>, ExecError> {
                 (**self).read_file(path).await
             }
+            async fn read_files(
+                &self,
+                paths: &[PathBuf],
+            ) -> Result<Vec<Result<Vec<u8>, ExecError>>, ExecError> {
+                (**self).read_files(paths).await
+            }
             async fn write_file_atomic(
                 &self,
                 path: &Path,
@@ -548,6 +600,9 @@ macro_rules! forward_backends {
             }
             async fn state(&self, ct: &CtRef) -> Result<CtState, ExecError> {
                 (**self).state(ct).await
+            }
+            async fn states(&self) -> Result<Option<CtStates>, ExecError> {
+                (**self).states().await
             }
             async fn start(&self, ct: &CtRef) -> Result<(), ExecError> {
                 (**self).start(ct).await

@@ -23,6 +23,13 @@
 //! A running Proxmox VE container is the LXC container named by its CTID under `/var/lib/lxc`
 //! ([`ContainerExec::lxc_name`]), so the host's `lxc-info -n CTID` and `lxc-cgroup -n CTID`
 //! reach it as they reach any LXC container.
+//!
+//! The states of all containers at once ([`ContainerExec::states`]) are not asked of `pct`:
+//! `pct status` and `pct list` both decide "running" by Proxmox's own test
+//! (`PVE::LXC::list_active_containers`): the container's LXC command socket
+//! `@/var/lib/lxc/CTID/command` is listed in the node's `/proc/net/unix`. One read of that file
+//! answers for every container of the node (a `pct list` also starts Perl and reads every
+//! config and disk usage).
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -34,8 +41,12 @@ use tracing::{debug, instrument};
 use crate::lxc::DEFAULT_LXCPATH;
 use crate::process::BASE_PATH;
 use crate::{
-    Cmd, ContainerExec, CtRef, CtState, ExecError, ExitStatus, Host, LxcName, Output, Stopped,
+    Cmd, ContainerExec, CtRef, CtState, CtStates, ExecError, ExitStatus, Host, LxcName, Output,
+    Stopped,
 };
+
+/// Where the node lists its unix sockets (Proxmox's test of a running container reads it).
+const PROC_NET_UNIX: &str = "/proc/net/unix";
 
 /// How long `pct start`, `stop` and `reboot` may take by default.
 pub const DEFAULT_PCT_TIMEOUT: Duration = Duration::from_secs(120);
@@ -166,6 +177,32 @@ pub(crate) fn parse_pct_status(stdout: &str) -> Option<CtState> {
     })
 }
 
+/// The CTIDs whose LXC command socket `@/var/lib/lxc/CTID/command` a `/proc/net/unix` lists:
+/// the running containers, as `PVE::LXC::list_active_containers` reads them (a line of 8
+/// fields: `Num: RefCount Protocol Flags Type St Inode Path`).
+pub(crate) fn parse_active_containers(text: &str) -> std::collections::BTreeSet<String> {
+    let mut running = std::collections::BTreeSet::new();
+    for line in text.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let [num, _, _, _, _, _, inode, path] = f.as_slice() else {
+            continue;
+        };
+        let hex = num
+            .strip_suffix(':')
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_hexdigit()));
+        if !hex || !inode.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let id = path
+            .strip_prefix("@/var/lib/lxc/")
+            .and_then(|p| p.strip_suffix("/command"));
+        if let Some(id) = id.filter(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit())) {
+            running.insert(id.to_owned());
+        }
+    }
+    running
+}
+
 #[async_trait]
 impl<H: Host> ContainerExec for Pct<H> {
     #[instrument(level = "debug", skip(self, cmd), fields(ct = %ct, argv = ?cmd.display_argv()))]
@@ -208,6 +245,23 @@ impl<H: Host> ContainerExec for Pct<H> {
             what: "pct status".into(),
             detail: format!("no 'status:' line in {:?}", out.stdout_str()),
         })
+    }
+
+    /// Every container of the node at once, from its `/proc/net/unix` (see the module docs):
+    /// the listed ones run, the others are stopped. `None` when the node has no such file (a
+    /// host tree under a root that does not provide one).
+    #[instrument(level = "debug", skip(self))]
+    async fn states(&self) -> Result<Option<CtStates>, ExecError> {
+        let text = match self.host.read_file(Path::new(PROC_NET_UNIX)).await {
+            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            Err(ExecError::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let listed = parse_active_containers(&text)
+            .into_iter()
+            .map(|id| (id, CtState::Running))
+            .collect();
+        Ok(Some(CtStates::new(listed, CtState::Stopped)))
     }
 
     #[instrument(level = "debug", skip(self), fields(ct = %ct))]
@@ -277,6 +331,50 @@ mod tests {
             Some(CtState::Other("paused".into()))
         );
         assert_eq!(parse_pct_status("nothing\n"), None);
+    }
+
+    #[test]
+    fn running_containers_from_proc_net_unix() {
+        // Lines as a Proxmox VE 8 node lists them: CT 101 and 1002 run; the monitor socket,
+        // another lxcpath, a path socket and a malformed line are not containers.
+        let text = "Num       RefCount Protocol Flags    Type St Inode Path\n\
+            ffff8e0a4b2c1000: 00000002 00000000 00010000 0001 01 27817 @/var/lib/lxc/101/command\n\
+            ffff8e0a4b2c1400: 00000002 00000000 00010000 0001 01 27818 @/var/lib/lxc/101/monitor-sock\n\
+            ffff8e0a4b2c1800: 00000003 00000000 00000000 0001 03 31990 /run/systemd/journal/stdout\n\
+            ffff8e0a4b2c1c00: 00000002 00000000 00010000 0001 01 40211 @/var/lib/lxc/1002/command\n\
+            ffff8e0a4b2c2000: 00000002 00000000 00010000 0001 01 40212 @/tmp/lxc/103/command\n\
+            ffff8e0a4b2c2400: 00000002 00000000 00010000 0001 01 @/var/lib/lxc/104/command\n\
+            ffff8e0a4b2c2800: 00000002 00000000 00010000 0001 01 40213 @/var/lib/lxc/x5/command\n\
+            ffff8e0a4b2c2c00: 00000002 00000000 00010000 0001 01 40214\n";
+        let running: Vec<String> = parse_active_containers(text).into_iter().collect();
+        assert_eq!(running, ["1002", "101"]);
+    }
+
+    #[tokio::test]
+    async fn states_from_one_read_of_proc_net_unix() {
+        let mut mock = crate::MockHost::new();
+        mock.expect_name().return_const("node".to_owned());
+        mock.expect_read_file()
+            .withf(|p| p == Path::new("/proc/net/unix"))
+            .times(1)
+            .returning(|_| {
+                Ok(b"Num RefCount Protocol Flags Type St Inode Path\n\
+                     0000000000000000: 00000002 00000000 00010000 0001 01 9 @/var/lib/lxc/101/command\n"
+                    .to_vec())
+            });
+        let states = Pct::new(mock).states().await.unwrap().unwrap();
+        assert_eq!(states.of(&CtRef::new("101")), CtState::Running);
+        assert_eq!(states.of(&CtRef::new("102")), CtState::Stopped);
+        // A host tree without the file: the backend cannot tell, ask per container.
+        let mut mock = crate::MockHost::new();
+        mock.expect_name().return_const("node".to_owned());
+        mock.expect_read_file().returning(|p| {
+            Err(ExecError::NotFound {
+                target: "node".into(),
+                path: p.to_owned(),
+            })
+        });
+        assert_eq!(Pct::new(mock).states().await.unwrap(), None);
     }
 
     #[test]

@@ -657,6 +657,25 @@ parent_in_root "$p"
 [ -e "$p" ] || exit 44
 [ -f "$p" ] || { stat -c %F -- "$p"; exit 47; }
 exec dd if="$p" iflag=nofollow,nonblock,count_bytes count="$max" bs=65536 status=none"#;
+/// Several files in one session ([`SshHost::read_files`]): `$1` the root, `$2` the most bytes
+/// read of each, then the paths. Each is read as [`READ_SCRIPT`] reads one, in a subshell of its
+/// own; its answer is one line, `BASE64 RC`: what it printed (base64 keeps any bytes on one
+/// line; `base64` is GNU coreutils) and its exit code.
+const READ_MANY_SCRIPT: &str = r#"root=$1 max=$2
+shift 2
+one() {
+  p=$1
+  parent_in_root "$p"
+  [ -L "$p" ] && exit 46
+  [ -e "$p" ] || exit 44
+  [ -f "$p" ] || { stat -c %F -- "$p"; exit 47; }
+  exec dd if="$p" iflag=nofollow,nonblock,count_bytes count="$max" bs=65536 status=none
+}
+exec 3>&1
+for p do
+  rc=$( { { (one "$p") 2>/dev/null; echo $? >&4; } | base64 -w0 >&3; } 4>&1 )
+  echo " $rc"
+done"#;
 
 const STAT_SCRIPT: &str = r#"p=$1 root=$2
 parent_in_root "$p"
@@ -805,6 +824,39 @@ pub(crate) fn parse_stat_fields(fields: &[&str]) -> Option<FileMeta> {
         gid: gid.parse().ok()?,
         size: size.parse().ok()?,
     })
+}
+
+/// Decodes standard base64 (with `=` padding), `None` for anything else.
+fn base64_decode(text: &[u8]) -> Option<Vec<u8>> {
+    fn value(c: u8) -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    }
+    if text.len() % 4 != 0 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(text.len() / 4 * 3);
+    let chunks = text.len() / 4;
+    for (i, quad) in text.chunks(4).enumerate() {
+        let pad = quad.iter().rev().take_while(|&&c| c == b'=').count();
+        if pad > 2 || (pad > 0 && i + 1 != chunks) {
+            return None;
+        }
+        let mut n = 0u32;
+        for &c in &quad[..4 - pad] {
+            n = n << 6 | value(c)?;
+        }
+        n <<= 6 * pad as u32;
+        let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
+        out.extend_from_slice(&bytes[..3 - pad]);
+    }
+    Some(out)
 }
 
 /// SHA-256 in hex.
@@ -978,6 +1030,73 @@ impl Host for SshHost {
             });
         }
         Ok(bytes)
+    }
+
+    /// All the files in one session (`READ_MANY_SCRIPT`), each answered as
+    /// [`read_file`](Host::read_file) answers it: the same checks on the node, the same errors
+    /// for the same exit codes; a file whose read failed otherwise is read again on its own, so
+    /// that its error is `read_file`'s own.
+    #[instrument(level = "debug", skip(self, paths), fields(node = %self.link.name, files = paths.len()))]
+    async fn read_files(
+        &self,
+        paths: &[PathBuf],
+    ) -> Result<Vec<Result<Vec<u8>, ExecError>>, ExecError> {
+        if paths.is_empty() {
+            return Ok(Vec::new());
+        }
+        let real: Vec<PathBuf> = paths.iter().map(|p| self.resolve(p)).collect();
+        let max = (crate::local::MAX_READ + 1).to_string();
+        let mut args: Vec<&std::ffi::OsStr> = vec![self.root_arg(), max.as_ref()];
+        args.extend(real.iter().map(|p| p.as_os_str()));
+        let (cmd, out) = self
+            .snippet(READ_MANY_SCRIPT, &args, None, READ_TIMEOUT, true)
+            .await?;
+        let out = out.check(&self.link.name, &cmd)?;
+        let lines: Vec<&[u8]> = out
+            .stdout
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .collect();
+        if lines.len() != paths.len() {
+            return Err(self.protocol(
+                "a batch of reads",
+                format!("{} answers for {} files", lines.len(), paths.len()),
+            ));
+        }
+        let mut files = Vec::with_capacity(paths.len());
+        for (line, path) in lines.into_iter().zip(paths) {
+            let bad = || {
+                self.protocol(
+                    "a batch of reads",
+                    format!("a garbled answer for {}", path.display()),
+                )
+            };
+            let at = line.iter().rposition(|&b| b == b' ').ok_or_else(bad)?;
+            let rc: i32 = std::str::from_utf8(&line[at + 1..])
+                .ok()
+                .and_then(|t| t.parse().ok())
+                .ok_or_else(bad)?;
+            let stdout = base64_decode(&line[..at]).ok_or_else(bad)?;
+            let answer = Output {
+                status: ExitStatus::Code(rc),
+                stdout,
+                stderr: Vec::new(),
+            };
+            files.push(if let Some(e) = self.file_error(path, &answer) {
+                Err(e)
+            } else if rc != 0 {
+                self.read_file(path).await
+            } else if answer.stdout.len() as u64 > crate::local::MAX_READ {
+                Err(ExecError::TooLarge {
+                    target: self.link.name.clone(),
+                    path: path.to_owned(),
+                    limit: crate::local::MAX_READ,
+                })
+            } else {
+                Ok(answer.stdout)
+            });
+        }
+        Ok(files)
     }
 
     #[instrument(level = "debug", skip(self, bytes, opts), fields(node = %self.link.name, len = bytes.len()))]
@@ -1353,6 +1472,26 @@ mod tests {
         assert_eq!(refusal(&marker, &out(255, "oops\n")), None);
         assert_eq!(refusal(&marker, &out(255, &format!("{}x\n", marker))), None);
         assert_eq!(refusal(&marker, &out(1, &refused)), None);
+    }
+
+    #[test]
+    fn base64_round_trips() {
+        for (text, plain) in [
+            ("", &b""[..]),
+            ("Zg==", b"f"),
+            ("Zm8=", b"fo"),
+            ("Zm9v", b"foo"),
+            ("AP8KIA==", b"\x00\xff\n "),
+        ] {
+            assert_eq!(
+                base64_decode(text.as_bytes()).as_deref(),
+                Some(plain),
+                "{text}"
+            );
+        }
+        for bad in ["Zg=", "Z===", "Zg==Zg==", "Zm9*", "Zm 9"] {
+            assert_eq!(base64_decode(bad.as_bytes()), None, "{bad}");
+        }
     }
 
     #[test]

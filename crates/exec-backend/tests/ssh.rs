@@ -637,3 +637,78 @@ async fn ssh_node_down_is_one_error_for_every_caller() {
     );
     assert!(errors[0].contains("Connection refused"), "{}", errors[0]);
 }
+
+#[tokio::test]
+async fn ssh_reads_many_files_in_one_session() {
+    if !sshd_available("ssh_reads_many_files_in_one_session") {
+        return;
+    }
+    let sshd = Sshd::start_with("LogLevel DEBUG1\n");
+    let tree = tempfile::tempdir().unwrap();
+    let t = tree.path();
+    let every_byte: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
+    std::fs::write(t.join("bytes"), &every_byte).unwrap();
+    std::fs::write(t.join("empty"), b"").unwrap();
+    std::fs::write(t.join("two lines"), b"a\nb").unwrap();
+    std::fs::create_dir(t.join("dir")).unwrap();
+    std::os::unix::fs::symlink("bytes", t.join("link")).unwrap();
+    std::os::unix::fs::symlink("/etc", t.join("out")).unwrap();
+    let fifo = t.join("fifo");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let mut opts = sshd.options();
+    opts.root = Some(t.to_owned());
+    let host = SshHost::connect(&sshd.dest(), opts).await.unwrap();
+    let sessions = || sshd.log().matches("ctype session").count();
+    let paths: Vec<std::path::PathBuf> = [
+        "/bytes",
+        "/empty",
+        "/missing",
+        "/two lines",
+        "/dir",
+        "/link",
+        "/fifo",
+        "/out/hostname",
+    ]
+    .iter()
+    .map(Into::into)
+    .collect();
+    let before = sessions();
+    let got = host.read_files(&paths).await.unwrap();
+    assert_eq!(sessions() - before, 1, "one session for all");
+    assert_eq!(got.len(), 8);
+    assert_eq!(got[0].as_deref().unwrap(), &every_byte[..]);
+    assert_eq!(got[1].as_deref().unwrap(), b"");
+    assert!(
+        matches!(&got[2], Err(ExecError::NotFound { path, .. }) if path == Path::new("/missing")),
+        "{:?}",
+        got[2]
+    );
+    assert_eq!(got[3].as_deref().unwrap(), b"a\nb");
+    for (i, what) in [(4, "a directory"), (5, "a symbolic link"), (6, "a FIFO")] {
+        assert!(
+            matches!(&got[i], Err(ExecError::NotRegular { what: w, .. }) if w.contains(what)),
+            "{}: {:?}",
+            paths[i].display(),
+            got[i]
+        );
+    }
+    assert!(
+        matches!(&got[7], Err(ExecError::OutsideRoot { .. })),
+        "{:?}",
+        got[7]
+    );
+    // What read_file says of each, the batch says too, in the same words.
+    for (p, batch) in paths.iter().zip(&got) {
+        let one = host.read_file(p).await;
+        match (one, batch) {
+            (Ok(a), Ok(b)) => assert_eq!(&a, b, "{}", p.display()),
+            (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "{}", p.display()),
+            (one, batch) => panic!("{}: {one:?} against {batch:?}", p.display()),
+        }
+    }
+    assert!(host.read_files(&[]).await.unwrap().is_empty());
+}

@@ -29,9 +29,24 @@ enum UserspaceProbe {
 /// The NVIDIA userspace version in a running container, through the one probe exec. A probe
 /// that answers says the container runs, so its state is asked only when the probe fails
 /// (stopped, starting, unreachable): a running container's check is the one exec, as a
-/// converged `apply` is. A node that does not answer is an error (the whole check failed), not
-/// a note.
+/// converged `apply` is; in a run that knows the states of all the node's containers, a
+/// container known not to run is not probed. A node that does not answer is an error (the
+/// whole check failed), not a note.
 async fn userspace_version(ctx: &Ctx<'_>) -> Result<UserspaceProbe> {
+    // In a run that read the states of all the node's containers at once, a container known
+    // not to run is not probed: the answer the probe's failure would lead to, without its
+    // exec (over SSH a session per container).
+    if let Some(states) = ctx.facts.states(ctx.cts).await {
+        match states.of(ctx.ct) {
+            CtState::Running => {}
+            CtState::Stopped => {
+                return Ok(UserspaceProbe::Skipped("the container is stopped".into()))
+            }
+            CtState::Other(s) => {
+                return Ok(UserspaceProbe::Skipped(format!("the container is {s}")))
+            }
+        }
+    }
     let failed = match container::probe(ctx, &[]).await {
         Ok(p) => return Ok(UserspaceProbe::Installed(p.userspace_version())),
         Err(

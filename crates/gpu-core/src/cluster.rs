@@ -9,6 +9,17 @@
 //! different nodes are opened in parallel; a node that cannot be reached fails only its own
 //! containers.
 //!
+//! A cluster is one run, and the work on a node costs it a handful of questions, not a handful
+//! per container:
+//! - every engine is [for the run](Engine::for_run): a node's inventory, its device table and
+//!   the states of its containers are read once and shared by all of its containers;
+//! - [`Cluster::read_ahead`] opens the nodes of a run's containers and reads those facts, all
+//!   nodes at once, before any container is worked on;
+//! - where this host sees the cluster's `/etc/pve` (pmxcfs shows every node's configs under
+//!   `/etc/pve/nodes/NODE/`), another node's configs (and every other read under `/etc/pve`)
+//!   are read here, not over its connection; writes still go to the node, which holds the
+//!   container's config lock.
+//!
 //! ```
 //! use std::path::Path;
 //! use std::sync::Arc;
@@ -31,11 +42,15 @@
 //! ```
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
-use exec_backend::{ContainerExec, ExecError, Host};
+use exec_backend::{
+    Cmd, ContainerExec, DirEntry, ExecError, FileKind, FileMeta, Host, HostLock, Output,
+    WriteOptions,
+};
 use serde::{Deserialize, Serialize};
 use tokio::sync::OnceCell;
 use tracing::{debug, warn};
@@ -47,6 +62,9 @@ use crate::values::CtId;
 
 /// Where the cluster's guest list lives.
 pub const VMLIST_PATH: &str = "/etc/pve/.vmlist";
+
+/// The cluster file system (pmxcfs), the same on every node.
+pub const ETC_PVE: &str = "/etc/pve";
 
 /// One guest of the cluster.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -154,10 +172,11 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// A single host: every container is `local`'s.
+    /// A single host: every container is `local`'s (its engine made [for the
+    /// run](Engine::for_run)).
     pub fn single(local: Engine) -> Cluster {
         Cluster {
-            local,
+            local: local.for_run(),
             local_name: None,
             vmlist: None,
             connector: None,
@@ -189,7 +208,7 @@ impl Cluster {
             }
         };
         Ok(Cluster {
-            local,
+            local: local.for_run(),
             local_name: Some(name),
             vmlist: Some(vmlist),
             connector,
@@ -249,6 +268,22 @@ impl Cluster {
         (node, e)
     }
 
+    /// Opens the nodes of `cts` and reads what a run over them asks each node once (its
+    /// inventory; with `states`, the run states of its containers), all nodes at once, so that
+    /// no node's connection or inventory waits behind another's. What fails here is met again,
+    /// and reported, by each container of that node.
+    pub async fn read_ahead(&self, cts: &[CtId], states: bool) {
+        let mut nodes: Vec<&str> = cts.iter().map(|ct| self.node_of(ct)).collect();
+        nodes.sort_unstable();
+        nodes.dedup();
+        futures_util::future::join_all(nodes.into_iter().map(|node| async move {
+            if let Ok(engine) = self.engine_of(node).await {
+                engine.read_ahead(states).await;
+            }
+        }))
+        .await;
+    }
+
     async fn connect(&self, node: &str) -> std::result::Result<Engine, Arc<Error>> {
         let Some(connector) = &self.connector else {
             return Err(Arc::new(Error::NodeUnreachable {
@@ -258,7 +293,160 @@ impl Cluster {
         debug!(node, "opening the node's backends");
         let b = connector.connect(node).await.map_err(Arc::new)?;
         debug!(node, "node backends open");
-        Ok(self.local.on_node(b.host, b.cts))
+        let host = match self.shared_etc_pve(node).await {
+            Some(dir) => {
+                debug!(node, dir = %dir.display(), "the node's /etc/pve is read here");
+                Arc::new(SharedEtcPve {
+                    node: node.to_owned(),
+                    remote: b.host,
+                    local: self.local.host().clone(),
+                })
+            }
+            None => b.host,
+        };
+        Ok(self.local.on_node(host, b.cts))
+    }
+
+    /// `/etc/pve/nodes/NODE/lxc` when this host sees it (this host is a node of the cluster
+    /// and pmxcfs shows it every node's directory).
+    async fn shared_etc_pve(&self, node: &str) -> Option<PathBuf> {
+        if self.local_name.is_none() || !is_node_name(node) {
+            return None;
+        }
+        let dir = Path::new(ETC_PVE).join("nodes").join(node).join("lxc");
+        match self.local.host().stat(&dir).await {
+            Ok(Some(m)) if m.kind == FileKind::Dir => Some(dir),
+            _ => None,
+        }
+    }
+}
+
+/// Whether `node` can name a directory under `/etc/pve/nodes` (a host name).
+fn is_node_name(node: &str) -> bool {
+    !node.is_empty()
+        && !node.starts_with('.')
+        && node
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+}
+
+/// Another node of a cluster whose `/etc/pve` this host sees too: pmxcfs shows the same files
+/// on every node, and the node's own links in it (`lxc`, `qemu-server`, `openvz` and `local`)
+/// point into `nodes/NODE`. Reads under `/etc/pve` (its container configs, the guest list) are
+/// answered from this host's view, without a session on the node; writes and everything else
+/// go to the node, which holds its containers' config locks. Paths outside `/etc/pve`, or with
+/// anything but plain components, always go to the node.
+struct SharedEtcPve {
+    node: String,
+    remote: Arc<dyn Host>,
+    local: Arc<dyn Host>,
+}
+
+impl SharedEtcPve {
+    /// The path on this host that shows the node's `path`, when `path` is under `/etc/pve`.
+    fn here(&self, path: &Path) -> Option<PathBuf> {
+        let rest = path.strip_prefix(ETC_PVE).ok()?;
+        let mut parts = Vec::new();
+        for c in rest.components() {
+            match c {
+                Component::Normal(p) => parts.push(p),
+                _ => return None,
+            }
+        }
+        let mut here = PathBuf::from(ETC_PVE);
+        match parts.first().and_then(|p| p.to_str()) {
+            Some("lxc" | "qemu-server" | "openvz") => {
+                here.extend(["nodes", &self.node]);
+            }
+            Some("local") => {
+                here.extend(["nodes", &self.node]);
+                parts.remove(0);
+            }
+            _ => {}
+        }
+        here.extend(parts);
+        Some(here)
+    }
+}
+
+#[async_trait]
+impl Host for SharedEtcPve {
+    fn name(&self) -> String {
+        self.remote.name()
+    }
+
+    /// Locks are the node's (the runfile cache lives on the node, not in `/etc/pve`).
+    async fn lock(
+        &self,
+        path: &Path,
+        timeout: Duration,
+    ) -> std::result::Result<HostLock, ExecError> {
+        self.remote.lock(path, timeout).await
+    }
+
+    fn resolve(&self, path: &Path) -> PathBuf {
+        self.remote.resolve(path)
+    }
+
+    async fn run(&self, cmd: &Cmd) -> std::result::Result<Output, ExecError> {
+        self.remote.run(cmd).await
+    }
+
+    async fn read_file(&self, path: &Path) -> std::result::Result<Vec<u8>, ExecError> {
+        match self.here(path) {
+            Some(here) => self.local.read_file(&here).await,
+            None => self.remote.read_file(path).await,
+        }
+    }
+
+    /// The node's files in one batch on the node, the ones under `/etc/pve` here.
+    async fn read_files(
+        &self,
+        paths: &[PathBuf],
+    ) -> std::result::Result<Vec<std::result::Result<Vec<u8>, ExecError>>, ExecError> {
+        let theirs: Vec<PathBuf> = paths
+            .iter()
+            .filter(|p| self.here(p).is_none())
+            .cloned()
+            .collect();
+        let mut from_node = self.remote.read_files(&theirs).await?.into_iter();
+        let mut out = Vec::with_capacity(paths.len());
+        for p in paths {
+            out.push(match self.here(p) {
+                Some(here) => self.local.read_file(&here).await,
+                None => from_node.next().unwrap_or_else(|| {
+                    Err(ExecError::Protocol {
+                        target: self.remote.name(),
+                        what: "a batch of reads".into(),
+                        detail: "fewer answers than files".into(),
+                    })
+                }),
+            });
+        }
+        Ok(out)
+    }
+
+    async fn write_file_atomic(
+        &self,
+        path: &Path,
+        bytes: &[u8],
+        opts: &WriteOptions,
+    ) -> std::result::Result<(), ExecError> {
+        self.remote.write_file_atomic(path, bytes, opts).await
+    }
+
+    async fn read_dir(&self, path: &Path) -> std::result::Result<Vec<DirEntry>, ExecError> {
+        match self.here(path) {
+            Some(here) => self.local.read_dir(&here).await,
+            None => self.remote.read_dir(path).await,
+        }
+    }
+
+    async fn stat(&self, path: &Path) -> std::result::Result<Option<FileMeta>, ExecError> {
+        match self.here(path) {
+            Some(here) => self.local.stat(&here).await,
+            None => self.remote.stat(path).await,
+        }
     }
 }
 
@@ -291,10 +479,28 @@ mod tests {
     }
 
     /// A stand-in for the CLI's SSH connector: counts connections per node, "reaches" a node
-    /// by giving another host tree, and fails for `down`.
+    /// by giving another host tree (and a container backend), and fails for any other node.
     struct FakeConnector {
         calls: Mutex<Vec<String>>,
-        hosts: HashMap<String, Arc<test_support::FsHost>>,
+        hosts: HashMap<String, (Arc<test_support::FsHost>, Arc<dyn ContainerExec>)>,
+    }
+
+    impl FakeConnector {
+        fn new(
+            hosts: impl IntoIterator<Item = (&'static str, Arc<test_support::FsHost>)>,
+        ) -> FakeConnector {
+            FakeConnector {
+                calls: Mutex::new(Vec::new()),
+                hosts: hosts
+                    .into_iter()
+                    .map(|(n, h)| {
+                        let cts: Arc<dyn ContainerExec> =
+                            Arc::new(exec_backend::MockContainerExec::new());
+                        (n.to_owned(), (h, cts))
+                    })
+                    .collect(),
+            }
+        }
     }
 
     #[async_trait]
@@ -303,12 +509,12 @@ mod tests {
             self.calls.lock().unwrap().push(node.to_owned());
             // Slow enough that concurrent callers overlap.
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            let host = self.hosts.get(node).ok_or_else(|| Error::NodeUnreachable {
+            let (host, cts) = self.hosts.get(node).ok_or_else(|| Error::NodeUnreachable {
                 node: node.to_owned(),
             })?;
             Ok(NodeBackends {
                 host: host.clone(),
-                cts: Arc::new(exec_backend::MockContainerExec::new()),
+                cts: cts.clone(),
             })
         }
     }
@@ -327,10 +533,7 @@ mod tests {
         pve1.put(VMLIST_PATH, SAMPLE);
         pve1.put("/etc/hostname", "pve1.example.org\n");
         let (_d2, pve2) = test_support::FsHost::h200x2();
-        let connector = Arc::new(FakeConnector {
-            calls: Mutex::new(Vec::new()),
-            hosts: HashMap::from([("pve2".to_owned(), Arc::new(pve2))]),
-        });
+        let connector = Arc::new(FakeConnector::new([("pve2", Arc::new(pve2))]));
         let cluster = Cluster::discover(local_engine(Arc::new(pve1)), Some(connector.clone()))
             .await
             .unwrap();
@@ -378,5 +581,291 @@ mod tests {
         // Without a connector, a container routed elsewhere cannot be reached.
         let e = cluster.engine_of("pve9").await.unwrap_err();
         assert!(matches!(*e, Error::NodeUnreachable { .. }), "{e:?}");
+    }
+
+    #[test]
+    fn the_shared_etc_pve_as_this_host_shows_it() {
+        let (_d, h) = test_support::FsHost::h200x2();
+        let h: Arc<dyn Host> = Arc::new(h);
+        let shared = SharedEtcPve {
+            node: "pve2".into(),
+            remote: h.clone(),
+            local: h,
+        };
+        let here = |p: &str| shared.here(Path::new(p)).map(|p| p.display().to_string());
+        assert_eq!(
+            here("/etc/pve/lxc/102.conf").as_deref(),
+            Some("/etc/pve/nodes/pve2/lxc/102.conf")
+        );
+        assert_eq!(
+            here("/etc/pve/lxc").as_deref(),
+            Some("/etc/pve/nodes/pve2/lxc")
+        );
+        assert_eq!(
+            here("/etc/pve/local/lxc/7.conf").as_deref(),
+            Some("/etc/pve/nodes/pve2/lxc/7.conf")
+        );
+        assert_eq!(
+            here("/etc/pve/.vmlist").as_deref(),
+            Some("/etc/pve/.vmlist")
+        );
+        assert_eq!(
+            here("/etc/pve/nodes/pve3/lxc/9.conf").as_deref(),
+            Some("/etc/pve/nodes/pve3/lxc/9.conf")
+        );
+        for node_only in [
+            "/etc/pve/../shadow",
+            "/etc/pve/lxc/../../x",
+            "/etc/pvex/lxc/1.conf",
+            "/run/lock/lxc/pve-config-102.lock",
+            "/proc/devices",
+        ] {
+            assert_eq!(here(node_only), None, "{node_only}");
+        }
+        assert!(is_node_name("pve2") && is_node_name("node-7"));
+        for bad in ["", "..", ".hidden", "a/b", "a b"] {
+            assert!(!is_node_name(bad), "{bad:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_of_reads_is_split_between_here_and_the_node() {
+        let (_d1, here) = test_support::FsHost::h200x2();
+        let here = Arc::new(here.with_calls(test_support::CallLog::new()));
+        here.put("/etc/pve/nodes/pve2/lxc/7.conf", "here\n");
+        let (_d2, node) = test_support::FsHost::h200x2();
+        let node = Arc::new(node.with_calls(test_support::CallLog::new()));
+        node.put("/etc/hostname", "pve2\n");
+        let shared = SharedEtcPve {
+            node: "pve2".into(),
+            remote: node.clone(),
+            local: here.clone(),
+        };
+        let paths: Vec<PathBuf> = ["/etc/hostname", "/etc/pve/lxc/7.conf", "/nonexistent"]
+            .iter()
+            .map(Into::into)
+            .collect();
+        let got = shared.read_files(&paths).await.unwrap();
+        assert_eq!(got[0].as_deref().unwrap(), b"pve2\n");
+        assert_eq!(got[1].as_deref().unwrap(), b"here\n");
+        assert!(matches!(got[2], Err(ExecError::NotFound { .. })));
+        assert_eq!(
+            node.calls().lines(),
+            [
+                "host read_file /etc/hostname",
+                "host read_file /nonexistent"
+            ]
+        );
+        assert_eq!(
+            here.calls().lines(),
+            ["host read_file /etc/pve/nodes/pve2/lxc/7.conf"]
+        );
+    }
+
+    const EXAMPLE_101: &str = include_str!("../../../examples/h200x2/etc/pve/lxc/101.conf");
+
+    /// What pve2's container backend answers: CT 103 runs (its probe says userspace
+    /// 550.127.05), 102 and 104 are stopped; all at once (`states`) when `batched`, else only
+    /// one by one.
+    fn pve2_cts(batched: bool) -> exec_backend::MockContainerExec {
+        use exec_backend::{CtState, CtStates, Output};
+        let mut cts = exec_backend::MockContainerExec::new();
+        // Not an LXC container on a host the tests see (as Pct over SSH would say: the node's).
+        cts.expect_lxc_name().returning(|_| None);
+        let state = |ct: &str| {
+            if ct == "103" {
+                CtState::Running
+            } else {
+                CtState::Stopped
+            }
+        };
+        if batched {
+            cts.expect_states().times(1).returning(|| {
+                Ok(Some(CtStates::new(
+                    [("103".to_owned(), CtState::Running)].into(),
+                    CtState::Stopped,
+                )))
+            });
+            cts.expect_state().never();
+        } else {
+            cts.expect_states().returning(|| Ok(None));
+            // The stopped two, after their probes fail (103's probe answers: it runs).
+            cts.expect_state()
+                .times(2)
+                .returning(move |ct| Ok(state(ct.as_str())));
+        }
+        cts.expect_exec()
+            .withf(|ct, _| ct.as_str() == "103")
+            .times(1)
+            .returning(|_, _| {
+                Ok(Output::ok(
+                    "probe=1\nsmi_path=/usr/bin/nvidia-smi\nsmi_version= 550.127.05\n",
+                ))
+            });
+        // Without the states of all, a stopped container is probed first (the probe fails,
+        // then its state is asked); with them it is not probed at all.
+        cts.expect_exec()
+            .withf(|ct, _| ct.as_str() != "103")
+            .times(if batched { 0 } else { 2 })
+            .returning(|_, _| Err(stopped_exec()));
+        cts
+    }
+
+    /// What `pct exec` into a stopped container fails with.
+    fn stopped_exec() -> ExecError {
+        ExecError::Failed {
+            target: "pve2".into(),
+            argv: vec!["pct".into(), "exec".into()],
+            status: exec_backend::ExitStatus::Code(255),
+            stderr_tail: "container is not running".into(),
+        }
+    }
+
+    /// `check` of 101 (pve1) and 102..104 (pve2) in one run: the rows as JSON, and what pve2
+    /// was asked. `shared`: pve1 shows pve2's configs under /etc/pve/nodes/pve2 (pmxcfs);
+    /// `batched`: pve2's backend answers the states of all its containers at once.
+    async fn check_pve2(shared: bool, batched: bool) -> (serde_json::Value, Vec<String>) {
+        let (_d1, pve1) = test_support::FsHost::h200x2();
+        pve1.put(
+            VMLIST_PATH,
+            r#"{"ids": {"101": {"node": "pve1", "type": "lxc"}, "102": {"node": "pve2", "type": "lxc"},
+                "103": {"node": "pve2", "type": "lxc"}, "104": {"node": "pve2", "type": "lxc"}}}"#,
+        );
+        pve1.put("/etc/hostname", "pve1\n");
+        pve1.put("/etc/pve/lxc/101.conf", EXAMPLE_101);
+        let (_d2, pve2) = test_support::FsHost::h200x2();
+        let pve2 = pve2.with_calls(test_support::CallLog::new());
+        for id in ["102", "103", "104"] {
+            // pmxcfs shows the same file on both nodes.
+            pve2.put(&format!("/etc/pve/lxc/{id}.conf"), EXAMPLE_101);
+            if shared {
+                pve1.put(&format!("/etc/pve/nodes/pve2/lxc/{id}.conf"), EXAMPLE_101);
+            }
+        }
+        let pve2 = Arc::new(pve2);
+        let mut connector = FakeConnector::new([("pve2", pve2.clone())]);
+        connector.hosts.get_mut("pve2").unwrap().1 = Arc::new(pve2_cts(batched));
+        let mut local_cts = exec_backend::MockContainerExec::new();
+        // The local host tree has no /proc/net/unix: asked one by one.
+        local_cts.expect_states().returning(|| Ok(None));
+        local_cts.expect_lxc_name().returning(|_| None);
+        local_cts
+            .expect_exec()
+            .times(1)
+            .returning(|_, _| Err(stopped_exec()));
+        local_cts
+            .expect_state()
+            .times(1)
+            .returning(|_| Ok(exec_backend::CtState::Stopped));
+        let local = Engine::new(Arc::new(pve1), Arc::new(local_cts), Target::Pve);
+        let cluster = Arc::new(
+            Cluster::discover(local, Some(Arc::new(connector)))
+                .await
+                .unwrap(),
+        );
+        let run = crate::fleet::check_many(
+            &cluster,
+            &crate::fleet::Selection::All,
+            &crate::fleet::Expectation::default(),
+            None,
+            std::num::NonZeroUsize::new(4).unwrap(),
+        )
+        .await
+        .unwrap();
+        assert!(run.errors.is_empty(), "{:?}", run.errors);
+        let rows = serde_json::to_value(&run.containers).unwrap();
+        (rows, pve2.calls().lines())
+    }
+
+    #[tokio::test]
+    async fn a_run_asks_each_node_once_and_finds_the_same() {
+        let (batched, calls) = check_pve2(true, true).await;
+        let (one_by_one, calls_one_by_one) = check_pve2(false, false).await;
+        assert_eq!(batched, one_by_one, "the same rows either way");
+        let rows = batched.as_array().unwrap();
+        let ids: Vec<&str> = rows.iter().map(|r| r["ct"].as_str().unwrap()).collect();
+        assert_eq!(ids, ["101", "102", "103", "104"]);
+        for r in rows {
+            // The old uvm major: no driver holds it, no node record saw it.
+            assert!(r["doubtful"].to_string().contains("508"), "{r:#}");
+        }
+        assert!(rows[1]["not_checked"]
+            .to_string()
+            .contains("the container is stopped"));
+        assert!(
+            rows[2]["findings"].to_string().contains("550.127.05"),
+            "{:#}",
+            rows[2]
+        );
+        // pve2 read its inventory once for three containers, and no config: pve1 showed them.
+        let count =
+            |calls: &[String], what: &str| calls.iter().filter(|c| c.contains(what)).count();
+        assert_eq!(count(&calls, "read_file /proc/devices"), 1, "{calls:#?}");
+        assert_eq!(
+            count(&calls, "read_file /sys/module/nvidia/version"),
+            1,
+            "{calls:#?}"
+        );
+        assert_eq!(count(&calls, "/etc/pve"), 0, "{calls:#?}");
+        // Without pve1's view, each config is read on pve2 (twice: whether it passes GPUs at
+        // all, then the check); the inventory still once.
+        assert_eq!(count(&calls_one_by_one, "read_file /etc/pve/lxc/"), 6);
+        assert_eq!(count(&calls_one_by_one, "read_file /proc/devices"), 1);
+    }
+
+    #[tokio::test]
+    async fn writes_go_to_the_node_that_holds_the_lock() {
+        let (_d1, pve1) = test_support::FsHost::h200x2();
+        pve1.put(
+            VMLIST_PATH,
+            r#"{"ids": {"102": {"node": "pve2", "type": "lxc"}}}"#,
+        );
+        pve1.put("/etc/hostname", "pve1\n");
+        pve1.put("/etc/pve/nodes/pve2/lxc/102.conf", EXAMPLE_101);
+        let pve1 = Arc::new(pve1.with_calls(test_support::CallLog::new()));
+        let (_d2, pve2) = test_support::FsHost::h200x2();
+        pve2.put("/etc/pve/lxc/102.conf", EXAMPLE_101);
+        let pve2 = Arc::new(pve2.with_calls(test_support::CallLog::new()));
+        let connector = Arc::new(FakeConnector::new([("pve2", pve2.clone())]));
+        let local = Engine::new(
+            pve1.clone(),
+            Arc::new(exec_backend::MockContainerExec::new()),
+            Target::Pve,
+        );
+        let cluster = Cluster::discover(local, Some(connector)).await.unwrap();
+        let ct = CtId::pve("102").unwrap();
+        let mut req = crate::Request::new(ct.clone(), "1".parse().unwrap());
+        req.config_only = true;
+        req.strategy = Some(crate::Strategy::None);
+        let report = cluster
+            .engine_for(&ct)
+            .await
+            .1
+            .unwrap()
+            .apply(&req)
+            .await
+            .unwrap();
+        assert!(report.changed);
+        assert_eq!(report.counters.config_writes, 1);
+        let written = pve2.get("/etc/pve/lxc/102.conf");
+        assert!(written.contains("c 195:1 rwm"), "{written}");
+        let calls = pve2.calls().lines();
+        assert!(
+            calls.contains(&"host write_file_atomic /etc/pve/lxc/102.conf".to_owned()),
+            "{calls:#?}"
+        );
+        assert!(
+            !calls.iter().any(|c| c.contains("read_file /etc/pve")),
+            "{calls:#?}"
+        );
+        assert!(pve1
+            .calls()
+            .lines()
+            .contains(&"host read_file /etc/pve/nodes/pve2/lxc/102.conf".to_owned()));
+        assert!(!pve1
+            .calls()
+            .lines()
+            .iter()
+            .any(|c| c.contains("write_file")));
     }
 }

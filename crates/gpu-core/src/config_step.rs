@@ -536,29 +536,33 @@ pub(crate) async fn commit(
 /// `host-libs` files wanted), once the config is what the run wants: after a write that
 /// happened, or on a converged run (which heals a record an earlier run could not write). A
 /// failed config write therefore changes nothing, not even the record. Writes only when
-/// something is new. A record that cannot be written is a warning, not a failure: the config
-/// is right, the record is evidence for later runs, and the next run adds the same facts
-/// (until then a line it would have covered is at worst doubtful, and kept).
+/// something is new (in a run, what an earlier container of the node wrote is not new). A
+/// record that cannot be written is a warning, not a failure: the config is right, the record
+/// is evidence for later runs, and the next run adds the same facts (until then a line it
+/// would have covered is at worst doubtful, and kept).
 async fn learn(ctx: &Ctx<'_>, ev: Evidence, host_libs: &[MountEntry]) {
-    let mut record = ev.record;
     let bound = host_libs
         .iter()
         .map(|m| (m.source.display().to_string(), m.target.clone()));
-    if record.learn(&ev.devices, bound) {
-        if let Err(e) = record.write(ctx.host, &ctx.settings.record).await {
-            warn!(
-                ct = %ctx.ct,
-                error = %crate::error::chain(&e),
-                "the node record could not be updated; the next run adds the same facts"
-            );
-        }
+    let learnt = ctx
+        .facts
+        .learn_record(ctx.host, &ctx.settings.record, ev.record, |r| {
+            r.learn(&ev.devices, bound)
+        })
+        .await;
+    if let Err(e) = learnt {
+        warn!(
+            ct = %ctx.ct,
+            error = %crate::error::chain(&e),
+            "the node record could not be updated; the next run adds the same facts"
+        );
     }
 }
 
 /// Takes the tool's lines out of the config. Returns the diff.
 pub(crate) async fn remove(ctx: &Ctx<'_>, dry_run: bool) -> Result<(String, StepStatus, String)> {
     // Without a driver there is no inventory; the record and /proc/devices still decide.
-    let inv = match Inventory::read(ctx.host).await {
+    let inv = match ctx.inventory().await {
         Ok(inv) => Some(inv),
         Err(Error::NoDriver { .. }) => None,
         Err(e) => return Err(e),

@@ -20,8 +20,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use exec_backend::{
-    Cmd, ContainerExec, CtRef, CtState, DirEntry, ExecError, FileMeta, Host, HostLock, LxcName,
-    Output, Stopped, WriteOptions,
+    Cmd, ContainerExec, CtRef, CtState, CtStates, DirEntry, ExecError, FileMeta, Host, HostLock,
+    LxcName, Output, Stopped, WriteOptions,
 };
 
 use crate::report::Counters;
@@ -162,6 +162,13 @@ impl Host for CountingHost {
         self.inner.read_file(path).await
     }
 
+    async fn read_files(
+        &self,
+        paths: &[PathBuf],
+    ) -> Result<Vec<Result<Vec<u8>, ExecError>>, ExecError> {
+        self.inner.read_files(paths).await
+    }
+
     async fn write_file_atomic(
         &self,
         path: &Path,
@@ -225,6 +232,10 @@ impl ContainerExec for CountingExec {
 
     async fn state(&self, ct: &CtRef) -> Result<CtState, ExecError> {
         self.inner.state(ct).await
+    }
+
+    async fn states(&self) -> Result<Option<CtStates>, ExecError> {
+        self.inner.states().await
     }
 
     async fn start(&self, ct: &CtRef) -> Result<(), ExecError> {

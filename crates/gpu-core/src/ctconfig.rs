@@ -11,9 +11,8 @@ use lxc_conf::{Dialect, Document};
 
 use crate::error::{Error, Result};
 use crate::host_libs;
-use crate::inventory::{read_text, Inventory, ProcDevices};
+use crate::inventory::{read_text, Inventory};
 use crate::passthrough::{Evidence, MountEntry};
-use crate::record::NodeRecord;
 use crate::step::Ctx;
 use crate::target::Target;
 
@@ -163,14 +162,6 @@ pub(crate) fn is_unprivileged(doc: &Document) -> bool {
     }
 }
 
-/// The character-device table of the host (empty when unreadable: no driver loaded).
-pub(crate) async fn proc_devices(host: &dyn Host) -> Result<ProcDevices> {
-    Ok(read_text(host, "/proc/devices")
-        .await?
-        .map(|t| ProcDevices::parse(&t))
-        .unwrap_or_default())
-}
-
 /// The directory a host under a root maps `/` to (`None` for a host without one): mount
 /// sources under it are recognised as the host paths they stand for.
 pub(crate) fn host_root(host: &dyn Host) -> Option<PathBuf> {
@@ -188,8 +179,8 @@ pub(crate) async fn evidence(
     inv: Option<&Inventory>,
     host_files: Option<Vec<MountEntry>>,
 ) -> Result<Evidence> {
-    let devices = proc_devices(ctx.host).await?;
-    let record = NodeRecord::read(ctx.host, &ctx.settings.record).await?;
+    let devices = ctx.proc_devices().await?;
+    let record = ctx.facts.record(ctx.host, &ctx.settings.record).await?;
     let mut ev = Evidence {
         devices,
         record,

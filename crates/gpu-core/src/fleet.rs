@@ -334,6 +334,7 @@ pub async fn apply_many(
         .iter()
         .map(|ct| template.request(ct.clone(), orch))
         .collect::<Result<Vec<_>>>()?;
+    cluster.read_ahead(cts, false).await;
     let mut slots = Vec::with_capacity(reqs.len());
     for req in reqs {
         let (node, engine) = cluster.engine_for(&req.ct).await;
@@ -474,6 +475,8 @@ pub async fn check_many(
             Ok((ct, expected))
         })
         .collect::<Result<Vec<_>>>()?;
+    let cts: Vec<CtId> = work.iter().map(|(ct, _)| ct.clone()).collect();
+    cluster.read_ahead(&cts, true).await;
     let only_gpu_containers = *selection == Selection::All;
     let c = cluster.clone();
     let outs = run_bounded(
@@ -560,6 +563,7 @@ pub async fn sync(
         (None, None) => None,
     };
     let all = *selection == Selection::All;
+    cluster.read_ahead(&cts, false).await;
     let mut slots = Vec::new();
     for ct in cts {
         let t0 = Instant::now();

@@ -36,7 +36,7 @@ pub(crate) async fn run(
     req: &Request,
     then: Then,
 ) -> Result<((Inventory, Vec<Gpu>), StepStatus, String)> {
-    let inv = Inventory::read(ctx.host).await?;
+    let inv = ctx.inventory().await?;
     let gpus: Vec<Gpu> = req.gpus.resolve(&inv)?.into_iter().cloned().collect();
     // A strategy left open is decided by the config step, which checks this then.
     if let (VersionWanted::Exact(v), Some(strategy)) = (&req.driver_version, req.strategy) {

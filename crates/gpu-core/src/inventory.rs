@@ -128,6 +128,12 @@ impl Inventory {
     ///
     /// Fails with [`crate::Error::NoDriver`] when no NVIDIA kernel module is loaded.
     pub async fn read(host: &dyn Host) -> Result<Inventory> {
+        Ok(Inventory::read_with_devices(host).await?.0)
+    }
+
+    /// [`Inventory::read`], and the character-device table it was read from (the config
+    /// step classifies lines by it), so that a run that keeps both reads `/proc/devices` once.
+    pub(crate) async fn read_with_devices(host: &dyn Host) -> Result<(Inventory, ProcDevices)> {
         let driver_version = read_driver_version(host).await?;
         let devices = read_text(host, PROC_DEVICES)
             .await?
@@ -151,14 +157,15 @@ impl Inventory {
             ?pve_version,
             "inventory read"
         );
-        Ok(Inventory {
+        let inv = Inventory {
             driver_version,
             gpus,
             majors,
             nodes,
             cgroup,
             pve_version,
-        })
+        };
+        Ok((inv, table))
     }
 
     /// The device nodes whose numbers are not those the driver has now (`/proc/devices` and
@@ -199,9 +206,28 @@ impl Inventory {
 const PROC_DEVICES: &str = "/proc/devices";
 const SYS_MODULE_VERSION: &str = "/sys/module/nvidia/version";
 const PROC_DRIVER_VERSION: &str = "/proc/driver/nvidia/version";
-const PROC_GPUS: &str = "/proc/driver/nvidia/gpus";
+/// Where the driver lists the GPUs, one directory per PCI bus id.
+pub(crate) const PROC_GPUS: &str = "/proc/driver/nvidia/gpus";
+
+/// The driver's file about the GPU at `bus` (a directory name under [`PROC_GPUS`]).
+pub(crate) fn gpu_information(bus: &str) -> String {
+    format!("{PROC_GPUS}/{bus}/information")
+}
 /// Where the driver lists the MIG capability minors.
 pub(crate) const MIG_MINORS: &str = "/proc/driver/nvidia-caps/mig-minors";
+
+/// The files [`Inventory::read`] reads on any host, and the directories it lists (the GPUs'
+/// own files are found in the listing): for a caller that fetches them all at once first.
+pub(crate) const READ_FILES: [&str; 6] = [
+    SYS_MODULE_VERSION,
+    PROC_DRIVER_VERSION,
+    PROC_DEVICES,
+    "/proc/self/mounts",
+    "/proc/mounts",
+    "/var/lib/dpkg/status",
+];
+/// See [`READ_FILES`].
+pub(crate) const LISTED_DIRS: [&str; 3] = [PROC_GPUS, "/dev", "/dev/nvidia-caps"];
 
 /// A file's text, `None` when it does not exist.
 pub(crate) async fn read_text(host: &dyn Host, path: &str) -> Result<Option<String>> {
@@ -213,6 +239,14 @@ pub(crate) async fn read_text(host: &dyn Host, path: &str) -> Result<Option<Stri
             e,
         )),
     }
+}
+
+/// The host's character-device table; empty when `/proc/devices` is missing (no driver).
+pub(crate) async fn read_proc_devices(host: &dyn Host) -> Result<ProcDevices> {
+    Ok(read_text(host, PROC_DEVICES)
+        .await?
+        .map(|t| ProcDevices::parse(&t))
+        .unwrap_or_default())
 }
 
 async fn read_driver_version(host: &dyn Host) -> Result<DriverVersion> {
@@ -470,7 +504,7 @@ async fn read_gpus(host: &dyn Host) -> Result<Vec<Gpu>> {
     let mut gpus = Vec::new();
     for e in entries {
         let bus = e.name.to_string_lossy().into_owned();
-        let path = format!("{PROC_GPUS}/{bus}/information");
+        let path = gpu_information(&bus);
         let Some(text) = read_text(host, &path).await? else {
             continue;
         };

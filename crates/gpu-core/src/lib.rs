@@ -80,6 +80,7 @@ mod values;
 mod version;
 
 mod counting;
+mod facts;
 mod step;
 
 mod ctconfig;

@@ -145,10 +145,12 @@ impl NodeRecord {
     /// Writes the record when [`NodeRecord::learn`] added something: atomically, under a lock
     /// beside it (which also creates its directory), refusing if someone changed it since it
     /// was read. A refused write is left to the other writer, which learnt the same facts.
-    pub async fn write(&self, host: &dyn Host, path: &Path) -> Result<()> {
+    /// Returns the record as the file now holds it, `None` after a refused write (the file
+    /// holds the other writer's).
+    pub async fn write(mut self, host: &dyn Host, path: &Path) -> Result<Option<NodeRecord>> {
         let bytes = self.render().into_bytes();
         if self.read.as_deref() == Some(bytes.as_slice()) {
-            return Ok(());
+            return Ok(Some(self));
         }
         let opts = WriteOptions {
             lock: Some(lock_path(path)),
@@ -159,9 +161,10 @@ impl NodeRecord {
         match host.write_file_atomic(path, &bytes, &opts).await {
             Ok(()) => {
                 info!(path = %path.display(), "node record updated");
-                Ok(())
+                self.read = Some(bytes);
+                Ok(Some(self))
             }
-            Err(ExecError::Conflict { .. }) => Ok(()),
+            Err(ExecError::Conflict { .. }) => Ok(None),
             Err(e) => Err(Error::exec(
                 format!("cannot write {} on {}", path.display(), host.name()),
                 e,

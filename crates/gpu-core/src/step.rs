@@ -11,6 +11,8 @@ use exec_backend::{ContainerExec, CtRef, Host};
 
 use crate::counting::Tally;
 use crate::error::{chain, Error, Result};
+use crate::facts::HostFacts;
+use crate::inventory::{Inventory, ProcDevices};
 use crate::report::{Event, EventSink, Report, ReportedError, StepName, StepReport, StepStatus};
 use crate::settings::Settings;
 use crate::target::Target;
@@ -23,6 +25,20 @@ pub(crate) struct Ctx<'a> {
     pub settings: &'a Settings,
     pub events: &'a EventSink,
     pub ct: &'a CtRef,
+    /// What the run reads of the host once (or afresh, outside a run).
+    pub facts: &'a HostFacts,
+}
+
+impl Ctx<'_> {
+    /// The host's inventory (read once per run when the engine keeps its host's facts).
+    pub async fn inventory(&self) -> Result<Inventory> {
+        self.facts.inventory(self.host).await
+    }
+
+    /// The host's character-device table (likewise).
+    pub async fn proc_devices(&self) -> Result<ProcDevices> {
+        self.facts.proc_devices(self.host).await
+    }
 }
 
 /// Why the container steps are skipped when a request stops after the config step.

@@ -4,7 +4,10 @@
 //! [`Sshd::start`] generates a host key and a client key, writes an `sshd_config` (127.0.0.1, a
 //! free port, root login with that key only, `StrictModes no`) and runs
 //! `/usr/sbin/sshd -f CFG -D -e` as a child, killed on drop. It needs `/run/sshd` (created
-//! here).
+//! here). Its sessions run with `SHLVL=1`, so the login shell (bash) counts itself nested and
+//! does not source root's `~/.bashrc`: a node's stock one does nothing, a developer's may run
+//! something slow or locking (`pyenv init` waits up to a minute on a stale rehash lock) in
+//! every session.
 
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -72,7 +75,7 @@ impl Sshd {
                 "{extra}Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nPidFile none\n\
                  PermitRootLogin yes\nPubkeyAuthentication yes\nPasswordAuthentication no\n\
                  KbdInteractiveAuthentication no\nAuthorizedKeysFile {}\nStrictModes no\n\
-                 UsePAM no\nMaxSessions 50\nMaxStartups 50\nLogLevel ERROR\n",
+                 UsePAM no\nMaxSessions 50\nMaxStartups 50\nLogLevel ERROR\nSetEnv SHLVL=1\n",
                 host_key.display(),
                 authorized.display()
             ),

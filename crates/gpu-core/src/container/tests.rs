@@ -456,6 +456,7 @@ impl World {
             settings: &self.settings,
             events: &sink,
             ct: req.ct.as_ct_ref(),
+            facts: &crate::facts::HostFacts::fresh(),
         };
         let inv = inv();
         let cfg = ConfigOutcome {
@@ -923,6 +924,7 @@ async fn host_libs_mounts_take_the_module_version_only() {
         settings: &w.settings,
         events: &sink,
         ct: req.ct.as_ct_ref(),
+        facts: &crate::facts::HostFacts::fresh(),
     };
     let m = crate::host_libs::mounts(&ctx, &inv()).await.unwrap();
     let lines: Vec<String> = m.iter().map(|e| e.render()).collect();

@@ -1,11 +1,11 @@
 //! `check`: the live host against a container's config, changing nothing.
 
 use crate::check;
+use crate::facts::KnownStates;
 use crate::finding::CheckReport;
-use crate::inventory::Inventory;
 use crate::report::{StepName, StepStatus};
 use crate::request::Request;
-use crate::step::Failure;
+use crate::step::{Ctx, Failure};
 use crate::values::CtId;
 
 use super::Engine;
@@ -13,20 +13,27 @@ use super::Engine;
 impl Engine {
     /// Compares the live host with the container's config: stale majors, the wrong cgroup
     /// key, missing nodes, GPUs the host lacks; with `expected`, also the GPU assignment, the
-    /// whole planned config and the requested driver version. Changes nothing.
+    /// whole planned config and the requested driver version. Changes nothing. On an engine
+    /// [for a run](Engine::for_run), the container's state comes from the states of all the
+    /// host's containers, read once for the run where the backend can.
     pub async fn check(
         &self,
         ct: &CtId,
         expected: Option<&Request>,
     ) -> std::result::Result<CheckReport, Failure> {
         let counted = self.counted();
-        let ctx = self.ctx(&counted, ct.as_ct_ref());
+        let states = self.facts.states(self.cts.as_ref()).await;
+        let cts = KnownStates::new(&counted.cts, states);
+        let ctx = Ctx {
+            cts: &cts,
+            ..self.ctx(&counted, ct.as_ct_ref())
+        };
         let mut run = self.run(ct.as_ct_ref());
         let result = crate::counting::scope(counted.tally.clone(), async {
             self.admit(ct)?;
             let inv = run
                 .step(StepName::HostCheck, async {
-                    let inv = Inventory::read(ctx.host).await?;
+                    let inv = ctx.inventory().await?;
                     let detail = format!(
                         "driver {}, {} GPU(s) on host",
                         inv.driver_version,

@@ -5,7 +5,6 @@ use exec_backend::ExecError;
 
 use crate::assignment::{self, CurrentAssignment};
 use crate::error::{Error, Result};
-use crate::inventory::Inventory;
 use crate::target::Target;
 use crate::values::CtId;
 
@@ -20,7 +19,7 @@ impl Engine {
         self.admit(ct)?;
         let counted = self.counted();
         let ctx = self.ctx(&counted, ct.as_ct_ref());
-        let inv = Inventory::read(ctx.host).await?;
+        let inv = ctx.inventory().await?;
         assignment::read(&ctx, ct, &inv).await
     }
 

@@ -16,6 +16,7 @@ use exec_backend::{ContainerExec, CtRef, Host};
 
 use crate::counting::{CountingExec, CountingHost, Tally};
 use crate::error::Result;
+use crate::facts::HostFacts;
 use crate::inventory::Inventory;
 use crate::report::EventSink;
 use crate::settings::Settings;
@@ -31,6 +32,8 @@ pub struct Engine {
     target: Target,
     settings: Settings,
     events: EventSink,
+    /// What a run reads of the host once (shared by clones), or nothing kept.
+    facts: Arc<HostFacts>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -59,7 +62,19 @@ impl Engine {
             target,
             settings: Settings::default(),
             events: EventSink::none(),
+            facts: Arc::new(HostFacts::fresh()),
         }
+    }
+
+    /// This engine for one run over many containers: the host's inventory, its device table
+    /// and the run states of its containers are read once, when first needed, and shared by
+    /// this engine's clones, so every container of the run (and `check` of any number of
+    /// them) costs the host those questions once. What was read stays as read for the run:
+    /// make a new one for the next run. A [`Cluster`](crate::cluster::Cluster) makes its
+    /// engines so.
+    pub fn for_run(mut self) -> Engine {
+        self.facts = Arc::new(HostFacts::kept());
+        self
     }
 
     /// Replaces the settings.
@@ -98,12 +113,34 @@ impl Engine {
             target: self.target.clone(),
             settings: self.settings.clone(),
             events: self.events.clone(),
+            facts: Arc::new(if self.facts.is_kept() {
+                HostFacts::kept()
+            } else {
+                HostFacts::fresh()
+            }),
         }
     }
 
-    /// Reads the host's inventory.
+    /// Reads the host's inventory (once per run with [`Engine::for_run`]).
     pub async fn inventory(&self) -> Result<Inventory> {
-        Inventory::read(self.host.as_ref()).await
+        self.facts.inventory(self.host.as_ref()).await
+    }
+
+    /// Reads ahead what a run over many of this host's containers asks of the host (its
+    /// inventory, and with `states` the states of its containers), so that they are read
+    /// once, now, before the containers are worked on. Does nothing unless the engine is
+    /// [for a run](Engine::for_run); a failure is left for each container to meet.
+    pub(crate) async fn read_ahead(&self, states: bool) {
+        if !self.facts.is_kept() {
+            return;
+        }
+        let inventory = self.facts.inventory(self.host.as_ref());
+        let states = async {
+            if states {
+                self.facts.states(self.cts.as_ref()).await;
+            }
+        };
+        let _ = tokio::join!(inventory, states);
     }
 
     /// Fresh counting wrappers of the backends, for one operation.
@@ -125,6 +162,7 @@ impl Engine {
             settings: &self.settings,
             events: &self.events,
             ct,
+            facts: &self.facts,
         }
     }
 

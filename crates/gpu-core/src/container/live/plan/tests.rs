@@ -1,5 +1,5 @@
 use super::*;
-use crate::ctconfig::proc_devices;
+use crate::inventory::read_proc_devices;
 use crate::inventory::Inventory;
 use crate::passthrough::{Class, Evidence, MountEntry};
 use crate::record::NodeRecord;
@@ -19,7 +19,7 @@ const LIB: &str = "/usr/lib/x86_64-linux-gnu/libcuda.so.1";
 async fn evidence() -> Evidence {
     let (_d, host) = FsHost::h200x2();
     Evidence {
-        devices: proc_devices(&host).await.unwrap(),
+        devices: read_proc_devices(&host).await.unwrap(),
         record: NodeRecord::default(),
         host_files: Some(vec![MountEntry {
             source: LIB.into(),
