@@ -376,6 +376,27 @@ impl Host for LocalHost {
             .await
     }
 
+    /// All the files on one blocking thread, one after the other, each as
+    /// [`read_file`](Host::read_file) reads it: one hand-off to the blocking pool instead of
+    /// one a file (a run's inventory reads a dozen small files under `/proc` and `/sys`). The
+    /// batch has the time limit of one read; past it the outer error says so and the caller
+    /// reads each file on its own, each with its own limit.
+    #[instrument(level = "debug", skip(self), fields(files = paths.len()))]
+    async fn read_files(
+        &self,
+        paths: &[PathBuf],
+    ) -> Result<Vec<Result<Vec<u8>, ExecError>>, ExecError> {
+        let Some(first) = paths.first() else {
+            return Ok(Vec::new());
+        };
+        let rooted = self.rooted();
+        let shown = paths.to_vec();
+        self.bounded(first, move || {
+            Ok(shown.iter().map(|p| read_regular(&rooted, p)).collect())
+        })
+        .await
+    }
+
     #[instrument(level = "debug", skip(self, bytes, opts), fields(len = bytes.len(), lock = ?opts.lock))]
     async fn write_file_atomic(
         &self,

@@ -381,3 +381,67 @@ async fn search_path_is_used_unless_the_command_sets_path() {
         exec_backend::process::BASE_PATH
     );
 }
+
+/// `read_files` reads a batch on one blocking thread and gives, file by file, what
+/// `read_file` gives: the bytes, a missing file, a FIFO and a link refused (nothing opened,
+/// nothing waits), a path that climbs out of the root kept inside it.
+#[tokio::test]
+async fn read_files_gives_what_read_file_gives() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("proc")).unwrap();
+    std::fs::write(root.join("proc/devices"), "195 nvidia\n").unwrap();
+    std::fs::write(root.join("proc/empty"), "").unwrap();
+    let status = Command::new("mkfifo")
+        .arg(root.join("proc/fifo"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("secret"), "not for us\n").unwrap();
+    symlink(outside.path().join("secret"), root.join("proc/link")).unwrap();
+    let host = LocalHost::with_root(root);
+    let paths: Vec<PathBuf> = [
+        "/proc/devices",
+        "/proc/missing",
+        "/proc/fifo",
+        "/proc/link",
+        "/proc/empty",
+        "/../../proc/devices",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .collect();
+    let batch = tokio::time::timeout(Duration::from_secs(20), host.read_files(&paths))
+        .await
+        .expect("a FIFO in the batch must not hang it")
+        .unwrap();
+    assert_eq!(batch.len(), paths.len());
+    for (p, got) in paths.iter().zip(&batch) {
+        let alone = host.read_file(p).await;
+        match (got, &alone) {
+            (Ok(a), Ok(b)) => assert_eq!(a, b, "{}", p.display()),
+            (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "{}", p.display()),
+            _ => panic!("{}: batch {got:?}, alone {alone:?}", p.display()),
+        }
+    }
+    assert_eq!(batch[0].as_ref().unwrap(), b"195 nvidia\n");
+    assert!(
+        matches!(batch[1], Err(ExecError::NotFound { .. })),
+        "{:?}",
+        batch[1]
+    );
+    assert!(
+        matches!(batch[2], Err(ExecError::NotRegular { .. })),
+        "{:?}",
+        batch[2]
+    );
+    assert!(
+        matches!(batch[3], Err(ExecError::NotRegular { .. })),
+        "{:?}",
+        batch[3]
+    );
+    assert_eq!(batch[4].as_ref().unwrap(), b"");
+    assert_eq!(batch[5].as_ref().unwrap(), b"195 nvidia\n");
+    assert!(host.read_files(&[]).await.unwrap().is_empty());
+}
