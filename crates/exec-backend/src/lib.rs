@@ -291,6 +291,12 @@ pub struct WriteOptions {
     pub backup_to: Option<PathBuf>,
     /// Permission bits of the new file (`None`: those of the file it replaces, else 0o644).
     pub mode: Option<u32>,
+    /// After a write that happened and left a backup, prune the backup's directory in the same
+    /// go (no second round trip to the node): of the regular files there whose names end as
+    /// the backup's does (its extension) and do not begin with `.`, sorted by name, keep the
+    /// first (the oldest, for names that sort by time) and the last `n`, remove the others. A
+    /// file that cannot be removed is left (the write has happened; it is not undone).
+    pub keep_backups: Option<usize>,
 }
 
 /// The node that owns the GPUs and the container configs.

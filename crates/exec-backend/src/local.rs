@@ -412,6 +412,7 @@ impl Host for LocalHost {
             expect_previous: opts.expect_previous.clone(),
             backup_to: opts.backup_to.clone(),
             mode: opts.mode,
+            keep_backups: opts.keep_backups,
             bytes: bytes.to_vec(),
         };
         blocking(TARGET, path, move || job.run()).await
@@ -497,6 +498,7 @@ struct AtomicWrite {
     expect_previous: Option<Option<Vec<u8>>>,
     backup_to: Option<PathBuf>,
     mode: Option<u32>,
+    keep_backups: Option<usize>,
     bytes: Vec<u8>,
 }
 
@@ -575,6 +577,9 @@ impl AtomicWrite {
             return Err(write_err(op, &self.shown, err));
         }
         debug!(path = %self.shown.display(), mode = format_args!("{:o}", keep.mode), "replaced");
+        if let (Some(undo), Some(n)) = (&backup, self.keep_backups) {
+            prune_backups(undo.dir.as_fd(), &undo.name, n);
+        }
         Ok(())
     }
 
@@ -619,6 +624,43 @@ impl AtomicWrite {
             return Err(write_err(op, b, e));
         }
         Ok(Undo { dir, name, made })
+    }
+}
+
+/// Prunes the directory `dir` of the backup `name` as [`WriteOptions::keep_backups`] says:
+/// of the regular files ending as `name` does (not links, not `.`-files), sorted, the first and
+/// the last `keep` stay. Failures are logged and left.
+fn prune_backups(dir: BorrowedFd<'_>, name: &CStr, keep: usize) {
+    let name = name.to_bytes();
+    let Some(dot) = name.iter().rposition(|&c| c == b'.') else {
+        return;
+    };
+    let ext = &name[dot..];
+    let listing = match std::fs::read_dir(rooted::fd_path(dir)) {
+        Ok(rd) => rd,
+        Err(e) => {
+            debug!(error = %e, "cannot list the backups to prune them");
+            return;
+        }
+    };
+    let mut names: Vec<Vec<u8>> = listing
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .map(|e| e.file_name().as_bytes().to_vec())
+        .filter(|n| !n.starts_with(b".") && n.ends_with(ext) && n.len() > ext.len())
+        .collect();
+    names.sort();
+    if names.len() <= keep + 1 {
+        return;
+    }
+    let last = names.len() - keep;
+    for old in &names[1..last] {
+        let Ok(c) = CString::new(old.clone()) else {
+            continue;
+        };
+        if let Err(e) = rooted::unlinkat(dir, &c) {
+            debug!(error = %e, name = %String::from_utf8_lossy(old), "cannot remove an old backup");
+        }
     }
 }
 

@@ -697,11 +697,12 @@ exec stat --printf='%f %t %T %u %g %s %n\0' -- "$@""#;
 /// `$4` expected previous (`-` unchecked, `absent`, or the SHA-256 in hex), `$5` backup
 /// ('' none), `$6` mode in octal ('' keep), `$7` the root ('' none), `$8` `1` when the file is
 /// on Proxmox's cluster file system (its owner and mode are its own: a refused chown or chmod
-/// is ignored). The new bytes come on stdin. The replaced file keeps its owner, group and
+/// is ignored), `$9` how many backups to keep beside the oldest ('' no pruning: see
+/// [`WriteOptions::keep_backups`]). The new bytes come on stdin. The replaced file keeps its owner, group and
 /// mode; the backup is taken back when the replacement fails; temporary files of writers
 /// that are no longer alive are removed under the lock.
 const WRITE_SCRIPT: &str = r#"set -e
-p=$1 lock=$2 wait=$3 expect=$4 backup=$5 mode=$6 root=$7 pve=$8
+p=$1 lock=$2 wait=$3 expect=$4 backup=$5 mode=$6 root=$7 pve=$8 keep=$9
 made_from= made_to=
 mkdir_in() {
   a=$1
@@ -778,8 +779,26 @@ if [ -n "$backup" ] && [ -e "$p" ]; then
   bt= b=$backup
 fi
 mv -f -- "$t" "$p"
+kept=$b
 t= b= made_to=
 sync -- "$dir"
+# The backups beside the new one: keep the oldest and the newest $keep (names sort by time).
+if [ -n "$keep" ] && [ -n "$kept" ]; then
+  LC_ALL=C
+  export LC_ALL
+  ext=${kept##*.}
+  n=0
+  for f in "$bd"/*."$ext"; do
+    if [ -f "$f" ] && [ ! -L "$f" ]; then n=$((n + 1)); fi
+  done
+  i=0
+  for f in "$bd"/*."$ext"; do
+    if [ -f "$f" ] && [ ! -L "$f" ]; then
+      i=$((i + 1))
+      if [ "$i" -gt 1 ] && [ "$i" -le $((n - keep)) ]; then rm -f -- "$f" || true; fi
+    fi
+  done
+fi
 "#;
 
 /// What `stat -c %F` says a file is, as [`ExecError::NotRegular`] words.
@@ -1133,7 +1152,8 @@ impl Host for SshHost {
         } else {
             ""
         };
-        let args: [&std::ffi::OsStr; 8] = [
+        let keep = opts.keep_backups.map(|n| n.to_string()).unwrap_or_default();
+        let args: [&std::ffi::OsStr; 9] = [
             real.as_os_str(),
             lock.as_os_str(),
             wait_s.as_ref(),
@@ -1142,6 +1162,7 @@ impl Host for SshHost {
             mode.as_ref(),
             self.root_arg(),
             pve.as_ref(),
+            keep.as_ref(),
         ];
         let (cmd, out) = self
             .snippet(

@@ -1,6 +1,8 @@
 //! `LocalHost`: files, listings, stat, `--root`, and `write_file_atomic` under concurrency and
 //! under `SIGKILL`.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -444,4 +446,12 @@ async fn read_files_gives_what_read_file_gives() {
     assert_eq!(batch[4].as_ref().unwrap(), b"");
     assert_eq!(batch[5].as_ref().unwrap(), b"195 nvidia\n");
     assert!(host.read_files(&[]).await.unwrap().is_empty());
+}
+
+/// The write prunes the backups beside the new one in the same call (see `common`).
+#[tokio::test]
+async fn write_prunes_old_backups_in_the_same_call() {
+    let tree = tempfile::tempdir().unwrap();
+    let host = LocalHost::with_root(tree.path());
+    common::pruning_contract(&host, tree.path(), None).await;
 }

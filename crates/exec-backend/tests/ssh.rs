@@ -712,3 +712,20 @@ async fn ssh_reads_many_files_in_one_session() {
     }
     assert!(host.read_files(&[]).await.unwrap().is_empty());
 }
+
+/// The write prunes the backups beside the new one in the same session, as `LocalHost` does:
+/// the oldest and the newest `keep_backups` of the backup's kind stay; dot files, other
+/// extensions, links and directories are never touched; a write that fails prunes nothing.
+#[tokio::test]
+async fn ssh_write_prunes_old_backups_in_the_same_session() {
+    if !sshd_available("ssh_write_prunes_old_backups_in_the_same_session") {
+        return;
+    }
+    let sshd = Sshd::start_with("LogLevel DEBUG1\n");
+    let tree = tempfile::tempdir().unwrap();
+    let mut opts = sshd.options();
+    opts.root = Some(tree.path().to_owned());
+    let host = SshHost::connect(&sshd.dest(), opts).await.unwrap();
+    let sessions = || sshd.log().matches("ctype session").count();
+    common::pruning_contract(&host, tree.path(), Some(&sessions)).await;
+}

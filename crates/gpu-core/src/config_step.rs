@@ -13,9 +13,9 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use exec_backend::{Cmd, ExecError, Host, WriteOptions};
+use exec_backend::{ExecError, WriteOptions};
 use lxc_conf::Document;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use crate::ctconfig::{is_unprivileged, Loaded};
 use crate::current::{self, Current, OwnedLine, Pending, Scan};
@@ -596,7 +596,9 @@ pub(crate) async fn remove(ctx: &Ctx<'_>, dry_run: bool) -> Result<(String, Step
 }
 
 /// Writes the new config under the config lock, checking nobody changed it since it was read,
-/// with a backup of the previous bytes; then prunes old backups.
+/// with a backup of the previous bytes, and prunes old backups in the same go (one round trip
+/// to the node): the newest [`BACKUPS_KEPT`] stay, and the oldest one, the config as it was
+/// before the tool first changed it, is never pruned.
 async fn write(ctx: &Ctx<'_>, path: &Path, old: &[u8], new: &[u8]) -> Result<()> {
     let dir = ctx.settings.backup_root.join(ctx.ct.as_str());
     let backup = dir.join(format!("{}.conf", timestamp(SystemTime::now())));
@@ -606,6 +608,7 @@ async fn write(ctx: &Ctx<'_>, path: &Path, old: &[u8], new: &[u8]) -> Result<()>
         expect_previous: Some(Some(old.to_vec())),
         backup_to: Some(backup.clone()),
         mode: None,
+        keep_backups: Some(BACKUPS_KEPT),
     };
     ctx.host
         .write_file_atomic(path, new, &opts)
@@ -621,38 +624,6 @@ async fn write(ctx: &Ctx<'_>, path: &Path, old: &[u8], new: &[u8]) -> Result<()>
             ),
         })?;
     info!(ct = %ctx.ct, path = %path.display(), backup = %backup.display(), "config written");
-    prune_backups(ctx.host, &dir).await
-}
-
-/// Keeps the newest [`BACKUPS_KEPT`] backups of one container, and the oldest one: the
-/// config as it was before the tool first changed it is never pruned.
-async fn prune_backups(host: &dyn Host, dir: &Path) -> Result<()> {
-    let entries = match host.read_dir(dir).await {
-        Ok(e) => e,
-        Err(ExecError::NotFound { .. }) => return Ok(()),
-        Err(e) => return Err(Error::exec(format!("cannot list {}", dir.display()), e)),
-    };
-    let mut names: Vec<String> = entries
-        .into_iter()
-        .map(|e| e.name.to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".conf"))
-        .collect();
-    names.sort();
-    if names.len() <= BACKUPS_KEPT + 1 {
-        return Ok(());
-    }
-    let old = &names[1..names.len() - BACKUPS_KEPT];
-    let mut argv = vec!["rm".to_owned(), "-f".to_owned(), "--".to_owned()];
-    argv.extend(
-        old.iter()
-            .map(|n| host.resolve(&dir.join(n)).display().to_string()),
-    );
-    let cmd = Cmd::new(argv);
-    debug!(dir = %dir.display(), count = old.len(), "pruning old backups");
-    host.run(&cmd)
-        .await
-        .and_then(|o| o.check(&host.name(), &cmd))
-        .map_err(|e| Error::exec(format!("cannot prune old backups in {}", dir.display()), e))?;
     Ok(())
 }
 

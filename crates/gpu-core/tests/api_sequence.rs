@@ -88,7 +88,6 @@ async fn first_run_then_converged_run() {
         expected(&[
             "ct state",
             "host write_file_atomic /var/lib/lxc/ct1/config",
-            "host read_dir /var/lib/phoenix-gpu/backups/ct1",
             // The node record learns the NVIDIA majors once the config write has happened
             // (a failed write changes nothing, not even the record).
             "host write_file_atomic /var/lib/phoenix-gpu/nvidia-record",
