@@ -100,7 +100,9 @@ impl Engine {
                 later(StepName::Tools, tools),
                 later(
                     StepName::Verify,
-                    "apply runs nvidia-smi in the container".into(),
+                    "apply opens every passed node in the container and, with a userspace, \
+                     creates a CUDA context on each GPU and runs nvidia-smi"
+                        .into(),
                 ),
             ]
         };
