@@ -108,6 +108,13 @@ impl Host for BackendHost {
         self.inner.read_file(path).await
     }
 
+    async fn read_files(
+        &self,
+        paths: &[PathBuf],
+    ) -> Result<Vec<Result<Vec<u8>, ExecError>>, ExecError> {
+        self.inner.read_files(paths).await
+    }
+
     async fn write_file_atomic(
         &self,
         path: &Path,
