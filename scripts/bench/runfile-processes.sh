@@ -10,17 +10,8 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 bin=${1:?PHOENIX_GPU}; dir=${2:?DIR}
-v=580.159.04; name=NVIDIA-Linux-x86_64-$v.run
-srv=$dir/http; mkdir -p "$srv"
-"$here/standin-runfile.sh" "$v" "$srv/$name"
-sum=$(sha256sum "$srv/$name" | cut -d' ' -f1)
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-python3 -m http.server "$port" --bind 127.0.0.1 --directory "$srv" 2> "$dir/http.log" >/dev/null &
-server=$!
-trap 'kill $server 2>/dev/null || true' EXIT
-for _ in $(seq 50); do curl -fs -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.1; done
-"$here/fleet-env.sh" reset "$dir"
-: > "$dir/http.log"
+# shellcheck source=scripts/bench/runfile-server.sh
+. "$here/runfile-server.sh"
 gate=$dir/gate; rm -f "$gate"; mkfifo "$gate"
 cts=$(ls "$dir/root/var/lib/lxc" | grep -E '^[0-9]+$')
 pids=()

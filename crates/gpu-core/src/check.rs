@@ -275,8 +275,6 @@ pub(crate) async fn run(
 mod tests {
     use std::sync::Arc;
 
-    use exec_backend::MockContainerExec;
-
     use super::*;
     use crate::engine::Engine;
     use crate::request::Mode;
@@ -290,22 +288,9 @@ mod tests {
         let (d, host) = FsHost::h200x2();
         host.put("/etc/pve/lxc/101.conf", EXAMPLE_101);
         let host = Arc::new(host);
-        let mut cts = MockContainerExec::new();
         // A stopped container: the probe cannot enter it (as `pct exec` fails), its state
         // says why.
-        cts.expect_exec().returning(|_, cmd| {
-            Err(ExecError::Failed {
-                target: "localhost".into(),
-                argv: cmd
-                    .argv
-                    .iter()
-                    .map(|a| a.to_string_lossy().into_owned())
-                    .collect(),
-                status: exec_backend::ExitStatus::Code(255),
-                stderr_tail: "CT 101 not running".into(),
-            })
-        });
-        cts.expect_state().returning(|_| Ok(CtState::Stopped));
+        let cts = crate::config_step::tests::stopped_ct();
         let e = Engine::new(host.clone(), Arc::new(cts), Target::Pve);
         (d, e, host)
     }

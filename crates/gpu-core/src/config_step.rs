@@ -657,4 +657,4 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -59,7 +59,7 @@ fn engine(host: &Arc<FsHost>, target: Target) -> Engine {
 }
 
 /// A stopped container: its state says so, and nothing can run inside (`pct exec` fails).
-fn stopped_ct() -> MockContainerExec {
+pub(crate) fn stopped_ct() -> MockContainerExec {
     let mut cts = MockContainerExec::new();
     cts.expect_state()
         .returning(|_| Ok(exec_backend::CtState::Stopped));
