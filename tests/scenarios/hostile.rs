@@ -97,14 +97,7 @@ fn run_argv(argv: &[String], env: &[(&str, String)]) -> Run {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    for v in [
-        "GPU_ASSIGNMENT",
-        "NVIDIA_DRIVER_VERSION",
-        "NVIDIA_REPO_URL",
-        "NVIDIA_RUNFILE_URL",
-    ] {
-        cmd.env_remove(v);
-    }
+    crate::util::without_tool_env(&mut cmd);
     cmd.envs(env.iter().map(|(k, v)| (k, v)));
     let child = cmd.spawn().unwrap();
     let pid = child.id() as i32;

@@ -134,14 +134,7 @@ impl TestHost {
             .arg("--log-file")
             .arg(self.log.path().join("phoenix-gpu.log"))
             .args(args);
-        for v in [
-            "GPU_ASSIGNMENT",
-            "NVIDIA_DRIVER_VERSION",
-            "NVIDIA_REPO_URL",
-            "NVIDIA_RUNFILE_URL",
-        ] {
-            cmd.env_remove(v);
-        }
+        without_tool_env(&mut cmd);
         cmd.envs(env.iter().copied());
         let out = cmd.output().unwrap();
         Run {
@@ -169,4 +162,17 @@ pub fn head_101() -> &'static str {
 pub fn snapshot_101() -> &'static str {
     let i = EXAMPLE_101.find("\n[before-driver-upgrade]").unwrap();
     &EXAMPLE_101[i..]
+}
+
+/// Takes out of `cmd`'s environment the variables the tool reads as defaults (the
+/// orchestrator's `GPU_ASSIGNMENT`, `NVIDIA_*`), so the machine's own cannot leak into a test.
+pub fn without_tool_env(cmd: &mut Command) {
+    for v in [
+        "GPU_ASSIGNMENT",
+        "NVIDIA_DRIVER_VERSION",
+        "NVIDIA_REPO_URL",
+        "NVIDIA_RUNFILE_URL",
+    ] {
+        cmd.env_remove(v);
+    }
 }
