@@ -777,51 +777,118 @@ scenario_converged() {
 # issue 18: a converged run against its floor, measured here on the GPU host (where the floor's
 # nvidia-smi is NVIDIA's binary, not the build machine's stand-in). Interleaved runs, one after
 # the other: the floor (one lxc-attach running nvidia-smi --query-gpu inside), a bare lxc-attach,
-# the converged apply and check. Median wall time and mean CPU (user + system of the command
-# and its children). A figure for docs/BENCHMARKS.md, never a pass/fail on time: status INFO;
-# it fails only when a command fails or the apply is not converged.
+# the converged apply and check, and the parts that explain the difference (gpu-check answering
+# the whole probe alone as a converged apply has it do, without its loader question, NVML alone;
+# on the host phoenix-gpu --version and plan, which asks the container nothing). Median wall
+# time and mean CPU (user + system of the command and its children). A command given as several
+# joined by " ;; " runs them one after the other and counts as one. A figure for
+# docs/BENCHMARKS.md, never a pass/fail on time: status INFO; it fails only when a command fails.
+# time_commands RUNS OUT.json NAME CMD [NAME CMD...]: prints one line of figures.
+time_commands() {
+	(cd / && python3 - "$@" 2>&1 <<-'EOF'
+		import json, resource, shlex, statistics, subprocess, sys, time
+		runs, out, rest = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
+		cmds = [(rest[i], [shlex.split(c) for c in rest[i + 1].split(" ;; ")]) for i in range(0, len(rest), 2)]
+		res = {n: {"wall": [], "cpu": []} for n, _ in cmds}
+		def once(argvs):
+		    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+		    t0 = time.perf_counter()
+		    for argv in argvs:
+		        p = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+		        if p.returncode not in (0, 10):
+		            sys.exit(f"{' '.join(argv)}: exit {p.returncode}: {p.stderr.decode()[-300:]}")
+		    t1 = time.perf_counter()
+		    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+		    return t1 - t0, (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)
+		for _, argvs in cmds:
+		    once(argvs)  # warm-up
+		for _ in range(runs):
+		    for n, argvs in cmds:
+		        w, c = once(argvs)
+		        res[n]["wall"].append(w)
+		        res[n]["cpu"].append(c)
+		fig = {n: {"median_ms": 1e3 * statistics.median(r["wall"]), "min_ms": 1e3 * min(r["wall"]),
+		           "cpu_ms": 1e3 * statistics.mean(r["cpu"])} for n, r in res.items()}
+		load = open("/proc/loadavg").read().split()[:3]
+		json.dump({"runs": runs, "load": load, "figures": fig}, open(out, "w"), indent=2)
+		f = fig[cmds[0][0]]
+		print(f"load {' '.join(load)}; " + "; ".join(
+		    f"{n} median {v['median_ms']:.1f} ms ({v['median_ms'] / f['median_ms']:.2f}x), "
+		    f"cpu {v['cpu_ms']:.1f} ms ({v['cpu_ms'] / f['cpu_ms']:.2f}x)" for n, v in fig.items()))
+	EOF
+	)
+}
+
 measure_floor() { # NAME RUNS
 	local name=$1 runs=$2 t0 out
 	t0=$(now)
-	local attach=(lxc-attach -n "$E2E_NAME" -P "$LXCPATH" --clear-env --set-var "PATH=$CT_PATH" --)
-	local tool_args=("$E2E_NAME" --target lxc --lxcpath "$LXCPATH" --gpus 0)
-	if out=$(cd / && python3 - "$runs" "$REPORT_DIR_ABS/$name.json" \
-		floor "${attach[*]} nvidia-smi --query-gpu=index,uuid,driver_version --format=csv,noheader" \
-		bare-attach "${attach[*]} true" \
-		apply "$PHOENIX_GPU apply ${tool_args[*]} --strategy host-libs" \
-		check "$PHOENIX_GPU check ${tool_args[*]}" 2>&1 <<-'EOF'
-			import json, resource, shlex, statistics, subprocess, sys, time
-			runs, out, rest = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
-			cmds = [(rest[i], shlex.split(rest[i + 1])) for i in range(0, len(rest), 2)]
-			res = {n: {"wall": [], "cpu": []} for n, _ in cmds}
-			def once(argv):
-			    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-			    t0 = time.perf_counter()
-			    p = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-			    t1 = time.perf_counter()
-			    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-			    if p.returncode not in (0, 10):
-			        sys.exit(f"{' '.join(argv)}: exit {p.returncode}: {p.stderr.decode()[-300:]}")
-			    return t1 - t0, (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)
-			for _, argv in cmds:
-			    once(argv)  # warm-up
-			for _ in range(runs):
-			    for n, argv in cmds:
-			        w, c = once(argv)
-			        res[n]["wall"].append(w)
-			        res[n]["cpu"].append(c)
-			fig = {n: {"median_ms": 1e3 * statistics.median(r["wall"]), "min_ms": 1e3 * min(r["wall"]),
-			           "cpu_ms": 1e3 * statistics.mean(r["cpu"])} for n, r in res.items()}
-			json.dump({"runs": runs, "figures": fig}, open(out, "w"), indent=2)
-			f = fig["floor"]
-			print("; ".join(f"{n} median {v['median_ms']:.1f} ms ({v['median_ms'] / f['median_ms']:.2f}x), "
-			                f"cpu {v['cpu_ms']:.1f} ms ({v['cpu_ms'] / f['cpu_ms']:.2f}x)" for n, v in fig.items()))
-		EOF
-	); then
+	local attach="lxc-attach -n $E2E_NAME -P $LXCPATH --clear-env --set-var PATH=$CT_PATH --"
+	local tool_args="$E2E_NAME --target lxc --lxcpath $LXCPATH --gpus 0"
+	local nodes=/dev/nvidia0,/dev/nvidiactl,/dev/nvidia-uvm,/dev/nvidia-uvm-tools
+	local gc='/usr/local/lib/phoenix-gpu/gpu-check-*'
+	if out=$(time_commands "$runs" "$REPORT_DIR_ABS/$name.json" \
+		floor "$attach nvidia-smi --query-gpu=index,uuid,driver_version --format=csv,noheader" \
+		bare-attach "$attach true" \
+		apply "$PHOENIX_GPU apply $tool_args --strategy host-libs" \
+		check "$PHOENIX_GPU check $tool_args" \
+		gpu-check-alone "$attach /bin/sh -c 'exec $gc --probe --sys --dev --libs --dpkg cuda-toolkit-* --nvml --open $nodes --'" \
+		gpu-check-no-libs "$attach /bin/sh -c 'exec $gc --probe --sys --dev --dpkg cuda-toolkit-* --nvml --open $nodes --'" \
+		gpu-check-nvml "$attach /bin/sh -c 'exec $gc --nvml'" \
+		tool-version "$PHOENIX_GPU --version" \
+		tool-plan "$PHOENIX_GPU plan $tool_args --strategy host-libs"); then
 		result "$name" info "$(elapsed "$t0")" "$runs runs each, interleaved: $out"
 	else
 		result "$name" fail "$(elapsed "$t0")" "the measurement failed: $out"
 	fi
+}
+
+# b2: 16 containers (this one and 15 copies of it, privileged, GPU 0 with host-libs): a converged
+# apply of all 16 with --jobs 1 and --jobs 8 against the floor 16 times, one after the other.
+measure_fleet() { # NAME RUNS
+	local name=$1 runs=$2 t0 out main=$E2E_NAME i n names=() floor16="" ok=1
+	t0=$(now)
+	names=("$main")
+	for i in $(seq 2 16); do
+		n=$main-f$i
+		names+=("$n")
+		EXTRA_CTS+=("$n")
+		mkdir -p "$LXCPATH/$n"
+		cp -a "$LXCPATH/$main/rootfs" "$LXCPATH/$n/rootfs"
+		sed -e "s|$LXCPATH/$main/|$LXCPATH/$n/|g" -e "s|^lxc.uts.name = .*|lxc.uts.name = $n|" \
+			"$LXCPATH/$main/config.initial" >"$LXCPATH/$n/config"
+		E2E_NAME=$n CT_DIR=$LXCPATH/$n ct_start || ok=0
+	done
+	E2E_NAME=$main
+	if [[ $ok == 0 ]]; then
+		result "$name" fail "$(elapsed "$t0")" "a copy of the container did not start"
+		return
+	fi
+	local common=(--target lxc --lxcpath "$LXCPATH" --gpus 0 --strategy host-libs)
+	tool "$name-first" apply "${names[@]:1}" "${common[@]}" --jobs 8 --json
+	if [[ $TOOL_RC != 0 ]]; then
+		result "$name" fail "$(elapsed "$t0")" "the first apply of the 15 copies exited $TOOL_RC"
+		return
+	fi
+	for n in "${names[@]}"; do
+		floor16+="${floor16:+ ;; }lxc-attach -n $n -P $LXCPATH --clear-env --set-var PATH=$CT_PATH -- nvidia-smi --query-gpu=index,uuid,driver_version --format=csv,noheader"
+	done
+	tool "$name-converged" apply "${names[@]}" "${common[@]}" --jobs 8 --json
+	local changed execs
+	changed=$(json "$REPORT_DIR_ABS/$name-converged.out" 'any(r["result"] != "unchanged" for r in j["rows"])' 2>/dev/null || echo '?')
+	execs=$(json "$REPORT_DIR_ABS/$name-converged.out" 'sum(r["report"]["counters"]["container_execs"] for r in j["rows"])' 2>/dev/null || echo '?')
+	if [[ $TOOL_RC != 0 || $changed != False || $execs != 16 ]]; then
+		result "$name" fail "$(elapsed "$t0")" "the 16 were not converged: exit $TOOL_RC, changed $changed, container_execs $execs"
+		return
+	fi
+	if out=$(time_commands "$runs" "$REPORT_DIR_ABS/$name.json" \
+		floor-16 "$floor16" \
+		apply-16-jobs-1 "$PHOENIX_GPU apply ${names[*]} ${common[*]} --jobs 1" \
+		apply-16-jobs-8 "$PHOENIX_GPU apply ${names[*]} ${common[*]} --jobs 8"); then
+		result "$name" info "$(elapsed "$t0")" "16 containers converged (16 execs), $runs runs each, interleaved: $out"
+	else
+		result "$name" fail "$(elapsed "$t0")" "the measurement failed: $out"
+	fi
+	for n in "${names[@]:1}"; do lxc-stop -n "$n" -P "$LXCPATH" -k >/dev/null 2>&1 || true; done
 }
 
 # The same, in an unprivileged container (uid/gid map 0 100000 65536 as Proxmox makes it, its
@@ -1184,6 +1251,8 @@ run_scenarios() {
 
 	# b1. the converged apply and check against their floor (a figure, not a test).
 	[[ $TOOL_RC != 0 ]] || measure_floor "b1-floor" "${E2E_FLOOR_RUNS:-20}"
+	# b2. the same for 16 containers, --jobs 1 and --jobs 8.
+	[[ $TOOL_RC != 0 ]] || measure_fleet "b2-fleet" "${E2E_FLEET_RUNS:-10}"
 
 	# 2. the second GPU alone.
 	local sel=0

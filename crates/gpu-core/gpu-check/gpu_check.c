@@ -17,6 +17,16 @@
  *            package whose name starts with PREFIX), read from /var/lib/dpkg/status as
  *            dpkg-query would; dpkg_db=ok when it was read, dpkg_db=pending when dpkg's
  *            journal (/var/lib/dpkg/updates) holds entries the status file does not have yet
+ *   --probe [-- TOOL...]
+ *            the whole probe (probe/questions.sh and probe/gpu.sh where gpu-check answered):
+ *            probe=1 and probe_direct=1 first, then besides the asked sections os_*= from
+ *            /etc/os-release, apt_get=, dpkg=, installer_missing=, cmd= for each TOOL on PATH,
+ *            lib=/placeholder= in the multiarch folder, cuda_json= (or cuda_nvcc=), smi_path=,
+ *            and the programs the shell would run where a file does not answer: dpkg-query
+ *            when dpkg's status was not read, nvcc --version when version.json is missing,
+ *            nvidia-smi --query-gpu when --nvml was asked and NVML did not load; pids= (this
+ *            process and those it started) and check_end=1 last. The probe script execs it
+ *            with this option where it is in place, so a probe is this one process.
  *
  * Built to run in any x86-64 glibc container, whatever its glibc (Ubuntu 20.04 has 2.31, RHEL 8
  * 2.28): linked without crt1 (own _start), every glibc symbol pinned to GLIBC_2.2.5, no stack
@@ -31,6 +41,8 @@ __asm__(".symver memcpy,memcpy@GLIBC_2.2.5");
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +50,7 @@ __asm__(".symver memcpy,memcpy@GLIBC_2.2.5");
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/utsname.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -217,6 +230,7 @@ static int run_cuda(int ctx, long hold) {
 
 typedef int nvmlReturn_t; typedef void *nvmlDevice_t;
 static void *nvml;
+static int nvml_ok; /* nvml_lib=ok was printed */
 static void *open_nvml(void) {
     if (!nvml) nvml = dlopen("libnvidia-ml.so.1", RTLD_LAZY | RTLD_LOCAL);
     return nvml;
@@ -234,6 +248,7 @@ static void run_nvml(void) {
     nvmlReturn_t (*shut)(void) = (nvmlReturn_t (*)(void))dlsym(h, "nvmlShutdown");
     if (!init || !ver || !count || !get || !uuid) { kv("nvml_lib", "incomplete"); return; }
     kv("nvml_lib", "ok");
+    nvml_ok = 1;
     nvmlReturn_t r = init();
     put("nvml_init="); putl(r); putc1(' '); putv(es ? es(r) : ""); putc1('\n');
     if (r) return;
@@ -258,6 +273,7 @@ static int listed(const char *name, size_t nl, const char *list) {
     }
     return 0;
 }
+static int dpkg_ok; /* dpkg_db=ok was printed */
 static void run_dpkg(const char *list) {
     DIR *u = opendir("/var/lib/dpkg/updates");
     if (u) {
@@ -295,13 +311,265 @@ static void run_dpkg(const char *list) {
     }
     close(fd);
     kv("dpkg_db", "ok");
+    dpkg_ok = 1;
+}
+
+/* --probe: what the shell parts of the probe answer (probe/questions.sh, probe/gpu.sh) */
+static char **envp;     /* set by start_c from the stack: no glibc start-up code ran */
+static int forks;       /* the processes this one started (pids= counts them) */
+static char cap[65536]; /* a program's output */
+
+static const char *path_var(void) {
+    for (char **e = envp; e && *e; e++) if (!strncmp(*e, "PATH=", 5)) return *e + 5;
+    return "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"; /* dash's default */
+}
+static int regular_x(const char *p) {
+    struct stat st;
+    return syscall(SYS_newfstatat, AT_FDCWD, p, &st, 0) == 0 && S_ISREG(st.st_mode) && access(p, X_OK) == 0;
+}
+/* `command -v NAME` for a program: the first DIR/NAME on PATH that is an executable regular
+ * file, into out. An empty entry is the current directory for command -v (empty_cwd) and is
+ * skipped by the probe's own nvidia-smi loop. */
+static int on_path(const char *name, int empty_cwd, char *out, size_t outlen) {
+    const char *p = path_var();
+    size_t nl = strlen(name);
+    for (;;) {
+        const char *e = p; while (*e && *e != ':') e++;
+        size_t dl = (size_t)(e - p);
+        const char *dir = dl ? p : ".";
+        if (!dl) dl = empty_cwd ? 1 : 0;
+        if (dl && dl + 1 + nl + 1 <= outlen) {
+            memcpy(out, dir, dl); out[dl] = '/'; memcpy(out + dl + 1, name, nl + 1);
+            if (regular_x(out)) return 1;
+        }
+        if (!*e) return 0;
+        p = e + 1;
+    }
+}
+static int have(const char *name) { char p[4096]; return on_path(name, 1, p, sizeof p); }
+
+/* Runs argv (argv[0] a path) with stdin from /dev/null and stdout and stderr into cap (what
+ * does not fit is read and dropped), killed after secs seconds. Returns its exit status, 124
+ * when it was killed for the time (as timeout(1) says), 126/127 when it could not be executed,
+ * -1 when no process could be started. */
+static int run_capture(char *const argv[], int secs) {
+    int p[2];
+    size_t n = 0;
+    cap[0] = 0;
+    if (pipe(p)) return -1;
+    pid_t pid = fork();
+    if (pid < 0) { close(p[0]); close(p[1]); return -1; }
+    if (pid == 0) {
+        int in = open("/dev/null", O_RDONLY);
+        if (in > 0) { dup2(in, 0); close(in); }
+        dup2(p[1], 1); dup2(p[1], 2);
+        if (p[1] > 2) close(p[1]);
+        close(p[0]);
+        execve(argv[0], argv, envp);
+        _exit(errno == ENOENT ? 127 : 126);
+    }
+    forks++;
+    close(p[1]);
+    time_t end = time(0) + secs;
+    int timed_out = 0;
+    for (;;) {
+        time_t now = time(0);
+        if (now >= end) { kill(pid, SIGKILL); timed_out = 1; break; }
+        struct pollfd pf = {p[0], POLLIN, 0};
+        int r = poll(&pf, 1, (int)(end - now) * 1000);
+        if (r < 0 && errno != EINTR) break;
+        if (r <= 0) continue;
+        char t[4096];
+        ssize_t k = read(p[0], t, sizeof t);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) break;
+        size_t room = sizeof cap - 1 - n, take = (size_t)k < room ? (size_t)k : room;
+        memcpy(cap + n, t, take); n += take;
+    }
+    close(p[0]);
+    cap[n] = 0;
+    int st = 0;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
+    if (timed_out) return 124;
+    if (WIFEXITED(st)) return WEXITSTATUS(st);
+    return WIFSIGNALED(st) ? 128 + WTERMSIG(st) : -1;
+}
+
+/* Each line of cap (NUL-terminated in place, one after the other). */
+static char *next_line(char **at) {
+    char *l = *at;
+    if (!*l) return 0;
+    char *e = l; while (*e && *e != '\n') e++;
+    *at = *e ? e + 1 : e;
+    *e = 0;
+    return l;
+}
+
+/* A small text file into cap (NUL-terminated); 0 when it cannot be read. */
+static int slurp(const char *path) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0) return 0;
+    struct stat st;
+    if (syscall(SYS_fstat, fd, &st) != 0 || !S_ISREG(st.st_mode)) { close(fd); return 0; }
+    size_t n = 0; ssize_t r;
+    while (n < sizeof cap - 1 && (r = read(fd, cap + n, sizeof cap - 1 - n)) > 0) n += (size_t)r;
+    close(fd);
+    cap[n] = 0;
+    return 1;
+}
+
+/* ID, VERSION_ID, VERSION_CODENAME of /etc/os-release, one pair of quotes taken off. */
+static void os_release(void) {
+    if (!slurp("/etc/os-release")) return;
+    char *at = cap, *l;
+    while ((l = next_line(&at))) {
+        char *v = strchr(l, '=');
+        if (!v) continue;
+        *v++ = 0;
+        const char *k = !strcmp(l, "ID") ? "os_id" : !strcmp(l, "VERSION_ID") ? "os_version_id"
+                      : !strcmp(l, "VERSION_CODENAME") ? "os_codename" : 0;
+        if (!k) continue;
+        size_t vl = strlen(v);
+        if (vl && v[0] == '"') { v++; vl--; }
+        if (vl && v[vl - 1] == '"') v[--vl] = 0;
+        if (vl && v[0] == '\'') { v++; vl--; }
+        if (vl && v[vl - 1] == '\'') v[--vl] = 0;
+        kv(k, v);
+    }
+}
+
+/* The versioned driver libraries in the multiarch folder (where host-libs binds): lib= for a
+ * regular file, placeholder= for an empty one. */
+static int by_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+static void libs_listing(void) {
+    static const char dir[] = "/usr/lib/x86_64-linux-gnu";
+    static const char *const stems[] = {"libnvidia-ml.so.", "libcuda.so."};
+    static char names[64][256];
+    char *sorted[64];
+    for (int s = 0; s < 2; s++) {
+        DIR *d = opendir(dir);
+        if (!d) return;
+        int n = 0;
+        struct dirent *e;
+        size_t sl = strlen(stems[s]);
+        while ((e = readdir(d)) && n < 64) {
+            size_t nl = strlen(e->d_name);
+            if (nl <= sl || nl >= sizeof names[0] || strncmp(e->d_name, stems[s], sl)) continue;
+            memcpy(names[n], e->d_name, nl + 1);
+            sorted[n] = names[n];
+            n++;
+        }
+        closedir(d);
+        qsort(sorted, (size_t)n, sizeof sorted[0], by_name);
+        for (int i = 0; i < n; i++) {
+            char p[512];
+            struct stat st;
+            memcpy(p, dir, sizeof dir - 1); p[sizeof dir - 1] = '/';
+            memcpy(p + sizeof dir, sorted[i], strlen(sorted[i]) + 1);
+            if (syscall(SYS_newfstatat, AT_FDCWD, p, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) continue;
+            kv(st.st_size > 0 ? "lib" : "placeholder", p);
+        }
+    }
+}
+
+/* The CUDA toolkit's version: "version" of the "cuda" entry of version.json, else nvcc's
+ * "release X.Y". */
+static void cuda_version(void) {
+    if (slurp("/usr/local/cuda/version.json")) {
+        char *at = cap, *l;
+        int in_cuda = 0;
+        while ((l = next_line(&at))) {
+            if (strstr(l, "\"cuda\"")) in_cuda = 1;
+            char *v;
+            if (!in_cuda || !(v = strstr(l, "\"version\""))) continue;
+            v += 9;
+            char *q = strchr(v, '"');
+            if (q) v = q + 1;
+            q = strchr(v, '"');
+            if (q) *q = 0;
+            if (*v) { kv("cuda_json", v); return; }
+            break;
+        }
+    }
+    static char nvcc[] = "/usr/local/cuda/bin/nvcc", ver[] = "--version";
+    if (!regular_x(nvcc)) return;
+    char *argv[] = {nvcc, ver, 0};
+    if (run_capture(argv, 60) < 0) return;
+    char *at = cap, *l;
+    while ((l = next_line(&at))) {
+        char *r = 0;
+        for (char *f = l; (f = strstr(f, "release ")); f++) if (f[8] >= '0' && f[8] <= '9') r = f + 8;
+        if (!r) continue;
+        char *e = r; while ((*e >= '0' && *e <= '9') || *e == '.') e++;
+        *e = 0;
+        kv("cuda_nvcc", r);
+        return;
+    }
+}
+
+/* dpkg-query for the packages of the list, where dpkg's status file was not read. */
+static void dpkg_query(const char *list) {
+    char path[4096];
+    if (!on_path("dpkg-query", 1, path, sizeof path)) return;
+    static char w[] = "-W", f[] = "-f=${db:Status-Abbrev}|${Package}\\n", names[4096];
+    char *argv[72] = {path, w, f};
+    int n = 3;
+    size_t ll = strlen(list);
+    if (ll >= sizeof names) return;
+    memcpy(names, list, ll + 1);
+    for (char *s = names; *s && n < 71;) {
+        char *e = s; while (*e && *e != ',') e++;
+        int last = !*e;
+        *e = 0;
+        if (*s) argv[n++] = s;
+        if (last) break;
+        s = e + 1;
+    }
+    argv[n] = 0;
+    if (run_capture(argv, 60) < 0) return;
+    char *at = cap, *l;
+    while ((l = next_line(&at))) {
+        char *bar = strchr(l, '|');
+        if (!bar) continue;
+        *bar = 0;
+        put("pkg="); putv(l); putc1(' '); putv(bar + 1); putc1('\n');
+    }
+}
+
+/* nvidia-smi on PATH (smi_path=), and its GPU query where NVML was asked and did not load. */
+static void smi(int asked_nvml) {
+    char path[4096];
+    if (!on_path("nvidia-smi", 0, path, sizeof path)) return;
+    kv("smi_path", path);
+    if (!asked_nvml || nvml_ok) return;
+    static char q[] = "--query-gpu=index,uuid,driver_version", fmt[] = "--format=csv,noheader";
+    char *argv[] = {path, q, fmt, 0};
+    int rc = run_capture(argv, 60);
+    char *at = cap, *l;
+    while ((l = next_line(&at))) if (*l) kv("smi", l);
+    kvl("smi_rc", rc);
+}
+
+static void run_probe(int asked_nvml, const char *dpkg, char **tools, int ntools) {
+    os_release();
+    if (have("apt-get")) kv("apt_get", "1");
+    static const char *const installer[] = {"ldconfig", "grep", "dmesg", "tail", "modprobe", "rmmod", "lsmod", "depmod"};
+    for (size_t i = 0; i < sizeof installer / sizeof installer[0]; i++)
+        if (!have(installer[i])) kv("installer_missing", installer[i]);
+    if (have("dpkg")) kv("dpkg", "1");
+    libs_listing();
+    cuda_version();
+    if (dpkg && !dpkg_ok) dpkg_query(dpkg);
+    for (int i = 0; i < ntools; i++) if (*tools[i] && have(tools[i])) kv("cmd", tools[i]);
+    smi(asked_nvml);
 }
 
 static long num(const char *s) { long v = 0; while (*s >= '0' && *s <= '9') v = v * 10 + (*s++ - '0'); return v; }
 
 int main(int argc, char **argv) {
-    int do_sys = 0, do_dev = 0, do_libs = 0, do_cuda = 0, ctx = 0, do_nvml = 0; long hold = 0;
+    int do_sys = 0, do_dev = 0, do_libs = 0, do_cuda = 0, ctx = 0, do_nvml = 0, probe = 0; long hold = 0;
     const char *opens = 0, *dpkg = 0;
+    char **tools = 0; int ntools = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--open") && i + 1 < argc) opens = argv[++i];
@@ -313,7 +581,14 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--cuda")) do_cuda = 1;
         else if (!strcmp(a, "--ctx")) { do_cuda = 1; ctx = 1; }
         else if (!strcmp(a, "--hold") && i + 1 < argc) hold = num(argv[++i]);
+        else if (!strcmp(a, "--probe")) probe = 1;
+        else if (!strcmp(a, "--") && probe) { tools = argv + i + 1; ntools = argc - i - 1; break; }
         else { kv("usage_error", a); flush(); return 2; }
+    }
+    if (probe) {
+        /* Written at once: output that stops after these lines is a gpu-check that failed. */
+        put("probe=1\nprobe_direct=1\ngpu_check_present=1\n");
+        flush();
     }
     kv("check_version", "1");
     if (do_sys) run_sys();
@@ -326,6 +601,10 @@ int main(int argc, char **argv) {
     }
     if (do_nvml) run_nvml();
     if (do_cuda) run_cuda(ctx, hold);
+    if (probe) {
+        run_probe(do_nvml, dpkg, tools, ntools);
+        kvl("pids", 1 + forks);
+    }
     kv("check_end", "1");
     flush();
     return 0;
@@ -336,6 +615,7 @@ int main(int argc, char **argv) {
  * (and TLS) for a dynamically linked program when it jumps here. */
 __attribute__((used, force_align_arg_pointer)) static void start_c(long *sp) {
     int argc = (int)sp[0];
+    envp = (char **)(sp + 1 + argc + 1);
     exit(main(argc, (char **)(sp + 1)));
 }
 __asm__(".text\n.global _start\n.type _start,@function\n_start:\n xor %ebp,%ebp\n mov %rsp,%rdi\n and $-16,%rsp\n call start_c\n hlt\n");

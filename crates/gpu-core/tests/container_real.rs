@@ -197,9 +197,9 @@ async fn runfile_cuda_and_tools_then_converged_then_a_host_upgrade() {
         detail(&r, StepName::Verify).starts_with("NVML lists 1 GPU(s)"),
         "{r:#?}"
     );
-    // Inside: the probe's shell, gpu-check and the fork that counts them; on the host: the one
-    // lxc-attach (the probe answering says the container runs; no lxc-info).
-    assert_eq!(r.counters.container_processes, 3, "{r:#?}");
+    // Inside: one process, the probe's shell exec'ing gpu-check, which answers alone (`--probe`);
+    // on the host: the one lxc-attach (the probe answering says the container runs; no lxc-info).
+    assert_eq!(r.counters.container_processes, 1, "{r:#?}");
     assert_eq!(r.counters.host_commands, 1, "{r:#?}");
 
     // The host's module is upgraded: verification sees the old userspace, apply replaces it.

@@ -82,6 +82,8 @@ struct CtInner {
     written: std::collections::BTreeMap<String, String>,
     /// gpu-check is in place.
     gpu_check: bool,
+    /// gpu-check is in place but dies when run (a damaged file).
+    gpu_check_broken: bool,
     /// Empty files left by host-libs mounts.
     placeholders: Vec<String>,
 }
@@ -106,6 +108,7 @@ fn fake_ct(state: CtState) -> FakeCt {
             apt_runs: Vec::new(),
             written: Default::default(),
             gpu_check: false,
+            gpu_check_broken: false,
             placeholders: vec![],
         },
     )
@@ -178,7 +181,7 @@ impl CtInner {
         }
         if let Some(v) = &self.userspace {
             s.push_str("smi_path=/usr/bin/nvidia-smi\n");
-            if mode != "probe" || !nvml_ok {
+            if !(mode == "probe" || mode == "probe-sh") || !nvml_ok {
                 for (i, m) in self.minors.iter().enumerate() {
                     s.push_str(&format!("smi={i}, {}, {v}\n", uuid(*m)));
                 }
@@ -246,7 +249,26 @@ impl CtScript for CtInner {
         let script = argv[2].as_str();
         let args = argv.get(4..).unwrap_or_default();
         if script == SCRIPT {
-            assert_eq!(args[2], "probe");
+            if s.gpu_check_broken {
+                // head.sh execs it (mode probe), it dies after its first lines; as probe-sh the
+                // shell runs it, reports it, and answers.
+                if args[2] == "probe" {
+                    return Ok(out(
+                        139,
+                        "probe=1\nprobe_direct=1\ngpu_check_present=1\n",
+                        "",
+                    ));
+                }
+                assert_eq!(args[2], "probe-sh");
+                s.gpu_check = false;
+                let text = s.probe(&args[1], &args[3..]);
+                s.gpu_check = true;
+                return Ok(out(0, format!("{text}gpu_check_rc=139\n"), ""));
+            }
+            assert_eq!(
+                args[2], "probe",
+                "a working gpu-check answers the first probe"
+            );
             return Ok(out(0, s.probe(&args[1], &args[3..]), ""));
         }
         if script == VERIFY_SCRIPT {
@@ -520,6 +542,20 @@ async fn a_converged_container_costs_one_probe() {
     ] {
         assert_eq!(status(&report, s), StepStatus::Ok, "{s:?}: {report:#?}");
     }
+}
+
+/// gpu-check in place but dying when exec'd alone: the probe is asked again through the
+/// shell (two execs), which answers without it; the converged container stays converged.
+#[tokio::test]
+async fn a_broken_gpu_check_costs_a_second_probe_through_the_shell() {
+    let w = World::new();
+    let ct = Arc::new(converged_ct());
+    ct.with(|s| s.gpu_check_broken = true);
+    let (r, report) = w.converge(ct.clone(), &request(), false).await;
+    r.unwrap();
+    assert_eq!(report.counters.container_execs, 2, "{report:#?}");
+    assert_eq!(report.counters.restarts, 0);
+    assert!(!report.changed, "{report:#?}");
 }
 
 #[tokio::test]

@@ -33,7 +33,7 @@ if [ -n "$smi" ]; then
   echo "smi_path=$smi"
   run_smi=1
   # A probe where gpu-check answered runs it only when NVML was asked and did not answer.
-  if [ "$mode" = probe ] && [ -n "$gc_ok" ]; then
+  if [ -n "$gc_ok" ] && { [ "$mode" = probe ] || [ "$mode" = probe-sh ]; }; then
     case "$gc_args" in
       *--nvml*) case "$gc_out" in *"nvml_lib=ok"*) run_smi= ;; esac ;;
       *) run_smi= ;;

@@ -2,12 +2,21 @@
 # shellcheck disable=SC2034 # gc_ok is read by questions.sh and gpu.sh
 # The start of every probe script, run inside a container with `sh -c` (POSIX sh: dash,
 # busybox). Arguments: $1 gpu-check's path in the container, $2 its arguments (words split),
-# $3 the mode: `probe`, `verify` (nvidia-smi too), or `install` (verify, after putting gpu-check
-# in place from stdin and removing other versions of it); the rest are the probe's own
-# arguments (the packages to look for). gpu-check answers the GPU questions in one process;
+# $3 the mode: `probe` (gpu-check alone where it is in place), `probe-sh` (the shell's probe,
+# gpu-check run from it), `verify` (nvidia-smi too), or `install` (verify, after putting
+# gpu-check in place from stdin and removing other versions of it); the rest are the probe's
+# own arguments (the packages to look for). gpu-check answers the GPU questions in one process;
 # where it is missing or cannot run (no glibc) the shell parts ask the usual tools instead.
 gc=$1 gc_args=$2 mode=$3
 shift 3
+# A probe where gpu-check is in place and a glibc loader is there to start it: gpu-check answers
+# the whole probe itself (--probe), so the exec is one process. This comes first, so that the
+# shell parses nothing more. If it then fails, the caller runs the probe again as `probe-sh`.
+if [ "$mode" = probe ] && [ -n "$gc" ] && [ -f "$gc" ] && [ -x "$gc" ] && [ -e /lib64/ld-linux-x86-64.so.2 ]; then
+  set -f
+  # shellcheck disable=SC2086 # gc_args are words: flags and comma-separated lists
+  exec "$gc" --probe $gc_args -- "$@"
+fi
 echo probe=1
 if [ "$mode" = install ] && [ ! -e "$gc" ]; then
   d=${gc%/*}
@@ -26,9 +35,11 @@ gc_ok=
 gc_out=
 if [ -n "$gc" ] && [ -e "$gc" ]; then
   echo gpu_check_present=1
-  # shellcheck disable=SC2086 # gc_args are words: flags and a comma-separated node list
+  set -f
+  # shellcheck disable=SC2086 # gc_args are words: flags and comma-separated lists
   gc_out=$("$gc" $gc_args 2>&1)
   gc_rc=$?
+  set +f
   case "$gc_out" in
     *check_end=1*) gc_ok=1; printf '%s\n' "$gc_out" ;;
     *) echo "gpu_check_rc=$gc_rc"

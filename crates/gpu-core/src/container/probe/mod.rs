@@ -125,6 +125,14 @@ pub(crate) async fn probe_gpus(
     let mut args = head_args(ask, nodes, &packages, "probe");
     args.extend(tools);
     let out = run_script(ctx, "probing", SCRIPT, &args, PROBE_TIMEOUT).await?;
+    let out = if direct_failed(&out) {
+        // gpu-check was started to answer alone and did not finish (a damaged file, a glibc
+        // it cannot run on): the shell's probe asks again, running it as a part it can do without.
+        args[2] = "probe-sh".to_owned();
+        run_script(ctx, "probing", SCRIPT, &args, PROBE_TIMEOUT).await?
+    } else {
+        out
+    };
     if out.status != ExitStatus::Code(0) {
         return Err(Error::Parse {
             what: format!("the probe in container {}", ctx.ct),
@@ -132,6 +140,18 @@ pub(crate) async fn probe_gpus(
         });
     }
     Probe::parse(&out.stdout_str())
+}
+
+/// Whether the first probe (mode `probe`) gave no whole answer: gpu-check exec'd to answer
+/// alone stopped before `check_end=1` or exited non-zero, or the shell could not exec it
+/// (126, 127), or ran a file that is no program as a script (a zeroed gpu-check: no `probe=1`).
+/// The probe is then asked again through the shell (`probe-sh`), where gpu-check is a part it
+/// can do without. A shell-only answer always has `probe=1` and exit 0.
+fn direct_failed(out: &exec_backend::Output) -> bool {
+    let text = out.stdout_str();
+    let has = |line: &str| text.lines().any(|l| l == line);
+    let whole = has("probe=1") && (!has("probe_direct=1") || has("check_end=1"));
+    out.status != ExitStatus::Code(0) || !whole
 }
 
 /// The verification exec: the nodes, gpu-check with `ask` (a CUDA context on every GPU for
@@ -170,6 +190,18 @@ mod shell_tests {
     use std::process::{Command, Stdio};
 
     fn run(shell: &[&str], script: &str, args: &[&str], stdin: &[u8]) -> Option<String> {
+        let (code, stdout, stderr) = run_status(shell, script, args, stdin)?;
+        assert_eq!(code, Some(0), "{shell:?}: {stderr}");
+        Some(stdout)
+    }
+
+    /// The script's exit code, stdout and stderr (`None` where the shell is not installed).
+    fn run_status(
+        shell: &[&str],
+        script: &str,
+        args: &[&str],
+        stdin: &[u8],
+    ) -> Option<(Option<i32>, String, String)> {
         let dir = tempfile::tempdir().unwrap();
         let smi = dir.path().join("nvidia-smi");
         std::fs::write(
@@ -203,13 +235,11 @@ mod shell_tests {
         };
         child.stdin.take().unwrap().write_all(stdin).unwrap();
         let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{:?}: {}",
-            shell,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Some(String::from_utf8(out.stdout).unwrap())
+        Some((
+            out.status.code(),
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ))
     }
 
     #[test]
@@ -242,6 +272,75 @@ mod shell_tests {
             let v = Probe::parse(&run(shell, VERIFY_SCRIPT, &["", "", "verify"], b"").unwrap())
                 .unwrap();
             assert_eq!(v.smi.unwrap().rc, Some(0));
+        }
+        assert!(ran > 0, "no POSIX shell found");
+    }
+
+    /// Where gpu-check is in place, the probe is gpu-check alone (`--probe`), and it answers
+    /// what the shell's probe (`probe-sh`, gpu-check run from it) answers, key for key: the
+    /// same parsed [`Probe`] for a converged apply's questions (NVML), `check`'s (no NVML) and
+    /// strategy none's (nodes opened); it started one process, or two where NVML is missing
+    /// here and it ran nvidia-smi as the shell does.
+    #[test]
+    fn gpu_check_alone_answers_as_the_shell_probe() {
+        if !gpucheck::available() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let gc = dir.path().join("gpu-check-2222222222222222");
+        std::fs::write(&gc, gpucheck::BYTES).unwrap();
+        test_support::chmod(&gc, 0o755);
+        let gc = gc.to_str().unwrap();
+        let dpkg = "--dpkg cuda-toolkit-*,dpkg,no-such-tool";
+        let cases = [
+            (format!("--sys --dev --libs {dpkg} --nvml"), 2),
+            (format!("--sys --dev --libs {dpkg}"), 1),
+            (
+                format!("--sys --dev --libs {dpkg} --open /dev/null,/dev/nvidia9"),
+                1,
+            ),
+        ];
+        let mut ran = 0;
+        for shell in [&["/bin/sh"][..], &["busybox", "sh"][..], &["dash"][..]] {
+            for (gc_args, pids) in &cases {
+                let args = [gc, gc_args.as_str(), "probe", "dpkg", "no-such-tool"];
+                let Some(direct) = run(shell, SCRIPT, &args, b"") else {
+                    continue;
+                };
+                ran += 1;
+                let mut sh_args = args;
+                sh_args[2] = "probe-sh";
+                let via_shell = run(shell, SCRIPT, &sh_args, b"").unwrap();
+                assert!(direct.starts_with("probe=1\nprobe_direct=1\n"), "{direct}");
+                assert!(!via_shell.contains("probe_direct"), "{via_shell}");
+                assert!(
+                    direct.lines().any(|l| l == format!("pids={pids}")),
+                    "{gc_args}: {direct}"
+                );
+                let (mut d, mut s) = (
+                    Probe::parse(&direct).unwrap(),
+                    Probe::parse(&via_shell).unwrap(),
+                );
+                // What differs between two runs: the free space, and the stand-in nvidia-smi's
+                // folder (each run makes its own).
+                for p in [&mut d, &mut s] {
+                    assert!(p.disk_free_kb.take().is_some_and(|k| k > 0));
+                    let smi = p.smi_path.take().unwrap_or_default();
+                    assert!(smi.ends_with("/nvidia-smi"), "{smi}");
+                }
+                if shell[0] == "busybox" {
+                    // busybox sh's `command -v` also names its own applets (modprobe, depmod),
+                    // which NVIDIA's installer cannot find on PATH; gpu-check looks at PATH only.
+                    assert!(d.installer_missing.is_superset(&s.installer_missing));
+                    s.installer_missing.clone_from(&d.installer_missing);
+                }
+                assert_eq!(d, s, "{shell:?} {gc_args}:\n{direct}\n---\n{via_shell}");
+                assert_eq!(d.gpu_check, GpuCheckRun::Ran);
+                assert!(
+                    d.os_id.is_some() && d.tool_present("dpkg") && !d.tool_present("no-such-tool")
+                );
+                assert_eq!(d.smi.is_some(), gc_args.contains("--nvml"), "{direct}");
+            }
         }
         assert!(ran > 0, "no POSIX shell found");
     }
@@ -305,9 +404,39 @@ mod shell_tests {
             assert_eq!(p.smi_version, None, "{text}");
             assert_eq!(p.smi.unwrap().rc, Some(0), "{text}");
         }
-        // A gpu-check that cannot run is reported, and the shell parts answer.
+        // A gpu-check that cannot run: the shell's exec of it fails with nothing printed (the
+        // caller then asks again as probe-sh), and there it is reported and the shell parts answer.
         std::fs::write(gc, b"#!/no/such/interpreter\n").unwrap();
-        let text = run(&["/bin/sh"], SCRIPT, &[gc, "--sys", "probe"], b"").unwrap();
+        let (code, stdout, _) =
+            run_status(&["/bin/sh"], SCRIPT, &[gc, "--sys", "probe"], b"").unwrap();
+        assert!(
+            matches!(code, Some(126 | 127)) && stdout.is_empty(),
+            "{code:?} {stdout}"
+        );
+        let failed = exec_backend::Output {
+            status: ExitStatus::Code(code.unwrap()),
+            stdout: stdout.into_bytes(),
+            stderr: Vec::new(),
+        };
+        assert!(direct_failed(&failed));
+        // A zeroed file: the shell runs it as a script (ENOEXEC), which prints nothing.
+        let zeroed = format!("{gc}-zeroed");
+        std::fs::write(&zeroed, [0u8; 4096]).unwrap();
+        test_support::chmod(std::path::Path::new(&zeroed), 0o755);
+        for shell in [&["/bin/sh"][..], &["busybox", "sh"][..]] {
+            let Some((code, stdout, _)) =
+                run_status(shell, SCRIPT, &[&zeroed, "--sys", "probe"], b"")
+            else {
+                continue;
+            };
+            let out = exec_backend::Output {
+                status: code.map_or(ExitStatus::Signal(0), ExitStatus::Code),
+                stdout: stdout.into_bytes(),
+                stderr: Vec::new(),
+            };
+            assert!(direct_failed(&out), "{shell:?}: {out:?}");
+        }
+        let text = run(&["/bin/sh"], SCRIPT, &[gc, "--sys", "probe-sh"], b"").unwrap();
         let p = Probe::parse(&text).unwrap();
         assert!(
             matches!(
