@@ -276,6 +276,37 @@ pub struct DirEntry {
     pub meta: FileMeta,
 }
 
+/// Which entries of a listing [`Host::read_dir_matching`] keeps: the names that start with
+/// `prefix` and end with `suffix` (an empty one matches every name).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct NameMatch {
+    /// What a kept name starts with.
+    pub prefix: String,
+    /// What a kept name ends with.
+    pub suffix: String,
+}
+
+impl NameMatch {
+    /// The names that start with `prefix`.
+    pub fn starting(prefix: impl Into<String>) -> NameMatch {
+        NameMatch {
+            prefix: prefix.into(),
+            suffix: String::new(),
+        }
+    }
+
+    /// Whether `name` is kept (a name that is not UTF-8 is kept only by an empty match).
+    pub fn matches(&self, name: &OsStr) -> bool {
+        if self.prefix.is_empty() && self.suffix.is_empty() {
+            return true;
+        }
+        let b = name.as_encoded_bytes();
+        b.len() >= self.prefix.len() + self.suffix.len()
+            && b.starts_with(self.prefix.as_bytes())
+            && b.ends_with(self.suffix.as_bytes())
+    }
+}
+
 /// How [`Host::write_file_atomic`] writes.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct WriteOptions {
@@ -355,8 +386,35 @@ pub trait Host: Send + Sync {
     /// [`ExecError::NotFound`].
     async fn read_dir(&self, path: &Path) -> Result<Vec<DirEntry>, ExecError>;
 
+    /// [`read_dir`](Host::read_dir), keeping only the entries whose names `keep` matches. A
+    /// backend that can looks at only those (a host's `/dev` and its library folders hold
+    /// hundreds of entries, of which a run needs the NVIDIA ones); the default lists all.
+    async fn read_dir_matching(
+        &self,
+        path: &Path,
+        keep: &NameMatch,
+    ) -> Result<Vec<DirEntry>, ExecError> {
+        let mut entries = self.read_dir(path).await?;
+        entries.retain(|e| keep.matches(&e.name));
+        Ok(entries)
+    }
+
     /// Metadata of a path without following a final symlink; `Ok(None)` when it does not exist.
     async fn stat(&self, path: &Path) -> Result<Option<FileMeta>, ExecError>;
+
+    /// Several [`stat`](Host::stat)s in one go: for each path, in order, what `stat` would
+    /// give. The outer error: the batch could not be asked (then each can still be asked on
+    /// its own). The default asks one by one; [`LocalHost`] asks all on one blocking thread.
+    async fn stat_many(
+        &self,
+        paths: &[PathBuf],
+    ) -> Result<Vec<Result<Option<FileMeta>, ExecError>>, ExecError> {
+        let mut out = Vec::with_capacity(paths.len());
+        for p in paths {
+            out.push(self.stat(p).await);
+        }
+        Ok(out)
+    }
 
     /// Takes an exclusive `flock` on the file `path` (created with its directory when
     /// missing), waiting at most `timeout` ([`ExecError::LockTimeout`]), and holds it until the
@@ -582,8 +640,21 @@ macro_rules! forward_backends {
             async fn read_dir(&self, path: &Path) -> Result<Vec<DirEntry>, ExecError> {
                 (**self).read_dir(path).await
             }
+            async fn read_dir_matching(
+                &self,
+                path: &Path,
+                keep: &NameMatch,
+            ) -> Result<Vec<DirEntry>, ExecError> {
+                (**self).read_dir_matching(path, keep).await
+            }
             async fn stat(&self, path: &Path) -> Result<Option<FileMeta>, ExecError> {
                 (**self).stat(path).await
+            }
+            async fn stat_many(
+                &self,
+                paths: &[PathBuf],
+            ) -> Result<Vec<Result<Option<FileMeta>, ExecError>>, ExecError> {
+                (**self).stat_many(paths).await
             }
             async fn lock(&self, path: &Path, timeout: Duration) -> Result<HostLock, ExecError> {
                 (**self).lock(path, timeout).await

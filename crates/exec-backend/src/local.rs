@@ -16,7 +16,8 @@ use tracing::{debug, instrument};
 use crate::error::is_pmxcfs_path;
 use crate::rooted::{self, Parent, Rooted};
 use crate::{
-    process, Cmd, DirEntry, ExecError, FileKind, FileMeta, Host, HostLock, Output, WriteOptions,
+    process, Cmd, DirEntry, ExecError, FileKind, FileMeta, Host, HostLock, NameMatch, Output,
+    WriteOptions,
 };
 
 /// How long [`Host::write_file_atomic`] waits for its lock by default.
@@ -200,6 +201,62 @@ fn stat_meta(st: &libc::stat) -> FileMeta {
         gid: st.st_gid,
         size: st.st_size as u64,
     }
+}
+
+/// [`Host::stat`] on the blocking thread.
+fn stat_one(rooted: &Rooted, shown: &Path) -> Result<Option<FileMeta>, ExecError> {
+    let st = match rooted.parent(shown, false) {
+        Ok(Parent { dir, name }) => rooted::lstatat(dir.as_fd(), &name),
+        // `/` itself.
+        Err(e) if e.raw_os_error() == Some(libc::EISDIR) => rooted
+            .open_dir(shown, false)
+            .and_then(|d| rooted::fstat(d.as_fd())),
+        Err(e) => Err(e),
+    };
+    match st {
+        Ok(st) => Ok(Some(stat_meta(&st))),
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound
+                || e.raw_os_error() == Some(libc::ENOTDIR) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(io_err(TARGET, "stat", shown, e)),
+    }
+}
+
+/// [`Host::read_dir_matching`] on the blocking thread: the names from the listing, a stat of
+/// each kept one, sorted by name.
+fn list_matching(
+    rooted: &Rooted,
+    shown: &Path,
+    keep: &NameMatch,
+) -> Result<Vec<DirEntry>, ExecError> {
+    let dir = rooted
+        .open_listing(shown)
+        .map_err(|e| io_err(TARGET, "list", shown, e))?;
+    let rd = std::fs::read_dir(rooted::fd_path(dir.as_fd()))
+        .map_err(|e| io_err(TARGET, "list", shown, e))?;
+    let mut entries = Vec::new();
+    for entry in rd {
+        let entry = entry.map_err(|e| io_err(TARGET, "list", shown, e))?;
+        if !keep.matches(&entry.file_name()) {
+            continue;
+        }
+        // `DirEntry::metadata` does not follow links.
+        let md = match entry.metadata() {
+            Ok(md) => md,
+            // Gone between listing and stat: it is not there any more.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io_err(TARGET, "stat", &shown.join(entry.file_name()), e)),
+        };
+        entries.push(DirEntry {
+            name: entry.file_name(),
+            meta: file_meta(&md),
+        });
+    }
+    entries.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(entries)
 }
 
 /// What a file that is not a regular one is, for [`ExecError::NotRegular`].
@@ -420,60 +477,44 @@ impl Host for LocalHost {
 
     #[instrument(level = "debug", skip(self))]
     async fn read_dir(&self, path: &Path) -> Result<Vec<DirEntry>, ExecError> {
+        self.read_dir_matching(path, &NameMatch::default()).await
+    }
+
+    /// Stats only the entries whose names `keep` matches (the names come from the listing
+    /// itself).
+    #[instrument(level = "debug", skip(self))]
+    async fn read_dir_matching(
+        &self,
+        path: &Path,
+        keep: &NameMatch,
+    ) -> Result<Vec<DirEntry>, ExecError> {
         let rooted = self.rooted();
         let shown = path.to_owned();
-        self.bounded(path, move || {
-            let dir = rooted
-                .open_listing(&shown)
-                .map_err(|e| io_err(TARGET, "list", &shown, e))?;
-            let rd = std::fs::read_dir(rooted::fd_path(dir.as_fd()))
-                .map_err(|e| io_err(TARGET, "list", &shown, e))?;
-            let mut entries = Vec::new();
-            for entry in rd {
-                let entry = entry.map_err(|e| io_err(TARGET, "list", &shown, e))?;
-                // `DirEntry::metadata` does not follow links.
-                let md = match entry.metadata() {
-                    Ok(md) => md,
-                    // Gone between listing and stat: it is not there any more.
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                    Err(e) => {
-                        return Err(io_err(TARGET, "stat", &shown.join(entry.file_name()), e))
-                    }
-                };
-                entries.push(DirEntry {
-                    name: entry.file_name(),
-                    meta: file_meta(&md),
-                });
-            }
-            entries.sort_by(|a, b| a.name.cmp(&b.name));
-            Ok(entries)
-        })
-        .await
+        let keep = keep.clone();
+        self.bounded(path, move || list_matching(&rooted, &shown, &keep))
+            .await
     }
 
     #[instrument(level = "debug", skip(self))]
     async fn stat(&self, path: &Path) -> Result<Option<FileMeta>, ExecError> {
         let rooted = self.rooted();
         let shown = path.to_owned();
-        self.bounded(path, move || {
-            let st = match rooted.parent(&shown, false) {
-                Ok(Parent { dir, name }) => rooted::lstatat(dir.as_fd(), &name),
-                // `/` itself.
-                Err(e) if e.raw_os_error() == Some(libc::EISDIR) => rooted
-                    .open_dir(&shown, false)
-                    .and_then(|d| rooted::fstat(d.as_fd())),
-                Err(e) => Err(e),
-            };
-            match st {
-                Ok(st) => Ok(Some(stat_meta(&st))),
-                Err(e)
-                    if e.kind() == std::io::ErrorKind::NotFound
-                        || e.raw_os_error() == Some(libc::ENOTDIR) =>
-                {
-                    Ok(None)
-                }
-                Err(e) => Err(io_err(TARGET, "stat", &shown, e)),
-            }
+        self.bounded(path, move || stat_one(&rooted, &shown)).await
+    }
+
+    /// All on one blocking thread, one after the other, with the time limit of one.
+    #[instrument(level = "debug", skip(self, paths), fields(paths = paths.len()))]
+    async fn stat_many(
+        &self,
+        paths: &[PathBuf],
+    ) -> Result<Vec<Result<Option<FileMeta>, ExecError>>, ExecError> {
+        let Some(first) = paths.first() else {
+            return Ok(Vec::new());
+        };
+        let rooted = self.rooted();
+        let shown = paths.to_vec();
+        self.bounded(first, move || {
+            Ok(shown.iter().map(|p| stat_one(&rooted, p)).collect())
         })
         .await
     }

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use exec_backend::{Cmd, ExecError, FileKind, Host, LocalHost, WriteOptions};
+use exec_backend::{Cmd, ExecError, FileKind, Host, LocalHost, NameMatch, WriteOptions};
 
 fn opts_locked(lock: &Path) -> WriteOptions {
     WriteOptions {
@@ -59,6 +59,91 @@ async fn read_stat_list() {
     );
     let err = host.read_dir(&dir.path().join("nope")).await.unwrap_err();
     assert!(matches!(err, ExecError::NotFound { .. }), "{err}");
+}
+
+/// A listing that keeps some names answers as the whole listing filtered; a batch of stats
+/// answers, path by path, as `stat` does (a file, a link, a missing path, a path through a
+/// file, `/`), with and without a root.
+#[tokio::test]
+async fn matching_listings_and_batched_stats_answer_as_the_single_calls() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in [
+        "nvidia0",
+        "nvidiactl",
+        "nvme0",
+        "tty1",
+        "libcuda.so.580",
+        "libcuda.so.1",
+    ] {
+        std::fs::write(dir.path().join(name), b"x").unwrap();
+    }
+    std::fs::create_dir(dir.path().join("nvidia-caps")).unwrap();
+    symlink("nvidia0", dir.path().join("nvidia-link")).unwrap();
+    for (host, base) in [
+        (LocalHost::new(), dir.path().to_owned()),
+        (LocalHost::with_root(dir.path()), PathBuf::from("/")),
+    ] {
+        let all = host.read_dir(&base).await.unwrap();
+        for keep in [
+            NameMatch::starting("nvidia"),
+            NameMatch {
+                prefix: "lib".into(),
+                suffix: ".so.580".into(),
+            },
+            NameMatch::starting("none-such"),
+            NameMatch::default(),
+        ] {
+            let got = host.read_dir_matching(&base, &keep).await.unwrap();
+            let want: Vec<_> = all
+                .iter()
+                .filter(|e| keep.matches(&e.name))
+                .cloned()
+                .collect();
+            assert_eq!(got, want, "{keep:?}");
+        }
+        let nv: Vec<_> = host
+            .read_dir_matching(&base, &NameMatch::starting("nvidia"))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.name.into_string().unwrap(), e.meta.kind))
+            .collect();
+        assert_eq!(
+            nv,
+            [
+                ("nvidia-caps".to_owned(), FileKind::Dir),
+                ("nvidia-link".to_owned(), FileKind::Symlink),
+                ("nvidia0".to_owned(), FileKind::File),
+                ("nvidiactl".to_owned(), FileKind::File),
+            ]
+        );
+        let paths: Vec<PathBuf> = ["nvidia0", "nvidia-link", "nope", "nvidia0/under", ""]
+            .iter()
+            .map(|p| base.join(p))
+            .chain([PathBuf::from("/")])
+            .collect();
+        let many = host.stat_many(&paths).await.unwrap();
+        assert_eq!(many.len(), paths.len());
+        for (p, got) in paths.iter().zip(many) {
+            let one = host.stat(p).await;
+            assert_eq!(format!("{got:?}"), format!("{one:?}"), "{}", p.display());
+        }
+        assert!(host.stat_many(&[]).await.unwrap().is_empty());
+        let missing = host
+            .read_dir_matching(&base.join("nope"), &NameMatch::starting("x"))
+            .await
+            .unwrap_err();
+        assert!(matches!(missing, ExecError::NotFound { .. }), "{missing}");
+    }
+    assert!(NameMatch::starting("nv").matches("nvidia0".as_ref()));
+    assert!(!NameMatch::starting("nvidia0x").matches("nvidia0".as_ref()));
+    // Prefix and suffix must not overlap: "lib.so" is not lib* + *.so.1.
+    let lib = NameMatch {
+        prefix: "lib".into(),
+        suffix: "b.so".into(),
+    };
+    assert!(!lib.matches("lib.so".as_ref()));
+    assert!(lib.matches("libb.so".as_ref()));
 }
 
 #[tokio::test]

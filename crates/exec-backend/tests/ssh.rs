@@ -151,12 +151,32 @@ async fn ssh_files() {
     assert_eq!(host.read_dir(&d.join("sub")).await.unwrap(), vec![]);
     let err = host.read_dir(&d.join("missing")).await.unwrap_err();
     assert!(matches!(err, ExecError::NotFound { .. }), "{err}");
-    // Same answers as the local backend.
+    // Same answers as the local backend (the filtered listing and the batch of stats too).
     let local = exec_backend::LocalHost::new();
     assert_eq!(
         host.read_dir(Path::new("/dev")).await.unwrap(),
         local.read_dir(Path::new("/dev")).await.unwrap()
     );
+    let tty = exec_backend::NameMatch::starting("tty");
+    assert_eq!(
+        host.read_dir_matching(Path::new("/dev"), &tty)
+            .await
+            .unwrap(),
+        local
+            .read_dir_matching(Path::new("/dev"), &tty)
+            .await
+            .unwrap()
+    );
+    let asked = [
+        std::path::PathBuf::from("/dev/null"),
+        d.join("missing"),
+        d.join(".hidden-link"),
+    ];
+    let (theirs, ours) = (
+        host.stat_many(&asked).await.unwrap(),
+        local.stat_many(&asked).await.unwrap(),
+    );
+    assert_eq!(format!("{theirs:?}"), format!("{ours:?}"));
 
     // atomic writes
     let f = d.join("conf");

@@ -48,7 +48,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use exec_backend::{
-    Cmd, ContainerExec, DirEntry, ExecError, FileKind, FileMeta, Host, HostLock, Output,
+    Cmd, ContainerExec, DirEntry, ExecError, FileKind, FileMeta, Host, HostLock, NameMatch, Output,
     WriteOptions,
 };
 use serde::{Deserialize, Serialize};
@@ -442,11 +442,49 @@ impl Host for SharedEtcPve {
         }
     }
 
+    async fn read_dir_matching(
+        &self,
+        path: &Path,
+        keep: &NameMatch,
+    ) -> std::result::Result<Vec<DirEntry>, ExecError> {
+        match self.here(path) {
+            Some(here) => self.local.read_dir_matching(&here, keep).await,
+            None => self.remote.read_dir_matching(path, keep).await,
+        }
+    }
+
     async fn stat(&self, path: &Path) -> std::result::Result<Option<FileMeta>, ExecError> {
         match self.here(path) {
             Some(here) => self.local.stat(&here).await,
             None => self.remote.stat(path).await,
         }
+    }
+
+    /// The node's paths in one batch on the node, the ones under `/etc/pve` here.
+    async fn stat_many(
+        &self,
+        paths: &[PathBuf],
+    ) -> std::result::Result<Vec<std::result::Result<Option<FileMeta>, ExecError>>, ExecError> {
+        let theirs: Vec<PathBuf> = paths
+            .iter()
+            .filter(|p| self.here(p).is_none())
+            .cloned()
+            .collect();
+        let mut from_node = self.remote.stat_many(&theirs).await?.into_iter();
+        let mut out = Vec::with_capacity(paths.len());
+        for p in paths {
+            out.push(match self.here(p) {
+                Some(here) => self.local.stat(&here).await,
+                None => from_node.next().unwrap_or_else(|| {
+                    Err(ExecError::Protocol {
+                        target: self.remote.name(),
+                        what: "a batch of stats".into(),
+                        detail: "fewer answers than paths".into(),
+                    })
+                }),
+            });
+        }
+        Ok(out)
     }
 }
 

@@ -21,7 +21,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use exec_backend::{
     Cmd, ContainerExec, CtRef, CtState, CtStates, DirEntry, ExecError, FileMeta, Host, HostLock,
-    LxcName, Output, Stopped, WriteOptions,
+    LxcName, NameMatch, Output, Stopped, WriteOptions,
 };
 
 use crate::report::Counters;
@@ -128,8 +128,23 @@ impl Host for BackendHost {
         self.inner.read_dir(path).await
     }
 
+    async fn read_dir_matching(
+        &self,
+        path: &Path,
+        keep: &NameMatch,
+    ) -> Result<Vec<DirEntry>, ExecError> {
+        self.inner.read_dir_matching(path, keep).await
+    }
+
     async fn stat(&self, path: &Path) -> Result<Option<FileMeta>, ExecError> {
         self.inner.stat(path).await
+    }
+
+    async fn stat_many(
+        &self,
+        paths: &[PathBuf],
+    ) -> Result<Vec<Result<Option<FileMeta>, ExecError>>, ExecError> {
+        self.inner.stat_many(paths).await
     }
 
     async fn lock(&self, path: &Path, timeout: Duration) -> Result<HostLock, ExecError> {
@@ -194,8 +209,23 @@ impl Host for CountingHost {
         self.inner.read_dir(path).await
     }
 
+    async fn read_dir_matching(
+        &self,
+        path: &Path,
+        keep: &NameMatch,
+    ) -> Result<Vec<DirEntry>, ExecError> {
+        self.inner.read_dir_matching(path, keep).await
+    }
+
     async fn stat(&self, path: &Path) -> Result<Option<FileMeta>, ExecError> {
         self.inner.stat(path).await
+    }
+
+    async fn stat_many(
+        &self,
+        paths: &[PathBuf],
+    ) -> Result<Vec<Result<Option<FileMeta>, ExecError>>, ExecError> {
+        self.inner.stat_many(paths).await
     }
 
     async fn lock(&self, path: &Path, timeout: Duration) -> Result<HostLock, ExecError> {

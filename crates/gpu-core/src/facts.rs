@@ -19,7 +19,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use exec_backend::{
     Cmd, ContainerExec, CtRef, CtState, CtStates, DirEntry, ExecError, FileMeta, Host, HostLock,
-    LxcName, Output, Stopped, WriteOptions,
+    LxcName, NameMatch, Output, Stopped, WriteOptions,
 };
 use futures_util::future::join_all;
 use tokio::sync::OnceCell;
@@ -179,15 +179,22 @@ impl HostFacts {
 struct Prefetched<'a> {
     host: &'a dyn Host,
     files: Mutex<HashMap<PathBuf, std::result::Result<Vec<u8>, ExecError>>>,
-    dirs: Mutex<HashMap<PathBuf, std::result::Result<Vec<DirEntry>, ExecError>>>,
+    /// Listings by path and the names they kept.
+    dirs: Mutex<Listings>,
 }
+
+/// Fetched listings: by path and the names kept, what [`Host::read_dir_matching`] gave.
+type Listings = HashMap<(PathBuf, NameMatch), std::result::Result<Vec<DirEntry>, ExecError>>;
 
 impl<'a> Prefetched<'a> {
     /// What [`Inventory::read`] reads of `host`: its files and listings, then the GPUs' files
     /// the listing names: two round trips.
     async fn inventory(host: &'a dyn Host) -> Prefetched<'a> {
         let pre = Prefetched::fetch(host, &READ_FILES, &LISTED_DIRS).await;
-        let gpus: Vec<String> = match pre.lock_dirs().get(Path::new(PROC_GPUS)) {
+        let gpus: Vec<String> = match pre
+            .lock_dirs()
+            .get(&(PathBuf::from(PROC_GPUS), NameMatch::default()))
+        {
             Some(Ok(entries)) => entries
                 .iter()
                 .map(|e| gpu_information(&e.name.to_string_lossy()))
@@ -205,7 +212,7 @@ impl<'a> Prefetched<'a> {
         pre
     }
 
-    async fn fetch(host: &'a dyn Host, files: &[&str], dirs: &[&str]) -> Prefetched<'a> {
+    async fn fetch(host: &'a dyn Host, files: &[&str], dirs: &[(&str, &str)]) -> Prefetched<'a> {
         let paths: Vec<PathBuf> = files.iter().map(PathBuf::from).collect();
         let files = async {
             match host.read_files(&paths).await {
@@ -217,10 +224,10 @@ impl<'a> Prefetched<'a> {
                 }
             }
         };
-        let dirs = join_all(dirs.iter().map(|p| async move {
-            let p = PathBuf::from(p);
-            let got = host.read_dir(&p).await;
-            (p, got)
+        let dirs = join_all(dirs.iter().map(|(p, prefix)| async move {
+            let (p, keep) = (PathBuf::from(p), NameMatch::starting(*prefix));
+            let got = host.read_dir_matching(&p, &keep).await;
+            ((p, keep), got)
         }));
         let (files, dirs) = tokio::join!(files, dirs);
         Prefetched {
@@ -236,10 +243,7 @@ impl<'a> Prefetched<'a> {
         self.files.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn lock_dirs(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<PathBuf, std::result::Result<Vec<DirEntry>, ExecError>>>
-    {
+    fn lock_dirs(&self) -> std::sync::MutexGuard<'_, Listings> {
         self.dirs.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -284,15 +288,31 @@ impl Host for Prefetched<'_> {
     }
 
     async fn read_dir(&self, path: &Path) -> std::result::Result<Vec<DirEntry>, ExecError> {
-        let fetched = self.lock_dirs().remove(path);
+        self.read_dir_matching(path, &NameMatch::default()).await
+    }
+
+    /// A listing fetched with the same names kept is answered from what was fetched.
+    async fn read_dir_matching(
+        &self,
+        path: &Path,
+        keep: &NameMatch,
+    ) -> std::result::Result<Vec<DirEntry>, ExecError> {
+        let fetched = self.lock_dirs().remove(&(path.to_owned(), keep.clone()));
         match fetched {
             Some(got) => got,
-            None => self.host.read_dir(path).await,
+            None => self.host.read_dir_matching(path, keep).await,
         }
     }
 
     async fn stat(&self, path: &Path) -> std::result::Result<Option<FileMeta>, ExecError> {
         self.host.stat(path).await
+    }
+
+    async fn stat_many(
+        &self,
+        paths: &[PathBuf],
+    ) -> std::result::Result<Vec<std::result::Result<Option<FileMeta>, ExecError>>, ExecError> {
+        self.host.stat_many(paths).await
     }
 }
 
@@ -482,17 +502,32 @@ mod tests {
     async fn prefetched_reads_are_answered_once_in_the_same_words() {
         let (_d, host) = FsHost::h200x2();
         let host = host.with_calls(CallLog::new());
-        let pre = Prefetched::fetch(&host, &["/proc/devices", "/nonexistent"], &["/dev"]).await;
+        let pre = Prefetched::fetch(
+            &host,
+            &["/proc/devices", "/nonexistent"],
+            &[("/dev", "nvidia")],
+        )
+        .await;
         assert_eq!(host.calls().take().len(), 3, "fetched at once");
         let text = pre.read_file(Path::new("/proc/devices")).await.unwrap();
         assert!(String::from_utf8_lossy(&text).contains("nvidia"));
         let e = pre.read_file(Path::new("/nonexistent")).await.unwrap_err();
         assert!(matches!(e, ExecError::NotFound { .. }), "{e:?}");
-        assert!(!pre.read_dir(Path::new("/dev")).await.unwrap().is_empty());
+        let dev = pre
+            .read_dir_matching(Path::new("/dev"), &NameMatch::starting("nvidia"))
+            .await
+            .unwrap();
+        assert!(!dev.is_empty());
+        assert!(dev
+            .iter()
+            .all(|e| e.name.to_string_lossy().starts_with("nvidia")));
         assert!(
             host.calls().take().is_empty(),
             "answered from what was fetched"
         );
+        // The whole listing is another question: the host's.
+        pre.read_dir(Path::new("/dev")).await.unwrap();
+        assert_eq!(host.calls().take().len(), 1);
         // A second read is the host's again.
         pre.read_file(Path::new("/proc/devices")).await.unwrap();
         assert_eq!(host.calls().take(), ["host read_file /proc/devices"]);

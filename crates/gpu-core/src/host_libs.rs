@@ -15,7 +15,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use exec_backend::{ExecError, FileKind};
+use exec_backend::{ExecError, FileKind, NameMatch};
 
 use crate::error::{Error, Result};
 use crate::inventory::Inventory;
@@ -77,8 +77,14 @@ pub(crate) async fn mounts(ctx: &Ctx<'_>, inv: &Inventory) -> Result<Vec<MountEn
     }
     let mut seen = BTreeSet::new();
     let mut out = Vec::new();
+    // Only the names of this version's libraries are looked at (a library folder holds
+    // hundreds of other files).
+    let keep = NameMatch {
+        prefix: "lib".into(),
+        suffix: suffix.clone(),
+    };
     for dir in &dirs {
-        for e in list(ctx, dir).await? {
+        for e in list(ctx, dir, &keep).await? {
             let name = e.name.to_string_lossy().into_owned();
             let keep = e.meta.kind == FileKind::File
                 && name.starts_with("lib")
@@ -105,29 +111,57 @@ pub(crate) async fn mounts(ctx: &Ctx<'_>, inv: &Inventory) -> Result<Vec<MountEn
         .filter_map(|d| d.parent().map(|p| p.join("bin")))
         .collect();
     bin_dirs.extend(BIN_DIRS.iter().map(PathBuf::from));
+    // Every place a binary may be, and the firmware folder, asked in one batch.
+    let fw = PathBuf::from(format!("/lib/firmware/nvidia/{ver}"));
+    let mut asked: Vec<PathBuf> = BINARIES
+        .iter()
+        .flat_map(|bin| bin_dirs.iter().map(move |d| d.join(bin)))
+        .collect();
+    asked.push(fw.clone());
+    let metas = ctx
+        .host
+        .stat_many(&asked)
+        .await
+        .map_err(|e| Error::exec("looking for the driver's binaries on the host", e))?;
+    if metas.len() != asked.len() {
+        return Err(Error::exec(
+            "looking for the driver's binaries on the host",
+            ExecError::Protocol {
+                target: ctx.host.name(),
+                what: "a batch of stats".into(),
+                detail: format!("{} answers for {} paths", metas.len(), asked.len()),
+            },
+        ));
+    }
+    let mut found = asked.into_iter().zip(metas);
     for bin in BINARIES {
-        for d in &bin_dirs {
-            let p = d.join(bin);
-            let meta =
-                ctx.host.stat(&p).await.map_err(|e| {
-                    Error::exec(format!("looking for {} on the host", p.display()), e)
-                })?;
+        let mut hit = None;
+        // The first place that has it, as if asked one after the other: what comes after
+        // it (an error included) is not looked at.
+        for (p, meta) in found.by_ref().take(bin_dirs.len()) {
+            if hit.is_some() {
+                continue;
+            }
+            let meta = meta
+                .map_err(|e| Error::exec(format!("looking for {} on the host", p.display()), e))?;
             if meta.is_some_and(|m| matches!(m.kind, FileKind::File | FileKind::Symlink)) {
-                out.push(MountEntry {
-                    source: p,
-                    target: format!("usr/bin/{bin}"),
-                    options: LIB_OPTIONS.into(),
-                });
-                break;
+                hit = Some(p);
             }
         }
+        if let Some(source) = hit {
+            out.push(MountEntry {
+                source,
+                target: format!("usr/bin/{bin}"),
+                options: LIB_OPTIONS.into(),
+            });
+        }
     }
-    let fw = PathBuf::from(format!("/lib/firmware/nvidia/{ver}"));
-    let fw_meta = ctx
-        .host
-        .stat(&fw)
-        .await
-        .map_err(|e| Error::exec(format!("looking for {} on the host", fw.display()), e))?;
+    let fw_meta = match found.next() {
+        Some((_, meta)) => {
+            meta.map_err(|e| Error::exec(format!("looking for {} on the host", fw.display()), e))?
+        }
+        None => None,
+    };
     if fw_meta.is_some_and(|m| m.kind == FileKind::Dir) {
         out.push(MountEntry {
             source: fw,
@@ -206,8 +240,8 @@ pub(crate) fn dirs_of(entries: &[(String, String)]) -> Vec<PathBuf> {
     dirs
 }
 
-async fn list(ctx: &Ctx<'_>, dir: &Path) -> Result<Vec<exec_backend::DirEntry>> {
-    match ctx.host.read_dir(dir).await {
+async fn list(ctx: &Ctx<'_>, dir: &Path, keep: &NameMatch) -> Result<Vec<exec_backend::DirEntry>> {
+    match ctx.host.read_dir_matching(dir, keep).await {
         Ok(v) => Ok(v),
         Err(ExecError::NotFound { .. }) => Ok(Vec::new()),
         Err(e) => Err(Error::exec(

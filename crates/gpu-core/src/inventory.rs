@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use exec_backend::{DirEntry, ExecError, FileKind, FileMeta, Host};
+use exec_backend::{DirEntry, ExecError, FileKind, FileMeta, Host, NameMatch};
 use serde::Serialize;
 use tracing::debug;
 
@@ -226,8 +226,15 @@ pub(crate) const READ_FILES: [&str; 6] = [
     "/proc/mounts",
     "/var/lib/dpkg/status",
 ];
-/// See [`READ_FILES`].
-pub(crate) const LISTED_DIRS: [&str; 3] = [PROC_GPUS, "/dev", "/dev/nvidia-caps"];
+/// See [`READ_FILES`]: each directory with the start of the names it keeps (`""`: all).
+pub(crate) const LISTED_DIRS: [(&str, &str); 3] = [
+    (PROC_GPUS, ""),
+    ("/dev", NODE_PREFIX),
+    ("/dev/nvidia-caps", ""),
+];
+/// The start of the names of the driver's nodes under `/dev` (a host's `/dev` holds hundreds
+/// of other entries, which are not looked at).
+const NODE_PREFIX: &str = "nvidia";
 
 /// A file's text, `None` when it does not exist.
 pub(crate) async fn read_text(host: &dyn Host, path: &str) -> Result<Option<String>> {
@@ -575,9 +582,22 @@ async fn list_dir(host: &dyn Host, path: &str) -> Result<Vec<DirEntry>> {
 
 async fn read_nodes(host: &dyn Host, majors: &Majors) -> Result<Vec<DeviceNode>> {
     let mut nodes = Vec::new();
-    for e in list_dir(host, "/dev").await? {
+    let dev = match host
+        .read_dir_matching(Path::new("/dev"), &NameMatch::starting(NODE_PREFIX))
+        .await
+    {
+        Ok(e) => e,
+        Err(ExecError::NotFound { .. }) => Vec::new(),
+        Err(e) => {
+            return Err(Error::exec(
+                format!("cannot list /dev on {}", host.name()),
+                e,
+            ))
+        }
+    };
+    for e in dev {
         let name = e.name.to_string_lossy().into_owned();
-        if !name.starts_with("nvidia") {
+        if !name.starts_with(NODE_PREFIX) {
             continue;
         }
         let is_caps_dir = name == "nvidia-caps" && e.meta.kind == FileKind::Dir;
@@ -635,6 +655,11 @@ async fn read_cgroup_layout(host: &dyn Host) -> Result<CgroupLayout> {
 /// The `Version:` of an installed package in a dpkg status file.
 pub(crate) fn dpkg_version(status: &str, package: &str) -> Option<String> {
     for stanza in status.split("\n\n") {
+        // A host's status file holds thousands of stanzas; only one that names the package
+        // can be its own (a quick search first, then the lines).
+        if !stanza.contains(package) {
+            continue;
+        }
         let mut name = None;
         let mut version = None;
         let mut installed = false;

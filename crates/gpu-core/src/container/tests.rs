@@ -946,6 +946,13 @@ async fn host_libs_mounts_take_the_module_version_only() {
                 .put(&format!("/usr/local/nvidia/lib64/{name}"), b"\x7fELF");
         }
         w.host.put("/usr/local/nvidia/bin/nvidia-smi", b"#!");
+        // Found in a later folder of the search (all places are asked in one batch).
+        w.host.put("/usr/bin/nvidia-debugdump", b"#!");
+        w.host
+            .put("/lib/firmware/nvidia/580.159.04/gsp_ga10x.bin", b"fw");
+        // Named as a library of the version but a folder: not a library.
+        w.host
+            .put("/usr/local/nvidia/lib64/libnvidia-dir.so.580.159.04/x", b"");
     }
     let tally = Arc::new(Tally::default());
     let host = CountingHost::new(w.host.clone(), tally.clone());
@@ -971,6 +978,8 @@ async fn host_libs_mounts_take_the_module_version_only() {
             "/usr/local/nvidia/lib64/libnvidia-ml.so.580.159.04 usr/lib/x86_64-linux-gnu/libnvidia-ml.so.580.159.04 none ro,bind,optional,create=file",
             "/usr/local/nvidia/lib64/libnvidia-tls.so.580.159.04 usr/lib/x86_64-linux-gnu/libnvidia-tls.so.580.159.04 none ro,bind,optional,create=file",
             "/usr/local/nvidia/bin/nvidia-smi usr/bin/nvidia-smi none ro,bind,optional,create=file",
+            "/usr/bin/nvidia-debugdump usr/bin/nvidia-debugdump none ro,bind,optional,create=file",
+            "/lib/firmware/nvidia/580.159.04 usr/lib/firmware/nvidia/580.159.04 none ro,bind,optional,create=dir",
         ]
     );
     // A host without the module's libraries is a host precondition failure.
