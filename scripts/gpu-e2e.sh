@@ -840,6 +840,21 @@ measure_floor() { # NAME RUNS
 	else
 		result "$name" fail "$(elapsed "$t0")" "the measurement failed: $out"
 	fi
+	# Where the host side's time goes: the tool's own debug log (microsecond time stamps of
+	# the steps, the reads and the exec), and the system calls where strace is installed.
+	local i
+	for i in 1 2 3 4 5; do
+		# shellcheck disable=SC2086 # tool_args are words
+		"$PHOENIX_GPU" -vv --log-file "$REPORT_DIR_ABS/$name-timeline.log" apply $tool_args --strategy host-libs >/dev/null 2>&1 || true
+		# shellcheck disable=SC2086
+		"$PHOENIX_GPU" -vv --log-file "$REPORT_DIR_ABS/$name-timeline.log" plan $tool_args --strategy host-libs >/dev/null 2>&1 || true
+	done
+	if command -v strace >/dev/null; then
+		# shellcheck disable=SC2086
+		strace -f -c -o "$REPORT_DIR_ABS/$name-plan.strace-c" "$PHOENIX_GPU" plan $tool_args --strategy host-libs >/dev/null 2>&1 || true
+		# shellcheck disable=SC2086
+		strace -f -tt -T -o "$REPORT_DIR_ABS/$name-apply.strace" "$PHOENIX_GPU" apply $tool_args --strategy host-libs >/dev/null 2>&1 || true
+	fi
 }
 
 # b2: 16 containers (this one and 15 copies of it, privileged, GPU 0 with host-libs): a converged
