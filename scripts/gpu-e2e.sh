@@ -67,6 +67,8 @@ fetch_bundle() {
 	log "downloading ${ROOTFS_PKGS[*]} into $dir/debs/rootfs"
 	(cd "$dir/debs/rootfs" && apt-get download "${ROOTFS_PKGS[@]}" 2>&1 | grep -v 'unsandboxed') >&2
 	install -m 0755 "$SCRIPT_PATH" "$dir/gpu-e2e.sh"
+	# The bash-style baseline b1 times beside the tool (docs/BENCHMARKS.md (a)).
+	install -m 0755 "$SCRIPT_DIR/bench/bash-step.sh" "$dir/bash-step.sh"
 
 	local repo
 	repo=$(git -C "$SCRIPT_DIR" rev-parse --show-toplevel 2>/dev/null || true)
@@ -779,7 +781,9 @@ scenario_converged() {
 # the other: the floor (one lxc-attach running nvidia-smi --query-gpu inside), a bare lxc-attach,
 # the converged apply and check, and the parts that explain the difference (gpu-check answering
 # the whole probe alone as a converged apply has it do, without its loader question, NVML alone;
-# on the host phoenix-gpu --version and plan, which asks the container nothing). Median wall
+# on the host phoenix-gpu --version and plan, which asks the container nothing), and the
+# bash-style baseline (scripts/bench/bash-step.sh: lxc-info, a grep a config line, six
+# lxc-attach, as the orchestrator's bash step did it). Median wall
 # time and mean CPU (user + system of the command and its children). A command given as several
 # joined by " ;; " runs them one after the other and counts as one. A figure for
 # docs/BENCHMARKS.md, never a pass/fail on time: status INFO; it fails only when a command fails.
@@ -835,7 +839,8 @@ measure_floor() { # NAME RUNS
 		gpu-check-no-libs "$attach /bin/sh -c 'exec $gc --probe --sys --dev --dpkg cuda-toolkit-* --nvml --open $nodes --'" \
 		gpu-check-nvml "$attach /bin/sh -c 'exec $gc --nvml'" \
 		tool-version "$PHOENIX_GPU --version" \
-		tool-plan "$PHOENIX_GPU plan $tool_args --strategy host-libs"); then
+		tool-plan "$PHOENIX_GPU plan $tool_args --strategy host-libs" \
+		bash-step "$BUNDLE/bash-step.sh $E2E_NAME $LXCPATH $(uvm_major)"); then
 		result "$name" info "$(elapsed "$t0")" "$runs runs each, interleaved: $out"
 	else
 		result "$name" fail "$(elapsed "$t0")" "the measurement failed: $out"

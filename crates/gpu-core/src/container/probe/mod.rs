@@ -2,13 +2,15 @@
 //! answering every question the container steps ask ([`parse`] reads them).
 //!
 //! The script is kept as shell files beside this module (`head.sh`, `questions.sh`, `gpu.sh`),
-//! so shellcheck lints them (`.ci/run`). `head.sh` runs gpu-check ([`super::gpucheck`]) when
-//! the container has it: one process answers the system, device-node, library and NVML
-//! questions, and the shell parts skip the tools it replaces. Without it (a first run, a
-//! container without glibc) the script assumes nothing beyond a POSIX shell and what busybox
-//! or a Debian minbase have (`sed`, `stat`, `df`, `uname`); every command is optional and a
-//! missing one leaves its keys out. The tools to look for are passed as positional arguments,
-//! never pasted into the script.
+//! so shellcheck lints them (`.ci/run`). Where the container has gpu-check
+//! ([`super::gpucheck`]), `head.sh`'s first command execs it with `--probe` (mode `probe`) and
+//! it answers every question alone: the exec is one process inside. If it does not finish
+//! ([`direct_failed`]), the probe is asked again as `probe-sh`: the shell's probe, in which
+//! gpu-check answers the system, device-node, library and NVML questions and the shell parts
+//! skip the tools it replaces. Without it (a first run, a container without glibc) the script
+//! assumes nothing beyond a POSIX shell and what busybox or a Debian minbase have (`sed`,
+//! `stat`, `df`, `uname`); every command is optional and a missing one leaves its keys out. The
+//! tools to look for are passed as positional arguments, never pasted into the script.
 //!
 //! Output keys (one per line, repeated keys allowed where noted):
 //! `probe`, `os_id`, `os_version_id`, `os_codename`, `arch`, `apt_get`, `installer_missing`
@@ -21,7 +23,8 @@
 //! (repeated, `path errno-name`), `nvml_lib`, `nvml_init`, `nvml_driver`, `nvml_count`,
 //! `nvml_dev<i>_uuid`, `nvml_dev<i>_minor`, `cuda_lib`, `cuda_lib_error`, `cuda_init`,
 //! `cuda_count`, `cuda_dev<i>_{uuid,pci,ctx,mem,error}`, `check_end`; around it
-//! `gpu_check_present`, `gpu_check_installed`, `gpu_check_rc`, `gpu_check_error`.
+//! `gpu_check_present`, `gpu_check_installed`, `gpu_check_rc`, `gpu_check_error`; from gpu-check
+//! answering alone `probe_direct` and `pids`.
 
 mod parse;
 
