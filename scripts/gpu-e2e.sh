@@ -911,6 +911,25 @@ measure_fleet() { # NAME RUNS
 	for n in "${names[@]:1}"; do lxc-stop -n "$n" -P "$LXCPATH" -k >/dev/null 2>&1 || true; done
 }
 
+scenario_damaged_gpu_check() { # NAME
+	local name=$1 t0 execs detail execs2 changed2
+	t0=$(now)
+	# shellcheck disable=SC2016 # the loop runs inside
+	ct_exec /bin/sh -c 'for f in /usr/local/lib/phoenix-gpu/gpu-check-*; do head -c 20000 /dev/zero > "$f"; done'
+	tool "$name-apply" apply "$E2E_NAME" --target lxc --lxcpath "$LXCPATH" --strategy host-libs --gpus 0 --json
+	execs=$(json "$REPORT_DIR_ABS/$name-apply.out" 'j["counters"]["container_execs"]' 2>/dev/null || echo '?')
+	detail=$(json "$REPORT_DIR_ABS/$name-apply.out" '[s["detail"] for s in j["steps"] if s["name"] == "verify"][0]' 2>/dev/null || echo '?')
+	local rc1=$TOOL_RC
+	tool "$name-again" apply "$E2E_NAME" --target lxc --lxcpath "$LXCPATH" --strategy host-libs --gpus 0 --json
+	execs2=$(json "$REPORT_DIR_ABS/$name-again.out" 'j["counters"]["container_execs"]' 2>/dev/null || echo '?')
+	changed2=$(json "$REPORT_DIR_ABS/$name-again.out" 'j["changed"]' 2>/dev/null || echo '?')
+	if [[ $rc1 == 0 && $execs == 3 && $detail == *"gpu-check put in place"* && $TOOL_RC == 0 && $execs2 == 1 && $changed2 == False ]]; then
+		result "$name" pass "$(elapsed "$t0")" "zeroed: apply exit 0, container_execs 3 (probe, probe through the shell, verification putting it back); then exit 0, changed false, container_execs 1"
+	else
+		result "$name" fail "$(elapsed "$t0")" "zeroed: apply exit $rc1, container_execs $execs, verify: $detail; again: exit $TOOL_RC, changed $changed2, container_execs $execs2 (want 0, 3, put in place; 0, False, 1)"
+	fi
+}
+
 # The same, in an unprivileged container (uid/gid map 0 100000 65536 as Proxmox makes it, its
 # rootfs chowned): GPU given, CUDA inside, converged, removed without debris.
 scenario_unprivileged() {
@@ -1273,6 +1292,9 @@ run_scenarios() {
 	[[ $TOOL_RC != 0 ]] || measure_floor "b1-floor" "${E2E_FLOOR_RUNS:-20}"
 	# b2. the same for 16 containers, --jobs 1 and --jobs 8.
 	[[ $TOOL_RC != 0 ]] || measure_fleet "b2-fleet" "${E2E_FLEET_RUNS:-10}"
+
+	# 4b. gpu-check zeroed inside: probed through the shell, put in place again, then one exec.
+	scenario_damaged_gpu_check "4b-damaged-gpu-check"
 
 	# 2. the second GPU alone.
 	local sel=0
