@@ -67,6 +67,8 @@ fetch_bundle() {
 	log "downloading ${ROOTFS_PKGS[*]} into $dir/debs/rootfs"
 	(cd "$dir/debs/rootfs" && apt-get download "${ROOTFS_PKGS[@]}" 2>&1 | grep -v 'unsandboxed') >&2
 	install -m 0755 "$SCRIPT_PATH" "$dir/gpu-e2e.sh"
+	# The bash-style baseline b1 times beside the tool (docs/BENCHMARKS.md (a)).
+	install -m 0755 "$SCRIPT_DIR/bench/bash-step.sh" "$dir/bash-step.sh"
 
 	local repo
 	repo=$(git -C "$SCRIPT_DIR" rev-parse --show-toplevel 2>/dev/null || true)
@@ -779,7 +781,9 @@ scenario_converged() {
 # the other: the floor (one lxc-attach running nvidia-smi --query-gpu inside), a bare lxc-attach,
 # the converged apply and check, and the parts that explain the difference (gpu-check answering
 # the whole probe alone as a converged apply has it do, without its loader question, NVML alone;
-# on the host phoenix-gpu --version and plan, which asks the container nothing). Median wall
+# on the host phoenix-gpu --version and plan, which asks the container nothing), and the
+# bash-style baseline (scripts/bench/bash-step.sh: lxc-info, a grep a config line, six
+# lxc-attach, as the orchestrator's bash step did it). Median wall
 # time and mean CPU (user + system of the command and its children). A command given as several
 # joined by " ;; " runs them one after the other and counts as one. A figure for
 # docs/BENCHMARKS.md, never a pass/fail on time: status INFO; it fails only when a command fails.
@@ -835,7 +839,8 @@ measure_floor() { # NAME RUNS
 		gpu-check-no-libs "$attach /bin/sh -c 'exec $gc --probe --sys --dev --dpkg cuda-toolkit-* --nvml --open $nodes --'" \
 		gpu-check-nvml "$attach /bin/sh -c 'exec $gc --nvml'" \
 		tool-version "$PHOENIX_GPU --version" \
-		tool-plan "$PHOENIX_GPU plan $tool_args --strategy host-libs"); then
+		tool-plan "$PHOENIX_GPU plan $tool_args --strategy host-libs" \
+		bash-step "$BUNDLE/bash-step.sh $E2E_NAME $LXCPATH $(uvm_major)"); then
 		result "$name" info "$(elapsed "$t0")" "$runs runs each, interleaved: $out"
 	else
 		result "$name" fail "$(elapsed "$t0")" "the measurement failed: $out"
@@ -904,6 +909,25 @@ measure_fleet() { # NAME RUNS
 		result "$name" fail "$(elapsed "$t0")" "the measurement failed: $out"
 	fi
 	for n in "${names[@]:1}"; do lxc-stop -n "$n" -P "$LXCPATH" -k >/dev/null 2>&1 || true; done
+}
+
+scenario_damaged_gpu_check() { # NAME
+	local name=$1 t0 execs detail execs2 changed2
+	t0=$(now)
+	# shellcheck disable=SC2016 # the loop runs inside
+	ct_exec /bin/sh -c 'for f in /usr/local/lib/phoenix-gpu/gpu-check-*; do head -c 20000 /dev/zero > "$f"; done'
+	tool "$name-apply" apply "$E2E_NAME" --target lxc --lxcpath "$LXCPATH" --strategy host-libs --gpus 0 --json
+	execs=$(json "$REPORT_DIR_ABS/$name-apply.out" 'j["counters"]["container_execs"]' 2>/dev/null || echo '?')
+	detail=$(json "$REPORT_DIR_ABS/$name-apply.out" '[s["detail"] for s in j["steps"] if s["name"] == "verify"][0]' 2>/dev/null || echo '?')
+	local rc1=$TOOL_RC
+	tool "$name-again" apply "$E2E_NAME" --target lxc --lxcpath "$LXCPATH" --strategy host-libs --gpus 0 --json
+	execs2=$(json "$REPORT_DIR_ABS/$name-again.out" 'j["counters"]["container_execs"]' 2>/dev/null || echo '?')
+	changed2=$(json "$REPORT_DIR_ABS/$name-again.out" 'j["changed"]' 2>/dev/null || echo '?')
+	if [[ $rc1 == 0 && $execs == 3 && $detail == *"gpu-check put in place"* && $TOOL_RC == 0 && $execs2 == 1 && $changed2 == False ]]; then
+		result "$name" pass "$(elapsed "$t0")" "zeroed: apply exit 0, container_execs 3 (probe, probe through the shell, verification putting it back); then exit 0, changed false, container_execs 1"
+	else
+		result "$name" fail "$(elapsed "$t0")" "zeroed: apply exit $rc1, container_execs $execs, verify: $detail; again: exit $TOOL_RC, changed $changed2, container_execs $execs2 (want 0, 3, put in place; 0, False, 1)"
+	fi
 }
 
 # The same, in an unprivileged container (uid/gid map 0 100000 65536 as Proxmox makes it, its
@@ -1268,6 +1292,9 @@ run_scenarios() {
 	[[ $TOOL_RC != 0 ]] || measure_floor "b1-floor" "${E2E_FLOOR_RUNS:-20}"
 	# b2. the same for 16 containers, --jobs 1 and --jobs 8.
 	[[ $TOOL_RC != 0 ]] || measure_fleet "b2-fleet" "${E2E_FLEET_RUNS:-10}"
+
+	# 4b. gpu-check zeroed inside: probed through the shell, put in place again, then one exec.
+	scenario_damaged_gpu_check "4b-damaged-gpu-check"
 
 	# 2. the second GPU alone.
 	local sel=0

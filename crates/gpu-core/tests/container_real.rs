@@ -202,6 +202,24 @@ async fn runfile_cuda_and_tools_then_converged_then_a_host_upgrade() {
     assert_eq!(r.counters.container_processes, 1, "{r:#?}");
     assert_eq!(r.counters.host_commands, 1, "{r:#?}");
 
+    // gpu-check zeroed inside (the shell then runs it as a script, which prints nothing): the
+    // probe asks again through the shell, the verification puts the program back; then the
+    // converged run is one exec again.
+    let (rc, out) = ct.sh(
+        "for f in /usr/local/lib/phoenix-gpu/gpu-check-*; do head -c 20000 /dev/zero > \"$f\"; done",
+    );
+    assert_eq!(rc, 0, "{out}");
+    let r = apply_ok(&e, &req).await;
+    assert_eq!(r.counters.container_execs, 3, "{r:#?}");
+    assert_eq!(r.counters.restarts, 0, "{r:#?}");
+    assert!(
+        detail(&r, StepName::Verify).contains("gpu-check put in place"),
+        "{r:#?}"
+    );
+    let r = apply_ok(&e, &req).await;
+    assert!(!r.changed, "{r:#?}");
+    assert_eq!(r.counters.container_execs, 1, "{r:#?}");
+
     // The host's module is upgraded: verification sees the old userspace, apply replaces it.
     let new = "580.160.01";
     gh.set_driver_version(new);

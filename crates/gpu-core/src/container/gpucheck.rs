@@ -14,8 +14,9 @@
 //!
 //! It is put into the container once, at a path named by its SHA-256
 //! ([`path`]: `/usr/local/lib/phoenix-gpu/gpu-check-<16 hex>`), through the verification exec
-//! itself (the bytes on its stdin), which also removes other versions; every later probe runs it
-//! when it is there, so a converged run stays one exec. `remove` takes it out again.
+//! itself (the bytes on its stdin), which also removes other versions; every later probe is
+//! it (`--probe`: the probe script execs it and it answers every question), so a converged
+//! run stays one exec of one process. `remove` takes it out again.
 
 /// The program (empty where the build target is not x86-64 Linux).
 pub(crate) const BYTES: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/gpu-check"));

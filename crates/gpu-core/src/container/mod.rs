@@ -167,7 +167,10 @@ pub(crate) async fn converge(
         run.skip(StepName::Verify, "dry run: would verify after the changes");
         return Ok(());
     }
-    let install = !req.dry_run && gpucheck::available() && probe.gpu_check == GpuCheckRun::Absent;
+    // gpu-check goes in place where it is missing or damaged (the install compares the bytes).
+    let install = !req.dry_run
+        && gpucheck::available()
+        && (probe.gpu_check == GpuCheckRun::Absent || probe.gpu_check_damaged);
     run.step(StepName::Verify, async {
         let fresh;
         // After any change (a restart too) CUDA is checked again; a converged run reads the

@@ -273,10 +273,12 @@ impl CtScript for CtInner {
         }
         if script == VERIFY_SCRIPT {
             let mut text = String::from("probe=1\n");
-            if args[2] == "install" && !s.gpu_check {
+            // As head.sh: the bytes on stdin go in place unless the same are there.
+            if args[2] == "install" && (!s.gpu_check || s.gpu_check_broken) {
                 assert!(args[0].starts_with("/usr/local/lib/phoenix-gpu/gpu-check-"));
                 assert_eq!(cmd.stdin.as_deref(), Some(super::gpucheck::BYTES));
                 s.gpu_check = true;
+                s.gpu_check_broken = false;
                 text.push_str("gpu_check_installed=1\n");
             }
             return Ok(out(0, text + &s.gpu_lines(&args[1], &args[2]), ""));
@@ -545,16 +547,27 @@ async fn a_converged_container_costs_one_probe() {
 }
 
 /// gpu-check in place but dying when exec'd alone: the probe is asked again through the
-/// shell (two execs), which answers without it; the converged container stays converged.
+/// shell, which answers without it, and the verification puts it in place again (three
+/// execs, no restart); the next run is the one exec again.
 #[tokio::test]
-async fn a_broken_gpu_check_costs_a_second_probe_through_the_shell() {
+async fn a_damaged_gpu_check_is_probed_through_the_shell_and_put_in_place_again() {
     let w = World::new();
     let ct = Arc::new(converged_ct());
     ct.with(|s| s.gpu_check_broken = true);
     let (r, report) = w.converge(ct.clone(), &request(), false).await;
     r.unwrap();
-    assert_eq!(report.counters.container_execs, 2, "{report:#?}");
+    assert_eq!(report.counters.container_execs, 3, "{report:#?}");
     assert_eq!(report.counters.restarts, 0);
+    assert_eq!(status(&report, StepName::Verify), StepStatus::Changed);
+    let verify = report.step(StepName::Verify).unwrap();
+    assert!(
+        verify.detail.contains("gpu-check put in place"),
+        "{report:#?}"
+    );
+    assert!(!ct.with(|s| s.gpu_check_broken));
+    let (r, report) = w.converge(ct.clone(), &request(), false).await;
+    r.unwrap();
+    assert_eq!(report.counters.container_execs, 1, "{report:#?}");
     assert!(!report.changed, "{report:#?}");
 }
 

@@ -18,14 +18,26 @@ if [ "$mode" = probe ] && [ -n "$gc" ] && [ -f "$gc" ] && [ -x "$gc" ] && [ -e /
   exec "$gc" --probe $gc_args -- "$@"
 fi
 echo probe=1
-if [ "$mode" = install ] && [ ! -e "$gc" ]; then
+# install: the program on stdin goes in place unless the same bytes are there already (a
+# damaged or zeroed file, or a link, is replaced), and other versions go.
+if [ "$mode" = install ]; then
   d=${gc%/*}
   [ -d "$d" ] || mkdir -p "$d"
   for f in "$d"/gpu-check-*; do
-    if [ -e "$f" ] && [ "$f" != "$gc" ]; then rm -f "$f"; fi
+    if { [ -e "$f" ] || [ -L "$f" ]; } && [ "$f" != "$gc" ]; then rm -f "$f"; fi
   done
-  if cat > "$gc.new" && chmod 755 "$gc.new" && mv -f "$gc.new" "$gc"; then
-    echo gpu_check_installed=1
+  if cat > "$gc.new"; then
+    if [ -f "$gc" ] && [ ! -L "$gc" ] && cmp -s "$gc.new" "$gc" 2>/dev/null; then
+      rm -f "$gc.new"
+    elif [ -d "$gc" ] && [ ! -L "$gc" ]; then
+      rm -f "$gc.new"
+      echo gpu_check_installed=0
+    elif chmod 755 "$gc.new" && mv -f "$gc.new" "$gc"; then
+      echo gpu_check_installed=1
+    else
+      rm -f "$gc.new"
+      echo gpu_check_installed=0
+    fi
   else
     rm -f "$gc.new"
     echo gpu_check_installed=0

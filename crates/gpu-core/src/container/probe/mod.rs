@@ -2,13 +2,15 @@
 //! answering every question the container steps ask ([`parse`] reads them).
 //!
 //! The script is kept as shell files beside this module (`head.sh`, `questions.sh`, `gpu.sh`),
-//! so shellcheck lints them (`.ci/run`). `head.sh` runs gpu-check ([`super::gpucheck`]) when
-//! the container has it: one process answers the system, device-node, library and NVML
-//! questions, and the shell parts skip the tools it replaces. Without it (a first run, a
-//! container without glibc) the script assumes nothing beyond a POSIX shell and what busybox
-//! or a Debian minbase have (`sed`, `stat`, `df`, `uname`); every command is optional and a
-//! missing one leaves its keys out. The tools to look for are passed as positional arguments,
-//! never pasted into the script.
+//! so shellcheck lints them (`.ci/run`). Where the container has gpu-check
+//! ([`super::gpucheck`]), `head.sh`'s first command execs it with `--probe` (mode `probe`) and
+//! it answers every question alone: the exec is one process inside. If it does not finish
+//! ([`direct_failed`]), the probe is asked again as `probe-sh`: the shell's probe, in which
+//! gpu-check answers the system, device-node, library and NVML questions and the shell parts
+//! skip the tools it replaces. Without it (a first run, a container without glibc) the script
+//! assumes nothing beyond a POSIX shell and what busybox or a Debian minbase have (`sed`,
+//! `stat`, `df`, `uname`); every command is optional and a missing one leaves its keys out. The
+//! tools to look for are passed as positional arguments, never pasted into the script.
 //!
 //! Output keys (one per line, repeated keys allowed where noted):
 //! `probe`, `os_id`, `os_version_id`, `os_codename`, `arch`, `apt_get`, `installer_missing`
@@ -21,7 +23,8 @@
 //! (repeated, `path errno-name`), `nvml_lib`, `nvml_init`, `nvml_driver`, `nvml_count`,
 //! `nvml_dev<i>_uuid`, `nvml_dev<i>_minor`, `cuda_lib`, `cuda_lib_error`, `cuda_init`,
 //! `cuda_count`, `cuda_dev<i>_{uuid,pci,ctx,mem,error}`, `check_end`; around it
-//! `gpu_check_present`, `gpu_check_installed`, `gpu_check_rc`, `gpu_check_error`.
+//! `gpu_check_present`, `gpu_check_installed`, `gpu_check_rc`, `gpu_check_error`; from gpu-check
+//! answering alone `probe_direct` and `pids`.
 
 mod parse;
 
@@ -125,13 +128,14 @@ pub(crate) async fn probe_gpus(
     let mut args = head_args(ask, nodes, &packages, "probe");
     args.extend(tools);
     let out = run_script(ctx, "probing", SCRIPT, &args, PROBE_TIMEOUT).await?;
-    let out = if direct_failed(&out) {
+    let direct = !direct_failed(&out);
+    let out = if direct {
+        out
+    } else {
         // gpu-check was started to answer alone and did not finish (a damaged file, a glibc
         // it cannot run on): the shell's probe asks again, running it as a part it can do without.
         args[2] = "probe-sh".to_owned();
         run_script(ctx, "probing", SCRIPT, &args, PROBE_TIMEOUT).await?
-    } else {
-        out
     };
     if out.status != ExitStatus::Code(0) {
         return Err(Error::Parse {
@@ -139,7 +143,11 @@ pub(crate) async fn probe_gpus(
             detail: format!("it ended with {}: {}", out.status, out.stderr_tail(500)),
         });
     }
-    Probe::parse(&out.stdout_str())
+    let mut probe = Probe::parse(&out.stdout_str())?;
+    // In place, started alone and failed, and failed again from the shell: not a program that
+    // runs here. Where the container has no glibc loader the shell never starts it alone.
+    probe.gpu_check_damaged = !direct && matches!(probe.gpu_check, GpuCheckRun::Failed { .. });
+    Ok(probe)
 }
 
 /// Whether the first probe (mode `probe`) gave no whole answer: gpu-check exec'd to answer
@@ -341,6 +349,65 @@ mod shell_tests {
                 );
                 assert_eq!(d.smi.is_some(), gc_args.contains("--nvml"), "{direct}");
             }
+        }
+        assert!(ran > 0, "no POSIX shell found");
+    }
+
+    /// The install mode compares what is at the path with the bytes on stdin: the same program
+    /// is left (nothing reported), a zeroed file or a link is replaced (the link's target is
+    /// not written), a directory is refused; the program then answers the probe alone.
+    #[test]
+    fn install_replaces_what_is_not_the_program() {
+        if !gpucheck::available() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let gc = dir.path().join("gpu-check-3333333333333333");
+        let gcs = gc.to_str().unwrap();
+        let other = dir.path().join("elsewhere");
+        let args = [gcs, "--sys", "install"];
+        let mut ran = 0;
+        for shell in [&["/bin/sh"][..], &["busybox", "sh"][..]] {
+            let _ = std::fs::remove_dir_all(&gc);
+            let _ = std::fs::remove_file(&gc);
+            std::fs::write(&gc, vec![0u8; gpucheck::BYTES.len()]).unwrap();
+            let Some(text) = run(shell, VERIFY_SCRIPT, &args, gpucheck::BYTES) else {
+                continue;
+            };
+            ran += 1;
+            let v = Probe::parse(&text).unwrap();
+            assert_eq!(v.gpu_check_installed, Some(true), "{shell:?}: {text}");
+            assert_eq!(v.gpu_check, GpuCheckRun::Ran, "{text}");
+            assert_eq!(std::fs::read(&gc).unwrap(), gpucheck::BYTES);
+            // The same bytes: left as they are.
+            let text = run(shell, VERIFY_SCRIPT, &args, gpucheck::BYTES).unwrap();
+            assert_eq!(
+                Probe::parse(&text).unwrap().gpu_check_installed,
+                None,
+                "{text}"
+            );
+            // A link at the path: replaced by the program; what it pointed at is not written.
+            std::fs::write(&other, b"keep").unwrap();
+            std::fs::remove_file(&gc).unwrap();
+            std::os::unix::fs::symlink(&other, &gc).unwrap();
+            let text = run(shell, VERIFY_SCRIPT, &args, gpucheck::BYTES).unwrap();
+            assert_eq!(Probe::parse(&text).unwrap().gpu_check_installed, Some(true));
+            assert!(!std::fs::symlink_metadata(&gc)
+                .unwrap()
+                .file_type()
+                .is_symlink());
+            assert_eq!(std::fs::read(&other).unwrap(), b"keep");
+            // A directory at the path: refused, left, nothing written into it.
+            std::fs::remove_file(&gc).unwrap();
+            std::fs::create_dir(&gc).unwrap();
+            let text = run(shell, VERIFY_SCRIPT, &args, gpucheck::BYTES).unwrap();
+            assert_eq!(
+                Probe::parse(&text).unwrap().gpu_check_installed,
+                Some(false),
+                "{text}"
+            );
+            assert_eq!(std::fs::read_dir(&gc).unwrap().count(), 0);
+            assert!(!dir.path().join("gpu-check-3333333333333333.new").exists());
         }
         assert!(ran > 0, "no POSIX shell found");
     }

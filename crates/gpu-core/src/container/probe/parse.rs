@@ -248,6 +248,9 @@ pub struct Probe {
     pub gpu_check: GpuCheckRun,
     /// Whether the exec put gpu-check in place (only asked in the install mode).
     pub gpu_check_installed: Option<bool>,
+    /// gpu-check is in place but could not answer the probe alone (a damaged or zeroed file):
+    /// the next verification exec puts it in place again. Set by the probe, not parsed.
+    pub gpu_check_damaged: bool,
     /// The nodes gpu-check opened read-write and the errno name of each (`ok`, `EPERM`).
     pub opens: Vec<(String, String)>,
     /// NVML through gpu-check.
