@@ -220,6 +220,28 @@ async fn runfile_cuda_and_tools_then_converged_then_a_host_upgrade() {
     assert!(!r.changed, "{r:#?}");
     assert_eq!(r.counters.container_execs, 1, "{r:#?}");
 
+    // Where a file does not answer, gpu-check asks the program the shell would: dpkg-query
+    // when dpkg's journal holds an entry (a dpkg run that stopped: the status file alone is not
+    // the truth), `nvcc --version` when CUDA's version.json is gone. Still converged, one exec;
+    // each program counted inside.
+    let (rc, out) = ct.sh(
+        "awk -v RS= '$1 == \"Package:\" && $2 == \"nvtop\"' /var/lib/dpkg/status > /var/lib/dpkg/updates/0001 \
+         && test -s /var/lib/dpkg/updates/0001 \
+         && mv /usr/local/cuda/version.json /usr/local/cuda/version.json.away",
+    );
+    assert_eq!(rc, 0, "{out}");
+    let r = apply_ok(&e, &req).await;
+    assert!(!r.changed, "{r:#?}");
+    assert_eq!(r.counters.container_execs, 1, "{r:#?}");
+    assert_eq!(r.counters.container_processes, 3, "{r:#?}");
+    for s in [StepName::Cuda, StepName::Tools] {
+        assert_eq!(status(&r, s), StepStatus::Ok, "{s:?}: {r:#?}");
+    }
+    let (rc, out) = ct.sh(
+        "rm /var/lib/dpkg/updates/0001 && mv /usr/local/cuda/version.json.away /usr/local/cuda/version.json",
+    );
+    assert_eq!(rc, 0, "{out}");
+
     // The host's module is upgraded: verification sees the old userspace, apply replaces it.
     let new = "580.160.01";
     gh.set_driver_version(new);
