@@ -117,6 +117,24 @@ impl LocalHost {
 
     /// Runs the blocking file work `f` on a blocking thread, giving up after the read timeout.
     /// A read that hangs stays behind on its thread; the caller gets its answer.
+    /// `one` for each path, in order, all on one blocking thread with the time limit of one
+    /// call: the batches of [`Host::read_files`] and [`Host::stat_many`].
+    async fn each<T: Send + 'static>(
+        &self,
+        paths: &[PathBuf],
+        one: fn(&Rooted, &Path) -> Result<T, ExecError>,
+    ) -> Result<Vec<Result<T, ExecError>>, ExecError> {
+        let Some(first) = paths.first() else {
+            return Ok(Vec::new());
+        };
+        let rooted = self.rooted();
+        let shown = paths.to_vec();
+        self.bounded(first, move || {
+            Ok(shown.iter().map(|p| one(&rooted, p)).collect())
+        })
+        .await
+    }
+
     async fn bounded<T, F>(&self, path: &Path, f: F) -> Result<T, ExecError>
     where
         F: FnOnce() -> Result<T, ExecError> + Send + 'static,
@@ -443,15 +461,7 @@ impl Host for LocalHost {
         &self,
         paths: &[PathBuf],
     ) -> Result<Vec<Result<Vec<u8>, ExecError>>, ExecError> {
-        let Some(first) = paths.first() else {
-            return Ok(Vec::new());
-        };
-        let rooted = self.rooted();
-        let shown = paths.to_vec();
-        self.bounded(first, move || {
-            Ok(shown.iter().map(|p| read_regular(&rooted, p)).collect())
-        })
-        .await
+        self.each(paths, read_regular).await
     }
 
     #[instrument(level = "debug", skip(self, bytes, opts), fields(len = bytes.len(), lock = ?opts.lock))]
@@ -508,15 +518,7 @@ impl Host for LocalHost {
         &self,
         paths: &[PathBuf],
     ) -> Result<Vec<Result<Option<FileMeta>, ExecError>>, ExecError> {
-        let Some(first) = paths.first() else {
-            return Ok(Vec::new());
-        };
-        let rooted = self.rooted();
-        let shown = paths.to_vec();
-        self.bounded(first, move || {
-            Ok(shown.iter().map(|p| stat_one(&rooted, p)).collect())
-        })
-        .await
+        self.each(paths, stat_one).await
     }
 
     #[instrument(level = "debug", skip(self))]

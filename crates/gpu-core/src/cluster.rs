@@ -369,6 +369,48 @@ impl SharedEtcPve {
     }
 }
 
+impl SharedEtcPve {
+    /// A batch over both places: the node's paths asked at once (`on_node`, one session), the
+    /// ones under `/etc/pve` here one by one (`here_one`); the answers in the order of `paths`.
+    /// `what` names the batch and its items for the error of a node that answers too few.
+    async fn split_batch<T, N, NF, H, HF>(
+        &self,
+        paths: &[PathBuf],
+        what: (&str, &str),
+        on_node: N,
+        here_one: H,
+    ) -> std::result::Result<Vec<std::result::Result<T, ExecError>>, ExecError>
+    where
+        N: FnOnce(Vec<PathBuf>) -> NF,
+        NF: std::future::Future<
+            Output = std::result::Result<Vec<std::result::Result<T, ExecError>>, ExecError>,
+        >,
+        H: Fn(PathBuf) -> HF,
+        HF: std::future::Future<Output = std::result::Result<T, ExecError>>,
+    {
+        let theirs: Vec<PathBuf> = paths
+            .iter()
+            .filter(|p| self.here(p).is_none())
+            .cloned()
+            .collect();
+        let mut from_node = on_node(theirs).await?.into_iter();
+        let mut out = Vec::with_capacity(paths.len());
+        for p in paths {
+            out.push(match self.here(p) {
+                Some(here) => here_one(here).await,
+                None => from_node.next().unwrap_or_else(|| {
+                    Err(ExecError::Protocol {
+                        target: self.remote.name(),
+                        what: what.0.into(),
+                        detail: format!("fewer answers than {}", what.1),
+                    })
+                }),
+            });
+        }
+        Ok(out)
+    }
+}
+
 #[async_trait]
 impl Host for SharedEtcPve {
     fn name(&self) -> String {
@@ -404,26 +446,13 @@ impl Host for SharedEtcPve {
         &self,
         paths: &[PathBuf],
     ) -> std::result::Result<Vec<std::result::Result<Vec<u8>, ExecError>>, ExecError> {
-        let theirs: Vec<PathBuf> = paths
-            .iter()
-            .filter(|p| self.here(p).is_none())
-            .cloned()
-            .collect();
-        let mut from_node = self.remote.read_files(&theirs).await?.into_iter();
-        let mut out = Vec::with_capacity(paths.len());
-        for p in paths {
-            out.push(match self.here(p) {
-                Some(here) => self.local.read_file(&here).await,
-                None => from_node.next().unwrap_or_else(|| {
-                    Err(ExecError::Protocol {
-                        target: self.remote.name(),
-                        what: "a batch of reads".into(),
-                        detail: "fewer answers than files".into(),
-                    })
-                }),
-            });
-        }
-        Ok(out)
+        self.split_batch(
+            paths,
+            ("a batch of reads", "files"),
+            |theirs| async move { self.remote.read_files(&theirs).await },
+            |here| async move { self.local.read_file(&here).await },
+        )
+        .await
     }
 
     async fn write_file_atomic(
@@ -465,26 +494,13 @@ impl Host for SharedEtcPve {
         &self,
         paths: &[PathBuf],
     ) -> std::result::Result<Vec<std::result::Result<Option<FileMeta>, ExecError>>, ExecError> {
-        let theirs: Vec<PathBuf> = paths
-            .iter()
-            .filter(|p| self.here(p).is_none())
-            .cloned()
-            .collect();
-        let mut from_node = self.remote.stat_many(&theirs).await?.into_iter();
-        let mut out = Vec::with_capacity(paths.len());
-        for p in paths {
-            out.push(match self.here(p) {
-                Some(here) => self.local.stat(&here).await,
-                None => from_node.next().unwrap_or_else(|| {
-                    Err(ExecError::Protocol {
-                        target: self.remote.name(),
-                        what: "a batch of stats".into(),
-                        detail: "fewer answers than paths".into(),
-                    })
-                }),
-            });
-        }
-        Ok(out)
+        self.split_batch(
+            paths,
+            ("a batch of stats", "paths"),
+            |theirs| async move { self.remote.stat_many(&theirs).await },
+            |here| async move { self.local.stat(&here).await },
+        )
+        .await
     }
 }
 
@@ -697,6 +713,21 @@ mod tests {
         assert_eq!(
             here.calls().lines(),
             ["host read_file /etc/pve/nodes/pve2/lxc/7.conf"]
+        );
+        // A batch of stats is split the same way, the answers in the order asked.
+        node.calls().take();
+        here.calls().take();
+        let got = shared.stat_many(&paths).await.unwrap();
+        assert!(got[0].as_ref().unwrap().is_some());
+        assert!(got[1].as_ref().unwrap().is_some());
+        assert_eq!(got[2].as_ref().unwrap(), &None);
+        assert_eq!(
+            node.calls().lines(),
+            ["host stat /etc/hostname", "host stat /nonexistent"]
+        );
+        assert_eq!(
+            here.calls().lines(),
+            ["host stat /etc/pve/nodes/pve2/lxc/7.conf"]
         );
     }
 

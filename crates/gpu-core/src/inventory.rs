@@ -569,8 +569,9 @@ fn node_from(path: String, rel: &str, meta: &FileMeta, majors: &Majors) -> Optio
     })
 }
 
-async fn list_dir(host: &dyn Host, path: &str) -> Result<Vec<DirEntry>> {
-    match host.read_dir(Path::new(path)).await {
+/// The entries of `path` whose names `keep` matches; a missing directory has none.
+async fn list_dir(host: &dyn Host, path: &str, keep: &NameMatch) -> Result<Vec<DirEntry>> {
+    match host.read_dir_matching(Path::new(path), keep).await {
         Ok(e) => Ok(e),
         Err(ExecError::NotFound { .. }) => Ok(Vec::new()),
         Err(e) => Err(Error::exec(
@@ -582,30 +583,14 @@ async fn list_dir(host: &dyn Host, path: &str) -> Result<Vec<DirEntry>> {
 
 async fn read_nodes(host: &dyn Host, majors: &Majors) -> Result<Vec<DeviceNode>> {
     let mut nodes = Vec::new();
-    let dev = match host
-        .read_dir_matching(Path::new("/dev"), &NameMatch::starting(NODE_PREFIX))
-        .await
-    {
-        Ok(e) => e,
-        Err(ExecError::NotFound { .. }) => Vec::new(),
-        Err(e) => {
-            return Err(Error::exec(
-                format!("cannot list /dev on {}", host.name()),
-                e,
-            ))
-        }
-    };
-    for e in dev {
+    for e in list_dir(host, "/dev", &NameMatch::starting(NODE_PREFIX)).await? {
         let name = e.name.to_string_lossy().into_owned();
-        if !name.starts_with(NODE_PREFIX) {
-            continue;
-        }
         let is_caps_dir = name == "nvidia-caps" && e.meta.kind == FileKind::Dir;
         if let Some(n) = node_from(format!("/dev/{name}"), &name, &e.meta, majors) {
             nodes.push(n);
         }
         if is_caps_dir {
-            for c in list_dir(host, "/dev/nvidia-caps").await? {
+            for c in list_dir(host, "/dev/nvidia-caps", &NameMatch::default()).await? {
                 let cname = c.name.to_string_lossy().into_owned();
                 let rel = format!("nvidia-caps/{cname}");
                 if let Some(n) = node_from(format!("/dev/{rel}"), &rel, &c.meta, majors) {
